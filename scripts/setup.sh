@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Sets up everything tft_lab needs on a fresh Debian machine: system packages
+# (cc, strace), a virtualenv in .venv with the package and its test extras.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+command -v strace >/dev/null || need_apt+=(strace)
+if [ "${TFT_BROWSER:-0}" = 1 ]; then
+    command -v chromium >/dev/null || need_apt+=(chromium)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    else
+        echo "setup: please install: ${need_apt[*]} (apt-get install ...)" >&2
+        exit 1
+    fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+extras="test,lab"
+[ "${TFT_BROWSER:-0}" = 1 ] && extras="$extras,browser"
+.venv/bin/python -m pip install -q -e ".[$extras]"
+echo "setup: ok ($(.venv/bin/python --version), tft at .venv/bin/tft)"

@@ -1,0 +1,113 @@
+"""The ``tft`` command line.
+
+    tft record --log FILE [--epoch N] [--trace-out F] -- PROG [ARGS...]
+    tft replay [--trace-out F] FILE
+    tft trace [-o FILE] -- PROG [ARGS...]
+    tft demo
+
+Errors are one line on stderr (``tft: ...``) and a non-zero exit: 2 for bad
+usage or input, 3 for a divergence.  Otherwise tft exits with the program's
+status (128+signal if it was killed).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import DivergenceError, TftError
+
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tft", description="Transparent fault tolerance at the system-call interface.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("record", help="run a program and log every answer it gets from outside")
+    r.add_argument("--log", required=True, help="log file to write")
+    r.add_argument("--epoch", type=int, default=64, help="epoch length in intercepted calls (default 64)")
+    r.add_argument("--trace-out", help="also write the trace (parquet, or .csv)")
+    r.add_argument("prog", nargs=argparse.REMAINDER)
+
+    rp = sub.add_parser("replay", help="re-execute a program from its log")
+    rp.add_argument("log")
+    rp.add_argument("--trace-out", help="also write the trace (parquet, or .csv)")
+
+    t = sub.add_parser("trace", help="print the intercepted calls strace-style, with their class")
+    t.add_argument("-o", "--output", help="write the trace here instead of stderr")
+    t.add_argument("prog", nargs=argparse.REMAINDER)
+
+    d = sub.add_parser("demo", help="record and replay the bundled examples")
+    d.add_argument("--workdir", default=None)
+    return p
+
+
+def _prog(args) -> list[str]:
+    prog = args.prog
+    if prog and prog[0] == "--":
+        prog = prog[1:]
+    if not prog:
+        raise SystemExit("tft: no program given (usage: tft %s ... -- PROG [ARGS...])" % args.cmd)
+    return prog
+
+
+def _write_trace(engine, path: str | None) -> None:
+    if not path:
+        return
+    from .trace import to_dataframe
+
+    df = to_dataframe(engine.events)
+    if path.endswith(".csv"):
+        df.to_csv(path, index=False)
+    else:
+        df.to_parquet(path, index=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "record":
+            from .record import record
+
+            if args.epoch < 1:
+                raise SystemExit("tft: --epoch must be at least 1")
+            status, engine = record(_prog(args), args.log, epoch=args.epoch)
+            _write_trace(engine, args.trace_out)
+            return status
+        if args.cmd == "replay":
+            from .replay import replay
+
+            sys.stdout.flush()
+            status, engine = replay(args.log)
+            _write_trace(engine, args.trace_out)
+            return status
+        if args.cmd == "trace":
+            from .tracer import trace
+
+            out = open(args.output, "w") if args.output else sys.stderr
+            try:
+                status, _ = trace(_prog(args), out)
+            finally:
+                if args.output:
+                    out.close()
+            return status
+        if args.cmd == "demo":
+            from .demo import demo
+
+            return demo(args.workdir)
+    except DivergenceError as e:
+        print(f"tft: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except TftError as e:
+        print(f"tft: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("tft: interrupted; the program was stopped", file=sys.stderr)
+        return 130
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,626 @@
+"""The engine: one loop — stop, policy decision, resume — over every task of a program.
+
+The engine owns the per-task state machine (pre-exec, running, in a call,
+interrupted, gone) and the mechanics every policy shares: skipping a call and
+setting its result, redirecting a call to a stand-in, injecting a signal with
+its original siginfo, emulating rdtsc, hiding the vDSO.  A :class:`Policy`
+decides *what* happens; the engine decides *how*.  A policy that overrides
+nothing is a valid pass-through.
+
+:meth:`Engine.step` handles exactly one stop and returns a :class:`Status`; the
+CLI loops on it, the notebook's stepper calls it one at a time.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal as _signal
+import struct
+import time
+from typing import NamedTuple
+
+from . import syscalls
+from ._backend import ptrace as pt
+from .errors import ProgramError, TftError, TracingError, UnsupportedError
+from .trace import TraceEvent
+
+MASK64 = (1 << 64) - 1
+AT_NULL, AT_IGNORE, AT_RANDOM, AT_SYSINFO_EHDR = 0, 1, 25, 33
+SI_TKILL = -6
+SI_KERNEL = 0x80
+_FAULT_SIGNALS = frozenset((_signal.SIGSEGV, _signal.SIGBUS, _signal.SIGILL, _signal.SIGFPE, _signal.SIGTRAP))
+#: Signals whose default action is to do nothing (so an un-handled one may be deferred freely).
+_DEFAULT_IGNORED = frozenset((_signal.SIGCHLD, _signal.SIGURG, _signal.SIGWINCH, _signal.SIGCONT))
+_STOP_SIGNALS = frozenset((_signal.SIGSTOP, _signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU))
+_ARG_REGS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
+
+
+def signed(v: int) -> int:
+    v &= MASK64
+    return v - (1 << 64) if v >> 63 else v
+
+
+class Call:
+    """One intercepted system call of one task, from its entry stop to its completion."""
+
+    __slots__ = ("nr", "name", "args", "entry", "seq", "to_exit", "saved_args", "action", "result",
+                 "emulated", "rec", "oseq", "note", "parked")
+
+    def __init__(self, nr: int, args: tuple, seq: int):
+        self.nr = nr
+        self.entry = syscalls.lookup(nr)
+        self.name = self.entry.name if self.entry else syscalls.name_of(nr)
+        self.args = args
+        self.seq = seq
+        self.to_exit = True
+        self.saved_args = None
+        self.action = "ran"
+        self.result = 0
+        self.emulated = False
+        self.rec = None
+        self.oseq = None
+        self.note = ""
+        self.parked = False
+
+    @property
+    def cls(self) -> str:
+        return self.entry.cls if self.entry else "local"
+
+
+class Task:
+    """The guest handle: one traced process as a policy sees it.
+
+    Preconditions are stated per method; breaking one raises TracingError.
+    """
+
+    def __init__(self, engine: "Engine", pid: int, vpid: int | None, parent: "Task | None"):
+        self.engine = engine
+        self.pid = pid
+        self.vpid = vpid if vpid is not None else pid
+        self.parent = parent
+        self.state = "new"          # new -> (pre-exec) -> running -> gone
+        self.mem: pt.Memory | None = None
+        self.seq = 0                # completed logical calls
+        self.call: Call | None = None
+        self.interrupted: Call | None = None
+        self.pending: list[tuple[int, bytes]] = []     # deferred signals (primary)
+        self.injecting: dict[int, bytes] = {}          # signals we tgkill'ed, awaiting delivery
+        self.expect_self_signal = False
+        self.exec_count = 0
+        self.fds: dict[int, str] = {}                  # fd -> origin ("stdout", "file:/x", "pipe", ...)
+        self.policy_state: dict = {}
+
+    # -- reading -----------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.seq // self.engine.epoch
+
+    def regs(self):
+        """Registers (a python-ptrace user_regs_struct).  Precondition: the task is stopped."""
+        return pt.get_regs(self.pid)
+
+    def read(self, addr: int, size: int) -> bytes:
+        return self.mem.read(addr, size)
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.mem.write(addr, data)
+
+    # -- deciding a call at its entry stop ---------------------------------------------
+    def run(self, to_exit: bool = True) -> None:
+        """Let the current call run for real; ``to_exit``: stop again at its exit."""
+        self.call.to_exit = to_exit
+
+    def emulate(self, result: int, outs=()) -> None:
+        """Skip the current call: write ``outs`` [(addr, bytes)] and make it return ``result``.
+
+        Precondition: at the call's entry stop.  Costs one GETREGS+SETREGS (no exit stop).
+        """
+        for addr, data in outs:
+            self.mem.write(addr, data)
+        regs = pt.get_regs(self.pid)
+        regs.orig_rax = MASK64  # -1: the kernel skips the call
+        regs.rax = result & MASK64
+        pt.set_regs(self.pid, regs)
+        c = self.call
+        c.emulated = True
+        c.to_exit = False
+        c.result = result
+        c.action = "emulated"
+
+    def skip_to_exit(self) -> None:
+        """Skip the current call but stop at its exit (to set restart state there)."""
+        regs = pt.get_regs(self.pid)
+        regs.orig_rax = MASK64
+        pt.set_regs(self.pid, regs)
+        self.call.emulated = True
+        self.call.to_exit = True
+
+    def redirect(self, nr: int, args: tuple) -> None:
+        """Run syscall ``nr`` with ``args`` instead of the current call; the argument
+        registers are restored at its exit (the syscall ABI preserves them)."""
+        regs = pt.get_regs(self.pid)
+        self.call.saved_args = tuple(getattr(regs, r) for r in _ARG_REGS)
+        regs.orig_rax = nr
+        for r, v in zip(_ARG_REGS, args):
+            setattr(regs, r, v & MASK64)
+        pt.set_regs(self.pid, regs)
+        self.call.to_exit = True
+
+    def park(self) -> None:
+        """Keep the task stopped at this entry until the policy calls ``engine.retry(task)``."""
+        self.call.parked = True
+
+    def scratch(self, data: bytes) -> int:
+        """Put ``data`` below the stack's red zone and return its address (valid during this call)."""
+        regs = pt.get_regs(self.pid)
+        addr = (regs.rsp - 128 - len(data) - 64) & ~15
+        self.mem.write(addr, data)
+        return addr
+
+    def set_result(self, value: int, restart_nr: int | None = None) -> None:
+        """At an exit stop: the value the program sees; with ``restart_nr`` also the syscall
+        number the kernel restarts if a signal handler asks for it."""
+        regs = pt.get_regs(self.pid)
+        regs.rax = value & MASK64
+        if restart_nr is not None:
+            regs.orig_rax = restart_nr
+        if self.call is not None and self.call.saved_args is not None:
+            for r, v in zip(_ARG_REGS, self.call.saved_args):
+                setattr(regs, r, v)
+            self.call.saved_args = None
+        pt.set_regs(self.pid, regs)
+
+    # -- signals -----------------------------------------------------------------------
+    def inject_signal(self, signo: int, siginfo: bytes) -> None:
+        """Raise ``signo`` now (tgkill); at its delivery stop the original siginfo is restored."""
+        self.injecting[signo] = siginfo
+        pt.tgkill(self.pid, self.pid, signo)
+
+    def signal_disposition(self, signo: int) -> str:
+        """``handled``, ``ignored`` or ``default`` (read from /proc/PID/status)."""
+        masks = {}
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith(("SigIgn:", "SigCgt:")):
+                        masks[line[:6]] = int(line.split()[1], 16)
+        except OSError:
+            return "default"
+        bit = 1 << (signo - 1)
+        if masks.get("SigCgt", 0) & bit:
+            return "handled"
+        if masks.get("SigIgn", 0) & bit:
+            return "ignored"
+        return "default"
+
+    def __repr__(self) -> str:
+        return f"<Task pid={self.pid} vpid={self.vpid} seq={self.seq} {self.state}>"
+
+
+class Policy:
+    """What to do at each event.  Every hook has a pass-through default."""
+
+    replica = "tracer"
+    #: Syscall numbers to trap ([] = all).  None: the table's subscription.
+    subscribe: list[int] | None = None
+
+    def on_start(self, engine: "Engine") -> None: ...
+    def on_exec(self, task: Task, at_random_addr: int | None) -> None: ...
+    def on_entry(self, task: Task, call: Call) -> None:
+        task.run(to_exit=True)
+    def on_exit(self, task: Task, call: Call) -> None: ...
+    def after_call(self, task: Task, call: Call) -> None:
+        """The call is counted (``task.seq`` is past it); signals may be injected here."""
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
+        """An asynchronous signal arrived.  Return True to deliver it now, False to suppress."""
+        return True
+    def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
+        return time.monotonic_ns(), 0
+    def on_fork(self, parent: Task, child: Task) -> None: ...
+    def on_task_exit(self, task: Task, code: int | None, sig: int | None) -> None: ...
+    def on_finish(self, engine: "Engine") -> None: ...
+
+
+class Status(NamedTuple):
+    """What one :meth:`Engine.step` did."""
+    pid: int
+    what: str      # "syscall", "exit-stop", "signal", "exec", "fork", "exited", "other", "done"
+    event: TraceEvent | None
+
+
+class Engine:
+    """Runs one program (and its children) under ptrace, asking ``policy`` at every stop."""
+
+    def __init__(self, policy: Policy, *, epoch: int = 64, keep_trace: bool = True):
+        if epoch < 1:
+            raise ValueError("epoch length must be at least 1")
+        self.policy = policy
+        self.epoch = epoch
+        self.tasks: dict[int, Task] = {}
+        self.root: Task | None = None
+        self.root_status: int | None = None
+        self.keep_trace = keep_trace
+        self.events: list[TraceEvent] = []
+        self.t0 = time.monotonic_ns()
+        self._errfd: int | None = None
+        self.spawn_error: str | None = None
+        self.stopped_calls = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
+              path: str | None = None) -> Task:
+        """Spawn ``argv`` traced; it is stopped until the first :meth:`step`."""
+        import shutil
+
+        env = dict(os.environ if env is None else env)
+        cwd = cwd or os.getcwd()
+        prog = argv[0]
+        if path is None:
+            path = prog if "/" in prog else shutil.which(prog, path=env.get("PATH", os.defpath))
+            if path is None:
+                raise ProgramError(f"{prog}: command not found")
+            path = os.path.join(cwd, path) if not os.path.isabs(path) else path
+        pt.check_program(path)
+        self.path = path
+        self.argv, self.env, self.cwd = list(argv), env, cwd
+        pt.set_subreaper()
+        nrs = self.policy.subscribe if self.policy.subscribe is not None else syscalls.subscription()
+        pid, self._errfd = pt.spawn(path, list(argv), env, cwd, nrs)
+        task = Task(self, pid, None, None)
+        task.state = "pre-exec"
+        task.fds = {0: "stdin", 1: "stdout", 2: "stderr"}
+        self.tasks[pid] = task
+        self.root = task
+        self.policy.on_start(self)
+        pt.resume(pid)
+        return task
+
+    def run(self) -> int:
+        """Step until every task is gone; return the root's exit status (128+signal if killed)."""
+        try:
+            while self.tasks:
+                self.step()
+        except BaseException:
+            self.kill_all()
+            raise
+        self.policy.on_finish(self)
+        if self.spawn_error is not None:
+            raise ProgramError(f"{self.argv[0]}: cannot execute: {self.spawn_error}")
+        return self.root_status if self.root_status is not None else 1
+
+    def kill_all(self) -> None:
+        """Kill every tracee and reap them all: nothing is left behind."""
+        for pid in list(self.tasks):
+            pt.kill_quietly(pid)
+        deadline = time.monotonic() + 5
+        while self.tasks and time.monotonic() < deadline:
+            w = pt.wait_any(block=True)
+            if w is None:
+                break
+            pid, status = w
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                t = self.tasks.pop(pid, None)
+                if t and t.mem:
+                    t.mem.close()
+        self.tasks.clear()
+        self._reap_orphans()
+
+    def _reap_orphans(self) -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG | pt.WALL)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+    # -- the loop ----------------------------------------------------------------------
+    def step(self) -> Status:
+        """Wait for one stop, handle it, resume the task.  Never leaves a task stopped."""
+        w = pt.wait_any()
+        if w is None:
+            self.tasks.clear()
+            return Status(0, "done", None)
+        pid, status = w
+        task = self.tasks.get(pid)
+        if task is None:
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                return Status(pid, "other", None)  # an orphan we adopted, or a child we never knew
+            task = Task(self, pid, None, None)     # a new child whose fork event we have not seen
+            self.tasks[pid] = task
+        try:
+            stop = pt.decode(pid, status)
+        except TracingError:
+            if not os.path.exists(f"/proc/{pid}"):
+                return Status(pid, "other", None)  # died under us (SIGKILL); its exit follows
+            raise
+        try:
+            return self._dispatch(task, stop)
+        except TftError as e:
+            if e.pid is None:
+                e.pid, e.seq, e.epoch = task.vpid, task.seq, task.epoch
+                e.syscall = e.syscall or (task.call.name if task.call else None)
+            raise
+
+    def _dispatch(self, task: Task, stop) -> Status:
+        if isinstance(stop, pt.SeccompStop):
+            return self._on_entry(task, stop)
+        if isinstance(stop, pt.SyscallExitStop):
+            return self._on_exit(task, stop.result)
+        if isinstance(stop, pt.SignalStop):
+            return self._on_signal(task, stop.sig)
+        if isinstance(stop, pt.ForkStop):
+            return self._on_fork(task, stop.child)
+        if isinstance(stop, pt.ExecStop):
+            return self._on_exec(task)
+        if isinstance(stop, pt.Exited):
+            return self._on_gone(task, stop)
+        self._resume(task)
+        return Status(task.pid, "other", None)
+
+    def _resume(self, task: Task, sig: int = 0) -> None:
+        to_exit = task.call is not None and task.call.to_exit
+        pt.resume(task.pid, sig, to_exit=to_exit)
+
+    def _emit(self, task: Task, kind: str, syscall: str, args: str, result: int, cls: str,
+              action: str, signal: str = "", seq: int | None = None, wait_ns: int = 0) -> TraceEvent | None:
+        if not self.keep_trace:
+            return None
+        ev = TraceEvent(self.policy.replica, task.vpid, task.seq if seq is None else seq,
+                        (task.seq if seq is None else seq) // self.epoch, kind, syscall, args, result,
+                        cls, action, signal, time.monotonic_ns() - self.t0, wait_ns)
+        self.events.append(ev)
+        return ev
+
+    # -- syscall entry -----------------------------------------------------------------
+    def _on_entry(self, task: Task, stop: pt.SeccompStop) -> Status:
+        if task.state == "pre-exec":
+            task.call = None
+            pt.resume(task.pid)
+            return Status(task.pid, "other", None)
+        itr = task.interrupted
+        if itr is not None:
+            if stop.nr in (syscalls.NR_RESTART_SYSCALL, itr.nr):
+                # The kernel restarts the interrupted call (no handler ran): the same logical call.
+                task.interrupted = None
+                task.call = itr
+                pt.resume(task.pid, 0, to_exit=itr.to_exit)
+                return Status(task.pid, "syscall", None)
+            self._close_interrupted(task, -errno.EINTR)
+        call = Call(stop.nr, stop.args, task.seq)
+        task.call = call
+        entry = call.entry
+        if entry is not None and entry.cls == "unsupported" and not entry.enosys:
+            raise UnsupportedError(f"{entry.name} is not supported by tft_lab", syscall=entry.name)
+        if call.name in ("clone", "clone3") and self._clone_flags(task, call) & 0x00010000:  # CLONE_THREAD
+            raise UnsupportedError("threads are not supported yet (the program called clone with "
+                                   "CLONE_THREAD); run a single-threaded program", syscall=call.name)
+        return self._decide(task, call)
+
+    def _decide(self, task: Task, call: Call) -> Status:
+        self.policy.on_entry(task, call)
+        if call.parked:
+            return Status(task.pid, "parked", None)  # the policy resumes it later (retry)
+        if call.emulated and not call.to_exit:
+            return self._complete(task, call)
+        if not call.to_exit:  # runs without an exit stop (exit_group, or a cheap pass-through)
+            self.policy.on_exit(task, call)
+            task.call = None
+            ev = self._count(task, call)
+            pt.resume(task.pid)
+            return Status(task.pid, "syscall", ev)
+        pt.resume(task.pid, 0, to_exit=True)
+        return Status(task.pid, "syscall", None)
+
+    def retry(self, task: Task) -> Status:
+        """Ask the policy again about a call it parked; resumes the task unless parked again."""
+        call = task.call
+        call.parked = False
+        return self._decide(task, call)
+
+    @staticmethod
+    def _clone_flags(task: Task, call: Call) -> int:
+        if call.name == "clone":
+            return call.args[0]
+        try:
+            return task.mem.read_u64(call.args[0])
+        except TracingError:
+            return 0
+
+    # -- syscall exit ------------------------------------------------------------------
+    def _on_exit(self, task: Task, result: int) -> Status:
+        call = task.call
+        if call is None:  # an exit stop we did not ask for (e.g. after exec in pre-exec)
+            pt.resume(task.pid)
+            return Status(task.pid, "other", None)
+        if result in syscalls.RESTART_CODES and not call.emulated:
+            # Interrupted by a signal: the next stop tells whether it restarts or a handler runs.
+            call.result = result
+            task.interrupted = call
+            task.call = None
+            pt.resume(task.pid)
+            return Status(task.pid, "exit-stop", None)
+        call.result = result
+        return self._complete(task, call)
+
+    def _complete(self, task: Task, call: Call) -> Status:
+        """The call is over (ran, or emulated): let the policy log/inject, count it, resume."""
+        self.policy.on_exit(task, call)
+        ev = self._count(task, call)
+        task.call = None
+        self.policy.after_call(task, call)
+        pt.resume(task.pid)
+        return Status(task.pid, "syscall", ev)
+
+    def _count(self, task: Task, call: Call) -> TraceEvent | None:
+        self.stopped_calls += 1
+        task.seq = call.seq + 1
+        return self._emit(task, "syscall", call.name, _fmt_args(call), call.result, call.cls,
+                          call.action, ",".join(_signame(s) for s, _ in task.pending), seq=call.seq)
+
+    def _close_interrupted(self, task: Task, result: int) -> None:
+        call = task.interrupted
+        task.interrupted = None
+        call.result = result
+        saved, task.call = task.call, call
+        self.policy.on_exit(task, call)
+        self._count(task, call)
+        task.call = saved
+
+    # -- signals -----------------------------------------------------------------------
+    def _on_signal(self, task: Task, sig: int) -> Status:
+        if task.state == "new" and sig == _signal.SIGSTOP:
+            # A new child's first stop.  It waits until its parent's fork event is handled,
+            # so that the policy knows which process it is before it runs.
+            task.state = "running" if task.parent is not None else "born"
+            if task.parent is not None:
+                pt.resume(task.pid)
+            return Status(task.pid, "other", None)
+        if task.state == "pre-exec" and sig == _signal.SIGSEGV and self._emulate_tsc(task):
+            return Status(task.pid, "other", None)
+        if task.state == "pre-exec" or sig in _STOP_SIGNALS or sig == _signal.SIGCONT:
+            self._resume(task, sig)
+            return Status(task.pid, "signal", None)
+        try:
+            raw = pt.get_siginfo(task.pid)
+        except TracingError:
+            self._resume(task, 0)  # a group-stop, not a delivery
+            return Status(task.pid, "other", None)
+        info = pt.SigInfo.parse(raw)
+        name = _signame(sig)
+        if sig in task.injecting and info.code == SI_TKILL and info.pid == os.getpid():
+            original = task.injecting.pop(sig)
+            pt.set_siginfo(task.pid, original)
+            if task.interrupted is not None:
+                self._close_interrupted(task, task.interrupted.result)
+            ev = self._emit(task, "signal", name, "", 0, "event", "delivered", "delivered",
+                            seq=task.seq - 1)
+            self._resume(task, sig)
+            return Status(task.pid, "signal", ev)
+        if sig == _signal.SIGSEGV and info.code == SI_KERNEL and self._emulate_tsc(task):
+            return Status(task.pid, "signal", None)
+        if sig in _FAULT_SIGNALS and info.code > 0:
+            self._resume(task, sig)  # synchronous fault: happens on every replica by itself
+            return Status(task.pid, "signal", None)
+        deliver = self.policy.on_signal(task, sig, raw)
+        if deliver and task.interrupted is not None:
+            self._close_interrupted(task, task.interrupted.result)
+        action = "delivered" if deliver else ("deferred" if self.policy.replica == "primary" else "dropped")
+        ev = self._emit(task, "signal", name, "", 0, "event", action, "arrived" if not deliver else "delivered",
+                        seq=task.seq - 1)
+        self._resume(task, sig if deliver else 0)
+        return Status(task.pid, "signal", ev)
+
+    def _emulate_tsc(self, task: Task) -> bool:
+        if task.mem is None:
+            task.mem = pt.Memory(task.pid)
+        regs = pt.get_regs(task.pid)
+        code = task.mem.read(regs.rip, 3)
+        if code[:2] == b"\x0f\x31":
+            rdtscp, length = False, 2
+        elif code == b"\x0f\x01\xf9":
+            rdtscp, length = True, 3
+        else:
+            return False
+        if task.state == "pre-exec":  # our own set-up code, not the program: not logged
+            value, aux = time.monotonic_ns() * 3, 0
+        else:
+            value, aux = self.policy.on_rdtsc(task, rdtscp)
+        regs = pt.get_regs(task.pid)
+        regs.rax = value & 0xFFFFFFFF
+        regs.rdx = (value >> 32) & 0xFFFFFFFF
+        if rdtscp:
+            regs.rcx = aux & 0xFFFFFFFF
+        regs.rip += length
+        pt.set_regs(task.pid, regs)
+        if task.state != "pre-exec":
+            self._emit(task, "rdtsc", "rdtscp" if rdtscp else "rdtsc", "", value, "input",
+                       "emulated" if self.policy.replica == "backup" else "logged", seq=task.seq - 1)
+        pt.resume(task.pid, 0)
+        return True
+
+    # -- processes ---------------------------------------------------------------------
+    def _on_fork(self, parent: Task, child_pid: int) -> Status:
+        child = self.tasks.get(child_pid)
+        if child is None:
+            child = Task(self, child_pid, None, parent)
+            self.tasks[child_pid] = child
+        child.parent = parent
+        child.fds = dict(parent.fds)
+        child.mem = pt.Memory(child_pid) if os.path.exists(f"/proc/{child_pid}") else None
+        child.exec_count = parent.exec_count
+        self.policy.on_fork(parent, child)
+        if child.state == "born":
+            child.state = "running"
+            pt.resume(child_pid)
+        self._resume(parent)
+        return Status(parent.pid, "fork", None)
+
+    def _on_exec(self, task: Task) -> Status:
+        if task.mem is not None:
+            task.mem.close()
+        task.mem = pt.Memory(task.pid)
+        first = task.state == "pre-exec"
+        if first:
+            task.state = "running"
+            self.spawn_error = None
+            if self._errfd is not None:
+                pt.read_spawn_error(self._errfd)
+                self._errfd = None
+        task.exec_count += 1
+        at_random = self._rewrite_auxv(task)
+        self.policy.on_exec(task, at_random)
+        self._emit(task, "exec", "execve", "", 0, "local", "ran", seq=task.seq)
+        self._resume(task)
+        return Status(task.pid, "exec", None)
+
+    def _rewrite_auxv(self, task: Task) -> int | None:
+        """Hide the vDSO (AT_SYSINFO_EHDR -> AT_IGNORE) so time calls are real syscalls;
+        return the address of the 16 AT_RANDOM bytes."""
+        mem = task.mem
+        sp = pt.get_regs(task.pid).rsp
+        argc = mem.read_u64(sp)
+        p = sp + 8 * (argc + 2)
+        while mem.read_u64(p) != 0:  # envp
+            p += 8
+        p += 8
+        at_random = None
+        for _ in range(64):
+            a_type, a_val = struct.unpack("<QQ", mem.read(p, 16))
+            if a_type == AT_NULL:
+                break
+            if a_type == AT_SYSINFO_EHDR:
+                mem.write(p, struct.pack("<Q", AT_IGNORE))
+            elif a_type == AT_RANDOM:
+                at_random = a_val
+            p += 16
+        return at_random
+
+    def _on_gone(self, task: Task, stop: pt.Exited) -> Status:
+        self.tasks.pop(task.pid, None)
+        if task.mem is not None:
+            task.mem.close()
+        if task.state == "pre-exec" and task is self.root and self._errfd is not None:
+            self.spawn_error = pt.read_spawn_error(self._errfd) or "exited before exec"
+            self._errfd = None
+        task.state = "gone"
+        if task.interrupted is not None:
+            self._close_interrupted(task, task.interrupted.result)
+        if task is self.root:
+            self.root_status = stop.code if stop.code is not None else 128 + stop.killed_by
+        self.policy.on_task_exit(task, stop.code, stop.killed_by)
+        self._emit(task, "exit", "exit", "", stop.code if stop.code is not None else -stop.killed_by,
+                   "local", "ran", seq=task.seq)
+        return Status(task.pid, "exited", None)
+
+
+def _signame(sig: int) -> str:
+    try:
+        return _signal.Signals(sig).name
+    except ValueError:
+        return f"SIG{sig}"
+
+
+def _fmt_args(call: Call) -> str:
+    n = call.entry.nargs if call.entry else 6
+    return ", ".join(hex(a) if a > 4096 else str(a) for a in call.args[:max(n, 1)]) if call.args else ""

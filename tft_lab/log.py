@@ -1,0 +1,198 @@
+"""The log: versioned, schema-checked records, framed so that a crash mid-write is detected.
+
+File layout::
+
+    MAGIC (8 bytes: b"TFTLOG\\n\\x00")
+    frame*    frame = u32 length | u32 crc32(payload) | payload
+              payload = u16 json_length | json | blob bytes...
+
+The JSON part is a flat object: ``"t"`` names the record type, ``"blobs"``
+lists the lengths of the binary parts that follow it (out-buffers, siginfo,
+AT_RANDOM).  Nothing received is ever unpickled or evaluated: every record is
+checked against :data:`SCHEMA` and every size is bounded before use.
+
+The first record is a ``header`` carrying :data:`VERSION`; a log of another
+version, a foreign file, a frame whose checksum fails or a file cut off
+mid-frame each raise :class:`~tft_lab.errors.LogError` with the byte offset.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from typing import BinaryIO, Iterator
+
+from .errors import LogError
+
+MAGIC = b"TFTLOG\n\x00"
+VERSION = 1
+MAX_FRAME = 64 << 20
+MAX_BLOBS = 32
+_FRAME = struct.Struct("<II")
+_JLEN = struct.Struct("<H")
+
+_INT = int
+_STR = str
+#: Record type -> required fields and their types.  Optional fields are listed in OPTIONAL.
+SCHEMA: dict[str, dict[str, type]] = {
+    "header": {"version": _INT, "argv": list, "env": dict, "cwd": _STR, "exe": _STR,
+               "exe_sha256": _STR, "epoch": _INT, "arch": _STR, "pid": _INT, "fds": dict},
+    # one intercepted syscall: outs are (addr, bytes) pairs; addrs parallel the blobs
+    "sys": {"pid": _INT, "seq": _INT, "nr": _INT, "args": list, "res": _INT, "addrs": list},
+    # a signal delivered after call `seq` completed; blob 0 is the original siginfo
+    "sig": {"pid": _INT, "seq": _INT, "signo": _INT, "mode": _STR},
+    # an emulated rdtsc/rdtscp executed after call `seq`
+    "tsc": {"pid": _INT, "seq": _INT, "value": _INT, "aux": _INT},
+    # a successful execve in `pid` (call `seq`); blob 0 holds the 16 AT_RANDOM bytes
+    "exec": {"pid": _INT, "seq": _INT, "path": _STR},
+    "exit": {"pid": _INT, "code": _INT, "signal": _INT},
+    "end": {"status": _INT},
+}
+OPTIONAL: dict[str, dict[str, type]] = {
+    "sys": {"oseq": _INT},
+    "header": {"created": _STR, "program": _STR},
+}
+_SIG_MODES = ("boundary", "self", "in-call")
+
+
+class Record(dict):
+    """A decoded record: a dict of its JSON fields plus ``blobs`` (a list of bytes)."""
+
+    @property
+    def type(self) -> str:
+        return self["t"]
+
+
+def _check_record(rec: dict, offset: int) -> None:
+    t = rec.get("t")
+    fields = SCHEMA.get(t) if isinstance(t, str) else None
+    if fields is None:
+        raise LogError(f"unknown record type {t!r} at byte {offset}")
+    for name, typ in fields.items():
+        v = rec.get(name)
+        if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+            raise LogError(f"record {t!r} at byte {offset}: field {name!r} missing or not {typ.__name__}")
+    for name, typ in OPTIONAL.get(t, {}).items():
+        if name in rec and not isinstance(rec[name], typ):
+            raise LogError(f"record {t!r} at byte {offset}: field {name!r} is not {typ.__name__}")
+    if t == "sys":
+        if rec["seq"] < 0 or rec["pid"] <= 0 or not 0 <= rec["nr"] < 1024:
+            raise LogError(f"sys record at byte {offset}: pid/seq/nr out of range")
+        if len(rec["args"]) > 6 or not all(isinstance(a, int) for a in rec["args"]):
+            raise LogError(f"sys record at byte {offset}: bad args")
+        if len(rec["addrs"]) != len(rec["blobs"]) or not all(isinstance(a, int) and 0 <= a < 1 << 64 for a in rec["addrs"]):
+            raise LogError(f"sys record at byte {offset}: out-buffer addresses do not match its data")
+    elif t == "sig":
+        if not 1 <= rec["signo"] <= 64 or rec["mode"] not in _SIG_MODES or len(rec["blobs"]) != 1 or len(rec["blobs"][0]) != 128:
+            raise LogError(f"sig record at byte {offset}: bad signal number, mode or siginfo")
+    elif t == "exec":
+        if len(rec["blobs"]) != 1 or len(rec["blobs"][0]) != 16:
+            raise LogError(f"exec record at byte {offset}: AT_RANDOM must be 16 bytes")
+    elif t == "header" and rec["version"] != VERSION:
+        raise LogError(f"log version {rec['version']} is not supported (this tft_lab reads version {VERSION})")
+
+
+def encode(fields: dict, blobs: list[bytes] = ()) -> bytes:
+    """One framed record."""
+    head = dict(fields)
+    head["blobs"] = [len(b) for b in blobs]
+    j = json.dumps(head, separators=(",", ":")).encode()
+    payload = b"".join((_JLEN.pack(len(j)), j, *blobs))
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def decode_payload(payload: bytes, offset: int = 0) -> Record:
+    """Parse and schema-check one frame's payload."""
+    if len(payload) < 2:
+        raise LogError(f"frame at byte {offset} is too short")
+    (jlen,) = _JLEN.unpack_from(payload)
+    try:
+        head = json.loads(payload[2:2 + jlen])
+    except (UnicodeDecodeError, ValueError):
+        raise LogError(f"frame at byte {offset} is not a tft record")
+    if not isinstance(head, dict):
+        raise LogError(f"frame at byte {offset} is not a tft record")
+    sizes = head.pop("blobs", None)
+    if not isinstance(sizes, list) or len(sizes) > MAX_BLOBS or not all(isinstance(s, int) and s >= 0 for s in sizes):
+        raise LogError(f"frame at byte {offset}: bad blob list")
+    pos = 2 + jlen
+    if pos + sum(sizes) != len(payload):
+        raise LogError(f"frame at byte {offset}: blob sizes do not add up")
+    blobs = []
+    for s in sizes:
+        blobs.append(payload[pos:pos + s])
+        pos += s
+    rec = Record(head)
+    rec["blobs"] = blobs
+    _check_record(rec, offset)
+    return rec
+
+
+class LogWriter:
+    """Appends records to a file; :meth:`close` flushes.  Records are batched in memory."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self._f: BinaryIO = open(self.path, "wb")
+        self._f.write(MAGIC)
+        self._buf: list[bytes] = []
+        self._size = 0
+
+    def write(self, fields: dict, blobs: list[bytes] = ()) -> None:
+        frame = encode(fields, blobs)
+        self._buf.append(frame)
+        self._size += len(frame)
+        if self._size > 1 << 20:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buf:
+            self._f.write(b"".join(self._buf))
+            self._buf.clear()
+            self._size = 0
+        self._f.flush()
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self.flush()
+            self._f.close()
+
+
+def read_log(path: str | os.PathLike) -> list[Record]:
+    """Read and check a whole log file.  Raises LogError on anything that is not a sound tft log."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise LogError(f"{path}: no such log file")
+    except IsADirectoryError:
+        raise LogError(f"{path}: is a directory, not a log")
+    if not data.startswith(MAGIC):
+        raise LogError(f"{path}: not a tft log (bad magic)")
+    return list(_frames(data, len(MAGIC), path))
+
+
+def _frames(data: bytes, pos: int, path: str) -> Iterator[Record]:
+    first = True
+    while pos < len(data):
+        if pos + _FRAME.size > len(data):
+            raise LogError(f"{path}: truncated at byte {pos} (cut off mid-frame header)")
+        length, crc = _FRAME.unpack_from(data, pos)
+        if length > MAX_FRAME:
+            raise LogError(f"{path}: frame at byte {pos} claims {length} bytes (corrupt)")
+        start = pos + _FRAME.size
+        if start + length > len(data):
+            raise LogError(f"{path}: truncated at byte {pos} (the recorder stopped mid-write?)")
+        payload = data[start:start + length]
+        if zlib.crc32(payload) != crc:
+            raise LogError(f"{path}: frame at byte {pos} is corrupt (checksum mismatch)")
+        rec = decode_payload(payload, pos)
+        if first and rec.type != "header":
+            raise LogError(f"{path}: does not start with a header record")
+        first = False
+        yield rec
+        pos = start + length
+    if first:
+        raise LogError(f"{path}: empty log (no header)")

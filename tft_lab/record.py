@@ -1,0 +1,179 @@
+"""The recorder: the primary whose channel is a file.
+
+It runs every call for real and logs every answer that came from outside
+(DESIGN.md §2), holds asynchronous signals to epoch boundaries (§4) and logs
+where it delivered them, and logs rdtsc values and AT_RANDOM bytes (§3).
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import platform
+import signal as _signal
+import time
+
+from . import log as _log
+from .engine import Call, Engine, Policy, Task, signed
+from .outs import capture
+
+PR_SET_TSC = 26
+ARCH_SET_CPUID = 0x1012
+EPIPE = errno.EPIPE
+_KILL_CALLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo")
+_WRITE_CALLS = ("write", "writev", "pwrite64", "pwritev", "pwritev2", "sendto", "sendmsg", "sendfile")
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def refused_by_determinism(call: Call) -> int | None:
+    """Calls that would undo what makes replicas identical are answered EPERM on both replicas."""
+    if call.name == "prctl" and call.args[0] == PR_SET_TSC:
+        return -errno.EPERM
+    if call.name == "arch_prctl" and call.args[0] == ARCH_SET_CPUID:
+        return -errno.EPERM
+    return None
+
+
+class Recorder(Policy):
+    """Primary / recorder.  ``sink`` receives ``(fields, blobs)`` records (a LogWriter or a channel)."""
+
+    replica = "primary"
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.oseq = 0
+
+    def emit(self, fields: dict, blobs=()) -> None:
+        self.sink.write(fields, list(blobs))
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def on_start(self, engine: Engine) -> None:
+        self.engine = engine
+        fds = {}
+        for fd in (0, 1, 2):
+            try:
+                fds[str(fd)] = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                fds[str(fd)] = "closed"
+        self.emit({"t": "header", "version": _log.VERSION, "argv": engine.argv, "env": engine.env,
+                   "cwd": engine.cwd, "exe": engine.path, "exe_sha256": file_sha256(engine.path),
+                   "epoch": engine.epoch, "arch": platform.machine(), "pid": engine.root.pid,
+                   "fds": fds, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    def on_finish(self, engine: Engine) -> None:
+        self.emit({"t": "end", "status": engine.root_status if engine.root_status is not None else 1})
+        if hasattr(self.sink, "flush"):
+            self.sink.flush()
+
+    def on_exec(self, task: Task, at_random: int | None) -> None:
+        rnd = task.read(at_random, 16) if at_random else bytes(16)
+        path = os.readlink(f"/proc/{task.pid}/exe")
+        self.emit({"t": "exec", "pid": task.vpid, "seq": task.seq, "path": path}, [rnd])
+
+    def on_fork(self, parent: Task, child: Task) -> None:
+        child.vpid = child.pid  # the primary's pids are the virtual ones
+
+    def on_task_exit(self, task: Task, code, sig) -> None:
+        self.emit({"t": "exit", "pid": task.vpid, "code": -1 if code is None else code,
+                   "signal": sig or 0})
+
+    # -- calls ---------------------------------------------------------------------------
+    def on_entry(self, task: Task, call: Call) -> None:
+        refused = refused_by_determinism(call)
+        if refused is not None:
+            task.emulate(refused)
+            return
+        entry = call.entry
+        if entry is not None and entry.cls == "unsupported":  # enosys ones (others stop earlier)
+            task.emulate(-errno.ENOSYS)
+            call.action = "failed"
+            return
+        if entry is not None and entry.cls == "output":
+            self.oseq += 1
+            call.oseq = self.oseq
+        if call.name in _KILL_CALLS:
+            target = call.args[0] if call.name != "tgkill" else call.args[1]
+            if signed(target) in (0, task.pid) or (call.name == "tgkill" and call.args[0] == task.pid):
+                task.expect_self_signal = True
+        task.run(to_exit=call.name not in ("exit", "exit_group"))  # those never return
+        call.action = "logged"
+
+    def on_exit(self, task: Task, call: Call) -> None:
+        res = signed(call.result)
+        call.result = res
+        if call.name in _WRITE_CALLS and res == -EPIPE:
+            task.expect_self_signal = True  # SIGPIPE follows, raised by the kernel for this write
+        outs = capture(task, call) if call.cls != "local" or call.entry and call.entry.outs else []
+        fields = {"t": "sys", "pid": task.vpid, "seq": call.seq, "nr": call.nr,
+                  "args": list(call.args[: call.entry.nargs if call.entry else 6]), "res": res,
+                  "addrs": [a for a, _ in outs]}
+        if call.oseq is not None:
+            fields["oseq"] = call.oseq
+        self.emit(fields, [d for _, d in outs])
+
+    def after_call(self, task: Task, call: Call) -> None:
+        if task.pending and task.seq % self.engine.epoch == 0:
+            self._deliver_pending(task)
+
+    # -- signals -------------------------------------------------------------------------
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
+        info_pid = int.from_bytes(siginfo[12:16], "little", signed=True)
+        if task.expect_self_signal and info_pid == task.pid:
+            # Raised by the program's own call (kill(getpid()), raise, abort, SIGPIPE): it is
+            # delivered right after that call on every replica.
+            task.expect_self_signal = False
+            self._log_signal(task, task.seq - 1, signo, siginfo, "self")
+            return True
+        itr = task.interrupted
+        if itr is not None:
+            disp = task.signal_disposition(signo)
+            fatal = disp == "default" and signo not in (_signal.SIGCHLD, _signal.SIGURG, _signal.SIGWINCH,
+                                                       _signal.SIGCONT)
+            if disp == "handled" or fatal:
+                # It interrupted a blocking call (a sleep, a read, pause): deliver it there, or the
+                # program would wait forever.  The backup re-creates the interruption.
+                self._log_signal(task, itr.seq, signo, siginfo, "in-call")
+                return True
+        task.pending.append((signo, siginfo))
+        return False
+
+    def _deliver_pending(self, task: Task) -> None:
+        seen = set()
+        keep = []
+        for signo, info in task.pending:
+            if signo in seen or signo in task.injecting:
+                keep.append((signo, info))  # a standard signal cannot be pending twice
+                continue
+            seen.add(signo)
+            self._log_signal(task, task.seq - 1, signo, info, "boundary")
+            task.inject_signal(signo, info)
+        task.pending = keep
+
+    def _log_signal(self, task: Task, seq: int, signo: int, siginfo: bytes, mode: str) -> None:
+        self.emit({"t": "sig", "pid": task.vpid, "seq": seq, "signo": signo, "mode": mode}, [siginfo])
+
+    def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
+        value = time.monotonic_ns() * 3  # a 3 GHz-like counter; only its monotonicity matters
+        aux = 0
+        self.emit({"t": "tsc", "pid": task.vpid, "seq": task.seq - 1, "value": value, "aux": aux})
+        return value, aux
+
+
+def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=None,
+           keep_trace: bool = True) -> tuple[int, Engine]:
+    """Record ``argv`` into ``log_path``; returns (exit status, engine)."""
+    writer = _log.LogWriter(log_path)
+    try:
+        engine = Engine(Recorder(writer), epoch=epoch, keep_trace=keep_trace)
+        engine.start(argv, env=env, cwd=cwd)
+        status = engine.run()
+    finally:
+        writer.close()
+    return status, engine

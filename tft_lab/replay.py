@@ -1,0 +1,337 @@
+"""The replayer: the backup whose channel is a file.
+
+It re-executes the program and feeds it the primary's answers: input and
+identity calls are skipped and their results and out-buffers written back,
+outputs are skipped (the program's writes to the inherited stdout and stderr
+are performed by the supervisor itself, in the primary's order), fd-creating
+resource calls get a stand-in so fd numbers match, local calls run and are
+checked against the log.  Signals are raised at the seq the log says, with
+their original siginfo; the backup's own asynchronous signals are dropped.
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import stat
+
+from . import log as _log
+from .engine import Call, Engine, Policy, Task, signed
+from .errors import DivergenceError, LogError
+from .outs import gather
+from .record import file_sha256, refused_by_determinism
+from .syscalls import RESTART_CODES, name_of, TABLE
+
+O_ACCMODE, O_CREAT, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o1000, 0o2000, 0o2000000
+AT_FDCWD = -100
+NR_OPENAT = TABLE["openat"].x64
+_WAIT_FOR_SIGNAL = ("pause", "rt_sigsuspend")   # re-run for real with the signal already pending
+_STANDIN_CALLS = ("socket", "accept", "accept4", "inotify_init1")
+_OPEN_CALLS = ("open", "openat", "creat")
+
+
+class Stream:
+    """The records of one (virtual) process, by type, in order."""
+
+    def __init__(self):
+        self.sys: collections.deque = collections.deque()
+        self.tsc: collections.deque = collections.deque()
+        self.exec: collections.deque = collections.deque()
+        self.sig: dict[int, list] = collections.defaultdict(list)
+        self.exit = None
+
+
+class Replayer(Policy):
+    """Backup / replayer over a list of records."""
+
+    replica = "backup"
+
+    def __init__(self, records: list, *, out_fds: dict[str, int] | None = None):
+        if not records or records[0].type != "header":
+            raise LogError("log has no header")
+        self.header = records[0]
+        self.streams: dict[int, Stream] = collections.defaultdict(Stream)
+        self.end_status: int | None = None
+        for rec in records[1:]:
+            self.add(rec)
+        self.next_oseq = 1
+        self.parked: dict[int, Task] = {}   # oseq -> task waiting for its turn to output
+        self.out_fds = out_fds if out_fds is not None else {"stdout": 1, "stderr": 2}
+
+    def add(self, rec) -> None:
+        """Take one more record (a file is read whole; a live channel adds as records arrive)."""
+        t = rec.type
+        if t == "end":
+            self.end_status = rec["status"]
+            return
+        s = self.streams[rec["pid"]]
+        if t == "sys":
+            s.sys.append(rec)
+        elif t == "sig":
+            s.sig[rec["seq"]].append(rec)
+        elif t == "tsc":
+            s.tsc.append(rec)
+        elif t == "exec":
+            s.exec.append(rec)
+        elif t == "exit":
+            s.exit = rec
+        else:
+            raise LogError(f"unexpected {t!r} record after the header")
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def on_start(self, engine: Engine) -> None:
+        self.engine = engine
+        engine.root.vpid = self.header["pid"]
+
+    def on_exec(self, task: Task, at_random: int | None) -> None:
+        stream = self.streams[task.vpid]
+        if not stream.exec:
+            raise DivergenceError("the program executed a new image where the log has none", syscall="execve")
+        rec = stream.exec.popleft()
+        path = os.readlink(f"/proc/{task.pid}/exe")
+        if rec["seq"] != task.seq or os.path.basename(path) != os.path.basename(rec["path"]):
+            raise DivergenceError(f"the log has execve of {rec['path']} at seq {rec['seq']}, "
+                                  f"the program executed {path} at seq {task.seq}", syscall="execve")
+        if at_random:
+            task.write(at_random, rec["blobs"][0])
+
+    def on_fork(self, parent: Task, child: Task) -> None:
+        call = parent.call
+        if call is None or call.rec is None:
+            raise DivergenceError("a process was created outside a logged fork/clone", pid=parent.vpid)
+        child.vpid = call.rec["res"]
+
+    # -- calls ---------------------------------------------------------------------------
+    def next_record(self, task: Task, call: Call):
+        stream = self.streams.get(task.vpid)
+        if stream is None or not stream.sys:
+            return None
+        rec = stream.sys[0]
+        if rec["seq"] != call.seq or rec["nr"] != call.nr:
+            raise DivergenceError(
+                f"replay diverged: the log has {name_of(rec['nr'])}({_fmt(rec['args'])}) at seq {rec['seq']}, "
+                f"the program called {call.name}({_fmt(call.args[:len(rec['args'])])}) at seq {call.seq}",
+                pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
+        want = rec["args"]
+        got = list(call.args[:len(want)])
+        if want != got and call.name not in ("execve", "execveat"):
+            raise DivergenceError(
+                f"replay diverged: {call.name} arguments differ: log ({_fmt(want)}), program ({_fmt(got)})",
+                pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
+        return stream.sys.popleft()
+
+    def on_entry(self, task: Task, call: Call) -> None:
+        rec = call.rec or self.next_record(task, call)
+        if rec is None:
+            return self.log_exhausted(task, call)
+        call.rec = rec
+        res = rec["res"]
+        outs = list(zip(rec["addrs"], rec["blobs"]))
+        refused = refused_by_determinism(call)
+        entry = call.entry
+        cls = call.cls
+        if refused is not None or (entry is not None and cls == "unsupported"):
+            task.emulate(res)
+            return
+        if res in RESTART_CODES:
+            # The primary's call was interrupted by a signal delivered in the call.
+            if call.name in _WAIT_FOR_SIGNAL:
+                for srec in self.streams[task.vpid].sig.pop(call.seq, []):
+                    task.inject_signal(srec["signo"], srec["blobs"][0])
+                call.note = "preinjected"
+                task.run(to_exit=True)
+            else:
+                task.skip_to_exit()
+            call.action = "emulated"
+            return
+        if cls in ("input", "identity") and call.name not in ("fork", "vfork", "clone", "clone3"):
+            task.emulate(res, outs)
+            return
+        if cls == "output":
+            oseq = rec.get("oseq")
+            if oseq is not None and oseq != self.next_oseq:
+                self.parked[oseq] = task
+                task.park()
+                return
+            self.perform_output(task, call, res)
+            task.emulate(res)
+            if oseq is not None:
+                self.next_oseq += 1
+                waiting = self.parked.pop(self.next_oseq, None)
+                if waiting is not None:
+                    self.engine.retry(waiting)
+            return
+        if cls == "resource":
+            self.resource(task, call, res, outs)
+            return
+        # local (and fork/clone): run for real; checked or overridden at the exit
+        if call.name in ("execve", "execveat") and res < 0:
+            task.emulate(res)
+            return
+        call.action = "ran"
+        task.run(to_exit=call.name not in ("exit", "exit_group"))
+
+    def perform_output(self, task: Task, call: Call, res: int) -> None:
+        """Writes to the inherited stdout/stderr are the replay's visible output."""
+        if res <= 0 or call.name not in ("write", "writev", "pwrite64", "pwritev", "pwritev2"):
+            return
+        origin = task.fds.get(call.args[0])
+        fd = self.out_fds.get(origin) if origin else None
+        if fd is None:
+            return
+        data = gather(task, call, res)
+        while data:
+            n = os.write(fd, data)
+            data = data[n:]
+
+    def resource(self, task: Task, call: Call, res: int, outs) -> None:
+        name = call.name
+        if res < 0 or not (call.entry.creates_fd or name in _OPEN_CALLS):
+            task.emulate(res, outs)  # bind, listen, connect... and every failed one
+            return
+        if name in _OPEN_CALLS:
+            path_arg = 1 if name == "openat" else 0
+            flags = call.args[2] if name == "openat" else (call.args[1] if name == "open" else O_CREAT | 1)
+            if flags & O_ACCMODE == 0 and not flags & (O_CREAT | O_TRUNC) and self._exists(task, call, path_arg):
+                call.action = "ran"
+                task.run(to_exit=True)   # read-only and present here: the real file (ld.so mmaps it)
+                return
+            cloexec = flags & O_CLOEXEC
+        else:
+            cloexec = O_CLOEXEC if (call.args[1 if name == "socket" else 3] if name in ("socket", "accept4") else 0) & 0o2000000 else 0
+        for addr, data in outs:
+            task.write(addr, data)
+        path = task.scratch(b"/dev/null\0")
+        task.redirect(NR_OPENAT, (AT_FDCWD, path, os.O_RDWR | cloexec, 0))
+        call.action = "standin"
+
+    @staticmethod
+    def _exists(task: Task, call: Call, path_arg: int) -> bool:
+        raw = task.mem.read_cstring(call.args[path_arg])
+        path = raw.decode(errors="surrogateescape")
+        if not path.startswith("/"):
+            base = f"/proc/{task.pid}/cwd"
+            if call.name == "openat" and signed(call.args[0]) != AT_FDCWD:
+                base = f"/proc/{task.pid}/fd/{signed(call.args[0])}"
+            path = os.path.join(base, path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISCHR(st.st_mode)
+
+    def on_exit(self, task: Task, call: Call) -> None:
+        rec = call.rec
+        if rec is None:
+            return
+        want = rec["res"]
+        got = signed(call.result)
+        if want in RESTART_CODES:
+            if call.note != "preinjected":
+                task.set_result(want, restart_nr=call.nr)
+            call.result = want
+            return
+        if call.action == "standin" or call.name in ("fork", "vfork", "clone", "clone3"):
+            if call.action == "standin" and got != want:
+                raise DivergenceError(f"stand-in for {call.name} got fd {got}, the primary's was {want}: "
+                                      "the replicas' fd tables differ", syscall=call.name)
+            task.set_result(want)
+            call.result = want
+        elif call.action == "ran" and call.to_exit:
+            entry = call.entry
+            if entry is not None and entry.cls == "local" and not entry.check:
+                for addr, data in zip(rec["addrs"], rec["blobs"]):
+                    task.write(addr, data)
+                task.set_result(want)
+                call.result = want
+            elif got != want:
+                raise DivergenceError(f"replay diverged: {call.name} returned {got} here, {want} on the primary",
+                                      pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
+            call.result = got
+        else:
+            call.result = want
+        track_fds(task, call, rec)
+
+    def after_call(self, task: Task, call: Call) -> None:
+        sigs = self.streams[task.vpid].sig.pop(call.seq, None)
+        if sigs:
+            for srec in sigs:
+                task.inject_signal(srec["signo"], srec["blobs"][0])
+
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
+        return False  # the backup's own signals are not the program's: the log says which it gets
+
+    def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
+        stream = self.streams[task.vpid]
+        if not stream.tsc or stream.tsc[0]["seq"] != task.seq - 1:
+            raise DivergenceError("replay diverged: the program read the time-stamp counter where the "
+                                  "primary did not", syscall="rdtsc")
+        rec = stream.tsc.popleft()
+        return rec["value"], rec["aux"]
+
+    def log_exhausted(self, task: Task, call: Call) -> None:
+        """The log has nothing more for this process (a file replay: the primary died here)."""
+        ex = self.streams[task.vpid].exit
+        if ex is not None and ex["signal"]:
+            os.kill(task.pid, 9)   # the primary was killed here (SIGKILL cannot be intercepted)
+            task.run(to_exit=False)
+            call.action = "failed"
+            return
+        raise DivergenceError(f"replay diverged: the log ends, the program called {call.name} at seq {call.seq}",
+                              pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
+
+    def on_finish(self, engine: Engine) -> None:
+        if self.parked:
+            raise DivergenceError(f"replay ended with {len(self.parked)} output(s) never reached")
+
+
+def track_fds(task: Task, call: Call, rec) -> None:
+    """Keep the fd table (fd -> origin) the replayer needs to know what stdout is."""
+    res = call.result
+    name = call.name
+    if res < 0:
+        return
+    fds = task.fds
+    a = call.args
+    if name in _OPEN_CALLS:
+        fds[res] = "file"
+    elif name in ("dup", "fcntl") and (name == "dup" or a[1] in (0, 1030)):  # F_DUPFD, F_DUPFD_CLOEXEC
+        fds[res] = fds.get(a[0], "other")
+    elif name in ("dup2", "dup3"):
+        if a[0] != a[1]:
+            fds[a[1]] = fds.get(a[0], "other")
+    elif name == "close":
+        fds.pop(a[0], None)
+    elif name in _STANDIN_CALLS:
+        fds[res] = "socket"
+    elif name in ("pipe", "pipe2", "socketpair") and rec is not None:
+        import struct
+        data = task.read(a[3] if name == "socketpair" else a[0], 8)
+        r, w = struct.unpack("<ii", data)
+        fds[r] = fds[w] = "pipe"
+    elif name in ("execve", "execveat"):
+        pass
+
+
+def _fmt(args) -> str:
+    return ", ".join(hex(a) if a > 4096 else str(a) for a in args)
+
+
+def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True) -> tuple[int, Engine]:
+    """Replay the log at ``log_path``; returns (the recorded exit status, engine)."""
+    records = _log.read_log(log_path)
+    policy = Replayer(records)
+    if policy.end_status is None:
+        raise LogError(f"{log_path}: the log is incomplete (no end record): the recording did not finish")
+    h = policy.header
+    if check_program:
+        try:
+            digest = file_sha256(h["exe"])
+        except OSError:
+            raise LogError(f"{h['exe']}: the recorded program is missing")
+        if digest != h["exe_sha256"]:
+            raise DivergenceError(f"{h['exe']}: the program changed since it was recorded (sha256 differs)")
+    engine = Engine(policy, epoch=h["epoch"], keep_trace=keep_trace)
+    engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
+    engine.run()
+    return policy.end_status, engine

@@ -1,0 +1,323 @@
+"""The syscall table: every system call tft_lab knows, declared once, as data.
+
+Each entry gives the x86_64 number, the replication class (DESIGN.md §2) and
+the output buffers the kernel fills, so that the recorder knows what to copy
+and the replayer what to write back.  Everything else is derived from it: the
+seccomp subscription (:func:`subscription`), the recorder's copy list, the
+documentation table (:func:`markdown_table`), and the tests, which check the
+numbers against the kernel headers.
+
+Classes (what the primary / the backup does):
+
+``local``     run / run, and the result must equal the log's (divergence check)
+``input``     run, log result and out-buffers / skip, write them back
+``identity``  run, log / skip and inject the primary's value (pids)
+``output``    run under the output rule, log / skip, set the primary's result
+``resource``  run, log / skip; fd-creating ones get a stand-in fd
+``unsupported`` fail closed with a clear message, or ENOSYS (``enosys=True``)
+
+``outs`` is a tuple of ``(arg_index, size)`` pairs.  ``size`` is a tiny
+expression, evaluated after the call on the primary:
+
+``"16"``        a fixed number of bytes
+``"ret"``       the call's result, in bytes (``read``)
+``"ret*12"``    the result times a record size (``epoll_wait``)
+``"a2"``        the value of argument 2 (``a2*8``: times 8)
+``"*a5"``       the 32-bit integer argument 5 points to, after the call (socklen)
+``"fdset"``     an fd_set sized by argument 0 (``select``)
+``"iov"``       an iovec array (base in this arg, count in the next), ``ret`` bytes scattered
+``"msghdr"``    a struct msghdr: name, iovecs (``ret`` bytes), control and flags
+``"ioctl"``     decided by the ioctl request (see :func:`ioctl_out_size`)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CLASSES = ("local", "input", "identity", "output", "resource", "unsupported")
+
+
+@dataclass(frozen=True)
+class Syscall:
+    name: str
+    """The kernel's name (``__NR_<name>``)."""
+    x64: int
+    """Number on x86_64."""
+    cls: str
+    """Replication class, one of :data:`CLASSES`."""
+    outs: tuple = ()
+    """Output buffers as ``(arg_index, size_expr)``."""
+    trap: bool = True
+    """Whether the replicating policies subscribe to it (``False``: runs natively on both)."""
+    fd_arg: int | None = None
+    """Index of the argument that is a file descriptor the call acts on."""
+    creates_fd: bool = False
+    """The result (or an out-buffer) is a new file descriptor."""
+    check: bool = True
+    """For ``local``: compare the backup's result with the log's."""
+    enosys: bool = False
+    """For ``unsupported``: answer ENOSYS (programs fall back) instead of stopping."""
+    nargs: int = 6
+    """How many arguments the divergence check compares (pointers are equal: ASLR is off)."""
+
+
+def _t(*entries):
+    return {e.name: e for e in entries}
+
+
+S = Syscall
+# fmt: off
+TABLE: dict[str, Syscall] = _t(
+    # --- local: both replicas run them; they change only the process's own state -----------
+    S("close", 3, "local", fd_arg=0, nargs=1),
+    S("close_range", 436, "local", nargs=3),
+    S("dup", 32, "local", fd_arg=0, creates_fd=True, nargs=1),
+    S("dup2", 33, "local", fd_arg=0, creates_fd=True, nargs=2),
+    S("dup3", 292, "local", fd_arg=0, creates_fd=True, nargs=3),
+    S("pipe", 22, "local", outs=((0, "8"),), creates_fd=True, nargs=1),   # int pipe(int fds[2])
+    S("pipe2", 293, "local", outs=((0, "8"),), creates_fd=True, nargs=2),
+    S("socketpair", 53, "local", outs=((3, "8"),), creates_fd=True, nargs=4),
+    S("eventfd2", 290, "local", creates_fd=True, nargs=2),
+    S("epoll_create", 213, "local", creates_fd=True, nargs=1),
+    S("epoll_create1", 291, "local", creates_fd=True, nargs=1),
+    S("epoll_ctl", 233, "local", fd_arg=0, nargs=3),
+    S("memfd_create", 319, "local", creates_fd=True, nargs=2),
+    S("timerfd_create", 283, "local", creates_fd=True, nargs=2),
+    S("signalfd4", 289, "local", creates_fd=True, nargs=3),
+    S("execve", 59, "local", nargs=3),
+    S("execveat", 322, "local", nargs=5),
+    S("exit", 60, "local", nargs=1),
+    S("exit_group", 231, "local", nargs=1),
+    S("chdir", 80, "local", nargs=1),
+    S("fchdir", 81, "local", fd_arg=0, nargs=1),
+    S("umask", 95, "local", nargs=1),
+    S("setpgid", 109, "local", check=False, nargs=0),     # pids differ: run, take the primary's answer
+    S("setsid", 112, "local", check=False, nargs=0),
+    S("fcntl", 72, "local", fd_arg=0, check=False, nargs=2),  # F_GETFL on a stand-in differs: primary's answer
+    S("prctl", 157, "local", nargs=2),                     # PR_SET_TSC is refused (determinism)
+    S("arch_prctl", 158, "local", nargs=1),                # ARCH_SET_CPUID is refused
+    S("setitimer", 38, "local", outs=((2, "32"),), check=False, nargs=2),  # old value: primary's
+    S("alarm", 37, "local", check=False, nargs=1),         # remaining seconds: primary's
+    S("timer_create", 222, "local", outs=((2, "4"),), check=False, nargs=2),
+    S("timer_settime", 223, "local", outs=((3, "32"),), check=False, nargs=3),
+    S("rt_sigaction", 13, "local", trap=False),
+    S("rt_sigprocmask", 14, "local", trap=False),
+    S("rt_sigreturn", 15, "local", trap=False),
+    S("sigaltstack", 131, "local", trap=False),
+    S("brk", 12, "local", trap=False),
+    S("mmap", 9, "local", trap=False),
+    S("munmap", 11, "local", trap=False),
+    S("mprotect", 10, "local", trap=False),
+    S("mremap", 25, "local", trap=False),
+    S("madvise", 28, "local", trap=False),
+    S("futex", 202, "local", trap=False),
+    S("set_tid_address", 218, "local", trap=False),
+    S("set_robust_list", 273, "local", trap=False),
+    S("rseq", 334, "local", trap=False),
+    S("sched_yield", 24, "local", trap=False),
+    S("getuid", 102, "local", trap=False),
+    S("geteuid", 107, "local", trap=False),
+    S("getgid", 104, "local", trap=False),
+    S("getegid", 108, "local", trap=False),
+
+    # --- input: answers from outside the address space ---------------------------------------
+    S("read", 0, "input", outs=((1, "ret"),), fd_arg=0, nargs=3),
+    S("pread64", 17, "input", outs=((1, "ret"),), fd_arg=0, nargs=4),
+    S("readv", 19, "input", outs=((1, "iov"),), fd_arg=0, nargs=3),
+    S("preadv", 295, "input", outs=((1, "iov"),), fd_arg=0, nargs=4),
+    S("preadv2", 327, "input", outs=((1, "iov"),), fd_arg=0, nargs=5),
+    S("recvfrom", 45, "input", outs=((1, "ret"), (4, "*a5"), (5, "4")), fd_arg=0, nargs=4),
+    S("recvmsg", 47, "input", outs=((1, "msghdr"),), fd_arg=0, nargs=3),
+    S("lseek", 8, "input", fd_arg=0, nargs=3),           # offsets of stand-ins differ
+    S("clock_gettime", 228, "input", outs=((1, "16"),), nargs=1),
+    S("clock_getres", 229, "input", outs=((1, "16"),), nargs=1),
+    S("gettimeofday", 96, "input", outs=((0, "16"), (1, "8")), nargs=0),
+    S("time", 201, "input", outs=((0, "8"),), nargs=0),
+    S("getrandom", 318, "input", outs=((0, "ret"),), nargs=3),
+    S("uname", 63, "input", outs=((0, "390"),), nargs=0),
+    S("sysinfo", 99, "input", outs=((0, "112"),), nargs=0),
+    S("getrusage", 98, "input", outs=((1, "144"),), nargs=1),
+    S("times", 100, "input", outs=((0, "32"),), nargs=0),
+    S("getcpu", 309, "input", outs=((0, "4"), (1, "4")), nargs=0),
+    S("stat", 4, "input", outs=((1, "144"),), nargs=2),
+    S("fstat", 5, "input", outs=((1, "144"),), fd_arg=0, nargs=2),
+    S("lstat", 6, "input", outs=((1, "144"),), nargs=2),
+    S("newfstatat", 262, "input", outs=((2, "144"),), nargs=4),
+    S("statx", 332, "input", outs=((4, "256"),), nargs=4),
+    S("statfs", 137, "input", outs=((1, "120"),), nargs=2),
+    S("fstatfs", 138, "input", outs=((1, "120"),), fd_arg=0, nargs=2),
+    S("access", 21, "input", nargs=2),
+    S("faccessat", 269, "input", nargs=3),
+    S("faccessat2", 439, "input", nargs=4),
+    S("readlink", 89, "input", outs=((1, "ret"),), nargs=3),
+    S("readlinkat", 267, "input", outs=((2, "ret"),), nargs=4),
+    S("getcwd", 79, "input", outs=((0, "ret"),), nargs=2),
+    S("getdents", 78, "input", outs=((1, "ret"),), fd_arg=0, nargs=3),
+    S("getdents64", 217, "input", outs=((1, "ret"),), fd_arg=0, nargs=3),
+    S("poll", 7, "input", outs=((0, "a1*8"),), nargs=3),
+    S("ppoll", 271, "input", outs=((0, "a1*8"), (2, "16")), nargs=2),
+    S("select", 23, "input", outs=((1, "fdset"), (2, "fdset"), (3, "fdset"), (4, "16")), nargs=1),
+    S("pselect6", 270, "input", outs=((1, "fdset"), (2, "fdset"), (3, "fdset"), (4, "16")), nargs=1),
+    S("epoll_wait", 232, "input", outs=((1, "ret*12"),), fd_arg=0, nargs=3),
+    S("epoll_pwait", 281, "input", outs=((1, "ret*12"),), fd_arg=0, nargs=3),
+    S("epoll_pwait2", 441, "input", outs=((1, "ret*12"),), fd_arg=0, nargs=3),
+    S("wait4", 61, "input", outs=((1, "4"), (3, "144")), nargs=3),
+    S("waitid", 247, "input", outs=((2, "128"), (4, "144")), nargs=4),
+    S("nanosleep", 35, "input", outs=((1, "16"),), nargs=1),
+    S("clock_nanosleep", 230, "input", outs=((3, "16"),), nargs=3),
+    S("pause", 34, "input", nargs=0),
+    S("rt_sigsuspend", 130, "input", nargs=0),
+    S("rt_sigtimedwait", 128, "input", outs=((1, "128"),), nargs=0),
+    S("sched_getaffinity", 204, "input", outs=((2, "ret"),), nargs=2),
+    S("prlimit64", 302, "input", outs=((3, "16"),), nargs=3),
+    S("getrlimit", 97, "input", outs=((1, "16"),), nargs=1),
+    S("ioctl", 16, "input", outs=((2, "ioctl"),), fd_arg=0, nargs=2),
+    S("getsockname", 51, "input", outs=((1, "*a2"), (2, "4")), fd_arg=0, nargs=1),
+    S("getpeername", 52, "input", outs=((1, "*a2"), (2, "4")), fd_arg=0, nargs=1),
+    S("getsockopt", 55, "input", outs=((3, "*a4"), (4, "4")), fd_arg=0, nargs=3),
+    S("getitimer", 36, "input", outs=((1, "32"),), nargs=1),
+    S("timer_gettime", 224, "input", outs=((1, "32"),), nargs=1),
+    S("sched_getscheduler", 145, "input", nargs=0),
+    S("getpriority", 140, "input", nargs=0),
+
+    # --- identity: process ids, virtualized ---------------------------------------------------
+    S("getpid", 39, "identity", nargs=0),
+    S("getppid", 110, "identity", nargs=0),
+    S("gettid", 186, "identity", nargs=0),
+    S("getpgrp", 111, "identity", nargs=0),
+    S("getpgid", 121, "identity", nargs=0),
+    S("getsid", 124, "identity", nargs=0),
+    S("fork", 57, "identity", nargs=0),         # runs on both; the child's pid is the primary's
+    S("vfork", 58, "identity", nargs=0),
+    S("clone", 56, "identity", nargs=1),
+    S("clone3", 435, "identity", nargs=0),
+
+    # --- output: effects on the outside world -------------------------------------------------
+    S("write", 1, "output", fd_arg=0, nargs=3),
+    S("pwrite64", 18, "output", fd_arg=0, nargs=4),
+    S("writev", 20, "output", fd_arg=0, nargs=3),
+    S("pwritev", 296, "output", fd_arg=0, nargs=4),
+    S("pwritev2", 328, "output", fd_arg=0, nargs=5),
+    S("sendto", 44, "output", fd_arg=0, nargs=3),
+    S("sendmsg", 46, "output", fd_arg=0, nargs=3),
+    S("sendfile", 40, "output", fd_arg=0, nargs=4),
+    S("kill", 62, "output", nargs=0),             # the signal is replayed from the target's own log
+    S("tkill", 200, "output", nargs=0),
+    S("tgkill", 234, "output", nargs=0),
+    S("rt_sigqueueinfo", 129, "output", nargs=0),
+    S("fsync", 74, "output", fd_arg=0, nargs=1),
+    S("fdatasync", 75, "output", fd_arg=0, nargs=1),
+    S("truncate", 76, "output", nargs=2),
+    S("ftruncate", 77, "output", fd_arg=0, nargs=2),
+    S("fallocate", 285, "output", fd_arg=0, nargs=4),
+    S("rename", 82, "output", nargs=2),
+    S("renameat", 264, "output", nargs=4),
+    S("renameat2", 316, "output", nargs=5),
+    S("mkdir", 83, "output", nargs=2),
+    S("mkdirat", 258, "output", nargs=3),
+    S("rmdir", 84, "output", nargs=1),
+    S("link", 86, "output", nargs=2),
+    S("linkat", 265, "output", nargs=5),
+    S("unlink", 87, "output", nargs=1),
+    S("unlinkat", 263, "output", nargs=3),
+    S("symlink", 88, "output", nargs=2),
+    S("symlinkat", 266, "output", nargs=3),
+    S("chmod", 90, "output", nargs=2),
+    S("fchmod", 91, "output", fd_arg=0, nargs=2),
+    S("fchmodat", 268, "output", nargs=3),
+    S("chown", 92, "output", nargs=3),
+    S("fchown", 93, "output", fd_arg=0, nargs=3),
+    S("lchown", 94, "output", nargs=3),
+    S("fchownat", 260, "output", nargs=5),
+    S("utimensat", 280, "output", nargs=4),
+    S("mknodat", 259, "output", nargs=4),
+
+    # --- resource: OS objects that differ between replicas ----------------------------------
+    S("open", 2, "resource", creates_fd=True, nargs=3),       # read-only opens run on both
+    S("openat", 257, "resource", creates_fd=True, nargs=4),
+    S("creat", 85, "resource", creates_fd=True, nargs=2),
+    S("socket", 41, "resource", creates_fd=True, nargs=3),
+    S("accept", 43, "resource", outs=((1, "*a2"), (2, "4")), fd_arg=0, creates_fd=True, nargs=1),
+    S("accept4", 288, "resource", outs=((1, "*a2"), (2, "4")), fd_arg=0, creates_fd=True, nargs=1),
+    S("bind", 49, "resource", fd_arg=0, nargs=3),
+    S("listen", 50, "resource", fd_arg=0, nargs=2),
+    S("connect", 42, "resource", fd_arg=0, nargs=3),
+    S("shutdown", 48, "resource", fd_arg=0, nargs=2),
+    S("setsockopt", 54, "resource", fd_arg=0, nargs=3),
+    S("inotify_init1", 294, "resource", creates_fd=True, nargs=1),
+
+    # --- unsupported --------------------------------------------------------------------------
+    S("io_uring_setup", 425, "unsupported", enosys=True),   # as rr does: programs fall back
+    S("io_uring_enter", 426, "unsupported", enosys=True),
+    S("io_uring_register", 427, "unsupported", enosys=True),
+    S("openat2", 437, "unsupported", enosys=True),          # glibc falls back to openat
+    S("recvmmsg", 299, "unsupported"),
+    S("sendmmsg", 307, "unsupported"),
+    S("ptrace", 101, "unsupported"),
+    S("process_vm_readv", 310, "unsupported"),
+    S("process_vm_writev", 311, "unsupported"),
+    S("userfaultfd", 323, "unsupported"),
+    S("perf_event_open", 298, "unsupported", enosys=True),
+    S("splice", 275, "unsupported"),
+    S("tee", 276, "unsupported"),
+    S("vmsplice", 278, "unsupported"),
+    S("shmat", 30, "unsupported"),   # memory shared between processes is not replicated
+)
+# fmt: on
+del S
+
+BY_NUMBER: dict[int, Syscall] = {s.x64: s for s in TABLE.values()}
+
+#: Restart codes the kernel returns inside an interrupted call; never seen by the program.
+ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
+RESTART_CODES = frozenset((-ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK))
+NR_RESTART_SYSCALL = 219
+
+
+def lookup(nr: int) -> Syscall | None:
+    """The table entry for syscall number ``nr`` on x86_64, or None if not in the table."""
+    return BY_NUMBER.get(nr)
+
+
+def name_of(nr: int) -> str:
+    """A syscall's name, from the table or else python-ptrace's list."""
+    entry = BY_NUMBER.get(nr)
+    if entry is not None:
+        return entry.name
+    if nr == NR_RESTART_SYSCALL:
+        return "restart_syscall"
+    from ptrace.syscall import SYSCALL_NAMES
+
+    return SYSCALL_NAMES.get(nr, f"syscall_{nr}")
+
+
+def subscription(everything: bool = False) -> list[int]:
+    """Syscall numbers a policy traps: the table's trapped ones, or every syscall for a tracer."""
+    if everything:
+        return []  # empty means "trap all" to the filter builder
+    nrs = {s.x64 for s in TABLE.values() if s.trap}
+    nrs.add(NR_RESTART_SYSCALL)
+    return sorted(nrs)
+
+
+# ioctl requests whose out-buffer size is not encoded in the number (legacy tty ones).
+_LEGACY_IOCTL_OUT = {0x5401: 36, 0x5413: 8, 0x541B: 4, 0x540F: 4, 0x5429: 4}  # TCGETS TIOCGWINSZ FIONREAD TIOCGPGRP TIOCGSID
+_IOC_READ = 2
+
+
+def ioctl_out_size(request: int) -> int:
+    """Bytes an ioctl writes to its third argument, from the request's encoding or the legacy list."""
+    request &= 0xFFFFFFFF
+    if request in _LEGACY_IOCTL_OUT:
+        return _LEGACY_IOCTL_OUT[request]
+    direction = request >> 30
+    size = (request >> 16) & 0x3FFF
+    return size if direction & _IOC_READ else 0
+
+
+def markdown_table() -> str:
+    """The syscall table as Markdown, for the docs."""
+    rows = ["| syscall | x86_64 | class | trapped | out-buffers |", "|---|---|---|---|---|"]
+    for s in sorted(TABLE.values(), key=lambda s: (CLASSES.index(s.cls), s.name)):
+        outs = ", ".join(f"arg{i}: {size}" for i, size in s.outs)
+        rows.append(f"| {s.name} | {s.x64} | {s.cls} | {'yes' if s.trap else 'no'} | {outs} |")
+    return "\n".join(rows)
