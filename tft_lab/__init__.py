@@ -1,0 +1,48 @@
+"""tft_lab: transparent fault tolerance at the system-call interface.
+
+A ptrace supervisor records every answer an unmodified Linux program gets from
+outside its address space and re-executes the program from that log (record /
+replay), the basis of primary/backup replication as in Bressoud's TFT.
+
+Public names are re-exported here; everything in ``_``-modules is private.
+"""
+from .errors import (ChannelError, DivergenceError, LogError, PeerFailed, ProgramError, TftError,
+                     TracingError, UnsupportedError)
+from .trace import TraceEvent, to_dataframe
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChannelError", "DivergenceError", "LogError", "PeerFailed", "ProgramError", "TftError",
+    "TracingError", "UnsupportedError", "TraceEvent", "to_dataframe", "record", "replay", "trace",
+    "load_ipython_extension",
+]
+
+
+def record(argv, log, *, epoch: int = 64):
+    """Record ``argv`` (a list) into the log file ``log``; returns (exit status, engine)."""
+    from .record import record as _record
+
+    return _record(list(argv), log, epoch=epoch)
+
+
+def replay(log):
+    """Replay the log file ``log``; returns (recorded exit status, engine)."""
+    from .replay import replay as _replay
+
+    return _replay(log)
+
+
+def trace(argv, out=None):
+    """Run ``argv`` printing every syscall strace-style with its class; returns (status, engine)."""
+    import sys
+
+    from .tracer import trace as _trace
+
+    return _trace(list(argv), out or sys.stderr)
+
+
+def load_ipython_extension(ipython):  # pragma: no cover - exercised by the notebooks
+    from .magic import load_ipython_extension as _load
+
+    _load(ipython)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 
 from .engine import Call, Task
-from .syscalls import ioctl_out_size
+from .syscalls import RESTART_CODES, ioctl_out_size
 
 MAX_OUT = 64 << 20
 
@@ -18,8 +18,8 @@ def capture(task: Task, call: Call) -> list[tuple[int, bytes]]:
     """(addr, bytes) pairs the completed ``call`` wrote.  Nothing for a failed call."""
     entry = call.entry
     res = call.result
-    if entry is None or not entry.outs or res < 0:
-        return []
+    if entry is None or not entry.outs or (res < 0 and res not in RESTART_CODES):
+        return []  # (an interrupted sleep has already written the time remaining)
     out: list[tuple[int, bytes]] = []
     args = call.args
     for idx, size in entry.outs:
@@ -30,7 +30,7 @@ def capture(task: Task, call: Call) -> list[tuple[int, bytes]]:
             out.extend(_iov(task, addr, args[idx + 1], res))
         elif size == "msghdr":
             out.extend(_msghdr(task, addr, res))
-        else:
+        elif res >= 0 or size.isdigit():
             n = _size(task, size, args, res)
             if n > 0:
                 n = min(n, MAX_OUT)

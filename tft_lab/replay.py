@@ -141,6 +141,8 @@ class Replayer(Policy):
                 call.note = "preinjected"
                 task.run(to_exit=True)
             else:
+                for addr, data in outs:
+                    task.write(addr, data)
                 task.skip_to_exit()
             call.action = "emulated"
             return

@@ -79,7 +79,7 @@ TABLE: dict[str, Syscall] = _t(
     S("eventfd2", 290, "local", creates_fd=True, nargs=2),
     S("epoll_create", 213, "local", creates_fd=True, nargs=1),
     S("epoll_create1", 291, "local", creates_fd=True, nargs=1),
-    S("epoll_ctl", 233, "local", fd_arg=0, nargs=3),
+    S("epoll_ctl", 233, "resource", fd_arg=0, nargs=3),   # its fd may be a stand-in on the backup
     S("memfd_create", 319, "local", creates_fd=True, nargs=2),
     S("timerfd_create", 283, "local", creates_fd=True, nargs=2),
     S("signalfd4", 289, "local", creates_fd=True, nargs=3),
