@@ -73,6 +73,11 @@ class Recorder(Policy):
             self.sink.flush()
 
     def on_exec(self, task: Task, at_random: int | None) -> None:
+        call = task.call
+        if call is not None and call.name in ("execve", "execveat"):
+            call.result = 0
+            self.on_exit(task, call)   # logged now, so its record precedes the exec record
+            call.note = "logged"
         rnd = task.read(at_random, 16) if at_random else bytes(16)
         path = os.readlink(f"/proc/{task.pid}/exe")
         self.emit({"t": "exec", "pid": task.vpid, "seq": task.seq, "path": path}, [rnd])
@@ -106,6 +111,8 @@ class Recorder(Policy):
         call.action = "logged"
 
     def on_exit(self, task: Task, call: Call) -> None:
+        if call.note == "logged":
+            return
         res = signed(call.result)
         call.result = res
         if call.name in _WRITE_CALLS and res == -EPIPE:
@@ -117,6 +124,9 @@ class Recorder(Policy):
         if call.oseq is not None:
             fields["oseq"] = call.oseq
         self.emit(fields, [d for _, d in outs])
+        held = task.policy_state.pop("in_call_signal", None)
+        if held is not None:   # a signal delivered inside this (interrupted) call follows it
+            self._log_signal(task, call.seq, *held, "in-call")
 
     def after_call(self, task: Task, call: Call) -> None:
         if task.pending and task.seq % self.engine.epoch == 0:
@@ -139,7 +149,7 @@ class Recorder(Policy):
             if disp == "handled" or fatal:
                 # It interrupted a blocking call (a sleep, a read, pause): deliver it there, or the
                 # program would wait forever.  The backup re-creates the interruption.
-                self._log_signal(task, itr.seq, signo, siginfo, "in-call")
+                task.policy_state["in_call_signal"] = (signo, siginfo)  # logged after the call
                 return True
         task.pending.append((signo, siginfo))
         return False

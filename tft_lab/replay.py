@@ -31,18 +31,20 @@ _OPEN_CALLS = ("open", "openat", "creat")
 
 
 class Stream:
-    """The records of one (virtual) process, by type, in order."""
+    """The records of one (virtual) process, in the order the primary wrote them.
+
+    Per process the primary writes: ``sys(k)``, then any ``sig(k)`` delivered right after
+    call k, any ``tsc`` read before call k+1, then ``sys(k+1)``; an ``exec(k)`` follows the
+    ``sys(k)`` of a successful execve.
+    """
 
     def __init__(self):
-        self.sys: collections.deque = collections.deque()
-        self.tsc: collections.deque = collections.deque()
-        self.exec: collections.deque = collections.deque()
-        self.sig: dict[int, list] = collections.defaultdict(list)
+        self.q: collections.deque = collections.deque()
         self.exit = None
 
 
 class Replayer(Policy):
-    """Backup / replayer over a list of records."""
+    """Backup / replayer over records, from a file (all at once) or a channel (as they come)."""
 
     replica = "backup"
 
@@ -63,20 +65,24 @@ class Replayer(Policy):
         t = rec.type
         if t == "end":
             self.end_status = rec["status"]
-            return
-        s = self.streams[rec["pid"]]
-        if t == "sys":
-            s.sys.append(rec)
-        elif t == "sig":
-            s.sig[rec["seq"]].append(rec)
-        elif t == "tsc":
-            s.tsc.append(rec)
-        elif t == "exec":
-            s.exec.append(rec)
         elif t == "exit":
-            s.exit = rec
+            self.streams[rec["pid"]].exit = rec
+        elif t in ("sys", "sig", "tsc", "exec"):
+            self.streams[rec["pid"]].q.append(rec)
         else:
             raise LogError(f"unexpected {t!r} record after the header")
+
+    def pull(self) -> bool:
+        """Wait for one more record; False when none will come (a file: all are loaded)."""
+        return False
+
+    def peek(self, task: Task):
+        """The next record of ``task``'s process, waiting for it if the channel is live."""
+        stream = self.streams[task.vpid]
+        while not stream.q:
+            if not self.pull():
+                return None
+        return stream.q[0]
 
     # -- lifecycle -----------------------------------------------------------------------
     def on_start(self, engine: Engine) -> None:
@@ -84,14 +90,15 @@ class Replayer(Policy):
         engine.root.vpid = self.header["pid"]
 
     def on_exec(self, task: Task, at_random: int | None) -> None:
-        stream = self.streams[task.vpid]
-        if not stream.exec:
-            raise DivergenceError("the program executed a new image where the log has none", syscall="execve")
-        rec = stream.exec.popleft()
+        rec = self.peek(task)
         path = os.readlink(f"/proc/{task.pid}/exe")
-        if rec["seq"] != task.seq or os.path.basename(path) != os.path.basename(rec["path"]):
-            raise DivergenceError(f"the log has execve of {rec['path']} at seq {rec['seq']}, "
-                                  f"the program executed {path} at seq {task.seq}", syscall="execve")
+        if rec is None or rec.type != "exec" or rec["seq"] != task.seq:
+            raise DivergenceError(f"replay diverged: the program executed {path} where the log has "
+                                  f"{_describe(rec)}", syscall="execve")
+        if os.path.basename(path) != os.path.basename(rec["path"]):
+            raise DivergenceError(f"replay diverged: the log has execve of {rec['path']}, "
+                                  f"the program executed {path}", syscall="execve")
+        self.streams[task.vpid].q.popleft()
         if at_random:
             task.write(at_random, rec["blobs"][0])
 
@@ -103,14 +110,13 @@ class Replayer(Policy):
 
     # -- calls ---------------------------------------------------------------------------
     def next_record(self, task: Task, call: Call):
-        stream = self.streams.get(task.vpid)
-        if stream is None or not stream.sys:
+        rec = self.peek(task)
+        if rec is None:
             return None
-        rec = stream.sys[0]
-        if rec["seq"] != call.seq or rec["nr"] != call.nr:
+        if rec.type != "sys" or rec["seq"] != call.seq or rec["nr"] != call.nr:
             raise DivergenceError(
-                f"replay diverged: the log has {name_of(rec['nr'])}({_fmt(rec['args'])}) at seq {rec['seq']}, "
-                f"the program called {call.name}({_fmt(call.args[:len(rec['args'])])}) at seq {call.seq}",
+                f"replay diverged: the log has {_describe(rec)}, "
+                f"the program called {call.name}({_fmt(call.args[:len(rec.get('args', ()))])}) at seq {call.seq}",
                 pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
         want = rec["args"]
         got = list(call.args[:len(want)])
@@ -118,7 +124,7 @@ class Replayer(Policy):
             raise DivergenceError(
                 f"replay diverged: {call.name} arguments differ: log ({_fmt(want)}), program ({_fmt(got)})",
                 pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
-        return stream.sys.popleft()
+        return self.streams[task.vpid].q.popleft()
 
     def on_entry(self, task: Task, call: Call) -> None:
         rec = call.rec or self.next_record(task, call)
@@ -136,8 +142,7 @@ class Replayer(Policy):
         if res in RESTART_CODES:
             # The primary's call was interrupted by a signal delivered in the call.
             if call.name in _WAIT_FOR_SIGNAL:
-                for srec in self.streams[task.vpid].sig.pop(call.seq, []):
-                    task.inject_signal(srec["signo"], srec["blobs"][0])
+                self.inject_signals(task, call.seq)
                 call.note = "preinjected"
                 task.run(to_exit=True)
             else:
@@ -255,20 +260,27 @@ class Replayer(Policy):
         track_fds(task, call, rec)
 
     def after_call(self, task: Task, call: Call) -> None:
-        sigs = self.streams[task.vpid].sig.pop(call.seq, None)
-        if sigs:
-            for srec in sigs:
-                task.inject_signal(srec["signo"], srec["blobs"][0])
+        self.inject_signals(task, call.seq)
+
+    def inject_signals(self, task: Task, seq: int) -> None:
+        """Raise every signal the log delivers right after call ``seq``."""
+        stream = self.streams[task.vpid]
+        while True:
+            rec = self.peek(task)
+            if rec is None or rec.type != "sig" or rec["seq"] != seq:
+                return
+            stream.q.popleft()
+            task.inject_signal(rec["signo"], rec["blobs"][0])
 
     def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
         return False  # the backup's own signals are not the program's: the log says which it gets
 
     def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
-        stream = self.streams[task.vpid]
-        if not stream.tsc or stream.tsc[0]["seq"] != task.seq - 1:
+        rec = self.peek(task)
+        if rec is None or rec.type != "tsc" or rec["seq"] != task.seq - 1:
             raise DivergenceError("replay diverged: the program read the time-stamp counter where the "
-                                  "primary did not", syscall="rdtsc")
-        rec = stream.tsc.popleft()
+                                  f"log has {_describe(rec)}", syscall="rdtsc")
+        self.streams[task.vpid].q.popleft()
         return rec["value"], rec["aux"]
 
     def log_exhausted(self, task: Task, call: Call) -> None:
@@ -313,6 +325,19 @@ def track_fds(task: Task, call: Call, rec) -> None:
         fds[r] = fds[w] = "pipe"
     elif name in ("execve", "execveat"):
         pass
+
+
+def _describe(rec) -> str:
+    if rec is None:
+        return "nothing more for this process"
+    t = rec.type
+    if t == "sys":
+        return f"{name_of(rec['nr'])}({_fmt(rec['args'])}) at seq {rec['seq']}"
+    if t == "sig":
+        return f"signal {rec['signo']} after seq {rec['seq']}"
+    if t == "tsc":
+        return f"an rdtsc after seq {rec['seq']}"
+    return f"execve of {rec['path']} at seq {rec['seq']}"
 
 
 def _fmt(args) -> str:
