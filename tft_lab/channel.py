@@ -100,7 +100,7 @@ import time
 from collections import deque
 from typing import Callable
 
-from .errors import ChannelError, PeerFailed, TftError
+from .errors import ChannelError, PeerFailed, PeerSilent, TftError
 
 __all__ = [
     "MAGIC", "MAX_FRAME", "MIN_KEY_BYTES", "DEFAULT_HEARTBEAT", "DEFAULT_TIMEOUT_FACTOR", "HANDSHAKE_TIMEOUT",
@@ -485,7 +485,7 @@ class _Link:
                 continue
             # Stalled: fine while the peer shows signs of life (it is merely slow).
             if now - max(progress, self.last_heard) > self.silence:
-                raise self.fail(PeerFailed(
+                raise self.fail(PeerSilent(
                     f"the {self.peer} stopped reading and sent nothing for {now - progress:.1f} s: "
                     f"its host is down, hung or cut off"))
             for _, events in sel.select(_POLL):
@@ -599,7 +599,7 @@ class _Link:
                 if not self.peer_closed:
                     left = self.last_heard + self.silence - now
                     if left <= 0:
-                        raise PeerFailed(
+                        raise PeerSilent(
                             f"no message or heartbeat from the {self.peer} for {now - self.last_heard:.1f} s "
                             f"(limit {self.silence:g} s = {self.timeout_factor:g} x its "
                             f"{self.session.peer_heartbeat:g} s heartbeat): its host is down, hung or cut off")
@@ -852,6 +852,11 @@ class _SocketSender(Sender):
     @property
     def acked(self) -> int:
         return self._acked
+
+    @property
+    def failure(self) -> TftError | None:
+        """The error that ended the link (``PeerSilent`` for a silent backup), or None."""
+        return self._link.error
 
     def close(self, timeout: float | None = 10.0) -> None:
         """End the stream cleanly and release everything (idempotent, never raises ``PeerFailed``).

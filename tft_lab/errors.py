@@ -58,3 +58,7 @@ class ChannelError(TftError):
 
 class PeerFailed(TftError):
     """The other replica is gone (channel closed, process died, heartbeat timed out)."""
+
+
+class PeerSilent(PeerFailed):
+    """The other replica sent nothing for too long: dead, hung, or cut off from us (we cannot tell)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Iterable, NamedTuple
 
 #: Values of the ``kind`` column.
-KINDS = ("syscall", "signal", "rdtsc", "exec", "exit")
+KINDS = ("syscall", "signal", "rdtsc", "exec", "exit", "failover")
 #: Values of the ``replica`` column.
 REPLICAS = ("primary", "backup", "tracer")
 #: Values of the ``cls`` column (see :mod:`tft_lab.syscalls`).
@@ -24,6 +24,7 @@ ACTIONS = (
     "delivered",    # a signal delivered to the program
     "dropped",      # a signal that this replica's own kernel raised and the log did not
     "failed",       # refused (unsupported)
+    "live",         # the backup went live here (kind "failover"), or ran this call live after it
 )
 
 
