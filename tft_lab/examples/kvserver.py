@@ -16,7 +16,8 @@ Protocol: one command per line, one reply line per command.
 With ``--journal FILE`` every SET is appended to FILE (one ``write`` per SET,
 done before the OK is sent). The journal is only written, never read back.
 PORT 0 picks a free port. The server prints ``listening on 127.0.0.1:PORT``
-when it is ready.
+when it is ready, and ``kvserver stopped`` when it exits (after SHUTDOWN,
+Ctrl-C or SIGTERM; exit status 0).
 
 Under tft, everything a client sends is an input the backup gets from the
 log, and the journal writes and the replies are outputs held back by the
@@ -25,6 +26,7 @@ output rule until the backup has the log up to them.
 import argparse
 import os
 import selectors
+import signal
 import socket
 import sys
 
@@ -152,12 +154,17 @@ class KVServer:
             os.close(self.journal_fd)
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="tiny in-memory key-value server (tft_lab example)")
     ap.add_argument("port", nargs="?", type=int, default=7070, help="TCP port on 127.0.0.1 (0: any free port)")
     ap.add_argument("--journal", metavar="FILE", help="append every SET to FILE")
     args = ap.parse_args(argv)
     server = KVServer(args.port, args.journal)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve()
     except KeyboardInterrupt:
