@@ -3,6 +3,10 @@
     tft record --log FILE [--epoch N] [--trace-out F] -- PROG [ARGS...]
     tft replay [--trace-out F] FILE
     tft trace [-o FILE] -- PROG [ARGS...]
+    tft run [--backup local|none|tcp://HOST:PORT] [--commit output|epoch|none] [--epoch N]
+            [--trace FILE] [--fault primary@N|primary@Ts|backup@N|backup@Ts]... -- PROG [ARGS...]
+    tft backup --listen HOST:PORT --key-file F
+    tft keygen FILE
     tft demo
 
 Errors are one line on stderr (``tft: ...``) and a non-zero exit: 2 for bad
@@ -38,6 +42,29 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("trace", help="print the intercepted calls strace-style, with their class")
     t.add_argument("-o", "--output", help="write the trace here instead of stderr")
     t.add_argument("prog", nargs=argparse.REMAINDER)
+
+    ru = sub.add_parser("run", help="run a program replicated: a primary and a backup, with failover")
+    ru.add_argument("--backup", default="local", help="local (default), none, or tcp://HOST:PORT")
+    ru.add_argument("--commit", default="output", choices=("output", "epoch", "none"),
+                    help="output rule: output (default), epoch, none")
+    ru.add_argument("--epoch", type=int, default=64, help="epoch length in intercepted calls (default 64)")
+    ru.add_argument("--trace", help="write both replicas' trace here (parquet; .csv for CSV)")
+    ru.add_argument("--fault", action="append", default=[],
+                    help="inject a fail-stop: primary@N, primary@2.5s, backup@N, backup@Ts (repeatable)")
+    ru.add_argument("--key-file", help="shared key for a TCP backup (see tft keygen)")
+    ru.add_argument("--heartbeat", type=float, default=0.5, help="heartbeat period in seconds (default 0.5)")
+    ru.add_argument("prog", nargs=argparse.REMAINDER)
+
+    bk = sub.add_parser("backup", help="wait for a primary (tft run --backup tcp://...) and be its backup")
+    bk.add_argument("--listen", required=True, help="HOST:PORT to listen on")
+    bk.add_argument("--key-file", required=True, help="the shared key file")
+    bk.add_argument("--trace", help="write this replica's trace here (parquet)")
+    bk.add_argument("--fault", action="append", default=[], help="backup@N or backup@Ts")
+    bk.add_argument("--heartbeat", type=float, default=0.5)
+    bk.add_argument("--accept-timeout", type=float, default=None, help="give up if no primary comes")
+
+    kg = sub.add_parser("keygen", help="write a new shared key file (mode 0600)")
+    kg.add_argument("path")
 
     d = sub.add_parser("demo", help="record and replay the bundled examples")
     d.add_argument("--workdir", default=None)
@@ -93,6 +120,39 @@ def main(argv: list[str] | None = None) -> int:
                 if args.output:
                     out.close()
             return status
+        if args.cmd == "run":
+            from .channel import load_key
+            from .run import run
+
+            key = load_key(args.key_file) if args.key_file else None
+            try:
+                res = run(_prog(args), backup=args.backup, commit=args.commit, epoch=args.epoch,
+                          trace=args.trace, faults=args.fault, key=key, heartbeat=args.heartbeat)
+            except ValueError as e:
+                raise SystemExit(f"tft: {e}")
+            if res.outcome == "failover":
+                print(f"tft: failover: the backup went live and finished the program"
+                      + (f" ({res.failover_ms:.1f} ms from detection to live)" if res.failover_ms else ""),
+                      file=sys.stderr)
+            elif res.outcome == "failed":
+                err = res.primary.get("error") or res.backup.get("error") or "both replicas failed"
+                print(f"tft: no replica finished the program: {err}", file=sys.stderr)
+            return res.returncode
+        if args.cmd == "backup":
+            from .channel import load_key
+            from .run import serve_backup
+
+            host, _, port = args.listen.rpartition(":")
+            if not host or not port.isdigit():
+                raise SystemExit("tft: --listen takes HOST:PORT")
+            return serve_backup(host.strip("[]"), int(port), load_key(args.key_file), faults=args.fault,
+                                trace=args.trace, heartbeat=args.heartbeat, accept_timeout=args.accept_timeout)
+        if args.cmd == "keygen":
+            from .channel import generate_key
+
+            generate_key(args.path)
+            print(f"tft: wrote a new key to {args.path}")
+            return 0
         if args.cmd == "demo":
             from .demo import demo
 

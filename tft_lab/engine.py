@@ -13,13 +13,14 @@ CLI loops on it, the notebook's stepper calls it one at a time.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal as _signal
 import struct
 import time
 from typing import NamedTuple
 
-from . import syscalls
+from . import fdtable, syscalls
 from ._backend import ptrace as pt
 from .errors import ProgramError, TftError, TracingError, UnsupportedError
 from .trace import TraceEvent
@@ -44,7 +45,7 @@ class Call:
     """One intercepted system call of one task, from its entry stop to its completion."""
 
     __slots__ = ("nr", "name", "args", "entry", "seq", "to_exit", "saved_args", "action", "result",
-                 "emulated", "rec", "oseq", "note", "parked")
+                 "emulated", "rec", "oseq", "note", "parked", "wait_ns")
 
     def __init__(self, nr: int, args: tuple, seq: int):
         self.nr = nr
@@ -61,6 +62,7 @@ class Call:
         self.oseq = None
         self.note = ""
         self.parked = False
+        self.wait_ns = 0
 
     @property
     def cls(self) -> str:
@@ -87,7 +89,7 @@ class Task:
         self.injecting: dict[int, bytes] = {}          # signals we tgkill'ed, awaiting delivery
         self.expect_self_signal = False
         self.exec_count = 0
-        self.fds: dict[int, str] = {}                  # fd -> origin ("stdout", "file:/x", "pipe", ...)
+        self.fds: dict[int, fdtable.Fd] = {}           # what each fd stands for (the backup's view)
         self.policy_state: dict = {}
 
     # -- reading -----------------------------------------------------------------------
@@ -170,6 +172,45 @@ class Task:
             self.call.saved_args = None
         pt.set_regs(self.pid, regs)
 
+    def inject(self, nr: int, args: tuple = ()) -> int:
+        """Make the program run syscall ``nr`` now, as if it had called it, and return its result.
+
+        Precondition: at the entry stop of the current call, before any decision on it.
+        Postcondition: back at that same entry stop, registers as they were.  Signals that
+        arrive meanwhile are kept in ``pending`` for later delivery.
+        """
+        pid = self.pid
+        regs0 = pt.get_regs(self.pid)
+        saved = pt.user_regs_struct.from_buffer_copy(regs0)
+        regs0.orig_rax = nr
+        regs0.rax = nr
+        for r, v in zip(_ARG_REGS, tuple(args) + (0,) * (6 - len(args))):
+            setattr(regs0, r, v & MASK64)
+        pt.set_regs(pid, regs0)
+        pt.resume(pid, 0, to_exit=True)
+        self._wait_for(lambda st: isinstance(st, pt.SyscallExitStop))
+        result = signed(pt.get_regs(pid).rax)
+        saved.rip -= 2          # re-execute the program's own syscall instruction
+        saved.rax = saved.orig_rax
+        pt.set_regs(pid, saved)
+        pt.resume(pid, 0)
+        self._wait_for(lambda st: isinstance(st, pt.SeccompStop))
+        return result
+
+    def _wait_for(self, wanted) -> None:
+        while True:
+            _, status = os.waitpid(self.pid, pt.WALL)
+            stop = pt.decode(self.pid, status)
+            if wanted(stop):
+                return
+            if isinstance(stop, pt.Exited):
+                raise TracingError("the process died during an injected call", pid=self.vpid)
+            if isinstance(stop, pt.SignalStop):
+                self.pending.append((stop.sig, pt.get_siginfo(self.pid)))
+                pt.resume(self.pid, 0, to_exit=True)
+                continue
+            pt.resume(self.pid, 0, to_exit=True)
+
     # -- signals -----------------------------------------------------------------------
     def inject_signal(self, signo: int, siginfo: bytes) -> None:
         """Raise ``signo`` now (tgkill); at its delivery stop the original siginfo is restored."""
@@ -245,21 +286,18 @@ class Engine:
         self._errfd: int | None = None
         self.spawn_error: str | None = None
         self.stopped_calls = 0
+        self.trace_file = None   # a text file: one JSON list per event (survives a crash but the tail)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
               path: str | None = None) -> Task:
         """Spawn ``argv`` traced; it is stopped until the first :meth:`step`."""
-        import shutil
-
         env = dict(os.environ if env is None else env)
         cwd = cwd or os.getcwd()
-        prog = argv[0]
+        if not argv:
+            raise ProgramError("no program given")
         if path is None:
-            path = prog if "/" in prog else shutil.which(prog, path=env.get("PATH", os.defpath))
-            if path is None:
-                raise ProgramError(f"{prog}: command not found")
-            path = os.path.join(cwd, path) if not os.path.isabs(path) else path
+            path = resolve_program(argv[0], env, cwd)
         pt.check_program(path)
         self.path = path
         self.argv, self.env, self.cwd = list(argv), env, cwd
@@ -268,7 +306,7 @@ class Engine:
         pid, self._errfd = pt.spawn(path, list(argv), env, cwd, nrs)
         task = Task(self, pid, None, None)
         task.state = "pre-exec"
-        task.fds = {0: "stdin", 1: "stdout", 2: "stderr"}
+        task.fds = fdtable.inherited()
         self.tasks[pid] = task
         self.root = task
         self.policy.on_start(self)
@@ -370,6 +408,10 @@ class Engine:
                         (task.seq if seq is None else seq) // self.epoch, kind, syscall, args, result,
                         cls, action, signal, time.monotonic_ns() - self.t0, wait_ns)
         self.events.append(ev)
+        if self.trace_file is not None:
+            self.trace_file.write(json.dumps(ev, separators=(",", ":")) + "\n")
+            if len(self.events) % 256 == 0:
+                self.trace_file.flush()
         return ev
 
     # -- syscall entry -----------------------------------------------------------------
@@ -456,7 +498,8 @@ class Engine:
         self.stopped_calls += 1
         task.seq = call.seq + 1
         return self._emit(task, "syscall", call.name, _fmt_args(call), call.result, call.cls,
-                          call.action, ",".join(_signame(s) for s, _ in task.pending), seq=call.seq)
+                          call.action, ",".join(_signame(s) for s, _ in task.pending), seq=call.seq,
+                          wait_ns=call.wait_ns)
 
     def _close_interrupted(self, task: Task, result: int) -> None:
         call = task.interrupted
@@ -546,7 +589,7 @@ class Engine:
             child = Task(self, child_pid, None, parent)
             self.tasks[child_pid] = child
         child.parent = parent
-        child.fds = dict(parent.fds)
+        child.fds = fdtable.copy_table(parent.fds)
         child.mem = pt.Memory(child_pid) if os.path.exists(f"/proc/{child_pid}") else None
         child.exec_count = parent.exec_count
         self.policy.on_fork(parent, child)
@@ -568,6 +611,7 @@ class Engine:
                 pt.read_spawn_error(self._errfd)
                 self._errfd = None
         task.exec_count += 1
+        fdtable.after_exec(task.fds)
         at_random = self._rewrite_auxv(task)
         self.policy.on_exec(task, at_random)
         self._emit(task, "exec", "execve", "", 0, "local", "ran", seq=task.seq)
@@ -612,6 +656,16 @@ class Engine:
         self._emit(task, "exit", "exit", "", stop.code if stop.code is not None else -stop.killed_by,
                    "local", "ran", seq=task.seq)
         return Status(task.pid, "exited", None)
+
+
+def resolve_program(prog: str, env: dict, cwd: str) -> str:
+    """The absolute path execve will run for ``prog`` (searched in PATH unless it has a slash)."""
+    import shutil
+
+    path = prog if "/" in prog else shutil.which(prog, path=env.get("PATH", os.defpath))
+    if path is None:
+        raise ProgramError(f"{prog}: command not found")
+    return path if os.path.isabs(path) else os.path.join(cwd, path)
 
 
 def _signame(sig: int) -> str:

@@ -196,3 +196,16 @@ def _frames(data: bytes, pos: int, path: str) -> Iterator[Record]:
         pos = start + length
     if first:
         raise LogError(f"{path}: empty log (no header)")
+
+
+def decode_frame(frame: bytes) -> Record:
+    """Check and decode one frame as :func:`encode` made it (a record received over a channel)."""
+    if len(frame) < _FRAME.size:
+        raise LogError("record frame too short")
+    length, crc = _FRAME.unpack_from(frame)
+    payload = frame[_FRAME.size:]
+    if length != len(payload) or length > MAX_FRAME:
+        raise LogError("record frame length does not match")
+    if zlib.crc32(payload) != crc:
+        raise LogError("record frame is corrupt (checksum mismatch)")
+    return decode_payload(payload)

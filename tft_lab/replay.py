@@ -15,6 +15,7 @@ import errno
 import os
 import stat
 
+from . import fdtable
 from . import log as _log
 from .engine import Call, Engine, Policy, Task, signed
 from .errors import DivergenceError, LogError
@@ -156,14 +157,14 @@ class Replayer(Policy):
             return
         if cls == "output":
             oseq = rec.get("oseq")
-            if oseq is not None and oseq != self.next_oseq:
+            if not self.output_turn(oseq):
                 self.parked[oseq] = task
                 task.park()
                 return
             self.perform_output(task, call, res)
             task.emulate(res)
-            if oseq is not None:
-                self.next_oseq += 1
+            if oseq is not None and oseq >= self.next_oseq:
+                self.next_oseq = oseq + 1
                 waiting = self.parked.pop(self.next_oseq, None)
                 if waiting is not None:
                     self.engine.retry(waiting)
@@ -178,12 +179,16 @@ class Replayer(Policy):
         call.action = "ran"
         task.run(to_exit=call.name not in ("exit", "exit_group"))
 
+    def output_turn(self, oseq: int | None) -> bool:
+        """Outputs are replayed in the primary's order (its oseq), whichever process makes them."""
+        return oseq is None or oseq == self.next_oseq
+
     def perform_output(self, task: Task, call: Call, res: int) -> None:
         """Writes to the inherited stdout/stderr are the replay's visible output."""
         if res <= 0 or call.name not in ("write", "writev", "pwrite64", "pwritev", "pwritev2"):
             return
-        origin = task.fds.get(call.args[0])
-        fd = self.out_fds.get(origin) if origin else None
+        info = task.fds.get(call.args[0])
+        fd = self.out_fds.get(info.kind) if info else None
         if fd is None:
             return
         data = gather(task, call, res)
@@ -257,7 +262,7 @@ class Replayer(Policy):
             call.result = got
         else:
             call.result = want
-        track_fds(task, call, rec)
+        fdtable.update(task, call, call.result, standin=call.action == "standin")
 
     def after_call(self, task: Task, call: Call) -> None:
         self.inject_signals(task, call.seq)
@@ -297,34 +302,6 @@ class Replayer(Policy):
     def on_finish(self, engine: Engine) -> None:
         if self.parked:
             raise DivergenceError(f"replay ended with {len(self.parked)} output(s) never reached")
-
-
-def track_fds(task: Task, call: Call, rec) -> None:
-    """Keep the fd table (fd -> origin) the replayer needs to know what stdout is."""
-    res = call.result
-    name = call.name
-    if res < 0:
-        return
-    fds = task.fds
-    a = call.args
-    if name in _OPEN_CALLS:
-        fds[res] = "file"
-    elif name in ("dup", "fcntl") and (name == "dup" or a[1] in (0, 1030)):  # F_DUPFD, F_DUPFD_CLOEXEC
-        fds[res] = fds.get(a[0], "other")
-    elif name in ("dup2", "dup3"):
-        if a[0] != a[1]:
-            fds[a[1]] = fds.get(a[0], "other")
-    elif name == "close":
-        fds.pop(a[0], None)
-    elif name in _STANDIN_CALLS:
-        fds[res] = "socket"
-    elif name in ("pipe", "pipe2", "socketpair") and rec is not None:
-        import struct
-        data = task.read(a[3] if name == "socketpair" else a[0], 8)
-        r, w = struct.unpack("<ii", data)
-        fds[r] = fds[w] = "pipe"
-    elif name in ("execve", "execveat"):
-        pass
 
 
 def _describe(rec) -> str:

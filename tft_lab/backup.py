@@ -1,0 +1,315 @@
+"""The backup of a live pair: a replayer fed over a channel that goes live when the primary dies.
+
+While the primary lives, the backup replays every record as it arrives (and
+acknowledges each on receipt, which is what the primary's output rule waits
+for).  When the channel ends without a clean close — the primary's supervisor
+died, its program was killed, its host went silent — every process of the
+backup replays what it received and then *goes live* (DESIGN.md §5):
+
+- files the primary wrote are reopened for real, at the primary's offset, with
+  create/truncate dropped; real files whose reads were fed get their offset;
+- listening sockets are re-created on the same port (on another host: on the
+  backup's address), with their socket options, and re-registered in epoll;
+- connections that lived in the dead kernel become reset: reads and writes on
+  them fail with ECONNRESET;
+- pids stay virtual: getpid() still answers the primary's pid, and kill/wait
+  translate;
+- the one output the primary announced but never confirmed runs again (the
+  backup simply has no record of it): at most one duplicate per failover.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import socket
+import struct
+import sys
+import threading
+import time
+
+from . import fdtable
+from . import log as _log
+from .engine import Call, Engine, Task, signed
+from .errors import DivergenceError, LogError, TftError
+from .faults import Fault
+from .primary import fail_stop
+from .replay import Replayer
+from .syscalls import TABLE
+
+NR = {name: TABLE[name].x64 for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt",
+                                          "bind", "listen", "socketpair", "epoll_ctl")}
+AT_FDCWD = -100
+SOL_SOCKET, SO_REUSEADDR = 1, 2
+_DEAD_CALLS = frozenset(("read", "readv", "pread64", "recvfrom", "recvmsg", "write", "writev", "pwrite64",
+                         "sendto", "sendmsg", "sendfile", "connect", "shutdown"))
+
+
+class _Pump(threading.Thread):
+    """Receives frames, decodes them, acknowledges each once stored.  Never touches ptrace."""
+
+    def __init__(self, receiver):
+        super().__init__(name="tft-backup-pump", daemon=True)
+        self.receiver = receiver
+        self.q: queue.Queue = queue.Queue()
+
+    def run(self) -> None:
+        n = 0
+        try:
+            while True:
+                frame = self.receiver.recv()
+                if frame is None:
+                    self.q.put(("end", None))
+                    return
+                n += 1
+                rec = _log.decode_frame(frame)
+                self.q.put(("rec", rec))
+                self.receiver.ack(n)
+        except (TftError, OSError, ValueError) as e:
+            self.q.put(("failed", e))
+
+
+class Backup(Replayer):
+    """Backup replica over a channel Receiver."""
+
+    def __init__(self, receiver, *, faults: list[Fault] = (), warn=None, header_timeout: float = 30.0):
+        self.pump = _Pump(receiver)
+        self.pump.start()
+        self.primary_state = "running"   # running -> done (clean end) | failed
+        self.failure: Exception | None = None
+        self.failover_ns: int | None = None
+        self.warn = warn or (lambda msg: print(f"tft: {msg}", file=sys.stderr, flush=True))
+        first = self._get(header_timeout)
+        if first is None or first.type != "header":
+            raise LogError(f"the primary sent no header ({self.failure or 'stream ended'})")
+        super().__init__([first], out_fds={})
+        self.ordered = True
+        self.faults = [f for f in faults if f.replica == "backup"]
+        self.entries = 0
+
+    def _get(self, timeout=None):
+        try:
+            kind, item = self.pump.q.get(timeout=timeout)
+        except queue.Empty:
+            self.primary_state = "failed"
+            self.failure = TimeoutError("no header from the primary")
+            return None
+        if kind == "rec":
+            return item
+        if kind == "end":
+            self.primary_state = "done"
+        else:
+            self.primary_state = "failed"
+            self.failure = item
+        return None
+
+    def pull(self) -> bool:
+        if self.primary_state != "running":
+            return False
+        rec = self._get()
+        if rec is None:
+            if self.primary_state == "failed":
+                self.ordered = False  # outputs the primary never confirmed are re-executed live
+                self.failover_ns = time.monotonic_ns()
+                self.warn(f"primary failed ({self.failure}); the backup replays what it received and goes live")
+            return False
+        self.add(rec)
+        return True
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def on_start(self, engine: Engine) -> None:
+        super().on_start(engine)
+        for f in self.faults:
+            if f.after_seconds is not None:
+                t = threading.Timer(f.after_seconds, fail_stop, args=(engine,))
+                t.daemon = True
+                t.start()
+
+    @staticmethod
+    def is_live(task: Task) -> bool:
+        return task.policy_state.get("live", False)
+
+    def on_fork(self, parent: Task, child: Task) -> None:
+        if self.is_live(parent):
+            child.vpid = child.pid
+            child.policy_state["live"] = True
+        else:
+            super().on_fork(parent, child)
+
+    def on_exec(self, task: Task, at_random: int | None) -> None:
+        if not self.is_live(task):
+            super().on_exec(task, at_random)
+
+    # -- calls ---------------------------------------------------------------------------
+    def on_entry(self, task: Task, call: Call) -> None:
+        self.entries += 1
+        for f in self.faults:
+            if f.at_call == self.entries:
+                fail_stop(self.engine)
+        if not self.ordered and self.parked:
+            parked, self.parked = self.parked, {}
+            for other in parked.values():
+                if other is not task:
+                    self.engine.retry(other)
+        if self.is_live(task):
+            return self.live_entry(task, call)
+        return super().on_entry(task, call)
+
+    def output_turn(self, oseq) -> bool:
+        return not self.ordered or oseq is None or oseq == self.next_oseq
+
+    def log_exhausted(self, task: Task, call: Call) -> None:
+        if self.primary_state == "failed":
+            self.go_live(task)
+            return self.live_entry(task, call)
+        return super().log_exhausted(task, call)
+
+    def on_exit(self, task: Task, call: Call) -> None:
+        if not self.is_live(task):
+            return super().on_exit(task, call)
+        if call.name in ("wait4", "waitid") and call.result > 0 and call.name == "wait4":
+            real = {t.pid: t.vpid for t in self.engine.tasks.values()}
+            vpid = real.get(call.result, self.gone.get(call.result, call.result))
+            task.set_result(vpid)
+            call.result = vpid
+
+    def after_call(self, task: Task, call: Call) -> None:
+        if not self.is_live(task):
+            return super().after_call(task, call)
+        pending, task.pending = task.pending, []
+        for signo, info in pending:
+            task.inject_signal(signo, info)
+
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
+        return self.is_live(task)
+
+    def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
+        if self.is_live(task):
+            return time.monotonic_ns() * 3, 0
+        return super().on_rdtsc(task, rdtscp)
+
+    def on_task_exit(self, task: Task, code, sig) -> None:
+        self.gone[task.pid] = task.vpid
+
+    @property
+    def gone(self) -> dict:
+        g = self.__dict__.setdefault("_gone", {})
+        return g
+
+    # -- live ----------------------------------------------------------------------------
+    def live_entry(self, task: Task, call: Call) -> None:
+        """Run the call for real; keep pids virtual and dead connections reset."""
+        name = call.name
+        call.action = "live"
+        if name in ("getpid", "gettid"):
+            return task.emulate(task.vpid)
+        if name == "getppid" and task.parent is not None:
+            return task.emulate(task.parent.vpid)
+        entry = call.entry
+        if entry is not None and entry.fd_arg is not None and name in _DEAD_CALLS:
+            info = task.fds.get(call.args[entry.fd_arg])
+            if info is not None and info.kind == "dead":
+                return task.emulate(-errno.ECONNRESET)
+        if name in ("kill", "tgkill", "tkill"):
+            by_vpid = {t.vpid: t.pid for t in self.engine.tasks.values()}
+            args = list(call.args)
+            idx = (0, 1) if name == "tgkill" else (0,)
+            for i in idx:
+                v = signed(args[i])
+                if v > 0 and v in by_vpid:
+                    args[i] = by_vpid[v]
+            if args != list(call.args):
+                task.redirect(call.nr, tuple(args))
+                return
+        if name == "close" and call.args[0] in task.fds:
+            task.fds.pop(call.args[0], None)
+        task.run(to_exit=name in ("wait4", "waitid", "kill", "tgkill", "tkill"))
+
+    def go_live(self, task: Task) -> None:
+        """Rebuild what the primary's kernel had for this process, then run it for real."""
+        task.policy_state["live"] = True
+        notes = []
+        for fd, info in sorted(task.fds.items()):
+            try:
+                if info.kind == "file" and info.standin:
+                    notes.append(self._reopen(task, fd, info))
+                elif info.kind == "file" and info.offset and not info.flags & 0o200000:  # not O_DIRECTORY
+                    task.inject(NR["lseek"], (fd, info.offset, fdtable.SEEK_SET))
+                elif info.kind == "listen" and info.standin:
+                    notes.append(self._relisten(task, fd, info))
+                elif info.kind in ("conn", "socket") and info.standin:
+                    self._reset(task, fd, info)
+                    notes.append(f"fd {fd}: connection reset")
+            except TftError as e:
+                notes.append(f"fd {fd}: could not be rebuilt ({e})")
+        for fd, info in sorted(task.fds.items()):
+            if info.kind == "epoll":
+                for target, event in info.epoll.items():
+                    if target in task.fds:
+                        addr = task.scratch(event)
+                        task.inject(NR["epoll_ctl"], (fd, 1, target, addr))  # EPOLL_CTL_ADD
+        self.engine._emit(task, "failover", "go-live", "; ".join(n for n in notes if n), 0, "event", "live")
+        if notes:
+            self.warn(f"pid {task.vpid} went live at seq {task.seq}: " + "; ".join(n for n in notes if n))
+
+    def _dup_into(self, task: Task, tmp: int, fd: int, cloexec: bool) -> None:
+        if tmp != fd:
+            task.inject(NR["dup3"], (tmp, fd, fdtable.O_CLOEXEC if cloexec else 0))
+            task.inject(NR["close"], (tmp,))
+
+    def _reopen(self, task: Task, fd: int, info: fdtable.Fd) -> str:
+        flags = info.flags & ~(fdtable.O_CREAT | fdtable.O_TRUNC | fdtable.O_EXCL)
+        path_addr = task.scratch(info.path.encode(errors="surrogateescape") + b"\0")
+        tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags, 0))
+        if tmp < 0:
+            raise DivergenceError(f"cannot reopen {info.path}: {os.strerror(-tmp)}")
+        if not info.flags & fdtable.O_APPEND:
+            task.inject(NR["lseek"], (tmp, info.offset, fdtable.SEEK_SET))
+        self._dup_into(task, tmp, fd, info.cloexec)
+        info.standin = False
+        return f"fd {fd}: reopened {info.path} at offset {info.offset}"
+
+    def _relisten(self, task: Task, fd: int, info: fdtable.Fd) -> str:
+        tmp = task.inject(NR["socket"], (info.domain, info.type, info.proto))
+        if tmp < 0:
+            raise DivergenceError(f"cannot create a socket: {os.strerror(-tmp)}")
+        one = task.scratch(struct.pack("<i", 1))
+        task.inject(NR["setsockopt"], (tmp, SOL_SOCKET, SO_REUSEADDR, one, 4))
+        for level, name, value in info.sockopts:
+            task.inject(NR["setsockopt"], (tmp, level, name, task.scratch(value), len(value)))
+        addr = info.addr
+        where = _fmt_sockaddr(addr)
+        for attempt in range(50):
+            res = task.inject(NR["bind"], (tmp, task.scratch(addr), len(addr)))
+            if res == -errno.EADDRNOTAVAIL and info.domain == socket.AF_INET:
+                addr = addr[:4] + bytes(4) + addr[8:]   # another host: listen on the backup's addresses
+                where = _fmt_sockaddr(addr)
+                continue
+            if res == -errno.EADDRINUSE:
+                time.sleep(0.05)   # the dead primary's socket is still being torn down
+                continue
+            break
+        if res < 0:
+            task.inject(NR["close"], (tmp,))
+            raise DivergenceError(f"cannot bind {where}: {os.strerror(-res)}")
+        task.inject(NR["listen"], (tmp, info.backlog))
+        self._dup_into(task, tmp, fd, info.cloexec)
+        info.standin = False
+        return f"fd {fd}: listening again on {where}"
+
+    def _reset(self, task: Task, fd: int, info: fdtable.Fd) -> None:
+        pair = task.scratch(bytes(8))
+        if task.inject(NR["socketpair"], (socket.AF_UNIX, socket.SOCK_STREAM, 0, pair)) < 0:
+            return
+        a, b = struct.unpack("<ii", task.read(pair, 8))
+        self._dup_into(task, a, fd, info.cloexec)
+        task.inject(NR["close"], (b,))
+        info.kind = "dead"
+        info.standin = False
+
+
+def _fmt_sockaddr(addr: bytes) -> str:
+    if len(addr) >= 8 and int.from_bytes(addr[:2], "little") == socket.AF_INET:
+        port = int.from_bytes(addr[2:4], "big")
+        return f"{socket.inet_ntoa(addr[4:8])}:{port}"
+    return addr.hex()

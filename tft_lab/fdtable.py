@@ -1,0 +1,119 @@
+"""The backup's fd table: what each file descriptor of a replayed process stands for.
+
+While replaying, the backup's kernel holds stand-ins (``/dev/null``) for the
+files the primary wrote, the sockets it made and the connections it accepted,
+and real files whose offsets never moved (their reads were fed from the log).
+This table remembers, per fd, what the primary had — path, flags, offset,
+socket address, epoll registrations — so that going live can rebuild it
+(DESIGN.md §5) and so that the replayer knows which fd is the inherited stdout.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field, replace
+
+O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o200, 0o1000, 0o2000, 0o2000000
+SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
+F_DUPFD, F_SETFD, F_DUPFD_CLOEXEC, FD_CLOEXEC = 0, 2, 1030, 1
+
+
+@dataclass
+class Fd:
+    """One descriptor as the primary had it."""
+
+    kind: str
+    """``stdin``/``stdout``/``stderr`` (inherited), ``file``, ``pipe``, ``socket``, ``listen``,
+    ``conn`` (a connection: lived in the primary's kernel), ``epoll``, ``other``."""
+    standin: bool = False
+    """The backup's kernel holds ``/dev/null`` here, not the real object."""
+    path: str = ""
+    flags: int = 0
+    offset: int = 0
+    cloexec: bool = False
+    domain: int = 0
+    type: int = 0
+    proto: int = 0
+    addr: bytes = b""
+    backlog: int = 0
+    sockopts: list = field(default_factory=list)
+    epoll: dict = field(default_factory=dict)   # for kind "epoll": fd -> (events u32, data u64)
+
+
+def inherited() -> dict[int, Fd]:
+    return {0: Fd("stdin"), 1: Fd("stdout"), 2: Fd("stderr")}
+
+
+def copy_table(fds: dict[int, Fd]) -> dict[int, Fd]:
+    """A child's table after fork: same descriptions (offsets are shared only approximately)."""
+    return {fd: replace(info, sockopts=list(info.sockopts), epoll=dict(info.epoll)) for fd, info in fds.items()}
+
+
+def after_exec(fds: dict[int, Fd]) -> None:
+    for fd in [fd for fd, info in fds.items() if info.cloexec]:
+        del fds[fd]
+
+
+def update(task, call, res: int, standin: bool) -> None:
+    """Apply a completed call (as the primary saw it: ``res``) to ``task.fds``."""
+    if res < 0:
+        return
+    fds = task.fds
+    a = call.args
+    name = call.name
+    if name in ("open", "openat", "creat"):
+        path_arg = 1 if name == "openat" else 0
+        flags = a[2] if name == "openat" else (a[1] if name == "open" else O_CREAT | O_TRUNC | 1)
+        path = task.mem.read_cstring(a[path_arg]).decode(errors="surrogateescape")
+        fds[res] = Fd("file", standin=standin, path=path, flags=flags, cloexec=bool(flags & O_CLOEXEC))
+    elif name == "dup" or (name == "fcntl" and a[1] in (F_DUPFD, F_DUPFD_CLOEXEC)):
+        src = fds.get(a[0])
+        fds[res] = replace(src, cloexec=name == "fcntl" and a[1] == F_DUPFD_CLOEXEC) if src else Fd("other")
+    elif name in ("dup2", "dup3"):
+        src = fds.get(a[0])
+        if a[0] != a[1]:
+            fds[a[1]] = replace(src, cloexec=bool(name == "dup3" and a[2] & O_CLOEXEC)) if src else Fd("other")
+    elif name == "fcntl" and a[1] == F_SETFD and a[0] in fds:
+        fds[a[0]].cloexec = bool(a[2] & FD_CLOEXEC)
+    elif name == "close":
+        fds.pop(a[0], None)
+    elif name == "close_range":
+        for fd in [fd for fd in fds if a[0] <= fd <= a[1]]:
+            del fds[fd]
+    elif name == "socket":
+        fds[res] = Fd("socket", standin=standin, domain=a[0], type=a[1] & 0xF, proto=a[2],
+                      cloexec=bool(a[1] & O_CLOEXEC))
+    elif name in ("accept", "accept4"):
+        fds[res] = Fd("conn", standin=standin, cloexec=bool(name == "accept4" and a[3] & O_CLOEXEC))
+    elif name == "bind" and a[0] in fds:
+        fds[a[0]].addr = task.read(a[1], min(a[2], 128))
+    elif name == "listen" and a[0] in fds:
+        fds[a[0]].kind = "listen"
+        fds[a[0]].backlog = a[1]
+    elif name == "connect" and a[0] in fds:
+        fds[a[0]].kind = "conn"
+    elif name == "setsockopt" and a[0] in fds and a[4] <= 64:
+        fds[a[0]].sockopts.append((a[1], a[2], task.read(a[3], a[4])))
+    elif name in ("pipe", "pipe2", "socketpair"):
+        raw = task.read(a[3] if name == "socketpair" else a[0], 8)
+        r, w = struct.unpack("<ii", raw)
+        flags = a[1] if name == "pipe2" else (a[1] if name == "socketpair" else 0)
+        kind = "pipe" if name != "socketpair" else "socketpair"
+        fds[r] = Fd(kind, cloexec=bool(flags & O_CLOEXEC))
+        fds[w] = Fd(kind, cloexec=bool(flags & O_CLOEXEC))
+    elif name in ("epoll_create", "epoll_create1"):
+        fds[res] = Fd("epoll", cloexec=bool(name == "epoll_create1" and a[0] & O_CLOEXEC))
+    elif name == "epoll_ctl" and a[0] in fds:
+        reg = fds[a[0]].epoll
+        if a[1] == 2:     # EPOLL_CTL_DEL
+            reg.pop(a[2], None)
+        elif a[3]:
+            reg[a[2]] = task.read(a[3], 12)
+    elif name in ("memfd_create", "eventfd2", "timerfd_create", "signalfd4", "inotify_init1"):
+        fds[res] = Fd("other")
+    # offsets of files, as the primary's moved
+    elif name in ("read", "readv", "write", "writev") and a[0] in fds and fds[a[0]].kind == "file":
+        fds[a[0]].offset += res
+    elif name == "lseek" and a[0] in fds:
+        fds[a[0]].offset = res
+    elif name in ("ftruncate",) and a[0] in fds:
+        pass

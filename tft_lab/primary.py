@@ -1,0 +1,156 @@
+"""The primary of a live pair: a recorder whose log goes over a channel, under an output rule.
+
+Output commit (DESIGN.md §5):
+
+``output``  an output call runs only after the backup acknowledged every record before it
+``epoch``   the primary waits for the backup at every epoch boundary (Hypervisor-based FT)
+``none``    never waits: fastest, and a failover may lose or repeat outputs
+
+A backup that leaves (channel closed, its supervisor gone) leaves the primary
+running alone, with a warning.  A backup that falls *silent* may be alive and
+cut off — and about to go live — so the primary fences itself (kills its
+program) rather than risk two live replicas both emitting output.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+from . import log as _log
+from ._backend import ptrace as pt
+from .engine import Call, Engine, Task
+from .errors import PeerFailed, PeerSilent, TftError
+from .faults import Fault
+from .record import Recorder
+
+COMMIT_POLICIES = ("output", "epoch", "none")
+
+
+class Fenced(TftError):
+    """The primary stopped itself: its backup fell silent and may have gone live."""
+
+
+class ChannelSink:
+    """Log records to a channel Sender (None: running alone)."""
+
+    def __init__(self, sender):
+        self.sender = sender
+        self.sent = 0
+        self.bytes = 0
+
+    def write(self, fields: dict, blobs=()) -> None:
+        if self.sender is None:
+            return
+        frame = _log.encode(fields, list(blobs))
+        self.bytes += len(frame)
+        self.sent = self.sender.send(frame)
+
+    def flush(self) -> None:
+        if self.sender is not None:
+            self.sender.flush()
+
+    def sync(self, timeout: float | None) -> None:
+        """Wait until the backup acknowledged everything sent so far."""
+        if self.sender is not None and self.sent:
+            self.sender.wait_acked(self.sent, timeout)
+
+    @property
+    def failure(self):
+        return getattr(self.sender, "failure", None) if self.sender is not None else None
+
+
+class Primary(Recorder):
+    """Primary replica: runs the program for real, streams the log, applies the output rule."""
+
+    def __init__(self, sink: ChannelSink, *, commit: str = "output", faults: list[Fault] = (),
+                 fence_after: float = 2.0, warn=None):
+        if commit not in COMMIT_POLICIES:
+            raise ValueError(f"commit policy must be one of {', '.join(COMMIT_POLICIES)}")
+        super().__init__(sink)
+        self.commit = commit
+        self.faults = [f for f in faults if f.replica == "primary"]
+        self.fence_after = fence_after
+        self.entries = 0
+        self.failed_program = False
+        self.backup_lost: str | None = None
+        self.warn = warn or (lambda msg: print(f"tft: {msg}", file=sys.stderr, flush=True))
+
+    def on_start(self, engine: Engine) -> None:
+        super().on_start(engine)
+        self.sink.flush()
+        for f in self.faults:
+            if f.after_seconds is not None:
+                t = threading.Timer(f.after_seconds, fail_stop, args=(engine,))
+                t.daemon = True
+                t.start()
+
+    # -- the output rule -----------------------------------------------------------------
+    def _commit(self, call: Call | None) -> None:
+        if self.sink.sender is None:
+            return
+        t0 = time.monotonic_ns()
+        try:
+            if self.commit == "none":
+                failure = self.sink.failure
+                if failure is not None:
+                    raise failure
+            else:
+                self.sink.sync(self.fence_after)
+        except PeerSilent as e:
+            self._fence(e)
+        except PeerFailed as e:
+            if isinstance(self.sink.failure, PeerSilent) or (self.sink.failure is None and "within" in str(e)):
+                self._fence(e)
+            self.backup_lost = str(e)
+            self.sink.sender = None
+            self.warn(f"the backup failed ({e}); the primary continues ALONE: no fault tolerance now")
+        if call is not None:
+            call.wait_ns += time.monotonic_ns() - t0
+
+    def _fence(self, err) -> None:
+        self.warn(f"the backup fell silent ({err}); it may have gone live, so this primary stops "
+                  "(no two live replicas)")
+        raise Fenced(f"primary fenced itself: {err}")
+
+    def on_entry(self, task: Task, call: Call) -> None:
+        self.entries += 1
+        for f in self.faults:
+            if f.at_call == self.entries:
+                fail_stop(self.engine)
+        entry = call.entry
+        if entry is not None and entry.cls == "output" and self.commit != "epoch":
+            self._commit(call)
+        super().on_entry(task, call)
+
+    def on_exit(self, task: Task, call: Call) -> None:
+        super().on_exit(task, call)
+        if call.oseq is not None:
+            self.sink.flush()   # an output's record leaves at once: it narrows the duplicate window
+
+    def after_call(self, task: Task, call: Call) -> None:
+        super().after_call(task, call)
+        if self.commit == "epoch" and task.seq % self.engine.epoch == 0:
+            self._commit(call)
+
+    def on_task_exit(self, task: Task, code, sig) -> None:
+        if task is self.engine.root and sig == signal.SIGKILL:
+            # SIGKILL cannot be intercepted: the program was killed from outside (or the OOM
+            # killer).  Treat it as the primary failing; the backup carries on.
+            self.failed_program = True
+            return
+        super().on_task_exit(task, code, sig)
+
+    def on_finish(self, engine: Engine) -> None:
+        if self.failed_program:
+            return  # no end record: to the backup this primary failed
+        super().on_finish(engine)
+
+
+def fail_stop(engine: Engine) -> None:
+    """Fault injection: the supervisor and its program die at once (SIGKILL, no last words)."""
+    for pid in list(engine.tasks):
+        pt.kill_quietly(pid)
+    os.kill(os.getpid(), signal.SIGKILL)

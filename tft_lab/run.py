@@ -1,0 +1,340 @@
+"""``tft run``: a primary and a backup replica of one program, each under its own supervisor.
+
+The process that calls :func:`run` is only a coordinator: it never traces.  It
+forks the primary's supervisor and (for ``backup="local"``) the backup's,
+joined by a socket pair; with ``backup="tcp://HOST:PORT"`` the backup is a
+``tft backup --listen`` elsewhere.  Each supervisor leaves a small JSON result
+and a trace (one JSON list per event) in a private directory; the coordinator
+merges the traces (``--trace FILE``, parquet) and reports the program's status:
+the primary's if it finished, else the backup's after it went live.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from . import channel as _channel
+from .errors import ProgramError, TftError
+from .faults import Fault, parse_fault
+
+SENDER_TIMEOUT_FACTOR = 2.0    # the primary gives up on a silent backup first ...
+RECEIVER_TIMEOUT_FACTOR = 4.0  # ... well before the backup takes over from a silent primary
+
+
+@dataclass
+class RunResult:
+    """What ``tft run`` (or ``%tft run``) reports."""
+
+    returncode: int
+    """The program's exit status (128+signal if killed)."""
+    outcome: str
+    """``completed`` (no failure), ``failover`` (the backup went live and finished),
+    ``backup-lost`` (the primary finished alone), ``failed`` (no replica finished)."""
+    primary: dict = field(default_factory=dict)
+    """The primary supervisor's result (``outcome``, ``status``, ``error``...), empty if it was killed."""
+    backup: dict = field(default_factory=dict)
+    """The backup supervisor's result, empty if it was killed or remote."""
+    trace: object = None
+    """Both replicas' trace as a DataFrame (see :mod:`tft_lab.trace`)."""
+    failover_ms: float | None = None
+    """Primary failure detected -> first backup process live, in milliseconds."""
+
+
+# -- supervisors (each runs in its own process) ----------------------------------------------
+
+def _write_result(path: str | None, result: dict) -> None:
+    if path:
+        with open(path + ".tmp", "w") as f:
+            json.dump(result, f)
+        os.replace(path + ".tmp", path)
+
+
+def _supervisor_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the program's (and the coordinator's)
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+
+
+def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), trace_path=None,
+                      result_path=None, env=None, cwd=None, fence_after=1.0) -> int:
+    """Run ``argv`` as the primary, streaming its log to ``sender`` (None: alone)."""
+    from .engine import Engine
+    from .primary import ChannelSink, Fenced, Primary
+
+    _supervisor_signals()
+    sink = ChannelSink(sender)
+    policy = Primary(sink, commit=commit, faults=list(faults), fence_after=fence_after)
+    engine = Engine(policy, epoch=epoch)
+    result = {"role": "primary", "outcome": "error", "status": None, "error": None}
+    tf = open(trace_path, "w") if trace_path else None
+    engine.trace_file = tf
+    try:
+        engine.start(argv, env=env, cwd=cwd)
+        status = engine.run()
+        if policy.failed_program:
+            result.update(outcome="failed-program", error="the primary's program was killed from outside")
+            if sender is not None:
+                sender_abort(sender)
+        else:
+            result.update(outcome="completed", status=status)
+            if sender is not None and sink.sender is not None:
+                try:
+                    sink.flush()
+                    sender.close()
+                except TftError:
+                    pass
+        result.update(log_bytes=sink.bytes, calls=engine.stopped_calls, backup_lost=policy.backup_lost)
+    except Fenced as e:
+        result.update(outcome="fenced", error=str(e))
+    except KeyboardInterrupt:
+        result.update(outcome="interrupted")
+    except TftError as e:
+        result.update(outcome="error", error=str(e))
+        print(f"tft: {e}", file=sys.stderr, flush=True)
+    finally:
+        if tf:
+            tf.close()
+        _write_result(result_path, result)
+    return result["status"] if result["outcome"] == "completed" else 1
+
+
+def sender_abort(sender) -> None:
+    """Drop the connection without a clean close: to the backup, the primary failed."""
+    link = getattr(sender, "_link", None)
+    sock = getattr(link, "sock", None)
+    if sock is not None:
+        try:
+            import socket
+
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) -> int:
+    """Run the backup replica fed by ``receiver`` until the program ends (replayed or live)."""
+    from .backup import Backup
+    from .engine import Engine
+    from .replay import file_sha256
+
+    _supervisor_signals()
+    result = {"role": "backup", "outcome": "error", "status": None, "error": None}
+    tf = open(trace_path, "w") if trace_path else None
+    engine = None
+    try:
+        policy = Backup(receiver, faults=list(faults))
+        h = policy.header
+        if file_sha256(h["exe"]) != h["exe_sha256"]:
+            raise ProgramError(f"{h['exe']}: the backup's copy of the program differs from the primary's")
+        engine = Engine(policy, epoch=h["epoch"])
+        engine.trace_file = tf
+        engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
+        status = engine.run()
+        if policy.primary_state == "failed":
+            live_ns = min((e.t_ns for e in engine.events if e.kind == "failover"), default=None)
+            result.update(outcome="live", status=status, failure=str(policy.failure),
+                          detected_ns=policy.failover_ns,
+                          live_ns=None if live_ns is None else live_ns + engine.t0)
+        else:
+            result.update(outcome="replayed", status=policy.end_status, program_status=status)
+    except KeyboardInterrupt:
+        result.update(outcome="interrupted")
+    except TftError as e:
+        result.update(outcome="error", error=str(e))
+        print(f"tft: backup: {e}", file=sys.stderr, flush=True)
+    finally:
+        if tf:
+            tf.close()
+        _write_result(result_path, result)
+        try:
+            receiver.close()
+        except Exception:  # noqa: BLE001 - closing must not hide the result
+            pass
+    return result["status"] if result["status"] is not None else 1
+
+
+# -- the coordinator ---------------------------------------------------------------------------
+
+def _fork(fn) -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = fn()
+        except BaseException as e:  # noqa: BLE001 - a forked child must never return
+            print(f"tft: {e}", file=sys.stderr, flush=True)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
+    return pid
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _read_trace(paths: list[str]):
+    from .trace import TraceEvent, to_dataframe
+
+    events = []
+    for p in paths:
+        try:
+            with open(p) as f:
+                for line in f:
+                    try:
+                        events.append(TraceEvent(*json.loads(line)))
+                    except (ValueError, TypeError):
+                        break  # the tail a killed supervisor was writing
+        except OSError:
+            continue
+    return to_dataframe(events)
+
+
+def parse_backup(spec: str) -> tuple[str, str | None, int | None]:
+    if spec in ("local", "none"):
+        return spec, None, None
+    if spec.startswith("tcp://"):
+        host, _, port = spec[6:].rpartition(":")
+        if host and port.isdigit():
+            return "tcp", host.strip("[]"), int(port)
+    raise ValueError(f"bad --backup {spec!r}: use local, none or tcp://HOST:PORT")
+
+
+def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64, trace: str | None = None,
+        faults=(), key: bytes | None = None, heartbeat: float = 0.5, env=None, cwd=None,
+        workdir: str | None = None) -> RunResult:
+    """Run ``argv`` replicated; return when the program has finished on a live replica."""
+    from ._backend.ptrace import check_program
+    from .engine import resolve_program
+
+    faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
+    kind, host, port = parse_backup(backup)
+    if commit not in ("output", "epoch", "none"):
+        raise ValueError("--commit must be output, epoch or none")
+    if epoch < 1:
+        raise ValueError("--epoch must be at least 1")
+    env = dict(os.environ if env is None else env)
+    cwd = cwd or os.getcwd()
+    check_program(resolve_program(argv[0], env, cwd))   # a clear error before anything starts
+    work = workdir or tempfile.mkdtemp(prefix="tft-run-")
+    paths = {r: (os.path.join(work, f"{r}.result.json"), os.path.join(work, f"{r}.trace.jsonl"))
+             for r in ("primary", "backup")}
+    pids: dict[str, int] = {}
+    a = b = None
+    if kind == "local":
+        a, b = _channel.socketpair_channel()
+    if kind == "tcp":
+        if key is None:
+            raise ValueError("a TCP backup needs --key-file")
+
+    def primary_main():
+        if b is not None:
+            b.close()
+        sender = None
+        if kind == "local":
+            sender = _channel.Sender.from_socket(a, key, heartbeat=heartbeat, timeout_factor=SENDER_TIMEOUT_FACTOR)
+        elif kind == "tcp":
+            sender = _channel.connect(host, port, key, heartbeat, timeout_factor=SENDER_TIMEOUT_FACTOR)
+        return supervise_primary(argv, sender, commit=commit, epoch=epoch, faults=faults,
+                                 trace_path=paths["primary"][1], result_path=paths["primary"][0],
+                                 env=env, cwd=cwd, fence_after=heartbeat * SENDER_TIMEOUT_FACTOR)
+
+    def backup_main():
+        a.close()
+        receiver = _channel.Receiver.from_socket(b, key, heartbeat=heartbeat,
+                                                 timeout_factor=RECEIVER_TIMEOUT_FACTOR)
+        return supervise_backup(receiver, faults=faults, trace_path=paths["backup"][1],
+                                result_path=paths["backup"][0])
+
+    try:
+        if kind == "local":
+            pids["backup"] = _fork(backup_main)
+        pids["primary"] = _fork(primary_main)
+        for s in (a, b):
+            if s is not None:
+                s.close()
+        _wait_all(pids)
+    except KeyboardInterrupt:
+        for pid in pids.values():
+            _signal_quietly(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while pids and time.monotonic() < deadline:
+            _wait_all(pids, block=False)
+            time.sleep(0.05)
+        for pid in pids.values():
+            _signal_quietly(pid, signal.SIGKILL)
+        _wait_all(pids)
+        raise
+    prim = _read_json(paths["primary"][0])
+    back = _read_json(paths["backup"][0])
+    df = _read_trace([paths["primary"][1], paths["backup"][1]])
+    if trace:
+        df.to_parquet(trace, index=False) if not trace.endswith(".csv") else df.to_csv(trace, index=False)
+    failover_ms = None
+    if back.get("outcome") == "live":
+        outcome, status = "failover", back["status"]
+        if back.get("detected_ns") and back.get("live_ns"):
+            failover_ms = (back["live_ns"] - back["detected_ns"]) / 1e6
+    elif prim.get("outcome") == "completed":
+        lost = prim.get("backup_lost") or (kind == "local" and back.get("outcome") not in ("replayed",))
+        outcome, status = ("backup-lost" if lost else "completed"), prim["status"]
+    else:
+        outcome, status = "failed", 1
+    return RunResult(status, outcome, prim, back, df, failover_ms)
+
+
+def _signal_quietly(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+def _wait_all(pids: dict[str, int], block: bool = True) -> None:
+    while pids:
+        try:
+            pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            pids.clear()
+            return
+        if pid == 0:
+            return
+        for role, p in list(pids.items()):
+            if p == pid:
+                del pids[role]
+
+
+def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | None = None,
+                 heartbeat: float = 0.5, accept_timeout: float | None = None, ready=None) -> int:
+    """``tft backup --listen HOST:PORT``: wait for one primary, then be its backup in this process."""
+    faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
+    work = tempfile.mkdtemp(prefix="tft-backup-")
+    result_path = os.path.join(work, "backup.result.json")
+    trace_path = os.path.join(work, "backup.trace.jsonl")
+    listener = _channel.listen(host, port, key, heartbeat=heartbeat, timeout_factor=RECEIVER_TIMEOUT_FACTOR)
+    try:
+        if ready is not None:
+            ready(listener.address)
+        receiver = listener.accept(accept_timeout)
+    finally:
+        listener.close()
+    code = supervise_backup(receiver, faults=faults, trace_path=trace_path, result_path=result_path)
+    if trace:
+        df = _read_trace([trace_path])
+        df.to_parquet(trace, index=False) if not trace.endswith(".csv") else df.to_csv(trace, index=False)
+    return code

@@ -1,0 +1,285 @@
+"""Test helpers that ship with the library (as Reverie's ``test_cmd`` does).
+
+They build the tiny guest programs of ``tests/programs/``, run the ``tft``
+command line in a child process exactly as a user would, and check that no
+process is left behind::
+
+    from tft_lab.testing import build_program, record_and_replay
+
+    prog = build_program("clocks")
+    rec, rep, log = record_and_replay([str(prog)], tmp_path)
+    assert rep.stdout == rec.stdout
+
+Everything runs ``tft`` in a child process (``python -m tft_lab.cli``), so a
+hang or a crash of the supervisor cannot take the caller down with it, and
+the caller sees what a user at a terminal would: bytes on stdout and stderr
+and an exit status.
+"""
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, NamedTuple, Sequence, Union
+
+#: The repository (the package lives at ``REPO/tft_lab``).
+REPO = Path(__file__).resolve().parents[1]
+#: The guest programs' sources.
+PROGRAMS = REPO / "tests" / "programs"
+#: Where :func:`build_program` caches binaries (git-ignored).
+BIN = PROGRAMS / "bin"
+
+Stdin = Union[bytes, int, IO, None]
+
+_PR_SET_CHILD_SUBREAPER = 36
+_log_numbers = itertools.count()
+
+
+class BuildError(RuntimeError):
+    """A guest program could not be built (no compiler, or the compiler refused it)."""
+
+
+# --- building guest programs ---------------------------------------------------------------
+
+def program_source(name: str | os.PathLike) -> Path:
+    """The C source for ``name``: ``tests/programs/NAME.c``, or ``name`` itself if it is a path."""
+    p = Path(name)
+    if p.is_absolute() or p.suffix == ".c":
+        return p if p.is_absolute() else (PROGRAMS / p).resolve()
+    return PROGRAMS / f"{name}.c"
+
+
+def build_program(name: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                  force: bool = False) -> Path:
+    """Compile a guest program with the system's ``cc -O1`` and return the binary's path.
+
+    ``name`` is a program of ``tests/programs/`` (``"clocks"``) or the absolute path of
+    a ``.c`` file.  The binary goes to ``out`` if given, else to ``tests/programs/bin/NAME``
+    for the bundled programs and next to the source for any other file (a source in a
+    test's ``tmp_path`` must not leave a binary in the repository).  It is rebuilt
+    only when the source is newer than the binary (or ``force``).  Sources that
+    include ``<pthread.h>`` are linked with ``-lpthread``.
+
+    Raises :class:`BuildError` if there is no ``cc`` or the source does not compile.
+    """
+    src = program_source(name)
+    if not src.is_file():
+        raise BuildError(f"{src}: no such guest program source")
+    if out is None:
+        out = BIN / src.stem if src.parent == PROGRAMS else src.with_suffix("")
+    out = Path(out)
+    if not force and out.exists() and out.stat().st_mtime_ns >= src.stat().st_mtime_ns:
+        return out
+    cc = shutil.which("cc")
+    if cc is None:
+        raise BuildError(f"cannot build {src.name}: no C compiler ('cc' is not on PATH; "
+                         "install one, e.g. apt-get install gcc)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Compile to a private name and rename: concurrent builds never see a half-written binary.
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    cmd = [cc, "-O1", "-o", str(tmp), str(src)]
+    if b"<pthread.h>" in src.read_bytes():
+        cmd.append("-lpthread")
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"cc failed on {src}:\n{done.stderr.strip()}")
+    os.replace(tmp, out)
+    return out
+
+
+# --- running the command line ----------------------------------------------------------------
+
+def _stdin_kwargs(stdin: Stdin) -> dict:
+    if isinstance(stdin, (bytes, bytearray)):
+        return {"input": bytes(stdin)}
+    return {"stdin": subprocess.DEVNULL if stdin is None else stdin}
+
+
+def _env(env: dict | None) -> dict:
+    env = dict(os.environ if env is None else env)
+    # The package under test is this repository's, whatever is installed.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def run_cli(args: Sequence[str | os.PathLike], stdin: Stdin = None, timeout: float = 60, *,
+            cwd: str | os.PathLike | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``tft ARGS...`` (as ``python -m tft_lab.cli``) and return what a terminal would see.
+
+    ``stdin``: bytes to pipe in, a file object or fd, or None for ``/dev/null``.
+    stdout and stderr are bytes.  Raises ``subprocess.TimeoutExpired`` after
+    ``timeout`` seconds (the supervisor is killed; ``PTRACE_O_EXITKILL`` takes its
+    tracees with it).
+    """
+    return subprocess.run([sys.executable, "-m", "tft_lab.cli", *map(str, args)],
+                          capture_output=True, timeout=timeout, cwd=cwd, env=_env(env),
+                          **_stdin_kwargs(stdin))
+
+
+def native(argv: Sequence[str | os.PathLike], stdin: Stdin = None, timeout: float = 60, *,
+           cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+    """Run ``argv`` without tft (bytes stdout/stderr), for comparison."""
+    return subprocess.run(list(map(str, argv)), capture_output=True, timeout=timeout, cwd=cwd,
+                          **_stdin_kwargs(stdin))
+
+
+def new_log_path(tmp_path: str | os.PathLike) -> Path:
+    """A log file name in ``tmp_path`` that no other call has used."""
+    while True:
+        p = Path(tmp_path) / f"rec{next(_log_numbers)}.log"
+        if not p.exists():
+            return p
+
+
+def record(argv: Sequence[str | os.PathLike], log: str | os.PathLike, *, epoch: int = 64,
+           stdin: Stdin = None, cwd: str | os.PathLike | None = None,
+           timeout: float = 60) -> subprocess.CompletedProcess:
+    """``tft record --log LOG --epoch EPOCH -- ARGV``."""
+    return run_cli(["record", "--log", log, "--epoch", str(epoch), "--", *argv],
+                   stdin=stdin, cwd=cwd, timeout=timeout)
+
+
+def replay(log: str | os.PathLike, *, timeout: float = 60,
+           cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+    """``tft replay LOG`` with stdin from /dev/null (a replay must not need the original input)."""
+    return run_cli(["replay", log], timeout=timeout, cwd=cwd)
+
+
+def record_and_replay(argv: Sequence[str | os.PathLike], tmp_path: str | os.PathLike, epoch: int = 64,
+                      stdin: Stdin = None, *, cwd: str | os.PathLike | None = None,
+                      timeout: float = 60):
+    """Record ``argv`` into a fresh log in ``tmp_path``, then replay it.
+
+    Returns ``(rec, rep, log_path)``: the two CompletedProcess results and the log.
+    The replay gets ``/dev/null`` as stdin whatever the recording got.
+    """
+    log = new_log_path(tmp_path)
+    rec = record(argv, log, epoch=epoch, stdin=stdin, cwd=cwd, timeout=timeout)
+    rep = replay(log, timeout=timeout)
+    return rec, rep, log
+
+
+def outcome(p: subprocess.CompletedProcess) -> tuple[bytes, bytes, int]:
+    """What a run showed the world: (stdout, stderr, exit status)."""
+    return p.stdout, p.stderr, p.returncode
+
+
+# --- processes left behind ---------------------------------------------------------------------
+
+class ProcInfo(NamedTuple):
+    """One process as /proc shows it."""
+    pid: int
+    ppid: int
+    state: str
+    """``R``, ``S``, ``t`` (stopped by a tracer), ``T``, ``Z`` (zombie)..."""
+    tracer: int
+    """TracerPid (0: not traced)."""
+    cmdline: str
+
+
+def _proc(pid: int) -> ProcInfo | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+        with open(f"/proc/{pid}/status") as f:
+            tracer = next((int(line.split()[1]) for line in f if line.startswith("TracerPid:")), 0)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except (OSError, ValueError):
+        return None  # gone meanwhile
+    # The command name (field 2) is in parentheses and may itself hold spaces and parentheses.
+    rest = stat[stat.rfind(")") + 2:].split()
+    return ProcInfo(pid, int(rest[1]), rest[0], tracer, cmd or stat[stat.find("(") + 1:stat.rfind(")")])
+
+
+def processes() -> dict[int, ProcInfo]:
+    """Every process now running, by pid."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            p = _proc(int(name))
+            if p is not None:
+                out[p.pid] = p
+    return out
+
+
+def current_pids() -> frozenset[int]:
+    """The pids that exist now (give it to :func:`leftover_processes` as ``since_pids``)."""
+    return frozenset(int(n) for n in os.listdir("/proc") if n.isdigit())
+
+
+def adopt_orphans() -> None:
+    """Make this process a child subreaper: orphans of everything it starts become its
+    children instead of init's, so :func:`leftover_processes` can see them."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def leftover_processes(since_pids: frozenset[int] | set[int] | None = None) -> list[ProcInfo]:
+    """Processes this process is responsible for that still exist.
+
+    That is every descendant of this process (a child, an adopted orphan — see
+    :func:`adopt_orphans` — or theirs), in any state including zombie, plus any
+    process stopped by a tracer (``t``) or zombie whose tracer is this process or a
+    descendant.  Processes in ``since_pids`` (taken before the run) are not counted,
+    so long-lived helpers of the test session do not count.
+    """
+    me = os.getpid()
+    procs = processes()
+    children: dict[int, list[int]] = {}
+    for p in procs.values():
+        children.setdefault(p.ppid, []).append(p.pid)
+    ours, todo = set(), [me]
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            if c not in ours:
+                ours.add(c)
+                todo.append(c)
+    left = []
+    for p in procs.values():
+        if p.pid == me or (since_pids is not None and p.pid in since_pids):
+            continue
+        if p.pid in ours or (p.state in ("t", "T", "Z") and (p.tracer == me or p.tracer in ours)):
+            left.append(p)
+    return sorted(left)
+
+
+def assert_no_leftovers(since_pids: frozenset[int] | set[int] | None = None, grace: float = 3.0) -> None:
+    """Fail if :func:`leftover_processes` finds anything after ``grace`` seconds.
+
+    Processes that are merely slow to finish dying get ``grace`` seconds.  Whatever is
+    left is listed in the assertion message, then killed and reaped so the next
+    test starts clean.
+    """
+    deadline = time.monotonic() + grace
+    while True:
+        left = leftover_processes(since_pids)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if not left:
+        return
+    for p in left:
+        try:
+            os.kill(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    _reap(p.pid for p in left if p.ppid == os.getpid())
+    listing = "; ".join(f"pid {p.pid} (parent {p.ppid}, state {p.state}, tracer {p.tracer}): {p.cmdline}"
+                        for p in left)
+    raise AssertionError(f"{len(left)} process(es) left behind: {listing}")
+
+
+def _reap(pids) -> None:
+    """Reap the given children of ours (only those: others belong to their own Popen)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0x40000000)  # __WALL
+        except ChildProcessError:
+            pass
