@@ -137,6 +137,8 @@ class Backup(Replayer):
             super().on_fork(parent, child)
 
     def on_exec(self, task: Task, at_random: int | None) -> None:
+        if not self.is_live(task) and self.peek(task) is None and self.primary_state == "failed":
+            self.go_live(task)   # the primary died before it could tell us about this exec
         if not self.is_live(task):
             super().on_exec(task, at_random)
 
@@ -201,6 +203,8 @@ class Backup(Replayer):
         """Run the call for real; keep pids virtual and dead connections reset."""
         name = call.name
         call.action = "live"
+        if not task.policy_state.get("reconciled"):
+            self.reconcile(task)
         if name in ("getpid", "gettid"):
             return task.emulate(task.vpid)
         if name == "getppid" and task.parent is not None:
@@ -226,8 +230,12 @@ class Backup(Replayer):
         task.run(to_exit=name in ("wait4", "waitid", "kill", "tgkill", "tkill"))
 
     def go_live(self, task: Task) -> None:
-        """Rebuild what the primary's kernel had for this process, then run it for real."""
+        """From now on this process runs for real (rebuilt at its next system call)."""
         task.policy_state["live"] = True
+
+    def reconcile(self, task: Task) -> None:
+        """Rebuild what the primary's kernel had for this process.  Precondition: at a syscall entry."""
+        task.policy_state["reconciled"] = True
         notes = []
         for fd, info in sorted(task.fds.items()):
             try:
