@@ -16,6 +16,7 @@ status (128+signal if it was killed).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -33,11 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--log", required=True, help="log file to write")
     r.add_argument("--epoch", type=int, default=64, help="epoch length in intercepted calls (default 64)")
     r.add_argument("--trace-out", help="also write the trace (parquet, or .csv)")
+    r.add_argument("--events", help=argparse.SUPPRESS)       # stream the trace (JSON lines): live views
+    r.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)   # live stepping socket
     r.add_argument("prog", nargs=argparse.REMAINDER)
 
     rp = sub.add_parser("replay", help="re-execute a program from its log")
     rp.add_argument("log")
     rp.add_argument("--trace-out", help="also write the trace (parquet, or .csv)")
+    rp.add_argument("--events", help=argparse.SUPPRESS)
+    rp.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)
 
     t = sub.add_parser("trace", help="print the intercepted calls strace-style, with their class")
     t.add_argument("-o", "--output", help="write the trace here instead of stderr")
@@ -53,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="inject a fail-stop: primary@N, primary@2.5s, backup@N, backup@Ts (repeatable)")
     ru.add_argument("--key-file", help="shared key for a TCP backup (see tft keygen)")
     ru.add_argument("--heartbeat", type=float, default=0.5, help="heartbeat period in seconds (default 0.5)")
+    ru.add_argument("--workdir", help=argparse.SUPPRESS)      # keep per-replica results and event streams
+    ru.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)
+    ru.add_argument("--result-json", help=argparse.SUPPRESS)
     ru.add_argument("prog", nargs=argparse.REMAINDER)
 
     bk = sub.add_parser("backup", help="wait for a primary (tft run --backup tcp://...) and be its backup")
@@ -100,14 +108,15 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.epoch < 1:
                 raise SystemExit("tft: --epoch must be at least 1")
-            status, engine = record(_prog(args), args.log, epoch=args.epoch)
+            status, engine = record(_prog(args), args.log, epoch=args.epoch, events=args.events,
+                                    control_fd=args.control_fd)
             _write_trace(engine, args.trace_out)
             return status
         if args.cmd == "replay":
             from .replay import replay
 
             sys.stdout.flush()
-            status, engine = replay(args.log)
+            status, engine = replay(args.log, events=args.events, control_fd=args.control_fd)
             _write_trace(engine, args.trace_out)
             return status
         if args.cmd == "trace":
@@ -127,9 +136,14 @@ def main(argv: list[str] | None = None) -> int:
             key = load_key(args.key_file) if args.key_file else None
             try:
                 res = run(_prog(args), backup=args.backup, commit=args.commit, epoch=args.epoch,
-                          trace=args.trace, faults=args.fault, key=key, heartbeat=args.heartbeat)
+                          trace=args.trace, faults=args.fault, key=key, heartbeat=args.heartbeat,
+                          workdir=args.workdir, control_fd=args.control_fd)
             except ValueError as e:
                 raise SystemExit(f"tft: {e}")
+            if args.result_json:
+                with open(args.result_json, "w") as f:
+                    json.dump({"returncode": res.returncode, "outcome": res.outcome, "primary": res.primary,
+                               "backup": res.backup, "failover_ms": res.failover_ms}, f)
             if res.outcome == "failover":
                 print(f"tft: failover: the backup went live and finished the program"
                       + (f" ({res.failover_ms:.1f} ms from detection to live)" if res.failover_ms else ""),

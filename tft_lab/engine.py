@@ -287,6 +287,8 @@ class Engine:
         self.spawn_error: str | None = None
         self.stopped_calls = 0
         self.trace_file = None   # a text file: one JSON list per event (survives a crash but the tail)
+        self._flushed_ns = 0
+        self.gate = None         # called after every event while the task is stopped (live stepping)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
@@ -410,8 +412,11 @@ class Engine:
         self.events.append(ev)
         if self.trace_file is not None:
             self.trace_file.write(json.dumps(ev, separators=(",", ":")) + "\n")
-            if len(self.events) % 256 == 0:
+            if ev.t_ns - self._flushed_ns > 200_000_000:   # a live view sees it within 0.2 s
                 self.trace_file.flush()
+                self._flushed_ns = ev.t_ns
+        if self.gate is not None:
+            self.gate(ev, [_signame(s) for s, _ in task.pending])
         return ev
 
     # -- syscall entry -----------------------------------------------------------------

@@ -321,8 +321,11 @@ def _fmt(args) -> str:
     return ", ".join(hex(a) if a > 4096 else str(a) for a in args)
 
 
-def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True) -> tuple[int, Engine]:
+def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True,
+           events: str | None = None, control_fd: int | None = None) -> tuple[int, Engine]:
     """Replay the log at ``log_path``; returns (the recorded exit status, engine)."""
+    from .record import _live_outputs
+
     records = _log.read_log(log_path)
     policy = Replayer(records)
     if policy.end_status is None:
@@ -336,6 +339,7 @@ def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True
         if digest != h["exe_sha256"]:
             raise DivergenceError(f"{h['exe']}: the program changed since it was recorded (sha256 differs)")
     engine = Engine(policy, epoch=h["epoch"], keep_trace=keep_trace)
-    engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
-    engine.run()
+    with _live_outputs(engine, events, control_fd, on_fail=engine.kill_all):
+        engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
+        engine.run()
     return policy.end_status, engine

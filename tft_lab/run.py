@@ -64,10 +64,10 @@ def _supervisor_signals() -> None:
 
 
 def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), trace_path=None,
-                      result_path=None, env=None, cwd=None, fence_after=1.0) -> int:
+                      result_path=None, env=None, cwd=None, fence_after=1.0, control_fd=None) -> int:
     """Run ``argv`` as the primary, streaming its log to ``sender`` (None: alone)."""
     from .engine import Engine
-    from .primary import ChannelSink, Fenced, Primary
+    from .primary import ChannelSink, Fenced, Primary, fail_stop
 
     _supervisor_signals()
     sink = ChannelSink(sender)
@@ -76,6 +76,10 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
     result = {"role": "primary", "outcome": "error", "status": None, "error": None}
     tf = open(trace_path, "w") if trace_path else None
     engine.trace_file = tf
+    if control_fd is not None:
+        from .control import gate_from_fd
+
+        engine.gate = gate_from_fd(control_fd, lambda: fail_stop(engine))
     try:
         engine.start(argv, env=env, cwd=cwd)
         status = engine.run()
@@ -102,6 +106,8 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
     finally:
         if tf:
             tf.close()
+        if engine.gate is not None:
+            engine.gate.close()
         _write_result(result_path, result)
     return result["status"] if result["outcome"] == "completed" else 1
 
@@ -138,6 +144,8 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
         engine.trace_file = tf
         engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
         status = engine.run()
+        while policy.pull():   # the primary's last records (its end) may still be on their way
+            pass
         if policy.primary_state == "failed":
             live_ns = min((e.t_ns for e in engine.events if e.kind == "failover"), default=None)
             result.update(outcome="live", status=status, failure=str(policy.failure),
@@ -217,7 +225,7 @@ def parse_backup(spec: str) -> tuple[str, str | None, int | None]:
 
 def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64, trace: str | None = None,
         faults=(), key: bytes | None = None, heartbeat: float = 0.5, env=None, cwd=None,
-        workdir: str | None = None) -> RunResult:
+        workdir: str | None = None, control_fd: int | None = None) -> RunResult:
     """Run ``argv`` replicated; return when the program has finished on a live replica."""
     from ._backend.ptrace import check_program
     from .engine import resolve_program
@@ -232,6 +240,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     cwd = cwd or os.getcwd()
     check_program(resolve_program(argv[0], env, cwd))   # a clear error before anything starts
     work = workdir or tempfile.mkdtemp(prefix="tft-run-")
+    os.makedirs(work, exist_ok=True)
     paths = {r: (os.path.join(work, f"{r}.result.json"), os.path.join(work, f"{r}.trace.jsonl"))
              for r in ("primary", "backup")}
     pids: dict[str, int] = {}
@@ -252,10 +261,13 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
             sender = _channel.connect(host, port, key, heartbeat, timeout_factor=SENDER_TIMEOUT_FACTOR)
         return supervise_primary(argv, sender, commit=commit, epoch=epoch, faults=faults,
                                  trace_path=paths["primary"][1], result_path=paths["primary"][0],
-                                 env=env, cwd=cwd, fence_after=heartbeat * SENDER_TIMEOUT_FACTOR)
+                                 env=env, cwd=cwd, fence_after=heartbeat * SENDER_TIMEOUT_FACTOR,
+                                 control_fd=control_fd)
 
     def backup_main():
         a.close()
+        if control_fd is not None:
+            os.close(control_fd)   # only the primary is stepped
         receiver = _channel.Receiver.from_socket(b, key, heartbeat=heartbeat,
                                                  timeout_factor=RECEIVER_TIMEOUT_FACTOR)
         return supervise_backup(receiver, faults=faults, trace_path=paths["backup"][1],
