@@ -406,8 +406,8 @@ class Engine:
               action: str, signal: str = "", seq: int | None = None, wait_ns: int = 0) -> TraceEvent | None:
         if not self.keep_trace:
             return None
-        ev = TraceEvent(self.policy.replica, task.vpid, task.seq if seq is None else seq,
-                        (task.seq if seq is None else seq) // self.epoch, kind, syscall, args, result,
+        seq = task.seq if seq is None else seq
+        ev = TraceEvent(self.policy.replica, task.vpid, seq, max(seq, 0) // self.epoch, kind, syscall, args, result,
                         cls, action, signal, time.monotonic_ns() - self.t0, wait_ns)
         self.events.append(ev)
         if self.trace_file is not None:

@@ -74,7 +74,7 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
     policy = Primary(sink, commit=commit, faults=list(faults), fence_after=fence_after)
     engine = Engine(policy, epoch=epoch)
     result = {"role": "primary", "outcome": "error", "status": None, "error": None}
-    tf = open(trace_path, "w") if trace_path else None
+    tf = open(trace_path, "w", buffering=1) if trace_path else None  # a killed replica keeps its rows
     engine.trace_file = tf
     if control_fd is not None:
         from .control import gate_from_fd
@@ -133,7 +133,7 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
 
     _supervisor_signals()
     result = {"role": "backup", "outcome": "error", "status": None, "error": None}
-    tf = open(trace_path, "w") if trace_path else None
+    tf = open(trace_path, "w", buffering=1) if trace_path else None  # a killed replica keeps its rows
     engine = None
     try:
         policy = Backup(receiver, faults=list(faults))

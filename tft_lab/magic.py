@@ -1,0 +1,85 @@
+"""The ``%tft`` IPython magic (``%load_ext tft_lab``).
+
+    r = %tft run [--backup ...] [--commit ...] [--epoch N] [--fault ...] ./app ARGS
+    r = %tft record [--epoch N] [--log FILE] ./app ARGS
+    r = %tft replay FILE
+    s = %tft step ./app ARGS          # a live stepper: the program pauses at every event
+
+The options are the command line's (``tft run --help``).  Each returns a
+:class:`tft_lab.session.Run` (``.trace``, ``.returncode``, ``.stdout``...),
+``step`` a :class:`tft_lab.widgets.LiveStepper`.  The supervisors run in their
+own processes; interrupting the cell stops them and the program.
+"""
+from __future__ import annotations
+
+import shlex
+
+from IPython.core.magic import Magics, line_magic, magics_class
+
+from . import session
+
+USAGE = "usage: %tft run|record|replay|step [options] PROG [ARGS...]   (see tft run --help)"
+
+
+def _split(line: str) -> tuple[str, list[str]]:
+    words = shlex.split(line)
+    if not words:
+        raise ValueError(USAGE)
+    return words[0], words[1:]
+
+
+def _opts(cmd: str, words: list[str]):
+    """Parse with the CLI's own parser, so the options are the same everywhere."""
+    from .cli import _parser
+
+    if cmd in ("run", "record") and "--" not in words:
+        # %tft run --epoch 7 ./app x: options first, then the program.
+        i = 0
+        while i < len(words) and words[i].startswith("-"):
+            i += 1 if "=" in words[i] or words[i] in _FLAGS else 2
+        words = words[:i] + ["--"] + words[i:]
+    if cmd == "record" and not any(w == "--log" or w.startswith("--log=") for w in words):
+        words = ["--log", ""] + words
+    try:
+        return _parser().parse_args([cmd, *words])
+    except SystemExit:
+        raise ValueError(USAGE) from None
+
+
+_FLAGS: set[str] = set()
+
+
+def _prog(args) -> list[str]:
+    prog = args.prog[1:] if args.prog and args.prog[0] == "--" else args.prog
+    if not prog:
+        raise ValueError(USAGE)
+    return prog
+
+
+@magics_class
+class TftMagics(Magics):
+    @line_magic
+    def tft(self, line: str):
+        """Run a program under tft_lab from a cell; returns the run (see ``%tft?``)."""
+        cmd, words = _split(line)
+        if cmd == "run":
+            a = _opts("run", words)
+            return session.run(_prog(a), backup=a.backup, commit=a.commit, epoch=a.epoch, fault=a.fault,
+                               heartbeat=a.heartbeat)
+        if cmd == "record":
+            a = _opts("record", words)
+            return session.record(_prog(a), a.log or None, epoch=a.epoch)
+        if cmd == "replay":
+            a = _opts("replay", words)
+            return session.replay(a.log)
+        if cmd == "step":
+            from .widgets import LiveStepper
+
+            a = _opts("run", words)
+            return LiveStepper(session.live(_prog(a), backup=a.backup, commit=a.commit, epoch=a.epoch,
+                                            heartbeat=a.heartbeat))
+        raise ValueError(USAGE)
+
+
+def load_ipython_extension(ipython) -> None:
+    ipython.register_magics(TftMagics)

@@ -1,0 +1,326 @@
+"""Running tft from Python (and so from a notebook): every run in its own processes.
+
+The supervisor never runs inside the caller (a Jupyter kernel): each function
+starts ``python -m tft_lab.cli ...`` as a child process that dies with its
+parent, streams its events to a file this module follows for live progress,
+and returns a :class:`Run` with the program's output, its status and the trace
+as a DataFrame.  Interrupting (Ctrl-C, or the notebook's stop button) stops
+the run and every process it started.
+
+    >>> r = tft_lab.session.run(["./app"], fault=["primary@40"])
+    >>> r.returncode, r.outcome, r.trace.groupby("replica").size()
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .trace import COLUMNS, TraceEvent, to_dataframe
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Run:
+    """One finished ``tft run`` / ``record`` / ``replay``."""
+
+    command: list
+    """The tft command line that ran."""
+    returncode: int
+    """The program's exit status (128+signal if it was killed); tft's own error status (2, 3) on error."""
+    stdout: str
+    """What the program wrote to its stdout (exactly once, whichever replica wrote it)."""
+    stderr: str
+    """The program's stderr followed by tft's own messages (failover, warnings)."""
+    trace: pd.DataFrame
+    """One row per intercepted event, both replicas (see :mod:`tft_lab.trace`)."""
+    outcome: str = ""
+    """For ``run``: ``completed``, ``failover``, ``backup-lost`` or ``failed``."""
+    log: str | None = None
+    """For ``record``: the log file."""
+    details: dict = field(default_factory=dict)
+    """For ``run``: the supervisors' own results (failover time, log bytes...)."""
+
+    @property
+    def failover_ms(self) -> float | None:
+        return self.details.get("failover_ms")
+
+    def __repr__(self) -> str:
+        rows = len(self.trace)
+        extra = f", outcome={self.outcome!r}" if self.outcome else ""
+        prog = self.command[self.command.index("--") + 1:] if "--" in self.command else [self.log or ""]
+        return f"<Run {self.command[3]} {' '.join(prog)!r}: returncode={self.returncode}{extra}, {rows} trace rows>"
+
+
+def _preexec():
+    import ctypes
+
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)   # dies with the kernel
+
+
+class _Follower:
+    """Reads the JSON-lines event files a running supervisor appends to."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+        self.offsets = {p: 0 for p in paths}
+        self.partial = {p: "" for p in paths}
+        self.events: list[TraceEvent] = []
+
+    def poll(self) -> list[TraceEvent]:
+        new = []
+        for p in self.paths:
+            try:
+                with open(p) as f:
+                    f.seek(self.offsets[p])
+                    chunk = f.read()
+                    self.offsets[p] = f.tell()
+            except OSError:
+                continue
+            text = self.partial[p] + chunk
+            lines = text.split("\n")
+            self.partial[p] = lines.pop()
+            for line in lines:
+                try:
+                    new.append(TraceEvent(*json.loads(line)))
+                except (ValueError, TypeError):
+                    pass
+        self.events.extend(new)
+        return new
+
+
+class Progress:
+    """What a running tft has done so far: calls per replica, epoch, failover."""
+
+    def __init__(self):
+        self.calls = {}
+        self.epoch = {}
+        self.signals = {}
+        self.failover = False
+        self.started = time.monotonic()
+
+    def update(self, events: list[TraceEvent]) -> None:
+        for ev in events:
+            if ev.kind == "syscall":
+                self.calls[ev.replica] = self.calls.get(ev.replica, 0) + 1
+                self.epoch[ev.replica] = ev.epoch
+            elif ev.kind == "signal":
+                self.signals[ev.replica] = self.signals.get(ev.replica, 0) + 1
+            elif ev.kind == "failover":
+                self.failover = True
+
+    def text(self, state: str = "running") -> str:
+        parts = [f"{state} {time.monotonic() - self.started:.1f}s"]
+        for replica in sorted(self.calls):
+            parts.append(f"{replica}: {self.calls[replica]} calls, epoch {self.epoch.get(replica, 0)}, "
+                         f"{self.signals.get(replica, 0)} signal events")
+        if self.failover:
+            parts.append("FAILOVER: the backup is live")
+        return " | ".join(parts)
+
+
+def _display_progress():
+    """A progress callback: an updating widget in a notebook, nothing elsewhere."""
+    try:
+        from IPython import get_ipython
+
+        if get_ipython() is None:
+            return None
+        import ipywidgets as w
+        from IPython.display import display
+
+        label = w.HTML("starting...")
+        display(label)
+
+        def show(text: str) -> None:
+            label.value = f"<code>tft: {text}</code>"
+
+        return show
+    except Exception:  # noqa: BLE001 - progress is a nicety, never a failure
+        return None
+
+
+def _execute(cmd: list[str], event_files: list[str], *, stdin=None, progress=True, timeout=None,
+             pass_fds=(), cwd=None) -> tuple[int, str, str, list[TraceEvent]]:
+    show = _display_progress() if progress is True else (progress or None)
+    follower = _Follower(event_files)
+    prog = Progress()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_preexec,
+                            pass_fds=pass_fds, cwd=cwd)
+    out: dict[str, bytes] = {}
+
+    def drain(name, stream):
+        out[name] = stream.read()
+
+    threads = [threading.Thread(target=drain, args=(n, s), daemon=True)
+               for n, s in (("stdout", proc.stdout), ("stderr", proc.stderr))]
+    for t in threads:
+        t.start()
+    if stdin is not None:
+        proc.stdin.write(stdin if isinstance(stdin, bytes) else stdin.encode())
+        proc.stdin.close()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while proc.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"tft did not finish within {timeout} s")
+            prog.update(follower.poll())
+            if show:
+                show(prog.text())
+            time.sleep(0.2)
+    except BaseException:
+        _stop(proc)
+        raise
+    for t in threads:
+        t.join()
+    prog.update(follower.poll())
+    if show:
+        show(prog.text("finished"))
+    return proc.returncode, out.get("stdout", b"").decode(errors="replace"), \
+        out.get("stderr", b"").decode(errors="replace"), follower.events
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Interrupted: SIGTERM tft (it stops its supervisors, and they their programs), then SIGKILL."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _tft() -> list[str]:
+    return [sys.executable, "-m", "tft_lab.cli"]
+
+
+def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64, fault=(),
+        heartbeat: float = 0.5, stdin=None, progress=True, timeout: float | None = None,
+        cwd=None, control_fd: int | None = None) -> Run:
+    """``tft run`` from Python: a replicated run of ``argv`` (a list or a shell-like string)."""
+    argv = shlex.split(argv) if isinstance(argv, str) else list(argv)
+    work = tempfile.mkdtemp(prefix="tft-nb-run-")
+    result_json = os.path.join(work, "result.json")
+    cmd = _tft() + ["run", "--backup", backup, "--commit", commit, "--epoch", str(epoch),
+                    "--heartbeat", str(heartbeat), "--workdir", work, "--result-json", result_json]
+    for f in ([fault] if isinstance(fault, str) else fault):
+        cmd += ["--fault", f]
+    pass_fds = ()
+    if control_fd is not None:
+        cmd += ["--control-fd", str(control_fd)]
+        pass_fds = (control_fd,)
+    cmd += ["--", *argv]
+    files = [os.path.join(work, f"{r}.trace.jsonl") for r in ("primary", "backup")]
+    rc, out, err, events = _execute(cmd, files, stdin=stdin, progress=progress, timeout=timeout,
+                                    pass_fds=pass_fds, cwd=cwd)
+    details = {}
+    try:
+        with open(result_json) as f:
+            details = json.load(f)
+    except (OSError, ValueError):
+        pass
+    return Run(cmd, rc, out, err, to_dataframe(events), details.get("outcome", "failed" if rc else ""),
+               None, details)
+
+
+def record(argv, log: str | None = None, *, epoch: int = 64, stdin=None, progress=True,
+           timeout: float | None = None, cwd=None, control_fd: int | None = None) -> Run:
+    """``tft record`` from Python; the log goes to ``log`` (a temporary file if None)."""
+    argv = shlex.split(argv) if isinstance(argv, str) else list(argv)
+    work = tempfile.mkdtemp(prefix="tft-nb-rec-")
+    log = log or os.path.join(work, "run.log")
+    events = os.path.join(work, "events.jsonl")
+    cmd = _tft() + ["record", "--log", log, "--epoch", str(epoch), "--events", events]
+    pass_fds = ()
+    if control_fd is not None:
+        cmd += ["--control-fd", str(control_fd)]
+        pass_fds = (control_fd,)
+    cmd += ["--", *argv]
+    rc, out, err, evs = _execute(cmd, [events], stdin=stdin, progress=progress, timeout=timeout,
+                                 pass_fds=pass_fds, cwd=cwd)
+    return Run(cmd, rc, out, err, to_dataframe(evs), log=log)
+
+
+def replay(log: str, *, progress=True, timeout: float | None = None, control_fd: int | None = None) -> Run:
+    """``tft replay`` from Python."""
+    work = tempfile.mkdtemp(prefix="tft-nb-rep-")
+    events = os.path.join(work, "events.jsonl")
+    cmd = _tft() + ["replay", "--events", events]
+    pass_fds = ()
+    if control_fd is not None:
+        cmd += ["--control-fd", str(control_fd)]
+        pass_fds = (control_fd,)
+    cmd += [log]
+    rc, out, err, evs = _execute(cmd, [events], progress=progress, timeout=timeout, pass_fds=pass_fds)
+    return Run(cmd, rc, out, err, to_dataframe(evs), log=log)
+
+
+class LiveSession:
+    """A run paused after every event; ``step(cmd)`` lets it go on (see :mod:`tft_lab.control`).
+
+    The supervisor runs in a background child process; this object holds the controlling
+    end of its socket.  ``step("next")`` returns the next paused event as a dict with keys
+    ``event`` (the TraceEvent fields) and ``pending`` (signals held back), or None at the end.
+    ``result()`` waits for the run and returns its :class:`Run`.
+    """
+
+    def __init__(self, kind: str, argv, **kw):
+        from .control import Controller
+
+        mine, theirs = socket.socketpair()
+        self.controller = Controller(mine)
+        self._result: Run | None = None
+        self._error: BaseException | None = None
+        fn = {"run": run, "record": record}[kind]
+        kw.setdefault("progress", False)
+
+        def target():
+            try:
+                self._result = fn(argv, control_fd=theirs.fileno(), **kw)
+            except BaseException as e:  # noqa: BLE001 - reported by result()
+                self._error = e
+            finally:
+                theirs.close()
+
+        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread.start()
+        self.current = self.controller.receive()
+
+    def step(self, cmd: str = "next") -> dict | None:
+        """Send ``cmd`` and wait for the next paused event (None: the program has ended)."""
+        if self.current is None:
+            return None
+        self.controller.send(cmd)
+        self.current = self.controller.receive(timeout=None if cmd == "continue" else 60)
+        return self.current
+
+    def result(self, timeout: float | None = 120) -> Run:
+        while self.current is not None:
+            self.step("continue")
+        self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def close(self) -> None:
+        self.controller.close()
+        self._thread.join(10)
+
+
+def live(argv, kind: str = "run", **kw) -> LiveSession:
+    """Start ``argv`` under ``tft run`` (or ``record``), paused after its first event."""
+    argv = shlex.split(argv) if isinstance(argv, str) else list(argv)
+    return LiveSession(kind, argv, **kw)
