@@ -72,7 +72,7 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
     _supervisor_signals()
     sink = ChannelSink(sender)
     policy = Primary(sink, commit=commit, faults=list(faults), fence_after=fence_after)
-    engine = Engine(policy, epoch=epoch)
+    engine = Engine(policy, epoch=epoch, cpu=_cpu(0))
     result = {"role": "primary", "outcome": "error", "status": None, "error": None}
     tf = open(trace_path, "w", buffering=1) if trace_path else None  # a killed replica keeps its rows
     engine.trace_file = tf
@@ -140,7 +140,7 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
         h = policy.header
         if file_sha256(h["exe"]) != h["exe_sha256"]:
             raise ProgramError(f"{h['exe']}: the backup's copy of the program differs from the primary's")
-        engine = Engine(policy, epoch=h["epoch"])
+        engine = Engine(policy, epoch=h["epoch"], cpu=_cpu(1))
         engine.trace_file = tf
         engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
         status = engine.run()
@@ -167,6 +167,12 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
         except Exception:  # noqa: BLE001 - closing must not hide the result
             pass
     return result["status"] if result["status"] is not None else 1
+
+
+def _cpu(index: int) -> int:
+    """Primary and backup each get a CPU of their own (with their tracees), if there are two."""
+    allowed = sorted(os.sched_getaffinity(0))
+    return allowed[index % len(allowed)]
 
 
 # -- the coordinator ---------------------------------------------------------------------------
