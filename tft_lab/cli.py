@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tft: interrupted; the program was stopped", file=sys.stderr)
         return 130
+    except ValueError as e:   # a bad option value (a fault spec, a --backup address)
+        print(f"tft: {e}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_USAGE
 
 

@@ -184,6 +184,10 @@ def _fork(fn) -> int:
     if pid == 0:
         code = 1
         try:
+            # A supervisor never outlives its coordinator (and its tracees die with it: EXITKILL).
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
             code = fn()
         except BaseException as e:  # noqa: BLE001 - a forked child must never return
             print(f"tft: {e}", file=sys.stderr, flush=True)
@@ -279,6 +283,10 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         return supervise_backup(receiver, faults=faults, trace_path=paths["backup"][1],
                                 result_path=paths["backup"][0])
 
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         if kind == "local":
             pids["backup"] = _fork(backup_main)
@@ -298,6 +306,9 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
             _signal_quietly(pid, signal.SIGKILL)
         _wait_all(pids)
         raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     prim = _read_json(paths["primary"][0])
     back = _read_json(paths["backup"][0])
     df = _read_trace([paths["primary"][1], paths["backup"][1]])
