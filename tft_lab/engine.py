@@ -45,7 +45,7 @@ class Call:
     """One intercepted system call of one task, from its entry stop to its completion."""
 
     __slots__ = ("nr", "name", "args", "entry", "seq", "to_exit", "saved_args", "action", "result",
-                 "emulated", "rec", "oseq", "note", "parked", "wait_ns")
+                 "emulated", "rec", "oseq", "note", "parked", "wait_ns", "rewound")
 
     def __init__(self, nr: int, args: tuple, seq: int):
         self.nr = nr
@@ -63,6 +63,7 @@ class Call:
         self.note = ""
         self.parked = False
         self.wait_ns = 0
+        self.rewound = False
 
     @property
     def cls(self) -> str:
@@ -151,6 +152,16 @@ class Task:
     def park(self) -> None:
         """Keep the task stopped at this entry until the policy calls ``engine.retry(task)``."""
         self.call.parked = True
+
+    def rewind(self) -> None:
+        """Undo entering the current call: the task resumes just before its syscall instruction,
+        so a signal injected now is delivered there, and the call is made afresh afterwards."""
+        regs = pt.get_regs(self.pid)
+        regs.rax = regs.orig_rax     # what the syscall instruction will find again
+        regs.orig_rax = MASK64       # the kernel skips the call it is entering
+        regs.rip -= 2
+        pt.set_regs(self.pid, regs)
+        self.call.rewound = True
 
     def scratch(self, data: bytes) -> int:
         """Put ``data`` below the stack's red zone and return its address (valid during this call)."""
@@ -454,6 +465,10 @@ class Engine:
         self.policy.on_entry(task, call)
         if call.parked:
             return Status(task.pid, "parked", None)  # the policy resumes it later (retry)
+        if call.rewound:   # not entered: the program runs on from just before its syscall instruction
+            task.call = None
+            pt.resume(task.pid)
+            return Status(task.pid, "rewound", None)
         if call.emulated and not call.to_exit:
             return self._complete(task, call)
         if not call.to_exit:  # runs without an exit stop (exit_group, or a cheap pass-through)

@@ -40,7 +40,8 @@ SCHEMA: dict[str, dict[str, type]] = {
                "exe_sha256": _STR, "epoch": _INT, "arch": _STR, "pid": _INT, "fds": dict},
     # one intercepted syscall: outs are (addr, bytes) pairs; addrs parallel the blobs
     "sys": {"pid": _INT, "seq": _INT, "nr": _INT, "args": list, "res": _INT, "addrs": list},
-    # a signal delivered after call `seq` completed; blob 0 is the original siginfo
+    # a signal delivered after call `seq` completed ("before": just before call seq+1 is made,
+    # which the primary does when that call may block); blob 0 is the original siginfo
     "sig": {"pid": _INT, "seq": _INT, "signo": _INT, "mode": _STR},
     # an emulated rdtsc/rdtscp executed after call `seq`
     "tsc": {"pid": _INT, "seq": _INT, "value": _INT, "aux": _INT},
@@ -53,7 +54,7 @@ OPTIONAL: dict[str, dict[str, type]] = {
     "sys": {"oseq": _INT},
     "header": {"created": _STR, "program": _STR},
 }
-_SIG_MODES = ("boundary", "self", "in-call")
+_SIG_MODES = ("boundary", "self", "in-call", "before")
 
 
 class Record(dict):

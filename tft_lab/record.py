@@ -21,6 +21,12 @@ PR_SET_TSC = 26
 ARCH_SET_CPUID = 0x1012
 EPIPE = errno.EPIPE
 _KILL_CALLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo")
+#: Calls that may wait for a long time: held-back signals are delivered before them, or a
+#: program that waits for input would not see a signal that arrived while it computed.
+BLOCKING_CALLS = frozenset(("read", "readv", "recvfrom", "recvmsg", "accept", "accept4", "poll", "ppoll",
+                            "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2", "wait4",
+                            "waitid", "nanosleep", "clock_nanosleep", "pause", "rt_sigsuspend",
+                            "rt_sigtimedwait", "connect"))
 _WRITE_CALLS = ("write", "writev", "pwrite64", "pwritev", "pwritev2", "sendto", "sendmsg", "sendfile")
 
 
@@ -100,6 +106,10 @@ class Recorder(Policy):
             task.emulate(-errno.ENOSYS)
             call.action = "failed"
             return
+        if task.pending and call.name in BLOCKING_CALLS:
+            self._deliver_pending(task, mode="before")
+            task.rewind()
+            return
         if entry is not None and entry.cls == "output":
             self.oseq += 1
             call.oseq = self.oseq
@@ -154,7 +164,7 @@ class Recorder(Policy):
         task.pending.append((signo, siginfo))
         return False
 
-    def _deliver_pending(self, task: Task) -> None:
+    def _deliver_pending(self, task: Task, mode: str = "boundary") -> None:
         seen = set()
         keep = []
         for signo, info in task.pending:
@@ -162,7 +172,7 @@ class Recorder(Policy):
                 keep.append((signo, info))  # a standard signal cannot be pending twice
                 continue
             seen.add(signo)
-            self._log_signal(task, task.seq - 1, signo, info, "boundary")
+            self._log_signal(task, task.seq - 1, signo, info, mode)
             task.inject_signal(signo, info)
         task.pending = keep
 

@@ -128,6 +128,12 @@ class Replayer(Policy):
         return self.streams[task.vpid].q.popleft()
 
     def on_entry(self, task: Task, call: Call) -> None:
+        before = task.policy_state.pop("before", None)
+        if before:   # the primary delivered these just before this call: so do we
+            for rec in before:
+                task.inject_signal(rec["signo"], rec["blobs"][0])
+            task.rewind()
+            return
         rec = call.rec or self.next_record(task, call)
         if rec is None:
             return self.log_exhausted(task, call)
@@ -268,14 +274,18 @@ class Replayer(Policy):
         self.inject_signals(task, call.seq)
 
     def inject_signals(self, task: Task, seq: int) -> None:
-        """Raise every signal the log delivers right after call ``seq``."""
+        """Raise every signal the log delivers right after call ``seq`` (or keep those it
+        delivers just before the next call for that call's entry)."""
         stream = self.streams[task.vpid]
         while True:
             rec = self.peek(task)
             if rec is None or rec.type != "sig" or rec["seq"] != seq:
                 return
             stream.q.popleft()
-            task.inject_signal(rec["signo"], rec["blobs"][0])
+            if rec["mode"] == "before":
+                task.policy_state.setdefault("before", []).append(rec)
+            else:
+                task.inject_signal(rec["signo"], rec["blobs"][0])
 
     def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
         return False  # the backup's own signals are not the program's: the log says which it gets

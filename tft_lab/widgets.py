@@ -11,9 +11,12 @@ source of events:
 2. :class:`StepView`, an ``ipywidgets.HTML`` that shows one step of a
    trace;
 3. controls: :class:`TraceStepper` over a *recorded* trace (slider, Prev /
-   Next, filters by class and replica). A live stepper would instead drive a
-   :class:`StepSource`, append what ``step()`` returns to its trace and show
-   the newest step in the same :class:`StepView`.
+   Next, filters by class and replica), and :class:`LiveStepper` over a
+   *running* program (:func:`tft_lab.session.live`): the program is really
+   paused after every event; the buttons let it go on to the next event, the
+   next epoch, the next signal or the end, or fail the primary right there.
+   It shows the paused event in the same :class:`StepView`, with what each
+   replica has done for it so far.
 
 Widget state lives in widget values only (the slider's ``value``, the
 dropdowns' ``value``); the Python side holds no other mutable state than the
@@ -22,13 +25,15 @@ trace it was given and tables derived from it.
 from __future__ import annotations
 
 import html
+import os
+import threading
 from typing import Iterable, Protocol
 
 import ipywidgets as widgets
 import pandas as pd
 
 from .plots import deferrals, format_call, format_result
-from .trace import REPLICAS, TraceEvent
+from .trace import REPLICAS, TraceEvent, to_dataframe
 
 ALL = "all"
 
@@ -114,7 +119,7 @@ def _representative(step: pd.Series, replica: str = ALL) -> int | None:
 
 
 def describe_step(df: pd.DataFrame, step: pd.Series, replica: str = ALL,
-                  pairs: pd.DataFrame | None = None) -> dict:
+                  pairs: pd.DataFrame | None = None, expect: Iterable[str] = ()) -> dict:
     """What the stepper shows for one step (a row of :func:`step_table`).
 
     Returns a dict: ``call`` (strace-style), ``row`` (the representative
@@ -124,6 +129,8 @@ def describe_step(df: pd.DataFrame, step: pd.Series, replica: str = ALL,
     point, with their arrival seq) and ``delivered`` (signal deliveries of
     this process in the same epoch, with their seq and replicas). ``pairs``
     is :func:`tft_lab.plots.deferrals` of ``df`` (computed if not given).
+    A replica in ``expect`` that has no row for the step is listed in
+    ``replicas`` as None: it has not got there yet (a live backup lags).
     """
     i = _representative(step, replica)
     row = df.iloc[i].to_dict()
@@ -136,6 +143,8 @@ def describe_step(df: pd.DataFrame, step: pd.Series, replica: str = ALL,
         rr = df.iloc[int(j)]
         per_replica[r] = dict(action=str(rr["action"]), result=int(rr["result"]),
                               t_ns=int(rr["t_ns"]), wait_ns=int(rr["wait_ns"]))
+    for r in expect:
+        per_replica.setdefault(r, None)
 
     if pairs is None:
         pairs = deferrals(df)
@@ -172,6 +181,8 @@ def render_step(info: dict) -> str:
         f"<tr><td>{e(r)}</td><td><b>{e(v['action'])}</b></td>"
         f"<td>{e(format_result(info['row']['syscall'], v['result']))}</td>"
         f"<td>{v['t_ns'] / 1e6:.3f}</td><td>{wait(v['wait_ns'])}</td></tr>"
+        if v is not None else
+        f'<tr><td>{e(r)}</td><td><i style="color:#888">not yet</i></td><td></td><td></td><td></td></tr>'
         for r, v in info["replicas"].items()
     )
     if info["pending"]:
@@ -355,3 +366,349 @@ class TraceStepper(widgets.VBox):
     def prev(self) -> None:
         """Show the previous step (stays on the first one)."""
         self.index = self.index - 1
+
+
+# --------------------------------------------------------------------------
+# the live stepper
+
+
+def _proc_children(parent: int) -> list[tuple[int, int, list[str]]]:
+    """(start time, pid, argv) of the children of ``parent`` (from /proc)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                argv = [w.decode(errors="replace") for w in f.read().split(b"\0") if w]
+        except OSError:
+            continue  # gone meanwhile
+        # The command name (field 2) may hold spaces and parentheses: split after its ")".
+        fields = stat[stat.rfind(")") + 2:].split()
+        if int(fields[1]) == parent:
+            out.append((int(fields[19]), int(name), argv))   # fields[19] is field 22, starttime
+    return out
+
+
+#: Supervisor processes a LiveStepper has already matched to its session, as (pid, start time).
+_CLAIMED: set[tuple[int, int]] = set()
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    head = argv[:argv.index("--")] if "--" in argv else argv
+    return head[head.index(name) + 1] if name in head[:-1] else None
+
+
+def _session_streams(session) -> tuple[dict[str, str], tuple[str, ...], int | None]:
+    """Where a live session's supervisors stream their events: ({replica: path}, replicas, epoch length).
+
+    A session that says so itself (attributes ``event_files``, ``replicas``,
+    ``epoch``) is believed. Otherwise the ``tft`` child process it started is
+    found in /proc (the newest child of this process run with
+    ``--control-fd`` that no other stepper has taken) and its command line
+    read: ``run --workdir W`` streams to ``W/primary.trace.jsonl`` and
+    ``W/backup.trace.jsonl``, ``record --events F`` to ``F``. Nothing found:
+    no streams (the stepper then shows the primary's paused events only).
+    """
+    files = getattr(session, "event_files", None)
+    if files is not None:
+        replicas = tuple(getattr(session, "replicas", None) or files)
+        return dict(files), replicas, getattr(session, "epoch", None)
+    candidates = []
+    for start, pid, argv in _proc_children(os.getpid()):
+        if "tft_lab.cli" in argv and "--control-fd" in argv and (pid, start) not in _CLAIMED:
+            candidates.append((start, pid, argv))
+    if not candidates:
+        return {}, ("primary",), None
+    start, pid, argv = max(candidates)
+    _CLAIMED.add((pid, start))
+    kind = argv[argv.index("tft_lab.cli") + 1]
+    epoch = _option(argv, "--epoch")
+    epoch = int(epoch) if epoch and epoch.isdigit() else None
+    if kind == "run" and _option(argv, "--workdir"):
+        work = _option(argv, "--workdir")
+        replicas = ("primary",) if _option(argv, "--backup") == "none" else ("primary", "backup")
+        return {r: os.path.join(work, f"{r}.trace.jsonl") for r in replicas}, replicas, epoch
+    if kind == "record" and _option(argv, "--events"):
+        return {"primary": _option(argv, "--events")}, ("primary",), epoch
+    return {}, ("primary",), epoch
+
+
+class LiveStepper(widgets.VBox):
+    """Step through a *running* program: it is really paused after every event.
+
+    ``session`` is a :class:`tft_lab.session.LiveSession` (``tft_lab.session.live(argv,
+    kind="run", epoch=...)``, or ``%tft step ./app``). The primary's supervisor stops
+    after every intercepted event and waits for a button:
+
+    - **Next**: run to the next event;
+    - **To end of epoch**: run to the first event of the next epoch;
+    - **To next signal**: run to the next signal event (a signal arriving, or delivered);
+    - **Fail the primary here**: the primary fail-stops right now; the backup replays
+      what it was sent, goes live and finishes the program;
+    - **Run to end**: let the program run on, unpaused, to the end.
+
+    The view shows the paused event strace-style, its class, epoch and pending
+    signals and, from the trace streamed so far, what each replica did with that
+    ``(pid, seq)``: the backup lags behind the primary (it is fed the log in batches)
+    and shows *not yet* until it gets there. While paused, the view is refreshed
+    every ``refresh`` seconds (0: only when a button is pressed, or on
+    :meth:`refresh`).
+
+    For tests and notebooks: :meth:`next`, :meth:`to_epoch_end`, :meth:`to_signal`,
+    :meth:`fail_primary`, :meth:`run_to_end` (what the buttons call), :attr:`current`
+    (the paused event as a dict, None once the run is over), :attr:`pending`,
+    :attr:`trace` (every event so far, both replicas, as a DataFrame),
+    :attr:`finished` and :meth:`result` (the final :class:`tft_lab.session.Run`).
+    Widgets: ``next_button``, ``epoch_button``, ``signal_button``, ``fail_button``,
+    ``end_button``, ``position``, ``status``, ``view``, ``summary``.
+    """
+
+    def __init__(self, session, refresh: float = 0.5, **kwargs):
+        from .session import _Follower
+
+        self.session = session
+        files, self.replicas, self.epoch_length = _session_streams(session)
+        self._follower = _Follower(list(files.values()))
+        self._lock = threading.RLock()
+        self._gate_events: list[TraceEvent] = []     # the primary's events as the gate reported them
+        self._last_streamed_t = -1                   # t_ns of the primary's newest streamed event
+        self._stops = 0
+        self._msg: dict | None = None
+        self._run = None
+        self._error: str | None = None
+
+        def button(description, icon, tooltip, style=""):
+            b = widgets.Button(description=description, icon=icon, tooltip=tooltip, button_style=style,
+                               layout=widgets.Layout(width="auto"))
+            return b
+
+        self.next_button = button("Next", "step-forward", "run to the next intercepted event")
+        self.epoch_button = button("To end of epoch", "fast-forward", "run to the first event of the next epoch")
+        self.signal_button = button("To next signal", "bolt", "run to the next signal event")
+        self.fail_button = button("Fail the primary here", "times", "the primary fail-stops now; the backup "
+                                  "goes live", "danger")
+        self.end_button = button("Run to end", "play", "let the program run to its end")
+        self.buttons = [self.next_button, self.epoch_button, self.signal_button, self.fail_button, self.end_button]
+        for b, method in zip(self.buttons, (self.next, self.to_epoch_end, self.to_signal, self.fail_primary,
+                                            self.run_to_end)):
+            b.on_click(lambda _b, m=method: self._clicked(m))
+        self.position = widgets.HTML()
+        self.position.add_class("tft-live-position")
+        self.status = widgets.HTML()
+        self.view = StepView()
+        self.view.add_class("tft-stepper-view")
+        self.summary = widgets.HTML()
+        super().__init__(children=[widgets.HBox(self.buttons), widgets.HBox([self.position, self.status]),
+                                   self.view, self.summary], **kwargs)
+        self.add_class("tft-live-stepper")
+
+        self._take(session.current)
+        with self._lock:
+            self._poll()
+            self._render()
+        if session.current is None:
+            self._finish()
+        self._stop_refresh = threading.Event()
+        if refresh and not self.finished:
+            threading.Thread(target=self._refresh_loop, args=(refresh,), daemon=True,
+                             name="tft-live-stepper").start()
+
+    # -- events --------------------------------------------------------------
+
+    def _take(self, msg: dict | None) -> None:
+        with self._lock:
+            self._msg = msg
+            if msg is not None:
+                self._stops += 1
+                self._gate_events.append(TraceEvent(**msg["event"]))
+
+    def _poll(self) -> bool:
+        """Read what the supervisors streamed since the last poll; True if anything came."""
+        new = self._follower.poll()
+        for ev in new:
+            if ev.replica == "primary":
+                self._last_streamed_t = max(self._last_streamed_t, ev.t_ns)
+        return bool(new)
+
+    def _events(self) -> list[TraceEvent]:
+        # The streams are complete but may lag; the gate's events fill in the primary's newest.
+        extra = [e for e in self._gate_events if e.t_ns > self._last_streamed_t]
+        return self._follower.events + extra
+
+    def _refresh_loop(self, period: float) -> None:
+        while not self._stop_refresh.wait(period):
+            if self.finished:
+                return
+            with self._lock:
+                if self._poll():
+                    self._render()
+
+    def refresh(self) -> None:
+        """Read what the replicas have done since, and show it."""
+        with self._lock:
+            self._poll()
+            self._render()
+
+    # -- showing -----------------------------------------------------------
+
+    def _render(self) -> None:
+        events = self._events()
+        counts = {r: 0 for r in self.replicas}
+        for ev in events:
+            counts[ev.replica] = counts.get(ev.replica, 0) + 1
+        state = "finished" if self._run is not None else ("paused" if self._msg else "ending...")
+        self.status.value = (" · ".join(f"{r}: {n} events" for r, n in counts.items())
+                             + f" · <b>{state}</b>" + (f' · <span style="color:#d62728">{html.escape(self._error)}'
+                                                       '</span>' if self._error else ""))
+        if self._msg is None:
+            return
+        ev = TraceEvent(**self._msg["event"])
+        self.position.value = (f"<b>#{self._stops}</b> · pid {ev.pid} · seq {ev.seq} · epoch {ev.epoch}"
+                               + (f" (length {self.epoch_length})" if self.epoch_length else "") + " &nbsp;")
+        self.view.value = render_step(self._describe(events, ev))
+
+    def _describe(self, events: list[TraceEvent], ev: TraceEvent) -> dict:
+        """describe_step for the paused event, over the events of its process and epoch."""
+        df = to_dataframe(e for e in events if e.pid == ev.pid)
+        pairs = deferrals(df)
+        sub = df[df["epoch"] == ev.epoch].reset_index(drop=True)
+        here = sub.index[(sub["replica"] == "primary") & (sub["t_ns"] == ev.t_ns)]
+        steps = step_table(sub)
+        step = steps[steps["row_primary"] == here[0]].iloc[0] if len(here) else None
+        if step is None:   # cannot happen: the gate's event is always among the events
+            info = dict(call=format_call(ev._asdict()), row=ev._asdict(), pid=ev.pid, seq=ev.seq, epoch=ev.epoch,
+                        kind=ev.kind, cls=ev.cls, replicas={"primary": None}, pending=[], delivered=[])
+        else:
+            info = describe_step(sub, step, pairs=pairs, expect=self.replicas)
+        known = {p["signal"] for p in info["pending"]}
+        info["pending"] += [dict(signal=s, arrival_seq=None, delivery_seq=None)
+                            for s in self._msg.get("pending", []) if s not in known]
+        return info
+
+    def _show_result(self, run) -> None:
+        e = html.escape
+        lines = run.stdout.splitlines()
+        out = "\n".join(lines[-12:])
+        more = f"... ({len(lines) - 12} lines before)\n" if len(lines) > 12 else ""
+        fo = f" · failover {run.failover_ms:.1f} ms" if run.failover_ms is not None else ""
+        self.summary.value = (
+            f'<div class="tft-live-result"><b>finished</b>: exit status <b>{run.returncode}</b>'
+            + (f" · outcome <b>{e(run.outcome)}</b>" if run.outcome else "") + fo
+            + f" · {len(run.trace)} trace rows"
+            + f'<pre style="margin:4px 0;padding:6px;background:#f6f6f6">{e(more + out)}</pre></div>')
+        self.position.value = (f"<b>#{self._stops}</b> · finished: exit status {run.returncode}"
+                               + (f", {e(run.outcome)}" if run.outcome else "") + " &nbsp;")
+
+    def _clicked(self, method) -> None:
+        # A button's error is shown in the widget (a click has no cell to print it in).
+        try:
+            method()
+        except Exception as e:  # noqa: BLE001
+            with self._lock:
+                self._error = f"{type(e).__name__}: {e}"
+                self._render()
+
+    # -- stepping ----------------------------------------------------------
+
+    def _step(self, cmd: str) -> dict | None:
+        if self.finished:
+            return None
+        with self._lock:
+            self.status.value = f"running ({cmd})..."
+        msg = self.session.step(cmd)
+        self._take(msg)
+        with self._lock:
+            self._poll()
+            self._render()
+        if msg is None:
+            self._finish()
+        return self.current
+
+    def next(self) -> dict | None:
+        """Let the program run to its next intercepted event; returns :attr:`current`."""
+        return self._step("next")
+
+    def to_epoch_end(self) -> dict | None:
+        """Run to the first event of the next epoch (the signals held back are delivered on the way)."""
+        return self._step("epoch")
+
+    def to_signal(self) -> dict | None:
+        """Run to the next signal event: a signal arriving (and held back), or being delivered."""
+        return self._step("signal")
+
+    def fail_primary(self):
+        """Fail-stop the primary where it is paused; wait for the backup to finish the program.
+
+        Returns the final :class:`tft_lab.session.Run` (outcome ``failover`` if a backup took over).
+        """
+        self._step("fail")
+        return self.result()
+
+    def run_to_end(self):
+        """Let the program run to its end unpaused; returns the final :class:`tft_lab.session.Run`."""
+        return self.result()
+
+    def _finish(self):
+        if self._run is None:
+            with self._lock:
+                self.status.value = "running to the end..."
+            run = self.session.result()
+            if run is None:
+                raise RuntimeError("the live run did not finish in time")
+            self._stop_refresh_if_any()
+            with self._lock:
+                self._run = run
+                self._msg = None
+                self._poll()
+                self._render()
+                self._show_result(run)
+            for b in self.buttons:
+                b.disabled = True
+        return self._run
+
+    def _stop_refresh_if_any(self) -> None:
+        stop = getattr(self, "_stop_refresh", None)
+        if stop is not None:
+            stop.set()
+
+    def result(self):
+        """Run the program to its end (if it is not there yet) and return its :class:`tft_lab.session.Run`."""
+        return self._finish()
+
+    def close(self) -> None:
+        """Close the widget; an unfinished program runs on to its end, unattended."""
+        self._stop_refresh_if_any()
+        if self._run is None:
+            self.session.close()
+        super().close()
+
+    # -- public state --------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """True once the program has ended (on a live replica) and :meth:`result` is known."""
+        return self._run is not None
+
+    @property
+    def current(self) -> dict | None:
+        """The event the program is paused after (the trace's columns, as a dict); None once it has ended."""
+        msg = self._msg
+        return None if msg is None else dict(msg["event"])
+
+    @property
+    def pending(self) -> list[str]:
+        """Signals the supervisor holds back at the paused event (delivered at the next epoch boundary)."""
+        msg = self._msg
+        return [] if msg is None else list(msg.get("pending", []))
+
+    @property
+    def trace(self) -> pd.DataFrame:
+        """Every event so far, both replicas (all of them once finished), as :func:`tft_lab.trace.to_dataframe`."""
+        if self._run is not None:
+            return self._run.trace
+        with self._lock:
+            self._poll()
+            return to_dataframe(self._events())
