@@ -328,8 +328,12 @@ class Engine:
         task.fds = fdtable.inherited()
         self.tasks[pid] = task
         self.root = task
-        self.policy.on_start(self)
-        pt.resume(pid)
+        try:
+            self.policy.on_start(self)
+            pt.resume(pid)
+        except BaseException:
+            self.kill_all()   # never leave the stopped child behind
+            raise
         return task
 
     def run(self) -> int:

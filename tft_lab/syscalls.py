@@ -175,6 +175,13 @@ TABLE: dict[str, Syscall] = _t(
     S("getpeername", 52, "input", outs=((1, "*a2"), (2, "4")), fd_arg=0, nargs=1),
     S("getsockopt", 55, "input", outs=((3, "*a4"), (4, "4")), fd_arg=0, nargs=3),
     S("getitimer", 36, "input", outs=((1, "32"),), nargs=1),
+    S("flock", 73, "input", fd_arg=0, nargs=2),              # locks are the primary's to take
+    S("getxattr", 191, "input", outs=((2, "ret"),), nargs=4),
+    S("lgetxattr", 192, "input", outs=((2, "ret"),), nargs=4),
+    S("fgetxattr", 193, "input", outs=((2, "ret"),), fd_arg=0, nargs=4),
+    S("listxattr", 194, "input", outs=((1, "ret"),), nargs=3),
+    S("llistxattr", 195, "input", outs=((1, "ret"),), nargs=3),
+    S("flistxattr", 196, "input", outs=((1, "ret"),), fd_arg=0, nargs=3),
     S("timer_gettime", 224, "input", outs=((1, "32"),), nargs=1),
     S("sched_getscheduler", 145, "input", nargs=0),
     S("getpriority", 140, "input", nargs=0),
@@ -230,6 +237,19 @@ TABLE: dict[str, Syscall] = _t(
     S("fchownat", 260, "output", nargs=5),
     S("utimensat", 280, "output", nargs=4),
     S("mknodat", 259, "output", nargs=4),
+    S("mknod", 133, "output", nargs=3),
+    S("utime", 132, "output", nargs=2),
+    S("utimes", 235, "output", nargs=2),
+    S("futimesat", 261, "output", nargs=3),
+    S("setxattr", 188, "output", nargs=5),
+    S("lsetxattr", 189, "output", nargs=5),
+    S("fsetxattr", 190, "output", fd_arg=0, nargs=5),
+    S("removexattr", 197, "output", nargs=2),
+    S("lremovexattr", 198, "output", nargs=2),
+    S("fremovexattr", 199, "output", fd_arg=0, nargs=2),
+    S("sync", 162, "output", nargs=0),
+    S("syncfs", 306, "output", fd_arg=0, nargs=1),
+    S("copy_file_range", 326, "output", fd_arg=0, nargs=6),
 
     # --- resource: OS objects that differ between replicas ----------------------------------
     S("open", 2, "resource", creates_fd=True, nargs=3),       # read-only opens run on both
