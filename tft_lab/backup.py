@@ -34,6 +34,7 @@ from .engine import Call, Engine, Task, signed
 from .errors import DivergenceError, LogError, TftError
 from .faults import Fault
 from .primary import fail_stop
+from .outs import gather
 from .replay import Replayer
 from .syscalls import TABLE
 
@@ -69,6 +70,30 @@ class _Pump(threading.Thread):
             self.q.put(("failed", e))
 
 
+class _PipeFlow:
+    """Bytes through one of the program's pipes, as the primary's processes moved them."""
+
+    KEEP = 1 << 20
+
+    def __init__(self):
+        self.written = 0
+        self.consumed = 0
+        self.tail = bytearray()   # the last KEEP bytes written
+
+    def wrote(self, data: bytes) -> None:
+        self.written += len(data)
+        self.tail += data
+        if len(self.tail) > self.KEEP:
+            del self.tail[:len(self.tail) - self.KEEP]
+
+    def read(self, n: int) -> None:
+        self.consumed += n
+
+    def leftover(self) -> bytes:
+        n = self.written - self.consumed
+        return bytes(self.tail[-n:]) if n > 0 else b""
+
+
 class Backup(Replayer):
     """Backup replica over a channel Receiver."""
 
@@ -86,6 +111,8 @@ class Backup(Replayer):
         self.ordered = True
         self.faults = [f for f in faults if f.replica == "backup"]
         self.entries = 0
+        self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
+        self.pipes: dict[str, _PipeFlow] = {}
 
     def _get(self, timeout=None):
         try:
@@ -155,16 +182,85 @@ class Backup(Replayer):
                     self.engine.retry(other)
         if self.is_live(task):
             return self.live_entry(task, call)
-        return super().on_entry(task, call)
+        super().on_entry(task, call)
+        if call.emulated and call.rec is not None and not call.parked:
+            self._account_pipe(task, call)
 
     def output_turn(self, oseq) -> bool:
         return not self.ordered or oseq is None or oseq == self.next_oseq
 
     def log_exhausted(self, task: Task, call: Call) -> None:
-        if self.primary_state == "failed":
-            self.go_live(task)
-            return self.live_entry(task, call)
-        return super().log_exhausted(task, call)
+        if self.primary_state != "failed":
+            return super().log_exhausted(task, call)
+        # Every process replays all it received before any goes live: only then is it known
+        # what the primary's processes had left in the pipes between them.
+        if not self.ordered and self.parked:
+            parked, self.parked = self.parked, {}
+            for other in parked.values():
+                if other is not task:
+                    self.engine.retry(other)
+        self.waiting[task.pid] = task
+        if not self._everyone_waiting():
+            task.park()
+            return None
+        self._go_live_all(current=task)
+        return self.live_entry(task, call)
+
+    def _everyone_waiting(self) -> bool:
+        for t in self.engine.tasks.values():
+            if t.pid in self.waiting or t.state == "gone":
+                continue
+            c = t.call
+            if c is not None and (c.name == "vfork" or (c.name == "clone" and c.args[0] & 0x4000)):
+                continue   # a vfork parent waits in the kernel for its child: it cannot come
+            return False
+        return True
+
+    def _go_live_all(self, current: Task | None) -> None:
+        tasks = list(self.waiting.values())
+        self.waiting.clear()
+        for t in tasks:
+            self.go_live(t)
+            self.reconcile(t)
+        self._refill_pipes()
+        for t in tasks:
+            if t is not current and t.pid in self.engine.tasks:
+                self.engine.retry(t)
+
+    def _account_pipe(self, task: Task, call: Call) -> None:
+        """Follow the bytes the primary's processes put into and took out of their pipes."""
+        entry = call.entry
+        if entry is None or entry.fd_arg is None or call.result <= 0:
+            return
+        info = task.fds.get(call.args[entry.fd_arg])
+        if info is None or info.kind != "pipe" or not info.path:
+            return
+        flow = self.pipes.setdefault(info.path, _PipeFlow())
+        if entry.cls == "output":
+            flow.wrote(gather(task, call, call.result))
+        elif call.name in ("read", "readv"):
+            flow.read(call.result)
+
+    def _refill_pipes(self) -> None:
+        """Put back what the primary had written to its pipes and not yet read."""
+        for ident, flow in self.pipes.items():
+            data = flow.leftover()
+            if not data:
+                continue
+            for t in self.engine.tasks.values():
+                fd = next((fd for fd, info in t.fds.items() if info.kind == "pipe" and info.path == ident), None)
+                if fd is None:
+                    continue
+                try:
+                    w = os.open(f"/proc/{t.pid}/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK)
+                    try:
+                        os.write(w, data)
+                    finally:
+                        os.close(w)
+                    self.warn(f"put back {len(data)} bytes the primary had left in {ident}")
+                except OSError as e:
+                    self.warn(f"could not put back {len(data)} bytes into {ident}: {e.strerror}")
+                break
 
     def on_exit(self, task: Task, call: Call) -> None:
         if not self.is_live(task):
@@ -183,15 +279,22 @@ class Backup(Replayer):
             task.inject_signal(signo, info)
 
     def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
-        return self.is_live(task)
+        if self.is_live(task):
+            return True
+        if self.primary_state == "failed":
+            task.pending.append((signo, siginfo))   # the primary cannot have seen it: ours, once live
+        return False
 
     def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
-        if self.is_live(task):
+        if self.is_live(task) or (self.primary_state == "failed" and self.peek(task) is None):
             return time.monotonic_ns() * 3, 0
         return super().on_rdtsc(task, rdtscp)
 
     def on_task_exit(self, task: Task, code, sig) -> None:
         self.gone[task.pid] = task.vpid
+        self.waiting.pop(task.pid, None)
+        if self.primary_state == "failed" and self.waiting and self._everyone_waiting():
+            self._go_live_all(current=None)
 
     @property
     def gone(self) -> dict:

@@ -9,6 +9,7 @@ socket address, epoll registrations — so that going live can rebuild it
 """
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field, replace
 
@@ -98,8 +99,12 @@ def update(task, call, res: int, standin: bool) -> None:
         r, w = struct.unpack("<ii", raw)
         flags = a[1] if name == "pipe2" else (a[1] if name == "socketpair" else 0)
         kind = "pipe" if name != "socketpair" else "socketpair"
-        fds[r] = Fd(kind, cloexec=bool(flags & O_CLOEXEC))
-        fds[w] = Fd(kind, cloexec=bool(flags & O_CLOEXEC))
+        try:   # the backup's own pipe (pipes run for real): "pipe:[inode]" names it
+            ident = os.readlink(f"/proc/{task.pid}/fd/{r}")
+        except OSError:
+            ident = ""
+        fds[r] = Fd(kind, path=ident, cloexec=bool(flags & O_CLOEXEC))
+        fds[w] = Fd(kind, path=ident, cloexec=bool(flags & O_CLOEXEC))
     elif name in ("epoll_create", "epoll_create1"):
         fds[res] = Fd("epoll", cloexec=bool(name == "epoll_create1" and a[0] & O_CLOEXEC))
     elif name == "epoll_ctl" and a[0] in fds:

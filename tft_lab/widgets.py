@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import os
+import socket
 import threading
 from typing import Iterable, Protocol
 
@@ -43,7 +44,8 @@ _KIND_RANK = {"syscall": 0, "exec": 1, "rdtsc": 2, "arrived": 3, "delivered": 4,
 
 
 class StepSource(Protocol):
-    """What a live stepper drives (not implemented here: see the engine's ``step()``).
+    """What a stepper over a source of events drives (:class:`LiveStepper` drives a
+    :class:`tft_lab.session.LiveSession`, whose ``step(cmd)`` returns one paused event).
 
     ``step()`` lets the supervised program(s) run to the next intercepted
     event, leaves them paused there, and returns the trace events that
@@ -682,6 +684,15 @@ class LiveStepper(widgets.VBox):
         """Close the widget; an unfinished program runs on to its end, unattended."""
         self._stop_refresh_if_any()
         if self._run is None:
+            # Shut the socket down, not only close it: Controller.close() leaves the
+            # descriptor open while its makefile() reader lives, and the paused
+            # supervisor would wait for a command forever.
+            sock = getattr(getattr(self.session, "controller", None), "sock", None)
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self.session.close()
         super().close()
 
