@@ -1,0 +1,83 @@
+"""The syscall table is the one source of truth, and it is right.
+
+Every number in :data:`tft_lab.syscalls.TABLE` is the kernel's (checked
+against ``asm/unistd_64.h``), every class is one of the replication classes,
+the seccomp subscription and its BPF filter are derived from the table, a
+recording intercepts only subscribed calls, and the documentation table lists
+every entry.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tft_lab import syscalls
+from tft_lab._backend.ptrace import seccomp_program
+from tft_lab.record import record as tft_record
+from tft_lab.syscalls import CLASSES, TABLE, markdown_table, subscription
+from tft_lab.testing import build_program
+
+UNISTD_64 = Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
+
+
+def kernel_numbers() -> dict[str, int]:
+    if not UNISTD_64.exists():
+        pytest.skip(f"{UNISTD_64} is missing (install linux-libc-dev)")
+    return {m[1]: int(m[2]) for m in re.finditer(r"#define __NR_(\w+)\s+(\d+)", UNISTD_64.read_text())}
+
+
+def test_every_number_is_the_kernels():
+    kernel = kernel_numbers()
+    wrong = {name: (s.x64, kernel.get(name)) for name, s in TABLE.items() if kernel.get(name) != s.x64}
+    assert not wrong, f"table vs __NR_ in {UNISTD_64}: {wrong}"
+
+
+def test_names_and_numbers_are_unique():
+    assert all(name == s.name for name, s in TABLE.items())
+    numbers = [s.x64 for s in TABLE.values()]
+    assert len(numbers) == len(set(numbers))
+
+
+def test_every_class_is_a_replication_class():
+    assert {s.cls for s in TABLE.values()} <= set(CLASSES)
+    assert all(s.enosys is False for s in TABLE.values() if s.cls != "unsupported")
+
+
+def test_out_buffers_name_real_arguments():
+    for s in TABLE.values():
+        for arg, size in s.outs:
+            assert 0 <= arg < 6, s
+            assert isinstance(size, str) and size, s
+
+
+def test_the_subscription_is_derived_from_the_table():
+    nrs = set(subscription())
+    assert {s.x64 for s in TABLE.values() if s.trap} <= nrs
+    assert not {s.x64 for s in TABLE.values() if not s.trap} & nrs
+    assert nrs - {s.x64 for s in TABLE.values()} <= {syscalls.NR_RESTART_SYSCALL}
+
+
+def test_the_seccomp_filter_traps_exactly_the_subscription():
+    nrs = subscription()
+    compared = {k for code, jt, jf, k in seccomp_program(nrs) if code == 0x15 and jf == 0}  # BPF_JEQ|BPF_K
+    assert compared == set(nrs)
+
+
+def test_a_recording_intercepts_only_subscribed_calls(tmp_path, capfd):
+    status, engine = tft_record([str(build_program("clocks"))], tmp_path / "c.log")
+    assert status == 0
+    seen = {e.syscall for e in engine.events if e.kind == "syscall"}
+    trapped = {s.name for s in TABLE.values() if s.trap} | {"restart_syscall"}
+    assert "clock_gettime" in seen
+    assert seen <= trapped
+    assert "mmap" not in seen and "brk" not in seen   # untrapped: they ran at native speed
+
+
+def test_the_documentation_table_lists_every_entry():
+    doc = markdown_table()
+    rows = {line.split("|")[1].strip(): line for line in doc.splitlines()[2:]}
+    assert set(rows) == set(TABLE)
+    for name, s in TABLE.items():
+        assert f"| {s.x64} | {s.cls} |" in rows[name]
