@@ -78,10 +78,6 @@ def test_a_directory(tmp_path, pids_before):
     assert_no_leftovers(pids_before)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "record.record() opens the log with LogWriter before anything else and the OSError "
-    "(FileNotFoundError, PermissionError) is not translated into a TftError: the CLI prints "
-    "a Python traceback and exits 1"))
 def test_a_log_that_cannot_be_written(tmp_path, pids_before):
     line = one_line_error(record(["/bin/true"], tmp_path / "no-such-dir" / "x.log"))
     assert "no-such-dir" in line

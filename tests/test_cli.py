@@ -66,9 +66,6 @@ def test_an_epoch_below_one_is_refused(tmp_path):
     assert b"--epoch" in p.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli._prog and the --epoch check raise SystemExit(message), which exits 1, while the "
-    "cli module promises exit status 2 (EXIT_USAGE) for bad usage, as argparse's own errors give"))
 def test_every_usage_error_exits_2(tmp_path):
     for args in (["replay"], ["record", "--log", tmp_path / "x.log"], ["trace"],
                  ["record", "--epoch", "0", "--log", tmp_path / "x.log", "--", "/bin/true"]):

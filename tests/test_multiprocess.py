@@ -13,8 +13,8 @@ import pytest
 
 from tft_lab import to_dataframe
 from tft_lab.log import read_log
-from tft_lab.record import record as tft_record
-from tft_lab.replay import replay as tft_replay
+from tft_lab.recorder import record as tft_record
+from tft_lab.replayer import replay as tft_replay
 from tft_lab.syscalls import name_of
 from tft_lab.testing import build_program, outcome, record, record_and_replay, run_cli
 

@@ -60,16 +60,10 @@ def assert_same_run(rec, rep) -> None:
     assert rep.returncode == rec.returncode
 
 
-#: Why recording timer_signals at the default epoch is slow today (see test_signals).
-PENDING_QUEUE_GROWS = pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired, reason=(
-    "the recorder's pending-signal queue grows without bound (see test_signals."
-    "test_a_standard_signal_is_pending_at_most_once): recording timer_signals at epoch 64 "
-    "takes ~13 s (20 s under load) instead of ~1 s"))
 RUN_TIMEOUT = 8   # seconds; every program here takes well under 3 s under tft
 
 
-@pytest.mark.parametrize("program", [pytest.param(p, marks=PENDING_QUEUE_GROWS) if p == "timer_signals" else p
-                                     for p in C_PROGRAMS] + ["py_nondet.py", "py_signals.py"])
+@pytest.mark.parametrize("program", C_PROGRAMS + ["py_nondet.py", "py_signals.py"])
 def test_replay_prints_what_the_recording_printed(program, tmp_path):
     rec, rep, _ = record_and_replay(guest(program), tmp_path, timeout=RUN_TIMEOUT)
     assert rec.returncode == 0, rec.stderr
@@ -161,10 +155,7 @@ def status_of(p) -> int:
     ("7", 7, "exit"),
     ("0", 0, "exit"),
     ("segv", 128 + 11, "segfault"),
-    pytest.param("abort", 128 + 6, "abort", marks=pytest.mark.xfail(strict=True, reason=(
-        "Recorder.on_signal reads si_pid at siginfo[12:16] (padding) instead of [16:20], so "
-        "abort()'s self-sent SIGABRT is deferred to the next epoch boundary; glibc then "
-        "executes hlt and the program dies of SIGSEGV (139)"))),
+    ("abort", 128 + 6, "abort"),
 ])
 def test_the_exit_status_is_the_programs_on_record_and_replay(mode, status, last_words, tmp_path):
     prog = build_program("exitcode")
@@ -252,11 +243,6 @@ def test_a_threaded_program_is_refused_quickly_with_one_line(tmp_path, pids_befo
 
 # --- the Python API ---------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tft_lab/__init__.py defines record() and replay() but importing the submodules "
-    "tft_lab.record / tft_lab.replay (which the functions themselves do, as does the CLI) "
-    "rebinds those package attributes to the modules: a second tft_lab.record(...) raises "
-    "TypeError: 'module' object is not callable"))
 def test_the_python_api_records_and_replays_twice_in_a_row(tmp_path, capfd):
     prog = str(build_program("clocks"))
     for i in range(2):

@@ -20,36 +20,26 @@ from tft_lab import to_dataframe
 from tft_lab.log import read_log
 # The functions themselves: the tft_lab.record / tft_lab.replay facades are shadowed by their
 # submodules once those are imported (see test_record_replay's test of the Python API).
-from tft_lab.record import record as tft_record
-from tft_lab.replay import replay as tft_replay
+from tft_lab.recorder import record as tft_record
+from tft_lab.replayer import replay as tft_replay
 from tft_lab.testing import build_program, outcome, record_and_replay
 
 SIGNAL_PROGRAMS = ["timer_signals", "kill_from_other"]
 #: Seconds a recording may take here.  timer_signals needs ~1 s at epochs 1 and 7.
 RECORD_TIMEOUT = 6
-#: Why recording timer_signals at a long epoch is slow today (see the xfail at the end).
-PENDING_QUEUE_GROWS = pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired, reason=(
-    "the recorder's pending-signal queue grows without bound (see "
-    "test_a_standard_signal_is_pending_at_most_once): recording timer_signals at epoch 1000 "
-    "takes ~30 s (72 s under load)"))
 
 
 def signal_records(log):
     return [r for r in read_log(log) if r.type == "sig"]
 
 
-#: Why kill_from_other at a long epoch sometimes fails today (see the strict xfail below).
-SIGNALS_PILE_UP = pytest.mark.xfail(strict=False, reason=(
-    "flaky until the engine is fixed: under load kill_from_other's 200 ms loop ends before "
-    "call 1000, its SIGUSR1s pile up and the replay merges them (see "
-    "test_signals_of_one_kind_pending_together_replay_as_recorded, a strict xfail)"))
 
 
 @pytest.mark.parametrize("program, epoch", [
     ("timer_signals", 1), ("timer_signals", 7),
-    pytest.param("timer_signals", 1000, marks=PENDING_QUEUE_GROWS),
+    ("timer_signals", 1000),
     ("kill_from_other", 1), ("kill_from_other", 7),
-    pytest.param("kill_from_other", 1000, marks=SIGNALS_PILE_UP),
+    ("kill_from_other", 1000),
 ])
 def test_signals_replay_identically_at_any_epoch_length(program, epoch, tmp_path):
     rec, rep, log = record_and_replay([build_program(program)], tmp_path, epoch=epoch,
@@ -127,12 +117,6 @@ ALARM_STORM = textwrap.dedent("""\
     """)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Recorder.on_signal appends every arrival to task.pending even when the same standard "
-    "signal is already pending, and _deliver_pending delivers one per boundary and keeps the "
-    "rest: the queue grows without bound (14,542 SIGALRMs in timer_signals at epoch 64) and "
-    "the engine formats it into every trace row, so recording turns quadratic (timer_signals: "
-    "13 s at epoch 64, 28 s at epoch 1000, 1 s at epoch 7)"))
 def test_a_standard_signal_is_pending_at_most_once(tmp_path):
     """The kernel merges a standard signal that arrives while it is pending; so must the recorder."""
     src = tmp_path / "alarm_storm.c"
@@ -180,11 +164,6 @@ SIGNAL_BURST = textwrap.dedent("""\
     """)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the recorder delivers every pending copy of a standard signal before a blocking call "
-    "(mode 'before', rewinding the call between copies: 3 SIGUSR1 handled), but the replayer "
-    "tgkills all the 'before' records of one seq at once and the kernel merges them: the "
-    "replay handles 1 and prints something else (exit 0, no divergence reported)"))
 def test_signals_of_one_kind_pending_together_replay_as_recorded(tmp_path):
     src = tmp_path / "signal_burst.c"
     src.write_text(SIGNAL_BURST)

@@ -15,7 +15,7 @@ import pytest
 
 from tft_lab import syscalls
 from tft_lab._backend.ptrace import seccomp_program
-from tft_lab.record import record as tft_record
+from tft_lab.recorder import record as tft_record
 from tft_lab.syscalls import CLASSES, TABLE, markdown_table, subscription
 from tft_lab.testing import build_program
 

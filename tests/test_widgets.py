@@ -1,8 +1,15 @@
-"""The stepper over a recorded trace, driven without a browser."""
+"""The steppers, driven without a browser: over a recorded trace, and live over a real run."""
+import os
+import time
+
 import pytest
 
+from tft_lab import session
+from tft_lab._build import example
+from tft_lab.testing import assert_no_leftovers, build_program, leftover_processes
+
 from tft_lab.trace import TraceEvent, to_dataframe
-from tft_lab.widgets import TraceStepper, step_table
+from tft_lab.widgets import LiveStepper, TraceStepper, describe_step, render_step, step_table
 
 MS = 1_000_000
 PID = 100
@@ -158,3 +165,151 @@ def test_a_call_only_the_backup_made_is_stepped_in_its_place(trace):
     s = TraceStepper(to_dataframe(list(trace.itertuples(index=False, name="TraceEvent")) + extra))
     assert names(s)[-3:] == ["write", "getppid", "exit_group"]
     assert s.current["replica"] == "backup"
+
+
+# --------------------------------------------------------------------------
+# the live stepper, over real programs (the supervisor really pauses them)
+
+
+
+@pytest.fixture(scope="module")
+def clocks():
+    return str(build_program("clocks"))
+
+
+@pytest.fixture(scope="module")
+def counter():
+    return str(example("counter"))
+
+
+def nothing_left_running(pids_before, grace: float = 5.0) -> None:
+    """assert_no_leftovers, after reaping the dead: a fail-stopped primary's program is a
+    zombie orphan, and the test process (a child subreaper) inherits it where init would reap it."""
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        left = leftover_processes(pids_before)
+        for p in left:
+            if p.state == "Z" and p.ppid == os.getpid():
+                os.waitpid(p.pid, os.WNOHANG)
+        if not left:
+            break
+        time.sleep(0.05)
+    assert_no_leftovers(pids_before, grace=0)
+
+
+def test_a_step_the_backup_has_not_reached_shows_not_yet(trace):
+    only_primary = trace[trace["replica"] == "primary"].reset_index(drop=True)
+    steps = step_table(only_primary)
+    info = describe_step(only_primary, steps.iloc[1], expect=("primary", "backup"))
+    assert info["replicas"]["backup"] is None
+    html = render_step(info)
+    assert "<td>primary</td><td><b>logged</b></td>" in html
+    assert "<td>backup</td><td><i" in html and "not yet" in html
+
+
+def test_next_pauses_a_real_run_at_each_event_and_the_seq_advances(clocks, pids_before):
+    s = LiveStepper(session.live([clocks], epoch=64), refresh=0)
+    first = s.current
+    assert first["replica"] == "primary" and first["kind"] == "exec"
+    assert s.replicas == ("primary", "backup")
+    seen = [first]
+    for _ in range(15):
+        seen.append(s.next())
+    times = [e["t_ns"] for e in seen]
+    assert times == sorted(times) and len(set(times)) == len(times)   # one new event per Next
+    assert seen[-1]["seq"] > first["seq"]
+    assert "#16" in s.position.value and f"seq {seen[-1]['seq']}" in s.position.value
+    # The view shows the paused call strace-style, its class and both replicas.
+    assert s.view.value.count("<td>primary</td>") == 1 and "<td>backup</td>" in s.view.value
+    assert f"class <b>{seen[-1]['cls']}</b>" in s.view.value
+    # The trace so far holds every paused event of the primary.
+    so_far = s.trace
+    assert set(times) <= set(so_far.loc[so_far["replica"] == "primary", "t_ns"])
+    run = s.run_to_end()
+    assert run.returncode == 0 and run.outcome == "completed"
+    assert s.finished and s.current is None and all(b.disabled for b in s.buttons)
+    assert set(s.trace["replica"].astype(str)) == {"primary", "backup"}
+    assert "exit status <b>0</b>" in s.summary.value
+    nothing_left_running(pids_before)
+
+
+def test_the_next_button_steps_too(clocks):
+    s = LiveStepper(session.live([clocks]), refresh=0)
+    before = s.current["t_ns"]
+    s.next_button.click()
+    assert s.current["t_ns"] > before
+    s.end_button.click()
+    assert s.finished and s.result().returncode == 0
+
+
+def test_to_end_of_epoch_lands_on_the_first_event_of_the_next_epoch(clocks):
+    s = LiveStepper(session.live([clocks], epoch=7), refresh=0)
+    assert s.epoch_length == 7 and s.current["epoch"] == 0
+    for want in (1, 2, 3):
+        e = s.to_epoch_end()
+        assert e["epoch"] == want and max(e["seq"], 0) // 7 == want
+        # Nothing of the epoch before is still to come.
+        assert (s.trace.query("replica == 'primary'")["epoch"] <= want).all()
+    assert s.run_to_end().returncode == 0
+
+
+def test_to_next_signal_stops_where_a_timer_signal_arrives_and_is_held_back():
+    s = LiveStepper(session.live([str(build_program("timer_signals")), "3000"], epoch=16), refresh=0)
+    e = s.to_signal()
+    assert e["kind"] == "signal" and e["syscall"] == "SIGALRM" and e["signal"] == "arrived"
+    assert "SIGALRM" in s.pending
+    assert "pending signals: SIGALRM" in s.view.value
+    # At the next epoch boundary the held-back signal is delivered, on both replicas.
+    run = s.run_to_end()
+    assert run.returncode == 0
+    delivered = run.trace.query("kind == 'signal' and signal == 'delivered'")
+    assert set(delivered["replica"].astype(str)) == {"primary", "backup"}
+
+
+def test_fail_the_primary_here_ends_in_failover_with_the_backups_rows(counter, pids_before):
+    s = LiveStepper(session.live([counter, "5"], epoch=8), refresh=0)
+    while s.current["seq"] < 25:
+        s.next()
+    failed_at = s.current["seq"]
+    run = s.fail_primary()
+    assert run.outcome == "failover" and run.returncode == 0
+    t = run.trace
+    backup = t[t["replica"] == "backup"]
+    assert len(backup) and backup["seq"].max() > failed_at
+    assert (backup["kind"] == "failover").sum() == 1
+    assert t.loc[t["replica"] == "primary", "seq"].max() <= failed_at
+    # The backup finished the program: every line once (at most one repeated at the failover).
+    lines = run.stdout.splitlines()
+    assert [f"n={i}" for i in range(5)] == sorted({ln.split()[0] for ln in lines})
+    assert len(lines) - len(set(lines)) <= 1
+    assert "failover" in s.summary.value
+    nothing_left_running(pids_before)
+
+
+def test_a_live_recording_steps_with_one_replica(clocks):
+    s = LiveStepper(session.live([clocks], kind="record"), refresh=0)
+    assert s.replicas == ("primary",)
+    s.next()
+    assert "not yet" not in s.view.value
+    run = s.run_to_end()
+    assert run.returncode == 0 and run.log and os.path.getsize(run.log) > 0
+
+
+def test_the_view_refreshes_by_itself_as_the_backup_catches_up(counter):
+    s = LiveStepper(session.live([counter, "2"]), refresh=0.2)
+    for _ in range(8):
+        s.next()
+    # Paused: the primary's log reaches the backup at the next heartbeat flush.
+    deadline = time.monotonic() + 5
+    while "not yet" in s.view.value and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "not yet" not in s.view.value
+    assert "<td>backup</td><td><b>" in s.view.value
+    s.run_to_end()
+
+
+def test_closing_a_paused_stepper_lets_the_program_finish_and_leaves_nothing(counter, pids_before):
+    s = LiveStepper(session.live([counter, "3"]))
+    s.next()
+    s.close()
+    nothing_left_running(pids_before, grace=10)

@@ -21,14 +21,14 @@ __all__ = [
 
 def record(argv, log, *, epoch: int = 64):
     """Record ``argv`` (a list) into the log file ``log``; returns (exit status, engine)."""
-    from .record import record as _record
+    from .recorder import record as _record
 
     return _record(list(argv), log, epoch=epoch)
 
 
 def replay(log):
     """Replay the log file ``log``; returns (recorded exit status, engine)."""
-    from .replay import replay as _replay
+    from .replayer import replay as _replay
 
     return _replay(log)
 

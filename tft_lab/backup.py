@@ -35,7 +35,7 @@ from .errors import DivergenceError, LogError, TftError
 from .faults import Fault
 from .primary import fail_stop
 from .outs import gather
-from .replay import Replayer
+from .replayer import Replayer
 from .syscalls import TABLE
 
 NR = {name: TABLE[name].x64 for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt",

@@ -79,12 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _usage(message: str):
+    print(f"tft: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
 def _prog(args) -> list[str]:
     prog = args.prog
     if prog and prog[0] == "--":
         prog = prog[1:]
     if not prog:
-        raise SystemExit("tft: no program given (usage: tft %s ... -- PROG [ARGS...])" % args.cmd)
+        _usage(f"no program given (usage: tft {args.cmd} ... -- PROG [ARGS...])")
     return prog
 
 
@@ -104,16 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.cmd == "record":
-            from .record import record
+            from .recorder import record
 
             if args.epoch < 1:
-                raise SystemExit("tft: --epoch must be at least 1")
+                _usage("--epoch must be at least 1")
             status, engine = record(_prog(args), args.log, epoch=args.epoch, events=args.events,
                                     control_fd=args.control_fd)
             _write_trace(engine, args.trace_out)
             return status
         if args.cmd == "replay":
-            from .replay import replay
+            from .replayer import replay
 
             sys.stdout.flush()
             status, engine = replay(args.log, events=args.events, control_fd=args.control_fd)
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                           trace=args.trace, faults=args.fault, key=key, heartbeat=args.heartbeat,
                           workdir=args.workdir, control_fd=args.control_fd)
             except ValueError as e:
-                raise SystemExit(f"tft: {e}")
+                _usage(str(e))
             if args.result_json:
                 with open(args.result_json, "w") as f:
                     json.dump({"returncode": res.returncode, "outcome": res.outcome, "primary": res.primary,
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
             host, _, port = args.listen.rpartition(":")
             if not host or not port.isdigit():
-                raise SystemExit("tft: --listen takes HOST:PORT")
+                _usage("--listen takes HOST:PORT")
             return serve_backup(host.strip("[]"), int(port), load_key(args.key_file), faults=args.fault,
                                 trace=args.trace, heartbeat=args.heartbeat, accept_timeout=args.accept_timeout)
         if args.cmd == "keygen":

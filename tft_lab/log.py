@@ -135,7 +135,10 @@ class LogWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
-        self._f: BinaryIO = open(self.path, "wb")
+        try:
+            self._f: BinaryIO = open(self.path, "wb")
+        except OSError as e:
+            raise LogError(f"cannot write the log {self.path}: {e.strerror}") from None
         self._f.write(MAGIC)
         self._buf: list[bytes] = []
         self._size = 0
@@ -170,6 +173,8 @@ def read_log(path: str | os.PathLike) -> list[Record]:
         raise LogError(f"{path}: no such log file")
     except IsADirectoryError:
         raise LogError(f"{path}: is a directory, not a log")
+    if not data:
+        raise LogError(f"{path}: empty file, not a tft log")
     if not data.startswith(MAGIC):
         raise LogError(f"{path}: not a tft log (bad magic)")
     return list(_frames(data, len(MAGIC), path))

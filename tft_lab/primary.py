@@ -24,7 +24,7 @@ from ._backend import ptrace as pt
 from .engine import Call, Engine, Task
 from .errors import PeerFailed, PeerSilent, TftError
 from .faults import Fault
-from .record import Recorder
+from .recorder import Recorder
 
 COMMIT_POLICIES = ("output", "epoch", "none")
 

@@ -14,10 +14,12 @@ import signal as _signal
 import time
 
 from . import log as _log
+from ._backend.ptrace import SigInfo
 from .engine import Call, Engine, Policy, Task, signed
 from .outs import capture
 
 PR_SET_TSC = 26
+SIGRTMIN = 32
 ARCH_SET_CPUID = 0x1012
 EPIPE = errno.EPIPE
 _KILL_CALLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo")
@@ -106,7 +108,8 @@ class Recorder(Policy):
             task.emulate(-errno.ENOSYS)
             call.action = "failed"
             return
-        if task.pending and call.name in BLOCKING_CALLS:
+        if task.pending and call.name in BLOCKING_CALLS and task.policy_state.get("before_seq") != call.seq:
+            task.policy_state["before_seq"] = call.seq   # one such delivery point per call
             self._deliver_pending(task, mode="before")
             task.rewind()
             return
@@ -144,8 +147,8 @@ class Recorder(Policy):
 
     # -- signals -------------------------------------------------------------------------
     def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
-        info_pid = int.from_bytes(siginfo[12:16], "little", signed=True)
-        if task.expect_self_signal and info_pid == task.pid:
+        info = SigInfo.parse(siginfo)
+        if task.expect_self_signal and info.pid == task.pid:
             # Raised by the program's own call (kill(getpid()), raise, abort, SIGPIPE): it is
             # delivered right after that call on every replica.
             task.expect_self_signal = False
@@ -161,7 +164,8 @@ class Recorder(Policy):
                 # program would wait forever.  The backup re-creates the interruption.
                 task.policy_state["in_call_signal"] = (signo, siginfo)  # logged after the call
                 return True
-        task.pending.append((signo, siginfo))
+        if signo >= SIGRTMIN or all(s != signo for s, _ in task.pending):
+            task.pending.append((signo, siginfo))   # a standard signal is pending at most once
         return False
 
     def _deliver_pending(self, task: Task, mode: str = "boundary") -> None:

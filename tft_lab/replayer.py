@@ -20,7 +20,7 @@ from . import log as _log
 from .engine import Call, Engine, Policy, Task, signed
 from .errors import DivergenceError, LogError
 from .outs import gather
-from .record import file_sha256, refused_by_determinism
+from .recorder import file_sha256, refused_by_determinism
 from .syscalls import RESTART_CODES, name_of, TABLE
 
 O_ACCMODE, O_CREAT, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o1000, 0o2000, 0o2000000
@@ -334,7 +334,7 @@ def _fmt(args) -> str:
 def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True,
            events: str | None = None, control_fd: int | None = None) -> tuple[int, Engine]:
     """Replay the log at ``log_path``; returns (the recorded exit status, engine)."""
-    from .record import _live_outputs
+    from .recorder import _live_outputs
 
     records = _log.read_log(log_path)
     policy = Replayer(records)

@@ -129,7 +129,7 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
     """Run the backup replica fed by ``receiver`` until the program ends (replayed or live)."""
     from .backup import Backup
     from .engine import Engine
-    from .replay import file_sha256
+    from .replayer import file_sha256
 
     _supervisor_signals()
     result = {"role": "backup", "outcome": "error", "status": None, "error": None}
