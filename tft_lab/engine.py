@@ -45,7 +45,7 @@ class Call:
     """One intercepted system call of one task, from its entry stop to its completion."""
 
     __slots__ = ("nr", "name", "args", "entry", "seq", "to_exit", "saved_args", "action", "result",
-                 "emulated", "rec", "oseq", "note", "parked", "wait_ns", "rewound")
+                 "emulated", "rec", "oseq", "note", "parked", "wait_ns", "rewound", "redo")
 
     def __init__(self, nr: int, args: tuple, seq: int):
         self.nr = nr
@@ -64,6 +64,7 @@ class Call:
         self.parked = False
         self.wait_ns = 0
         self.rewound = False
+        self.redo = False
 
     @property
     def cls(self) -> str:
@@ -152,6 +153,20 @@ class Task:
     def park(self) -> None:
         """Keep the task stopped at this entry until the policy calls ``engine.retry(task)``."""
         self.call.parked = True
+
+    def redo_as(self, nr: int, args: tuple) -> None:
+        """At the exit stop: make this same call again as syscall ``nr`` with ``args`` (e.g. a
+        stand-in after a real open failed); its arguments are restored at its final exit."""
+        regs = pt.get_regs(self.pid)
+        if self.call.saved_args is None:
+            self.call.saved_args = tuple(getattr(regs, r) for r in _ARG_REGS)
+        regs.rax = nr
+        regs.orig_rax = MASK64
+        regs.rip -= 2
+        for r, v in zip(_ARG_REGS, args):
+            setattr(regs, r, v & MASK64)
+        pt.set_regs(self.pid, regs)
+        self.call.redo = True
 
     def rewind(self) -> None:
         """Undo entering the current call: the task resumes just before its syscall instruction,
@@ -425,12 +440,13 @@ class Engine:
 
     def _emit(self, task: Task, kind: str, syscall: str, args: str, result: int, cls: str,
               action: str, signal: str = "", seq: int | None = None, wait_ns: int = 0) -> TraceEvent | None:
-        if not self.keep_trace:
+        if not (self.keep_trace or self.trace_file is not None or self.gate is not None):
             return None
         seq = task.seq if seq is None else seq
         ev = TraceEvent(self.policy.replica, task.vpid, seq, max(seq, 0) // self.epoch, kind, syscall, args, result,
                         cls, action, signal, time.monotonic_ns() - self.t0, wait_ns)
-        self.events.append(ev)
+        if self.keep_trace:
+            self.events.append(ev)
         if self.trace_file is not None:
             self.trace_file.write(json.dumps(ev, separators=(",", ":")) + "\n")
             if ev.t_ns - self._flushed_ns > 200_000_000:   # a live view sees it within 0.2 s
@@ -446,6 +462,10 @@ class Engine:
             task.call = None
             pt.resume(task.pid)
             return Status(task.pid, "other", None)
+        if task.call is not None and task.call.redo:   # the same call, made again (redo_as)
+            task.call.redo = False
+            pt.resume(task.pid, 0, to_exit=True)
+            return Status(task.pid, "syscall", None)
         itr = task.interrupted
         if itr is not None:
             if stop.nr in (syscalls.NR_RESTART_SYSCALL, itr.nr):
@@ -518,6 +538,9 @@ class Engine:
     def _complete(self, task: Task, call: Call) -> Status:
         """The call is over (ran, or emulated): let the policy log/inject, count it, resume."""
         self.policy.on_exit(task, call)
+        if call.redo:
+            pt.resume(task.pid)
+            return Status(task.pid, "syscall", None)
         ev = self._count(task, call)
         task.call = None
         self.policy.after_call(task, call)

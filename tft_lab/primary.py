@@ -34,26 +34,39 @@ class Fenced(TftError):
 
 
 class ChannelSink:
-    """Log records to a channel Sender (None: running alone)."""
+    """Log records to a channel Sender (None: running alone).
+
+    A send that fails does not stop the primary here: the failure is kept and the primary
+    decides at its next output or epoch boundary (go on alone, or fence itself).
+    """
 
     def __init__(self, sender):
         self.sender = sender
         self.sent = 0
         self.bytes = 0
+        self.lost: PeerFailed | None = None
 
     def write(self, fields: dict, blobs=()) -> None:
-        if self.sender is None:
+        if self.sender is None or self.lost is not None:
             return
         frame = _log.encode(fields, list(blobs))
         self.bytes += len(frame)
-        self.sent = self.sender.send(frame)
+        try:
+            self.sent = self.sender.send(frame)
+        except PeerFailed as e:
+            self.lost = e
 
     def flush(self) -> None:
-        if self.sender is not None:
-            self.sender.flush()
+        if self.sender is not None and self.lost is None:
+            try:
+                self.sender.flush()
+            except PeerFailed as e:
+                self.lost = e
 
     def sync(self, timeout: float | None) -> None:
         """Wait until the backup acknowledged everything sent so far."""
+        if self.lost is not None:
+            raise self.lost
         if self.sender is not None and self.sent:
             self.sender.wait_acked(self.sent, timeout)
 
@@ -94,7 +107,7 @@ class Primary(Recorder):
         t0 = time.monotonic_ns()
         try:
             if self.commit == "none":
-                failure = self.sink.failure
+                failure = self.sink.lost or self.sink.failure
                 if failure is not None:
                     raise failure
             else:
@@ -151,6 +164,8 @@ class Primary(Recorder):
 
 def fail_stop(engine: Engine) -> None:
     """Fault injection: the supervisor and its program die at once (SIGKILL, no last words)."""
+    if engine.trace_file is not None:
+        engine.trace_file.flush()   # measurement data, not state: the experiment wants it
     for pid in list(engine.tasks):
         pt.kill_quietly(pid)
     os.kill(os.getpid(), signal.SIGKILL)

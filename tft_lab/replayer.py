@@ -262,6 +262,13 @@ class Replayer(Policy):
                     task.write(addr, data)
                 task.set_result(want)
                 call.result = want
+            elif call.name in _OPEN_CALLS and got < 0 <= want:
+                # The file was there when we looked and gone when we opened it (the primary,
+                # ahead of us, removed it): open a stand-in instead, as for a file it wrote.
+                flags = call.args[2] if call.name == "openat" else call.args[1]
+                task.redo_as(NR_OPENAT, (AT_FDCWD, task.scratch(b"/dev/null\0"), os.O_RDWR | (flags & O_CLOEXEC), 0))
+                call.action = "standin"
+                return
             elif got != want:
                 raise DivergenceError(f"replay diverged: {call.name} returned {got} here, {want} on the primary",
                                       pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)

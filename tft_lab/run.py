@@ -39,10 +39,15 @@ class RunResult:
     """The primary supervisor's result (``outcome``, ``status``, ``error``...), empty if it was killed."""
     backup: dict = field(default_factory=dict)
     """The backup supervisor's result, empty if it was killed or remote."""
-    trace: object = None
-    """Both replicas' trace as a DataFrame (see :mod:`tft_lab.trace`)."""
     failover_ms: float | None = None
     """Primary failure detected -> first backup process live, in milliseconds."""
+    trace_files: list = field(default_factory=list)
+    """The replicas' event streams (JSON lines), if a trace was asked for."""
+
+    @property
+    def trace(self):
+        """Both replicas' trace as a DataFrame (see :mod:`tft_lab.trace`)."""
+        return _read_trace(self.trace_files)
 
 
 # -- supervisors (each runs in its own process) ----------------------------------------------
@@ -74,7 +79,7 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
     policy = Primary(sink, commit=commit, faults=list(faults), fence_after=fence_after)
     engine = Engine(policy, epoch=epoch, cpu=_cpu(0))
     result = {"role": "primary", "outcome": "error", "status": None, "error": None}
-    tf = open(trace_path, "w", buffering=1) if trace_path else None  # a killed replica keeps its rows
+    tf = open(trace_path, "w") if trace_path else None   # flushed every 0.2 s and before a fault
     engine.trace_file = tf
     if control_fd is not None:
         from .control import gate_from_fd
@@ -133,7 +138,7 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
 
     _supervisor_signals()
     result = {"role": "backup", "outcome": "error", "status": None, "error": None}
-    tf = open(trace_path, "w", buffering=1) if trace_path else None  # a killed replica keeps its rows
+    tf = open(trace_path, "w") if trace_path else None   # flushed every 0.2 s and before a fault
     engine = None
     try:
         policy = Backup(receiver, faults=list(faults))
@@ -251,7 +256,9 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     check_program(resolve_program(argv[0], env, cwd))   # a clear error before anything starts
     work = workdir or tempfile.mkdtemp(prefix="tft-run-")
     os.makedirs(work, exist_ok=True)
-    paths = {r: (os.path.join(work, f"{r}.result.json"), os.path.join(work, f"{r}.trace.jsonl"))
+    traced = bool(trace or workdir)   # event streams cost a write per 0.2 s of events: only on demand
+    paths = {r: (os.path.join(work, f"{r}.result.json"),
+                 os.path.join(work, f"{r}.trace.jsonl") if traced else None)
              for r in ("primary", "backup")}
     pids: dict[str, int] = {}
     a = b = None
@@ -311,9 +318,9 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
             signal.signal(sig, handler)
     prim = _read_json(paths["primary"][0])
     back = _read_json(paths["backup"][0])
-    df = _read_trace([paths["primary"][1], paths["backup"][1]])
+    trace_files = [p for p in (paths["primary"][1], paths["backup"][1]) if p]
     if trace:
-        df.to_parquet(trace, index=False) if not trace.endswith(".csv") else df.to_csv(trace, index=False)
+        _save_trace(_read_trace(trace_files), trace)
     failover_ms = None
     if back.get("outcome") == "live":
         outcome, status = "failover", back["status"]
@@ -324,7 +331,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         outcome, status = ("backup-lost" if lost else "completed"), prim["status"]
     else:
         outcome, status = "failed", 1
-    return RunResult(status, outcome, prim, back, df, failover_ms)
+    return RunResult(status, outcome, prim, back, failover_ms, trace_files)
 
 
 def _signal_quietly(pid: int, sig: int) -> None:
@@ -354,7 +361,7 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
     faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
     work = tempfile.mkdtemp(prefix="tft-backup-")
     result_path = os.path.join(work, "backup.result.json")
-    trace_path = os.path.join(work, "backup.trace.jsonl")
+    trace_path = os.path.join(work, "backup.trace.jsonl") if trace else None
     listener = _channel.listen(host, port, key, heartbeat=heartbeat, timeout_factor=RECEIVER_TIMEOUT_FACTOR)
     try:
         if ready is not None:
@@ -364,6 +371,12 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
         listener.close()
     code = supervise_backup(receiver, faults=faults, trace_path=trace_path, result_path=result_path)
     if trace:
-        df = _read_trace([trace_path])
-        df.to_parquet(trace, index=False) if not trace.endswith(".csv") else df.to_csv(trace, index=False)
+        _save_trace(_read_trace([trace_path]), trace)
     return code
+
+
+def _save_trace(df, path: str) -> None:
+    if path.endswith(".csv"):
+        df.to_csv(path, index=False)
+    else:
+        df.to_parquet(path, index=False)
