@@ -34,7 +34,7 @@ def payload_of(frame: bytes) -> bytes:
 def raw_payload(head: dict, blobs=()) -> bytes:
     """A payload built by hand, so that it can be wrong in ways encode() never is."""
     j = json.dumps(head).encode()
-    return struct.pack("<H", len(j)) + j + b"".join(blobs)
+    return b"J" + struct.pack("<I", len(j)) + j + b"".join(blobs)
 
 
 def test_a_record_round_trips_with_its_blobs():

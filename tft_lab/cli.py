@@ -114,14 +114,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.epoch < 1:
                 _usage("--epoch must be at least 1")
             status, engine = record(_prog(args), args.log, epoch=args.epoch, events=args.events,
-                                    control_fd=args.control_fd)
+                                    control_fd=args.control_fd, keep_trace=bool(args.trace_out))
             _write_trace(engine, args.trace_out)
             return status
         if args.cmd == "replay":
             from .replayer import replay
 
             sys.stdout.flush()
-            status, engine = replay(args.log, events=args.events, control_fd=args.control_fd)
+            status, engine = replay(args.log, events=args.events, control_fd=args.control_fd,
+                                    keep_trace=bool(args.trace_out))
             _write_trace(engine, args.trace_out)
             return status
         if args.cmd == "trace":
