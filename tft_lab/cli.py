@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"tft: failover: the backup went live and finished the program"
                       + (f" ({res.failover_ms:.1f} ms from detection to live)" if res.failover_ms else ""),
                       file=sys.stderr)
+            elif res.outcome == "backup-lost" and not res.primary.get("backup_lost"):
+                print("tft: the backup failed before the end; the primary finished the program alone",
+                      file=sys.stderr)
             elif res.outcome == "failed":
                 err = res.primary.get("error") or res.backup.get("error") or "both replicas failed"
                 print(f"tft: no replica finished the program: {err}", file=sys.stderr)

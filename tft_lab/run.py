@@ -95,8 +95,17 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
         else:
             result.update(outcome="completed", status=status)
             if sender is not None and sink.sender is not None:
+                sink.flush()
+                lost = sink.lost or sender.failure
+                if lost is None:
+                    try:
+                        sender.wait_acked(sink.sent, fence_after) if sink.sent else None
+                    except TftError as e:
+                        lost = e
+                if lost is not None and policy.backup_lost is None:
+                    policy.backup_lost = str(lost)
+                    policy.warn(f"the backup failed ({lost}); the primary finished the program ALONE")
                 try:
-                    sink.flush()
                     sender.close()
                 except TftError:
                     pass

@@ -174,7 +174,12 @@ def describe_step(df: pd.DataFrame, step: pd.Series, replica: str = ALL,
 
 
 def render_step(info: dict) -> str:
-    """The HTML for one step as :func:`describe_step` describes it."""
+    """The HTML for one step as :func:`describe_step` describes it.
+
+    A replica listed as None shows *not yet*; an optional ``boundary`` entry (a
+    list of ``(signal, seq)``) adds the signals delivered at the epoch boundary
+    just before this step (the live stepper's "To end of epoch" stops after it).
+    """
     e = html.escape
     def wait(ns: int) -> str:
         return f"{ns / 1e3:.1f} µs" if ns else ""
@@ -210,7 +215,10 @@ def render_step(info: dict) -> str:
         f"<th>t (ms)</th><th>commit wait</th></tr>{rows}</table>"
         f"<div>pending signals: {pending}</div>"
         f"<div>delivered in epoch {info['epoch']}: {delivered}</div>"
-        "</div>"
+        + (f"<div>delivered at the boundary before epoch {info['epoch']}: "
+           + ", ".join(f"{e(n)} after seq {q}" for n, q in info["boundary"]) + "</div>"
+           if info.get("boundary") else "")
+        + "</div>"
     )
 
 
@@ -588,6 +596,11 @@ class LiveStepper(widgets.VBox):
         known = {p["signal"] for p in info["pending"]}
         info["pending"] += [dict(signal=s, arrival_seq=None, delivery_seq=None)
                             for s in self._msg.get("pending", []) if s not in known]
+        # "To end of epoch" stops at the first event of the next epoch: show what was
+        # delivered at the boundary just passed (it belongs to the epoch before).
+        before = df[(df["kind"] == "signal") & (df["signal"] == "delivered") & (df["epoch"] == ev.epoch - 1)]
+        last = df.loc[df["epoch"] == ev.epoch - 1, "seq"].max() if len(before) else None
+        info["boundary"] = sorted({(str(n), int(q)) for n, q in zip(before["syscall"], before["seq"]) if q == last})
         return info
 
     def _show_result(self, run) -> None:
