@@ -26,7 +26,7 @@ from tft_lab.testing import REPO, assert_no_leftovers, build_program, processes,
 
 K = 30
 SLEEP_MS = 100
-NO_TIMER = "0"              # see test_a_failover_amid_timer_signals_keeps_the_chain for why
+NO_TIMER = "0"              # no SIGALRMs: they get a test of their own (..._amid_timer_signals_...)
 FAILOVER_BOUND = 5.0        # seconds from the kill to the next line on stdout
 CHAIN = re.compile(r"i=(\d+) v=\d+\.[0-9a-f]{16}\.(\d+)\.\d+ chain=([0-9a-f]{16})")
 
@@ -204,21 +204,10 @@ def test_the_trace_shows_what_the_live_backups_calls_returned(tmp_path):
     assert live_writes["result"].tolist() == lengths
 
 
-SIGNAL_COALESCING_BUG = (
-    "the backup's replay diverges silently when the log delivers the same standard signal twice "
-    "before one blocking call: with a 1 ms timer the primary's task.pending holds SIGALRM twice; "
-    "at clock_nanosleep's entry Recorder._deliver_pending(mode='before') raises one, keeps the "
-    "other, rewinds the call, and on re-entry raises the kept one: two 'sig' records, mode "
-    "'before', same seq, delivered one after the other.  Replayer.on_entry injects every 'before' "
-    "record of that seq at once (tgkill in a loop), the kernel coalesces them, the backup's "
-    "handler runs once less, and the first line the backup prints after going live links to a "
-    "chain value the primary never printed.  Reproduce: tft record --log L -- chain 10 - 100; "
-    "tft replay L  -> the last lines' signal counts differ (10 runs out of 10 here)")
-
-
-@pytest.mark.xfail(strict=True, reason=SIGNAL_COALESCING_BUG)
 def test_a_failover_amid_timer_signals_keeps_the_chain(pids_before):
-    """The same kill, with chain's 1 ms timer interrupting every sleep (thousands of signals)."""
+    """The same kill, with chain's 1 ms timer interrupting every sleep: thousands of SIGALRMs,
+    several delivered before one call.  The backup must have run the handler exactly as often
+    as the primary, or its first live line links to a chain value the primary never printed."""
     run = Background("--", str(build_program("chain")), str(K), "-", str(SLEEP_MS), "1000")
     program = primary_program(run)
     kill_and_time_the_next_line(run, tracer_of(program), after_line=20)
@@ -227,15 +216,11 @@ def test_a_failover_amid_timer_signals_keeps_the_chain(pids_before):
 
 # --- the backup fails ----------------------------------------------------------------------------
 
-SEND_PATH_BUG = (
-    "a backup lost while the primary SENDS (not while it waits at an output) kills the primary: "
-    "Primary.on_entry/on_exit call ChannelSink.write/flush, which raise PeerFailed('the backup "
-    "closed the connection ...'); only Primary._commit turns PeerFailed into 'continue ALONE', so "
-    "supervise_primary reports 'no replica finished the program', the program is killed, exit 1")
 SILENT_LOSS_BUG = (
-    "a backup lost after the primary's last output is never reported: supervise_primary swallows "
-    "the TftError of sink.flush()/sender.close(), result['backup_lost'] stays None, and cli.main "
-    "prints nothing for RunResult.outcome 'backup-lost'")
+    "a backup lost after the primary's last output is never reported: the loss lands in "
+    "ChannelSink.lost (or in the TftError supervise_primary swallows around sender.close()), "
+    "only Primary._commit warns, so result['backup_lost'] stays None, and cli.main prints "
+    "nothing for RunResult.outcome 'backup-lost' (the run looks fault-tolerant to the user)")
 
 
 BACKUP_CASES = {
@@ -258,7 +243,6 @@ def test_a_killed_backup_leaves_no_process_behind(case, pids_before):
     assert_no_leftovers(pids_before)
 
 
-@pytest.mark.xfail(strict=True, reason=SEND_PATH_BUG)
 def test_backup_killed_mid_stream_the_primary_finishes_alone():
     p = run_with_backup_killed("mid-stream")
     assert p.returncode == 0, p.stderr

@@ -40,13 +40,13 @@ def netns_unavailable() -> str | None:
         return "needs root to create network namespaces"
     if shutil.which("ip") is None:
         return "needs the ip command (apt-get install iproute2)"
-    if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+    if subprocess.run(["ip", "netns", "list"], check=False, capture_output=True).returncode != 0:
         return "'ip netns' does not work here"
     return None
 
 
 def ip(*args: str) -> None:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20)
+    done = subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=20)
     assert done.returncode == 0, f"ip {' '.join(args)}: {done.stderr.strip()}"
 
 
@@ -76,13 +76,14 @@ class Hosts:
                 p.kill()
             p.wait()
         for ns in (self.a, self.b):
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+            pids = subprocess.run(["ip", "netns", "pids", ns], check=False, capture_output=True,
+                                  text=True).stdout.split()
             for pid in pids:     # only our own processes can be in a namespace we made
                 try:
                     os.kill(int(pid), 9)
                 except (OSError, ValueError):
                     pass
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
     def tft(self, ns: str, *args) -> subprocess.Popen:
         """``tft ARGS`` inside namespace ``ns`` (``ip netns exec`` execs it: same pid)."""
