@@ -208,13 +208,6 @@ def test_primary_killed_at_call(primary_n, primary_sweep):
     assert out_repeats + file_repeats <= 1
 
 
-BACKUP_LOSS_BUG = (
-    "a backup killed after the primary's last output goes unreported (no 'ALONE' warning); "
-    "whether a case is late enough depends on timing, so not strict: the strict xfail is "
-    "test_failover.py::test_backup_killed_after_the_last_output_is_reported")
-
-
-@pytest.mark.xfail(strict=False, reason=BACKUP_LOSS_BUG)
 def test_backup_killed_at_call(backup_n, backup_sweep):
     case = backup_sweep[backup_n]
     assert case.returncode == 0, case.stderr

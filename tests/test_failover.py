@@ -187,11 +187,6 @@ def test_the_file_a_failed_primary_was_writing_is_finished_by_the_backup(tmp_pat
     assert_no_leftovers(pids_before)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the backup's live calls are traced with result 0: Backup.live_entry lets most calls run "
-    "with task.run(to_exit=False) (no exit stop, for speed), so the engine never sees what they "
-    "returned and Engine._decide emits the row with call.result still 0 (a 73-byte write, an "
-    "8-byte getrandom all show 0); the trace column promises the value the program saw"))
 def test_the_trace_shows_what_the_live_backups_calls_returned(tmp_path):
     trace = tmp_path / "trace.parquet"
     p = run_cli(["run", "--fault", "primary@30", "--trace", trace, "--", build_program("chain"), "5", "-",
@@ -216,11 +211,6 @@ def test_a_failover_amid_timer_signals_keeps_the_chain(pids_before):
 
 # --- the backup fails ----------------------------------------------------------------------------
 
-SILENT_LOSS_BUG = (
-    "a backup lost after the primary's last output is never reported: the loss lands in "
-    "ChannelSink.lost (or in the TftError supervise_primary swallows around sender.close()), "
-    "only Primary._commit warns, so result['backup_lost'] stays None, and cli.main prints "
-    "nothing for RunResult.outcome 'backup-lost' (the run looks fault-tolerant to the user)")
 
 
 BACKUP_CASES = {
@@ -250,7 +240,6 @@ def test_backup_killed_mid_stream_the_primary_finishes_alone():
     assert b"ALONE" in p.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=SILENT_LOSS_BUG)
 def test_backup_killed_after_the_last_output_is_reported():
     p = run_with_backup_killed("after-the-last-output")
     assert p.returncode == 0

@@ -229,11 +229,6 @@ def test_without_a_failure_the_server_serves_and_stops_cleanly(server_factory, p
     assert_no_leftovers(pids_before)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a server that asked for port 0 gets another port after failover: fdtable.update records the "
-    "sockaddr passed to bind() (port 0), and Backup._relisten binds that again, so the backup "
-    "listens on a new random port ('listening again on 127.0.0.1:0') and clients of the port the "
-    "server announced get 'connection refused'; the bound address (getsockname) should be kept"))
 def test_a_server_on_port_0_keeps_the_port_it_was_given():
     server = Server(0)
     try:

@@ -107,10 +107,6 @@ def test_the_primary_waits_for_the_backup_before_its_outputs(chain_trace):
     assert (df[df["replica"] == "backup"]["wait_ns"] == 0).all()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with --commit epoch the wait happens in Primary.after_call, after Engine._complete has "
-    "already emitted the call's trace row (Engine._count), so call.wait_ns is added too late and "
-    "every row shows wait_ns=0: the epoch policy's commit waits are invisible in the trace"))
 def test_the_epoch_policys_waits_show_in_the_trace(tmp_path):
     path = tmp_path / "epoch.parquet"
     p = tft_run("--commit", "epoch", "--epoch", 8, "--trace", path, "--", build_program("chain"), 10)

@@ -330,7 +330,8 @@ class Backup(Replayer):
                 return
         if name == "close" and call.args[0] in task.fds:
             task.fds.pop(call.args[0], None)
-        task.run(to_exit=name in ("wait4", "waitid", "kill", "tgkill", "tkill"))
+        # The exit stop costs a stop; take it where we translate, or where someone watches.
+        task.run(to_exit=name in ("wait4", "waitid", "kill", "tgkill", "tkill") or self.engine.tracing)
 
     def go_live(self, task: Task) -> None:
         """From now on this process runs for real (rebuilt at its next system call)."""

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                       + (f" ({res.failover_ms:.1f} ms from detection to live)" if res.failover_ms else ""),
                       file=sys.stderr)
             elif res.outcome == "backup-lost" and not res.primary.get("backup_lost"):
-                print("tft: the backup failed before the end; the primary finished the program alone",
+                print("tft: the backup failed before the end; the primary finished the program ALONE",
                       file=sys.stderr)
             elif res.outcome == "failed":
                 err = res.primary.get("error") or res.backup.get("error") or "both replicas failed"

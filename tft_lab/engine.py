@@ -317,6 +317,11 @@ class Engine:
         self._flushed_ns = 0
         self.gate = None         # called after every event while the task is stopped (live stepping)
 
+    @property
+    def tracing(self) -> bool:
+        """Whether anyone looks at the events (a trace kept, streamed, or a stepper)."""
+        return self.keep_trace or self.trace_file is not None or self.gate is not None
+
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
               path: str | None = None) -> Task:
@@ -440,7 +445,7 @@ class Engine:
 
     def _emit(self, task: Task, kind: str, syscall: str, args: str, result: int, cls: str,
               action: str, signal: str = "", seq: int | None = None, wait_ns: int = 0) -> TraceEvent | None:
-        if not (self.keep_trace or self.trace_file is not None or self.gate is not None):
+        if not self.tracing:
             return None
         seq = task.seq if seq is None else seq
         ev = TraceEvent(self.policy.replica, task.vpid, seq, max(seq, 0) // self.epoch, kind, syscall, args, result,

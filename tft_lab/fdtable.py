@@ -87,6 +87,10 @@ def update(task, call, res: int, standin: bool) -> None:
         fds[res] = Fd("conn", standin=standin, cloexec=bool(name == "accept4" and a[3] & O_CLOEXEC))
     elif name == "bind" and a[0] in fds:
         fds[a[0]].addr = task.read(a[1], min(a[2], 128))
+    elif name == "getsockname" and a[0] in fds and fds[a[0]].kind in ("socket", "listen") and a[1]:
+        # The address the kernel gave the primary (a bind to port 0): a re-created
+        # listener must come back on that port, the one its clients were told.
+        fds[a[0]].addr = task.read(a[1], min(task.mem.read_u32(a[2]), 128))
     elif name == "listen" and a[0] in fds:
         fds[a[0]].kind = "listen"
         fds[a[0]].backlog = a[1]

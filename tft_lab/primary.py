@@ -142,11 +142,8 @@ class Primary(Recorder):
         super().on_exit(task, call)
         if call.oseq is not None:
             self.sink.flush()   # an output's record leaves at once: it narrows the duplicate window
-
-    def after_call(self, task: Task, call: Call) -> None:
-        super().after_call(task, call)
-        if self.commit == "epoch" and task.seq % self.engine.epoch == 0:
-            self._commit(call)
+        if self.commit == "epoch" and (call.seq + 1) % self.engine.epoch == 0:
+            self._commit(call)  # the epoch ends with this call: wait for the backup (shown in its row)
 
     def on_task_exit(self, task: Task, code, sig) -> None:
         if task is self.engine.root and sig == signal.SIGKILL:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import channel as _channel
-from .errors import ProgramError, TftError
+from .errors import ChannelError, ProgramError, TftError
 from .faults import Fault, parse_fault
 
 SENDER_TIMEOUT_FACTOR = 2.0    # the primary gives up on a silent backup first ...
@@ -281,10 +281,17 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         if b is not None:
             b.close()
         sender = None
-        if kind == "local":
-            sender = _channel.Sender.from_socket(a, key, heartbeat=heartbeat, timeout_factor=SENDER_TIMEOUT_FACTOR)
-        elif kind == "tcp":
-            sender = _channel.connect(host, port, key, heartbeat, timeout_factor=SENDER_TIMEOUT_FACTOR)
+        try:
+            if kind == "local":
+                sender = _channel.Sender.from_socket(a, key, heartbeat=heartbeat,
+                                                     timeout_factor=SENDER_TIMEOUT_FACTOR)
+            elif kind == "tcp":
+                sender = _channel.connect(host, port, key, heartbeat, timeout_factor=SENDER_TIMEOUT_FACTOR)
+        except TftError as e:
+            print(f"tft: {e}", file=sys.stderr, flush=True)
+            _write_result(paths["primary"][0], {"role": "primary", "outcome": "error", "status": None,
+                                                "error": f"no channel to the backup: {e}"})
+            return 1
         return supervise_primary(argv, sender, commit=commit, epoch=epoch, faults=faults,
                                  trace_path=paths["primary"][1], result_path=paths["primary"][0],
                                  env=env, cwd=cwd, fence_after=heartbeat * SENDER_TIMEOUT_FACTOR,
@@ -303,6 +310,9 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    from ._backend.ptrace import set_subreaper
+
+    set_subreaper()   # a killed supervisor's program is reaped here, not left to whoever is above
     try:
         if kind == "local":
             pids["backup"] = _fork(backup_main)
@@ -325,6 +335,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    _reap_strays()
     prim = _read_json(paths["primary"][0])
     back = _read_json(paths["backup"][0])
     trace_files = [p for p in (paths["primary"][1], paths["backup"][1]) if p]
@@ -341,6 +352,16 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     else:
         outcome, status = "failed", 1
     return RunResult(status, outcome, prim, back, failover_ms, trace_files)
+
+
+def _reap_strays() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _signal_quietly(pid: int, sig: int) -> None:
@@ -372,10 +393,20 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
     result_path = os.path.join(work, "backup.result.json")
     trace_path = os.path.join(work, "backup.trace.jsonl") if trace else None
     listener = _channel.listen(host, port, key, heartbeat=heartbeat, timeout_factor=RECEIVER_TIMEOUT_FACTOR)
+    deadline = None if accept_timeout is None else time.monotonic() + accept_timeout
     try:
         if ready is not None:
             ready(listener.address)
-        receiver = listener.accept(accept_timeout)
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                receiver = listener.accept(left)
+                break
+            except ChannelError as e:
+                # A peer that is not our primary changes nothing: refuse it and keep waiting.
+                print(f"tft: backup: refused a peer: {e}", file=sys.stderr, flush=True)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
     finally:
         listener.close()
     code = supervise_backup(receiver, faults=faults, trace_path=trace_path, result_path=result_path)
