@@ -133,6 +133,8 @@ class Backup(Replayer):
     def pull(self) -> bool:
         if self.primary_state != "running":
             return False
+        if self.pump.q.empty():
+            self.engine.flush_trace()   # we are about to wait for the primary: show what we did
         rec = self._get()
         if rec is None:
             if self.primary_state == "failed":

@@ -458,8 +458,14 @@ class Engine:
                 self.trace_file.flush()
                 self._flushed_ns = ev.t_ns
         if self.gate is not None:
+            self.flush_trace()   # the stepper shows this event while we wait for its command
             self.gate(ev, [_signame(s) for s, _ in task.pending])
         return ev
+
+    def flush_trace(self) -> None:
+        """Make the streamed events visible now (before this supervisor may wait a while)."""
+        if self.trace_file is not None:
+            self.trace_file.flush()
 
     # -- syscall entry -----------------------------------------------------------------
     def _on_entry(self, task: Task, stop: pt.SeccompStop) -> Status:

@@ -105,6 +105,8 @@ class Primary(Recorder):
         if self.sink.sender is None:
             return
         t0 = time.monotonic_ns()
+        if self.commit != "none":
+            self.engine.flush_trace()
         try:
             if self.commit == "none":
                 failure = self.sink.lost or self.sink.failure

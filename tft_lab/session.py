@@ -207,11 +207,22 @@ def _tft() -> list[str]:
     return [sys.executable, "-m", "tft_lab.cli"]
 
 
+def _check(argv: list[str], cwd=None) -> list[str]:
+    """A missing or non-executable program raises ProgramError here, before anything starts."""
+    from ._backend.ptrace import check_program
+    from .engine import resolve_program
+
+    if not argv:
+        raise ValueError("no program given")
+    check_program(resolve_program(argv[0], dict(os.environ), cwd or os.getcwd()))
+    return argv
+
+
 def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64, fault=(),
         heartbeat: float = 0.5, stdin=None, progress=True, timeout: float | None = None,
         cwd=None, control_fd: int | None = None) -> Run:
     """``tft run`` from Python: a replicated run of ``argv`` (a list or a shell-like string)."""
-    argv = shlex.split(argv) if isinstance(argv, str) else list(argv)
+    argv = _check(shlex.split(argv) if isinstance(argv, str) else list(argv), cwd)
     work = tempfile.mkdtemp(prefix="tft-nb-run-")
     result_json = os.path.join(work, "result.json")
     cmd = _tft() + ["run", "--backup", backup, "--commit", commit, "--epoch", str(epoch),
@@ -239,7 +250,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
 def record(argv, log: str | None = None, *, epoch: int = 64, stdin=None, progress=True,
            timeout: float | None = None, cwd=None, control_fd: int | None = None) -> Run:
     """``tft record`` from Python; the log goes to ``log`` (a temporary file if None)."""
-    argv = shlex.split(argv) if isinstance(argv, str) else list(argv)
+    argv = _check(shlex.split(argv) if isinstance(argv, str) else list(argv), cwd)
     work = tempfile.mkdtemp(prefix="tft-nb-rec-")
     log = log or os.path.join(work, "run.log")
     events = os.path.join(work, "events.jsonl")
