@@ -119,8 +119,6 @@ def test_bad_usage_raises_a_value_error_with_the_usage_line(ip, line):
         ip.run_line_magic("tft", line)
 
 
-@pytest.mark.xfail(strict=True, reason="lead: %tft run of a missing program returns a Run with returncode 2 "
-                   "instead of raising (see the JupyterLab-layer report)")
 def test_a_missing_program_raises_a_clear_error(ip, tmp_path):
     with pytest.raises(Exception, match="no such file"):
         ip.run_line_magic("tft", f"run {tmp_path / 'nothing-here'}")

@@ -141,8 +141,6 @@ def test_an_interrupt_stops_a_run_in_a_thread_and_leaves_no_process(counter, pid
     _assert_stopped_cleanly(pids_before, started, 10)
 
 
-@pytest.mark.xfail(strict=True, reason="lead: session.run of a missing program returns a Run (returncode 2) "
-                   "instead of raising")
 def test_a_missing_program_raises(tmp_path):
     with pytest.raises(Exception, match="no such file"):
         session.run([str(tmp_path / "nothing-here")], progress=False)

@@ -7,7 +7,6 @@ import pytest
 from tft_lab import session
 from tft_lab._build import example
 from tft_lab.testing import assert_no_leftovers, build_program, leftover_processes
-
 from tft_lab.trace import TraceEvent, to_dataframe
 from tft_lab.widgets import LiveStepper, TraceStepper, describe_step, render_step, step_table
 
@@ -295,9 +294,6 @@ def test_a_live_recording_steps_with_one_replica(clocks):
     assert run.returncode == 0 and run.log and os.path.getsize(run.log) > 0
 
 
-@pytest.mark.xfail(strict=True, reason="lead: engine._emit flushes the trace stream only every 0.2 s of *events*; "
-                   "a replica that stops making events (a paused primary, a backup waiting for the log) never "
-                   "flushes its last rows, so the live view stays stale (see the JupyterLab-layer report)")
 def test_the_view_refreshes_by_itself_as_the_backup_catches_up(counter):
     s = LiveStepper(session.live([counter, "2"]), refresh=0.2)
     for _ in range(8):

@@ -1,0 +1,333 @@
+"""What the course notebooks share: finding the programs, the ptrace check, the canned data.
+
+The notebooks run everything live (real ptrace, real programs). Where ptrace
+is not allowed (some containers, CI runners without ``SYS_PTRACE``), they fall
+back to the traces in ``datasets/``, which ``datasets/make_datasets.py`` made
+with the same commands; :func:`setup` decides which and says so.
+
+    from course import setup, program, example, canned
+    LIVE = setup()
+    r = %tft run $COUNTER 5 if LIVE else canned("counter-failover")
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+#: The Python interpreter guests run with: this one (a ``python3`` found on PATH
+#: may be a shell-script shim that starts a dozen processes first).
+PYTHON = sys.executable
+
+
+def _first_existing(*candidates: Path) -> Path:
+    for c in candidates:
+        if c.exists():
+            return c
+    return candidates[-1]
+
+
+def _repo_dirs() -> tuple[Path, Path]:
+    from tft_lab.testing import REPO
+
+    programs = _first_existing(HERE.parent / "tests" / "programs", REPO / "tests" / "programs")
+    datasets = _first_existing(HERE.parent / "datasets", REPO / "datasets")
+    return programs, datasets
+
+
+PROGRAMS, DATASETS = _repo_dirs()
+
+
+# -- programs ------------------------------------------------------------------------------
+
+def program(name: str) -> str:
+    """A guest program of ``tests/programs/`` (C: built with ``cc`` if needed; ``.py``: its path)."""
+    py = PROGRAMS / f"{name}.py"
+    if py.exists():
+        return str(py)
+    from tft_lab.testing import build_program
+
+    return str(build_program(PROGRAMS / f"{name}.c"))
+
+
+def example(name: str) -> str:
+    """A bundled example of ``tft_lab/examples/`` (``counter`` is built, ``kvserver`` is Python)."""
+    from tft_lab._build import example as _example
+
+    return str(_example(name))
+
+
+def course_program(name: str) -> str:
+    """A program of the course itself, ``notebooks/programs/NAME.c``, built."""
+    from tft_lab._build import compile_c
+
+    return str(compile_c(HERE / "programs" / f"{name}.c"))
+
+
+def native(argv, **kw) -> subprocess.CompletedProcess:
+    """Run ``argv`` without tft (text output), for comparison."""
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=60, **kw)
+
+
+def values(stdout: str) -> dict[str, str]:
+    """The ``name=value`` lines a guest program prints, as a dict."""
+    return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
+
+
+def elapsed_ms(stdout: str) -> float:
+    """The ``elapsed_ns=`` a benchmark program printed, in milliseconds (its own clock)."""
+    m = re.search(r"elapsed_ns\s*=\s*(\d+)", stdout)
+    if m is None:
+        raise ValueError(f"no elapsed_ns= in the output: {stdout[-200:]!r}")
+    return int(m.group(1)) / 1e6
+
+
+# -- live or canned ------------------------------------------------------------------------
+
+def ptrace_works() -> bool:
+    """Can tft trace a program here? (Records ``/bin/true`` and looks at the status.)"""
+    with tempfile.TemporaryDirectory(prefix="tft-check-") as d:
+        try:
+            p = subprocess.run([sys.executable, "-m", "tft_lab.cli", "record", "--log", os.path.join(d, "t.log"),
+                                "--", "/bin/true"], capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return p.returncode == 0
+
+
+def setup() -> bool:
+    """Decide whether this notebook runs live (True) or shows canned data, and say which.
+
+    ``TFT_CANNED=1`` in the environment forces the canned data (to try the fallback).
+    """
+    from IPython.display import Markdown, display
+
+    if os.environ.get("TFT_CANNED") == "1":
+        live, why = False, "TFT_CANNED=1 is set"
+    elif ptrace_works():
+        live, why = True, ""
+    else:
+        live, why = False, "ptrace is not allowed here (tft could not trace /bin/true)"
+    if live:
+        display(Markdown("**Live**: ptrace works here, so every run in this notebook is real."))
+    else:
+        display(Markdown(
+            f"> **Canned data**: {why}. This notebook shows the traces recorded in `datasets/` "
+            "(made with `datasets/make_datasets.py`, the same commands as the live cells) instead of "
+            "running the programs. The numbers are from another machine; the checks still apply."))
+    return live
+
+
+def manifest() -> dict:
+    with open(DATASETS / "manifest.json") as f:
+        return json.load(f)
+
+
+def canned(name: str):
+    """A run of ``datasets/`` as a :class:`tft_lab.session.Run` (trace, output, status...)."""
+    from tft_lab.session import Run
+
+    meta = manifest()[name]
+    trace = pd.read_parquet(DATASETS / meta["trace"]) if meta.get("trace") else None
+    log = str(DATASETS / meta["log"]) if meta.get("log") else None
+    return Run(meta["command"], meta["returncode"], meta["stdout"], meta["stderr"], trace,
+               meta.get("outcome", ""), log, meta.get("details", {}))
+
+
+def canned_table(name: str) -> pd.DataFrame:
+    """A table of ``datasets/`` (a CSV listed in the manifest)."""
+    return pd.read_csv(DATASETS / manifest()[name]["table"])
+
+
+def canned_extra(name: str) -> dict:
+    """The extra facts a dataset keeps beside its trace (a client's transcript, a journal...)."""
+    return manifest()[name].get("extra", {})
+
+
+# -- the counter's chain -------------------------------------------------------------------
+
+FNV_OFFSET, FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
+
+
+def check_chain(stdout: str) -> dict:
+    """Check the counter's output: every ``sum=`` continues the chain of the lines before it.
+
+    A line repeated right after itself (the *uncertain* output at a failover) is
+    counted, not chained twice. Returns ``ok``, ``lines`` (distinct), ``duplicates``,
+    ``numbers`` (the ``n`` of each distinct line) and ``problem`` (the first bad line).
+    """
+    h, seen, dups, numbers, previous = FNV_OFFSET, [], 0, [], None
+    for line in stdout.splitlines():
+        if line == previous:
+            dups += 1
+            continue
+        previous = line
+        body, _, tail = line.rpartition(" sum=")
+        for b in body.encode():
+            h = ((h ^ b) * FNV_PRIME) % 2 ** 64
+        if tail.strip() != f"{h:016x}":
+            return dict(ok=False, lines=len(seen), duplicates=dups, numbers=numbers, problem=line)
+        seen.append(line)
+        numbers.append(int(body.split()[0][2:]))
+    ok = numbers == list(range(len(numbers)))
+    return dict(ok=ok, lines=len(seen), duplicates=dups, numbers=numbers,
+                problem=None if ok else "the n= do not count 0, 1, 2...")
+
+
+# -- sockets --------------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kv(port: int, *commands: str, wait: float = 20.0) -> list[str]:
+    """Send ``commands`` to the kvserver on ``port`` (one connection), return its replies.
+
+    Retries connecting for ``wait`` seconds (the server may be starting, or a backup
+    may be taking over the port).
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with conn, conn.makefile("rw") as f:
+        replies = []
+        for c in commands:
+            f.write(c + "\n")
+            f.flush()
+            replies.append(f.readline().rstrip("\n"))
+        return replies
+
+
+# -- experiments the notebooks (and datasets/make_datasets.py) run --------------------------
+
+def crash_sweep(argv, points, *, epoch: int = 16, workers: int = 2) -> pd.DataFrame:
+    """Kill the primary at each call number in ``points`` (``--fault primary@N``) and check the output.
+
+    ``argv`` is a counter command line. One row per N: ``n_fault, outcome, returncode,
+    lines`` (distinct), ``duplicates``, ``chain_ok`` (see :func:`check_chain`), ``failover_ms``.
+    Runs ``workers`` cases at a time.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tft_lab import session
+
+    def one(n):
+        r = session.run(list(argv), epoch=epoch, fault=[f"primary@{n}"], progress=False, timeout=120)
+        c = check_chain(r.stdout)
+        return dict(n_fault=n, outcome=r.outcome, returncode=r.returncode, lines=c["lines"],
+                    duplicates=c["duplicates"], chain_ok=c["ok"], failover_ms=r.failover_ms)
+
+    with ThreadPoolExecutor(workers) as pool:
+        return pd.DataFrame(list(pool.map(one, points)))
+
+
+def kv_failover(*, fault: str = "primary@3s", journal: str | None = None, port: int | None = None):
+    """The kvserver under ``tft run`` with a client talking to it across a failover.
+
+    A client sets two keys, the primary fails (``fault``), then a second client
+    connection (to the same port: the backup re-created the listening socket) reads
+    them back, sets one more and shuts the server down. Returns the :class:`Run` and a
+    dict with ``port``, ``before`` and ``after`` (the client's commands and replies)
+    and ``journal`` (the journal's lines).
+    """
+    import threading
+
+    from tft_lab import session
+
+    port = port or free_port()
+    journal = journal or os.path.join(tempfile.mkdtemp(prefix="tft-kv-"), "kv.journal")
+    argv = [PYTHON, example("kvserver"), str(port), "--journal", journal]
+    box: dict = {}
+
+    def serve():
+        try:
+            box["run"] = session.run(argv, fault=[fault], progress=False, timeout=90)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            box["error"] = e
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    first = ["SET greeting hello world", "SET answer 42", "GET answer"]
+    before = kv(port, *first, "QUIT")
+    seconds = float(fault.split("@")[1].rstrip("s")) if fault.endswith("s") else 2.0
+    time.sleep(seconds + 0.5)            # the primary is gone by now; the backup takes over
+    second = ["GET greeting", "GET answer", "SET after failover", "GET after"]
+    after = kv(port, *second, "SHUTDOWN")
+    t.join(60)
+    if "error" in box:
+        raise box["error"]
+    with open(journal) as f:
+        lines = f.read().splitlines()
+    return box["run"], dict(port=port, before=list(zip(first + ["QUIT"], before)),
+                            after=list(zip(second + ["SHUTDOWN"], after)), journal=lines)
+
+
+def measure(argv, mode: str, *, commit: str = "output", epoch: int = 64) -> float:
+    """Seconds the program's own clock says its work took (``elapsed_ns=``) when run ``mode``.
+
+    ``mode``: ``native``; ``strace`` (``strace -f``); ``trace`` (``tft trace``: every call
+    stopped and printed, nothing logged); ``record`` (``tft record``); ``run`` (``tft run``
+    with a local backup, ``commit`` and ``epoch``). The program's clock is the primary's
+    (the backup replays it), so tft's start-up never counts.
+    """
+    from tft_lab import session
+
+    argv = [str(a) for a in argv]
+    if mode == "native":
+        out = native(argv).stdout
+    elif mode == "strace":
+        out = native(["strace", "-f", "-o", "/dev/null", *argv]).stdout
+    elif mode == "trace":
+        out = native([sys.executable, "-m", "tft_lab.cli", "trace", "-o", os.devnull, "--", *argv]).stdout
+    elif mode == "record":
+        out = session.record(argv, epoch=epoch, progress=False, timeout=120).stdout
+    elif mode == "run":
+        r = session.run(argv, commit=commit, epoch=epoch, progress=False, timeout=120)
+        if r.outcome != "completed":
+            raise RuntimeError(f"{argv}: tft run ended {r.outcome!r}: {r.stderr.strip()[-300:]}")
+        out = r.stdout
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    return elapsed_ms(out) / 1e3
+
+
+def bench(workloads: dict, *, modes=("native", "record", "run"), commits=("output",), epochs=(64,),
+          repeats: int = 3) -> pd.DataFrame:
+    """Measure each workload (name -> argv) in each mode: the table :func:`tft_lab.plots.overhead` plots.
+
+    One row per measurement: ``workload, mode, commit, epoch, seconds`` (``commit`` and
+    ``epoch`` are empty / 0 where they do not apply). ``run`` is measured for every
+    commit policy and epoch length, ``record`` for every epoch length.
+    """
+    rows = []
+    for name, argv in workloads.items():
+        for mode in modes:
+            if mode == "run":
+                configs = [(c, e) for c in commits for e in epochs]
+            elif mode == "record":
+                configs = [("", e) for e in epochs]
+            else:
+                configs = [("", 0)]
+            for commit, epoch in configs:
+                for _ in range(repeats):
+                    s = measure(argv, mode, commit=commit or "output", epoch=epoch or 64)
+                    rows.append(dict(workload=name, mode=mode, commit=commit, epoch=epoch, seconds=s))
+    return pd.DataFrame(rows)
