@@ -8,8 +8,9 @@ the notebook's live stepper drives.  Messages are JSON lines over a socket:
     supervisor -> client   {"event": {TraceEvent fields}, "pending": [...]}  or  {"end": true}
     client -> supervisor   {"cmd": "next" | "epoch" | "signal" | "continue" | "fail"}
 
-``next`` runs to the next event, ``epoch`` to the first event of the next
-epoch, ``signal`` to the next signal event, ``continue`` to the end, ``fail``
+``next`` runs to the next call or signal delivery (an arrival is shown as
+pending, not stopped at), ``epoch`` to the first event of the next epoch,
+``signal`` to the next signal event (arriving or delivered), ``continue`` to the end, ``fail``
 makes this replica fail-stop right here (fault injection).
 """
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Gate:
             return
         if self.mode == "signal" and ev.kind != "signal":
             return
+        if self.mode == "next" and ev.kind == "signal" and ev.signal != "delivered":
+            return   # an arrival is not a step: it shows as pending at the next call
         msg = {"event": ev._asdict(), "pending": pending}
         try:
             self.sock.sendall((json.dumps(msg) + "\n").encode())
@@ -98,7 +101,14 @@ class Controller:
                 self.ended = True
 
     def close(self) -> None:
+        """Stop controlling: the supervisor sees the end and lets the program run on."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)   # the makefile() reader holds the fd open
+        except OSError:
+            pass
+        self.rfile.close()
         self.sock.close()
+        self.ended = True
 
 
 def gate_from_fd(fd: int, on_fail) -> Gate:

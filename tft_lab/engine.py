@@ -278,8 +278,9 @@ class Policy:
     def on_exit(self, task: Task, call: Call) -> None: ...
     def after_call(self, task: Task, call: Call) -> None:
         """The call is counted (``task.seq`` is past it); signals may be injected here."""
-    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
-        """An asynchronous signal arrived.  Return True to deliver it now, False to suppress."""
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool | str:
+        """An asynchronous signal arrived.  Return True to deliver it now, False to suppress it
+        (or the trace's action for it: "delivered", "deferred", "merged", "dropped")."""
         return True
     def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
         return time.monotonic_ns(), 0
@@ -609,10 +610,14 @@ class Engine:
         if sig in _FAULT_SIGNALS and info.code > 0:
             self._resume(task, sig)  # synchronous fault: happens on every replica by itself
             return Status(task.pid, "signal", None)
-        deliver = self.policy.on_signal(task, sig, raw)
+        decision = self.policy.on_signal(task, sig, raw)
+        if isinstance(decision, str):
+            action, deliver = decision, decision == "delivered"
+        else:
+            deliver = bool(decision)
+            action = "delivered" if deliver else ("deferred" if self.policy.replica == "primary" else "dropped")
         if deliver and task.interrupted is not None:
             self._close_interrupted(task, task.interrupted.result)
-        action = "delivered" if deliver else ("deferred" if self.policy.replica == "primary" else "dropped")
         ev = self._emit(task, "signal", name, "", 0, "event", action, "arrived" if not deliver else "delivered",
                         seq=task.seq - 1)
         self._resume(task, sig if deliver else 0)

@@ -29,7 +29,7 @@ from typing import BinaryIO, Iterator
 from .errors import LogError
 
 MAGIC = b"TFTLOG\n\x00"
-VERSION = 1
+VERSION = 2
 MAX_FRAME = 64 << 20
 MAX_BLOBS = 32
 _FRAME = struct.Struct("<II")

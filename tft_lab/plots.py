@@ -93,7 +93,9 @@ def deferrals(df: pd.DataFrame) -> pd.DataFrame:
     rows: list[dict] = []
     for (replica, pid, name), g in sig.groupby(["replica", "pid", "syscall"], observed=True, sort=True):
         g = g.sort_values(["seq", "t_ns"], kind="stable")
-        pending = [r for r in g.itertuples() if r.signal == "arrived"]
+        # Only arrivals that were held back wait for a delivery: a backup's own (dropped)
+        # signals and ones merged into a signal already held back never get one.
+        pending = [r for r in g.itertuples() if r.signal == "arrived" and r.action == "deferred"]
         for d in (r for r in g.itertuples() if r.signal == "delivered"):
             match = next((a for a in pending if a.seq <= d.seq), None)
             if match is not None:

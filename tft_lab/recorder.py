@@ -164,9 +164,10 @@ class Recorder(Policy):
                 # program would wait forever.  The backup re-creates the interruption.
                 task.policy_state["in_call_signal"] = (signo, siginfo)  # logged after the call
                 return True
-        if signo >= SIGRTMIN or all(s != signo for s, _ in task.pending):
-            task.pending.append((signo, siginfo))   # a standard signal is pending at most once
-        return False
+        if signo < SIGRTMIN and any(s == signo for s, _ in task.pending):
+            return "merged"   # a standard signal is pending at most once, as in the kernel
+        task.pending.append((signo, siginfo))
+        return "deferred"
 
     def _deliver_pending(self, task: Task, mode: str = "boundary") -> None:
         seen = set()

@@ -220,10 +220,10 @@ def _check(argv: list[str], cwd=None) -> list[str]:
 
 def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64, fault=(),
         heartbeat: float = 0.5, stdin=None, progress=True, timeout: float | None = None,
-        cwd=None, control_fd: int | None = None) -> Run:
+        cwd=None, control_fd: int | None = None, workdir: str | None = None) -> Run:
     """``tft run`` from Python: a replicated run of ``argv`` (a list or a shell-like string)."""
     argv = _check(shlex.split(argv) if isinstance(argv, str) else list(argv), cwd)
-    work = tempfile.mkdtemp(prefix="tft-nb-run-")
+    work = workdir or tempfile.mkdtemp(prefix="tft-nb-run-")
     result_json = os.path.join(work, "result.json")
     cmd = _tft() + ["run", "--backup", backup, "--commit", commit, "--epoch", str(epoch),
                     "--heartbeat", str(heartbeat), "--workdir", work, "--result-json", result_json]
@@ -248,10 +248,11 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
 
 
 def record(argv, log: str | None = None, *, epoch: int = 64, stdin=None, progress=True,
-           timeout: float | None = None, cwd=None, control_fd: int | None = None) -> Run:
+           timeout: float | None = None, cwd=None, control_fd: int | None = None,
+           workdir: str | None = None) -> Run:
     """``tft record`` from Python; the log goes to ``log`` (a temporary file if None)."""
     argv = _check(shlex.split(argv) if isinstance(argv, str) else list(argv), cwd)
-    work = tempfile.mkdtemp(prefix="tft-nb-rec-")
+    work = workdir or tempfile.mkdtemp(prefix="tft-nb-rec-")
     log = log or os.path.join(work, "run.log")
     events = os.path.join(work, "events.jsonl")
     cmd = _tft() + ["record", "--log", log, "--epoch", str(epoch), "--events", events]
@@ -295,8 +296,16 @@ class LiveSession:
         self.controller = Controller(mine)
         self._result: Run | None = None
         self._error: BaseException | None = None
+        self._awaiting = False
         fn = {"run": run, "record": record}[kind]
         kw.setdefault("progress", False)
+        work = kw.setdefault("workdir", tempfile.mkdtemp(prefix=f"tft-live-{kind}-"))
+        self.epoch = kw.get("epoch", 64)
+        #: replica -> the JSON-lines file its supervisor streams its events to
+        self.event_files = ({"primary": os.path.join(work, "primary.trace.jsonl"),
+                             "backup": os.path.join(work, "backup.trace.jsonl")} if kind == "run"
+                            else {"primary": os.path.join(work, "events.jsonl")})
+        self.replicas = list(self.event_files)
 
         def target():
             try:
@@ -310,12 +319,25 @@ class LiveSession:
         self._thread.start()
         self.current = self.controller.receive()
 
-    def step(self, cmd: str = "next") -> dict | None:
-        """Send ``cmd`` and wait for the next paused event (None: the program has ended)."""
+    def step(self, cmd: str = "next", timeout: float | None = 60) -> dict | None:
+        """Send ``cmd`` and wait for the next paused event (None: the program has ended).
+
+        If the program has not reached it within ``timeout`` seconds (a server waiting for a
+        client, say), TimeoutError is raised and the session stays usable: the next ``step()``
+        waits for that same stop instead of sending another command.
+        """
         if self.current is None:
             return None
-        self.controller.send(cmd)
-        self.current = self.controller.receive(timeout=None if cmd == "continue" else 60)
+        if not self._awaiting:
+            self.controller.send(cmd)
+            self._awaiting = True
+        try:
+            msg = self.controller.receive(timeout=None if cmd == "continue" else timeout)
+        except (TimeoutError, socket.timeout):
+            raise TimeoutError(f"the program has not reached its next stop within {timeout} s "
+                               "(it may be waiting for input); step() again to keep waiting") from None
+        self._awaiting = False
+        self.current = msg
         return self.current
 
     def result(self, timeout: float | None = 120) -> Run:

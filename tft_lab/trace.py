@@ -22,6 +22,7 @@ ACTIONS = (
     "injected",     # executed, then the primary's value injected (pids)
     "deferred",     # a signal held back to the next epoch boundary
     "delivered",    # a signal delivered to the program
+    "merged",       # a standard signal that arrived while the same one was held back (as the kernel merges)
     "dropped",      # a signal that this replica's own kernel raised and the log did not
     "failed",       # refused (unsupported)
     "live",         # the backup went live here (kind "failover"), or ran this call live after it
