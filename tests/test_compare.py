@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from tft_lab.compare import compare
+from tft_lab import compare
 from tft_lab.trace import TraceEvent, to_dataframe
 
 PID = 100

@@ -3,7 +3,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from tft_lab.compare import compare
+from tft_lab import compare
 from tft_lab.plots import (deferrals, epoch_timeline, format_call, overhead, overhead_ratios, side_by_side,
                            signal_deferral)
 from tft_lab.trace import TraceEvent, to_dataframe

@@ -15,8 +15,17 @@ __version__ = "0.1.0"
 __all__ = [
     "ChannelError", "DivergenceError", "LogError", "PeerFailed", "PeerSilent", "ProgramError", "TftError",
     "TracingError", "UnsupportedError", "TraceEvent", "to_dataframe", "record", "replay", "trace",
-    "load_ipython_extension",
+    "compare", "load_ipython_extension",
 ]
+
+
+def __getattr__(name):
+    # compare() needs pandas: imported on first use, so that the tft command starts fast.
+    if name == "compare":
+        from .align import compare
+
+        return compare
+    raise AttributeError(f"module 'tft_lab' has no attribute {name!r}")
 
 
 def record(argv, log, *, epoch: int = 64):

@@ -1,7 +1,7 @@
 """Pictures of a trace: each a pure function from a DataFrame to a plotly figure.
 
 The functions take the DataFrames of :func:`tft_lab.trace.to_dataframe`,
-:func:`tft_lab.compare.compare` or a benchmark table and return a
+:func:`tft_lab.compare` or a benchmark table and return a
 ``plotly.graph_objects.Figure``; they never display anything themselves.
 Elements a reader (or a test) may look for carry a ``name``: traces by class
 or role, shapes ``"epoch boundary"`` and ``"failover"``, annotations
@@ -383,7 +383,7 @@ def _call_text(aligned: pd.DataFrame, side: str) -> list[str]:
 def side_by_side(aligned: pd.DataFrame) -> go.Figure:
     """The two replicas' calls aligned row by row, divergences in red.
 
-    ``aligned`` is the output of :func:`tft_lab.compare.compare`. A table:
+    ``aligned`` is the output of :func:`tft_lab.compare`. A table:
     pid, seq, epoch, the primary's call and action, the backup's call and
     action, and the reason; a diverged row is light red and its differing
     cells (the calls, or the whole side that is missing) dark red.
