@@ -27,7 +27,6 @@ O_ACCMODE, O_CREAT, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o1000, 0o2000, 0
 AT_FDCWD = -100
 NR_OPENAT = TABLE["openat"].x64
 _WAIT_FOR_SIGNAL = ("pause", "rt_sigsuspend")   # re-run for real with the signal already pending
-_STANDIN_CALLS = ("socket", "accept", "accept4", "inotify_init1")
 _OPEN_CALLS = ("open", "openat", "creat")
 
 
@@ -216,7 +215,8 @@ class Replayer(Policy):
                 return
             cloexec = flags & O_CLOEXEC
         else:
-            cloexec = O_CLOEXEC if (call.args[1 if name == "socket" else 3] if name in ("socket", "accept4") else 0) & 0o2000000 else 0
+            flag_arg = {"socket": 1, "accept4": 3, "inotify_init1": 0}.get(name)   # SOCK_/IN_CLOEXEC
+            cloexec = call.args[flag_arg] & O_CLOEXEC if flag_arg is not None else 0
         for addr, data in outs:
             task.write(addr, data)
         path = task.scratch(b"/dev/null\0")
