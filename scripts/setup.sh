@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v strace >/dev/null || need_apt+=(strace)
+command -v ip >/dev/null || need_apt+=(iproute2)      # the two-host tests make network namespaces
+command -v pgrep >/dev/null || need_apt+=(procps)     # the demo finds the primary's supervisor
 if [ "${TFT_BROWSER:-0}" = 1 ]; then
     command -v chromium >/dev/null || need_apt+=(chromium)
 fi
