@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tft_lab.testing import adopt_orphans, current_pids
+from tft_lab._build import example
+from tft_lab.testing import adopt_orphans, build_program, current_pids
 
 
 @pytest.fixture
@@ -20,3 +21,15 @@ def pids_before():
     """
     adopt_orphans()
     return current_pids()
+
+
+@pytest.fixture(scope="module")
+def clocks():
+    """The clocks guest program, built."""
+    return str(build_program("clocks"))
+
+
+@pytest.fixture(scope="module")
+def counter():
+    """The bundled counter example, built."""
+    return str(example("counter"))

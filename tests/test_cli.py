@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 import pandas as pd
-import pytest
 
 from tft_lab.syscalls import CLASSES
 from tft_lab.trace import COLUMNS

@@ -19,7 +19,6 @@ selected case up front); each N is still its own test, so a failure names it.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
@@ -32,11 +31,11 @@ import pandas as pd
 import pytest
 
 from tft_lab.testing import (
+    reap_adopted_zombies,
     adopt_orphans,
     assert_no_leftovers,
     build_program,
     current_pids,
-    processes,
     run_cli,
 )
 
@@ -226,19 +225,3 @@ def test_the_sweeps_fit_in_their_time_budget_and_leave_nothing_behind(primary_sw
     reap_adopted_zombies()
     assert_no_leftovers(sweep_pids)
 
-
-def reap_adopted_zombies() -> int:
-    """Reap dead orphans re-parented to this test (a subreaper): a killed supervisor's program.
-
-    They are dead already (a shell's init would reap them); only live or stopped processes
-    count as left behind.  Call only when none of the test's own subprocesses is running.
-    """
-    reaped = 0
-    for p in processes().values():
-        if p.ppid == os.getpid() and p.state == "Z":
-            try:
-                os.waitpid(p.pid, os.WNOHANG)
-                reaped += 1
-            except ChildProcessError:
-                pass
-    return reaped

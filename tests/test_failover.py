@@ -22,7 +22,7 @@ import time
 import pandas as pd
 import pytest
 
-from tft_lab.testing import REPO, assert_no_leftovers, build_program, processes, run_cli
+from tft_lab.testing import reap_adopted_zombies, REPO, assert_no_leftovers, build_program, processes, run_cli
 
 K = 30
 SLEEP_MS = 100
@@ -112,15 +112,6 @@ def primary_program(run: Background) -> int:
     assert processes()[supervisor].ppid == run.proc.pid, "the primary's tracer is not a child of tft"
     return pid
 
-
-def reap_adopted_zombies() -> None:
-    """Dead orphans re-parented to this test (a subreaper): a killed supervisor's program."""
-    for p in processes().values():
-        if p.ppid == os.getpid() and p.state == "Z":
-            try:
-                os.waitpid(p.pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
 
 
 def kill_and_time_the_next_line(run: Background, victim: int, after_line: int = 3) -> float:

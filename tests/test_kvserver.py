@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from tft_lab.testing import REPO, assert_no_leftovers, processes
+from tft_lab.testing import reap_adopted_zombies, REPO, assert_no_leftovers, processes
 
 KVSERVER = REPO / "tft_lab" / "examples" / "kvserver.py"
 #: The interpreter itself, not a ``python3`` found on PATH: that may be a shell-script shim
@@ -108,17 +108,6 @@ def tracer_of(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("TracerPid:"))
 
-
-def reap_adopted_zombies() -> None:
-    """Reap dead orphans re-parented to this test, a subreaper (a killed supervisor's program,
-    say).  Outside a test init reaps them; only live, stopped or traced processes count as left
-    behind."""
-    for p in processes().values():
-        if p.ppid == os.getpid() and p.state == "Z":
-            try:
-                os.waitpid(p.pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
 
 
 class Server:

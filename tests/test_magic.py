@@ -11,9 +11,7 @@ import pandas as pd
 import pytest
 from IPython.testing.globalipapp import start_ipython
 
-from tft_lab._build import example
 from tft_lab.session import Run
-from tft_lab.testing import build_program
 from tft_lab.widgets import LiveStepper
 
 COLUMNS = ["replica", "pid", "seq", "epoch", "syscall", "args", "result", "cls", "action"]
@@ -25,15 +23,6 @@ def ip():
     shell.run_line_magic("load_ext", "tft_lab")
     return shell
 
-
-@pytest.fixture(scope="module")
-def clocks():
-    return str(build_program("clocks"))
-
-
-@pytest.fixture(scope="module")
-def counter():
-    return str(example("counter"))
 
 
 def test_load_ext_registers_the_tft_line_magic(ip):

@@ -13,14 +13,13 @@ and cleanly.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
 import pytest
 
 import tft_lab
 from tft_lab.testing import (PROGRAMS, assert_no_leftovers, build_program, native, new_log_path,
-                             outcome, record, record_and_replay, replay)
+                             record, record_and_replay, replay)
 
 #: Programs with a test of their own (exit status, threads, benchmarks).
 OWN_TESTS = {"threads", "exitcode", "syscall_loop", "filejob"}

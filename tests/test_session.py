@@ -7,7 +7,6 @@ happens to the caller (a timeout, an interrupt), no process is left behind: no
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -15,33 +14,9 @@ import pandas as pd
 import pytest
 
 from tft_lab import session
-from tft_lab._build import example
-from tft_lab.testing import assert_no_leftovers, build_program, leftover_processes
+from tft_lab.testing import nothing_left_running, leftover_processes
 
 
-@pytest.fixture(scope="module")
-def clocks():
-    return str(build_program("clocks"))
-
-
-@pytest.fixture(scope="module")
-def counter():
-    return str(example("counter"))
-
-
-def nothing_left_running(pids_before, grace: float = 5.0) -> None:
-    """assert_no_leftovers once the dead are reaped (an orphaned zombie is the test
-    process's to reap, as it is a child subreaper; in a notebook init reaps it)."""
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        left = leftover_processes(pids_before)
-        for p in left:
-            if p.state == "Z" and p.ppid == os.getpid():
-                os.waitpid(p.pid, os.WNOHANG)
-        if not left:
-            break
-        time.sleep(0.05)
-    assert_no_leftovers(pids_before, grace=0)
 
 
 def test_run_returns_the_output_status_and_both_replicas_trace(clocks, pids_before):

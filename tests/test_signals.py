@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import signal
-import subprocess
 import textwrap
 
 import pytest

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tft_lab._build import example
-from tft_lab.testing import REPO, assert_no_leftovers, build_program, processes, run_cli
+from tft_lab.testing import reap_adopted_zombies, REPO, assert_no_leftovers, build_program, run_cli
 
 pytestmark = pytest.mark.netns
 
@@ -154,15 +154,6 @@ class Lines(list):
             t.join(10)
         return code, self.err
 
-
-def reap_adopted_zombies() -> None:
-    """Reap dead orphans re-parented to this test (a subreaper); init would, outside a test."""
-    for q in processes().values():
-        if q.ppid == os.getpid() and q.state == "Z":
-            try:
-                os.waitpid(q.pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
 
 
 def fnv_sums(lines: list[str]) -> None:

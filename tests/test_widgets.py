@@ -5,8 +5,7 @@ import time
 import pytest
 
 from tft_lab import session
-from tft_lab._build import example
-from tft_lab.testing import assert_no_leftovers, build_program, leftover_processes
+from tft_lab.testing import nothing_left_running, build_program
 from tft_lab.trace import TraceEvent, to_dataframe
 from tft_lab.widgets import LiveStepper, TraceStepper, describe_step, render_step, step_table
 
@@ -171,29 +170,6 @@ def test_a_call_only_the_backup_made_is_stepped_in_its_place(trace):
 
 
 
-@pytest.fixture(scope="module")
-def clocks():
-    return str(build_program("clocks"))
-
-
-@pytest.fixture(scope="module")
-def counter():
-    return str(example("counter"))
-
-
-def nothing_left_running(pids_before, grace: float = 5.0) -> None:
-    """assert_no_leftovers, after reaping the dead: a fail-stopped primary's program is a
-    zombie orphan, and the test process (a child subreaper) inherits it where init would reap it."""
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        left = leftover_processes(pids_before)
-        for p in left:
-            if p.state == "Z" and p.ppid == os.getpid():
-                os.waitpid(p.pid, os.WNOHANG)
-        if not left:
-            break
-        time.sleep(0.05)
-    assert_no_leftovers(pids_before, grace=0)
 
 
 def test_a_step_the_backup_has_not_reached_shows_not_yet(trace):

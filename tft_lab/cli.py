@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from .errors import DivergenceError, TftError
@@ -151,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                     json.dump({"returncode": res.returncode, "outcome": res.outcome, "primary": res.primary,
                                "backup": res.backup, "failover_ms": res.failover_ms}, f)
             if res.outcome == "failover":
-                print(f"tft: failover: the backup went live and finished the program"
+                print("tft: failover: the backup went live and finished the program"
                       + (f" ({res.failover_ms:.1f} ms from detection to live)" if res.failover_ms else ""),
                       file=sys.stderr)
             elif res.outcome == "backup-lost" and not res.primary.get("backup_lost"):

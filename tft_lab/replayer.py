@@ -11,7 +11,6 @@ their original siginfo; the backup's own asynchronous signals are dropped.
 from __future__ import annotations
 
 import collections
-import errno
 import os
 import stat
 

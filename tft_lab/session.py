@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .trace import COLUMNS, TraceEvent, to_dataframe
+from .trace import TraceEvent, to_dataframe
 
 PR_SET_PDEATHSIG = 1
 

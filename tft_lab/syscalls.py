@@ -31,7 +31,7 @@ expression, evaluated after the call on the primary:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 CLASSES = ("local", "input", "identity", "output", "resource", "unsupported")
 

@@ -283,3 +283,31 @@ def _reap(pids) -> None:
             os.waitpid(pid, 0x40000000)  # __WALL
         except ChildProcessError:
             pass
+
+
+def reap_adopted_zombies() -> int:
+    """Reap dead orphans re-parented to this (subreaper) process: a killed supervisor's program.
+
+    They are dead already (a shell's init would reap them); only live, stopped or traced
+    processes count as left behind.  Returns how many were reaped.
+    """
+    reaped = 0
+    for p in processes().values():
+        if p.ppid == os.getpid() and p.state == "Z":
+            try:
+                os.waitpid(p.pid, os.WNOHANG)
+                reaped += 1
+            except ChildProcessError:
+                pass
+    return reaped
+
+
+def nothing_left_running(since_pids, grace: float = 5.0) -> None:
+    """:func:`assert_no_leftovers`, reaping adopted zombies while waiting up to ``grace`` s."""
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        reap_adopted_zombies()
+        if not leftover_processes(since_pids):
+            break
+        time.sleep(0.05)
+    assert_no_leftovers(since_pids, grace=0)

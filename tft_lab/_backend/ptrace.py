@@ -195,7 +195,7 @@ _INFO_BUF = ctypes.create_string_buffer(88)
 
 def syscall_info(pid: int) -> tuple[int, int, tuple]:
     """(op, nr-or-result, args) through PTRACE_GET_SYSCALL_INFO (~1 µs, cheaper than GETREGS)."""
-    n = request(PTRACE_GET_SYSCALL_INFO, pid, 88, _INFO_BUF, "GET_SYSCALL_INFO")
+    request(PTRACE_GET_SYSCALL_INFO, pid, 88, _INFO_BUF, "GET_SYSCALL_INFO")
     raw = _INFO_BUF.raw
     op = raw[0]
     if op in (SYSCALL_INFO_ENTRY, SYSCALL_INFO_SECCOMP):
