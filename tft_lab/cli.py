@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     kg = sub.add_parser("keygen", help="write a new shared key file (mode 0600)")
     kg.add_argument("path")
 
-    d = sub.add_parser("demo", help="record and replay the bundled examples")
+    d = sub.add_parser("demo", help="the bundled examples: record and replay, then two failovers")
     d.add_argument("--workdir", default=None)
     return p
 
