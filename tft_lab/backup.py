@@ -102,7 +102,8 @@ class Backup(Replayer):
         self.pump.start()
         self.primary_state = "running"   # running -> done (clean end) | failed
         self.failure: Exception | None = None
-        self.failover_ns: int | None = None
+        self.failover_ns: int | None = None     # when the primary's failure was noticed
+        self.live_ns: int | None = None         # when the first process went live
         self.warn = warn or (lambda msg: print(f"tft: {msg}", file=sys.stderr, flush=True))
         first = self._get(header_timeout)
         if first is None or first.type != "header":
@@ -112,6 +113,7 @@ class Backup(Replayer):
         self.faults = [f for f in faults if f.replica == "backup"]
         self.entries = 0
         self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
+        self.gone: dict[int, int] = {}          # real pid -> virtual pid of processes that exited
         self.pipes: dict[str, _PipeFlow] = {}
 
     def _get(self, timeout=None):
@@ -298,10 +300,6 @@ class Backup(Replayer):
         if self.primary_state == "failed" and self.waiting and self._everyone_waiting():
             self._go_live_all(current=None)
 
-    @property
-    def gone(self) -> dict:
-        g = self.__dict__.setdefault("_gone", {})
-        return g
 
     # -- live ----------------------------------------------------------------------------
     def live_entry(self, task: Task, call: Call) -> None:
@@ -342,6 +340,8 @@ class Backup(Replayer):
     def reconcile(self, task: Task) -> None:
         """Rebuild what the primary's kernel had for this process.  Precondition: at a syscall entry."""
         task.policy_state["reconciled"] = True
+        if self.live_ns is None:
+            self.live_ns = time.monotonic_ns()   # the first process of the program is live
         notes = []
         for fd, info in sorted(task.fds.items()):
             try:

@@ -12,6 +12,7 @@ CLI loops on it, the notebook's stepper calls it one at a time.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -318,6 +319,27 @@ class Engine:
         self._flushed_ns = 0
         self.gate = None         # called after every event while the task is stopped (live stepping)
 
+    @contextlib.contextmanager
+    def watched(self, events: str | None = None, control_fd: int | None = None, on_fail=None):
+        """Stream the events to the file ``events`` (JSON lines) and/or let a live stepper on
+        the socket ``control_fd`` pause the program after each one (``on_fail``: what its
+        "fail here" does; default: kill the program).  Both are closed on the way out."""
+        if events:
+            self.trace_file = open(events, "w")
+        if control_fd is not None:
+            from .control import gate_from_fd
+
+            self.gate = gate_from_fd(control_fd, on_fail or self.kill_all)
+        try:
+            yield self
+        finally:
+            if self.trace_file is not None:
+                self.trace_file.close()
+                self.trace_file = None
+            if self.gate is not None:
+                self.gate.close()
+                self.gate = None
+
     @property
     def tracing(self) -> bool:
         """Whether anyone looks at the events (a trace kept, streamed, or a stepper)."""
@@ -329,11 +351,10 @@ class Engine:
         """Spawn ``argv`` traced; it is stopped until the first :meth:`step`."""
         env = dict(os.environ if env is None else env)
         cwd = cwd or os.getcwd()
-        if not argv:
-            raise ProgramError("no program given")
         if path is None:
-            path = resolve_program(argv[0], env, cwd)
-        pt.check_program(path)
+            path = find_program(argv, env, cwd)
+        else:
+            pt.check_program(path)
         self.path = path
         self.argv, self.env, self.cwd = list(argv), env, cwd
         pt.set_subreaper()
@@ -727,14 +748,21 @@ class Engine:
         return Status(task.pid, "exited", None)
 
 
-def resolve_program(prog: str, env: dict, cwd: str) -> str:
-    """The absolute path execve will run for ``prog`` (searched in PATH unless it has a slash)."""
+def find_program(argv, env: dict | None = None, cwd: str | None = None) -> str:
+    """The absolute path execve will run for ``argv[0]`` (searched in PATH unless it has a
+    slash); ProgramError if there is none, or it is not an executable program."""
     import shutil
 
+    if not argv:
+        raise ProgramError("no program given")
+    env = os.environ if env is None else env
+    prog = argv[0]
     path = prog if "/" in prog else shutil.which(prog, path=env.get("PATH", os.defpath))
     if path is None:
         raise ProgramError(f"{prog}: command not found")
-    return path if os.path.isabs(path) else os.path.join(cwd, path)
+    path = path if os.path.isabs(path) else os.path.join(cwd or os.getcwd(), path)
+    pt.check_program(path)
+    return path
 
 
 def _signame(sig: int) -> str:

@@ -40,6 +40,16 @@ class Fd:
     epoll: dict = field(default_factory=dict)   # for kind "epoll": fd -> (events u32, data u64)
 
 
+def open_call(call) -> tuple[int, int]:
+    """(index of the path argument, flags) of an open, openat or creat call."""
+    a = call.args
+    if call.name == "openat":
+        return 1, a[2]
+    if call.name == "open":
+        return 0, a[1]
+    return 0, O_CREAT | O_TRUNC | 1   # creat(path, mode)
+
+
 def inherited() -> dict[int, Fd]:
     return {0: Fd("stdin"), 1: Fd("stdout"), 2: Fd("stderr")}
 
@@ -62,8 +72,7 @@ def update(task, call, res: int, standin: bool) -> None:
     a = call.args
     name = call.name
     if name in ("open", "openat", "creat"):
-        path_arg = 1 if name == "openat" else 0
-        flags = a[2] if name == "openat" else (a[1] if name == "open" else O_CREAT | O_TRUNC | 1)
+        path_arg, flags = open_call(call)
         path = task.mem.read_cstring(a[path_arg]).decode(errors="surrogateescape")
         fds[res] = Fd("file", standin=standin, path=path, flags=flags, cloexec=bool(flags & O_CLOEXEC))
     elif name == "dup" or (name == "fcntl" and a[1] in (F_DUPFD, F_DUPFD_CLOEXEC)):
@@ -101,7 +110,7 @@ def update(task, call, res: int, standin: bool) -> None:
     elif name in ("pipe", "pipe2", "socketpair"):
         raw = task.read(a[3] if name == "socketpair" else a[0], 8)
         r, w = struct.unpack("<ii", raw)
-        flags = a[1] if name == "pipe2" else (a[1] if name == "socketpair" else 0)
+        flags = a[1] if name in ("pipe2", "socketpair") else 0
         kind = "pipe" if name != "socketpair" else "socketpair"
         try:   # the backup's own pipe (pipes run for real): "pipe:[inode]" names it
             ident = os.readlink(f"/proc/{task.pid}/fd/{r}")

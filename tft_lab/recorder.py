@@ -15,7 +15,7 @@ import time
 
 from . import log as _log
 from ._backend.ptrace import SigInfo
-from .engine import Call, Engine, Policy, Task, signed
+from .engine import Call, Engine, Policy, Task, find_program, signed
 from .outs import capture
 
 PR_SET_TSC = 26
@@ -199,42 +199,14 @@ def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=Non
     ``events``: also stream the trace there (JSON lines); ``control_fd``: a socket on which a
     live stepper pauses the program after every event (see :mod:`tft_lab.control`).
     """
-    from .engine import resolve_program
-
-    from ._backend.ptrace import check_program
-
     env = dict(os.environ if env is None else env)
-    check_program(resolve_program(argv[0], env, cwd or os.getcwd()))  # before the log is created
+    find_program(argv, env, cwd)   # a clear error before the log is created
     writer = _log.LogWriter(log_path)
     engine = Engine(Recorder(writer), epoch=epoch, keep_trace=keep_trace)
-    with _live_outputs(engine, events, control_fd, on_fail=engine.kill_all):
+    with engine.watched(events, control_fd):
         try:
             engine.start(argv, env=env, cwd=cwd)
             status = engine.run()
         finally:
             writer.close()
     return status, engine
-
-
-class _live_outputs:
-    """Context: stream events to a file and/or install a stepping gate, and close both."""
-
-    def __init__(self, engine: Engine, events: str | None, control_fd: int | None, on_fail):
-        self.engine = engine
-        if events:
-            engine.trace_file = open(events, "w")
-        if control_fd is not None:
-            from .control import gate_from_fd
-
-            engine.gate = gate_from_fd(control_fd, on_fail)
-
-    def __enter__(self):
-        return self.engine
-
-    def __exit__(self, *exc) -> None:
-        if self.engine.trace_file is not None:
-            self.engine.trace_file.close()
-            self.engine.trace_file = None
-        if self.engine.gate is not None:
-            self.engine.gate.close()
-            self.engine.gate = None

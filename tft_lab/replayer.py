@@ -206,8 +206,7 @@ class Replayer(Policy):
             task.emulate(res, outs)  # bind, listen, connect... and every failed one
             return
         if name in _OPEN_CALLS:
-            path_arg = 1 if name == "openat" else 0
-            flags = call.args[2] if name == "openat" else (call.args[1] if name == "open" else O_CREAT | 1)
+            path_arg, flags = fdtable.open_call(call)
             if flags & O_ACCMODE == 0 and not flags & (O_CREAT | O_TRUNC) and self._exists(task, call, path_arg):
                 call.action = "ran"
                 task.run(to_exit=True)   # read-only and present here: the real file (ld.so mmaps it)
@@ -264,7 +263,7 @@ class Replayer(Policy):
             elif call.name in _OPEN_CALLS and got < 0 <= want:
                 # The file was there when we looked and gone when we opened it (the primary,
                 # ahead of us, removed it): open a stand-in instead, as for a file it wrote.
-                flags = call.args[2] if call.name == "openat" else call.args[1]
+                _, flags = fdtable.open_call(call)
                 task.redo_as(NR_OPENAT, (AT_FDCWD, task.scratch(b"/dev/null\0"), os.O_RDWR | (flags & O_CLOEXEC), 0))
                 call.action = "standin"
                 return
@@ -340,8 +339,6 @@ def _fmt(args) -> str:
 def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True,
            events: str | None = None, control_fd: int | None = None) -> tuple[int, Engine]:
     """Replay the log at ``log_path``; returns (the recorded exit status, engine)."""
-    from .recorder import _live_outputs
-
     records = _log.read_log(log_path)
     policy = Replayer(records)
     if policy.end_status is None:
@@ -355,7 +352,7 @@ def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True
         if digest != h["exe_sha256"]:
             raise DivergenceError(f"{h['exe']}: the program changed since it was recorded (sha256 differs)")
     engine = Engine(policy, epoch=h["epoch"], keep_trace=keep_trace)
-    with _live_outputs(engine, events, control_fd, on_fail=engine.kill_all):
+    with engine.watched(events, control_fd):
         engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
         engine.run()
     return policy.end_status, engine

@@ -77,39 +77,35 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
     _supervisor_signals()
     sink = ChannelSink(sender)
     policy = Primary(sink, commit=commit, faults=list(faults), fence_after=fence_after)
-    engine = Engine(policy, epoch=epoch, cpu=_cpu(0))
+    engine = Engine(policy, epoch=epoch, cpu=_cpu(0), keep_trace=False)   # events go to trace_path
     result = {"role": "primary", "outcome": "error", "status": None, "error": None}
-    tf = open(trace_path, "w") if trace_path else None   # flushed every 0.2 s and before a fault
-    engine.trace_file = tf
-    if control_fd is not None:
-        from .control import gate_from_fd
-
-        engine.gate = gate_from_fd(control_fd, lambda: fail_stop(engine))
     try:
-        engine.start(argv, env=env, cwd=cwd)
-        status = engine.run()
-        if policy.failed_program:
-            result.update(outcome="failed-program", error="the primary's program was killed from outside")
-            if sender is not None:
-                sender_abort(sender)
-        else:
-            result.update(outcome="completed", status=status)
-            if sender is not None and sink.sender is not None:
-                sink.flush()
-                lost = sink.lost or sender.failure
-                if lost is None:
+        # the event stream is flushed every 0.2 s, and before an injected fault
+        with engine.watched(trace_path, control_fd, on_fail=lambda: fail_stop(engine)):
+            engine.start(argv, env=env, cwd=cwd)
+            status = engine.run()
+            if policy.failed_program:
+                result.update(outcome="failed-program", error="the primary's program was killed from outside")
+                if sender is not None:
+                    sender_abort(sender)
+            else:
+                result.update(outcome="completed", status=status)
+                if sender is not None and sink.sender is not None:
+                    sink.flush()
+                    lost = sink.lost or sender.failure
+                    if lost is None:
+                        try:
+                            sender.wait_acked(sink.sent, fence_after) if sink.sent else None
+                        except TftError as e:
+                            lost = e
+                    if lost is not None and policy.backup_lost is None:
+                        policy.backup_lost = str(lost)
+                        policy.warn(f"the backup failed ({lost}); the primary finished the program ALONE")
                     try:
-                        sender.wait_acked(sink.sent, fence_after) if sink.sent else None
-                    except TftError as e:
-                        lost = e
-                if lost is not None and policy.backup_lost is None:
-                    policy.backup_lost = str(lost)
-                    policy.warn(f"the backup failed ({lost}); the primary finished the program ALONE")
-                try:
-                    sender.close()
-                except TftError:
-                    pass
-        result.update(log_bytes=sink.bytes, calls=engine.stopped_calls, backup_lost=policy.backup_lost)
+                        sender.close()
+                    except TftError:
+                        pass
+            result.update(log_bytes=sink.bytes, calls=engine.stopped_calls, backup_lost=policy.backup_lost)
     except Fenced as e:
         result.update(outcome="fenced", error=str(e))
     except KeyboardInterrupt:
@@ -118,10 +114,6 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
         result.update(outcome="error", error=str(e))
         print(f"tft: {e}", file=sys.stderr, flush=True)
     finally:
-        if tf:
-            tf.close()
-        if engine.gate is not None:
-            engine.gate.close()
         _write_result(result_path, result)
     return result["status"] if result["outcome"] == "completed" else 1
 
@@ -147,24 +139,20 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
 
     _supervisor_signals()
     result = {"role": "backup", "outcome": "error", "status": None, "error": None}
-    tf = open(trace_path, "w") if trace_path else None   # flushed every 0.2 s and before a fault
-    engine = None
     try:
         policy = Backup(receiver, faults=list(faults))
         h = policy.header
         if file_sha256(h["exe"]) != h["exe_sha256"]:
             raise ProgramError(f"{h['exe']}: the backup's copy of the program differs from the primary's")
-        engine = Engine(policy, epoch=h["epoch"], cpu=_cpu(1))
-        engine.trace_file = tf
-        engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
-        status = engine.run()
-        while policy.pull():   # the primary's last records (its end) may still be on their way
-            pass
+        engine = Engine(policy, epoch=h["epoch"], cpu=_cpu(1), keep_trace=False)
+        with engine.watched(trace_path):
+            engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
+            status = engine.run()
+            while policy.pull():   # the primary's last records (its end) may still be on their way
+                pass
         if policy.primary_state == "failed":
-            live_ns = min((e.t_ns for e in engine.events if e.kind == "failover"), default=None)
             result.update(outcome="live", status=status, failure=str(policy.failure),
-                          detected_ns=policy.failover_ns,
-                          live_ns=None if live_ns is None else live_ns + engine.t0)
+                          detected_ns=policy.failover_ns, live_ns=policy.live_ns)
         else:
             result.update(outcome="replayed", status=policy.end_status, program_status=status)
     except KeyboardInterrupt:
@@ -173,8 +161,6 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
         result.update(outcome="error", error=str(e))
         print(f"tft: backup: {e}", file=sys.stderr, flush=True)
     finally:
-        if tf:
-            tf.close()
         _write_result(result_path, result)
         try:
             receiver.close()
@@ -251,8 +237,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         faults=(), key: bytes | None = None, heartbeat: float = 0.5, env=None, cwd=None,
         workdir: str | None = None, control_fd: int | None = None) -> RunResult:
     """Run ``argv`` replicated; return when the program has finished on a live replica."""
-    from ._backend.ptrace import check_program
-    from .engine import resolve_program
+    from .engine import find_program
 
     faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
     kind, host, port = parse_backup(backup)
@@ -262,7 +247,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         raise ValueError("--epoch must be at least 1")
     env = dict(os.environ if env is None else env)
     cwd = cwd or os.getcwd()
-    check_program(resolve_program(argv[0], env, cwd))   # a clear error before anything starts
+    find_program(argv, env, cwd)   # a clear error before anything starts
     work = workdir or tempfile.mkdtemp(prefix="tft-run-")
     os.makedirs(work, exist_ok=True)
     traced = bool(trace or workdir)   # event streams cost a write per 0.2 s of events: only on demand

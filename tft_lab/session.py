@@ -209,12 +209,9 @@ def _tft() -> list[str]:
 
 def _check(argv: list[str], cwd=None) -> list[str]:
     """A missing or non-executable program raises ProgramError here, before anything starts."""
-    from ._backend.ptrace import check_program
-    from .engine import resolve_program
+    from .engine import find_program
 
-    if not argv:
-        raise ValueError("no program given")
-    check_program(resolve_program(argv[0], dict(os.environ), cwd or os.getcwd()))
+    find_program(argv, None, cwd)
     return argv
 
 

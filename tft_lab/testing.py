@@ -20,13 +20,15 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import IO, NamedTuple, Sequence, Union
+
+from ._build import compile_c
+from .errors import ProgramError
 
 #: The repository (the package lives at ``REPO/tft_lab``).
 REPO = Path(__file__).resolve().parents[1]
@@ -73,25 +75,10 @@ def build_program(name: str | os.PathLike, out: str | os.PathLike | None = None,
         raise BuildError(f"{src}: no such guest program source")
     if out is None:
         out = BIN / src.stem if src.parent == PROGRAMS else src.with_suffix("")
-    out = Path(out)
-    if not force and out.exists() and out.stat().st_mtime_ns >= src.stat().st_mtime_ns:
-        return out
-    cc = shutil.which("cc")
-    if cc is None:
-        raise BuildError(f"cannot build {src.name}: no C compiler ('cc' is not on PATH; "
-                         "install one, e.g. apt-get install gcc)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Compile to a private name and rename: concurrent builds never see a half-written binary.
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    cmd = [cc, "-O1", "-o", str(tmp), str(src)]
-    if b"<pthread.h>" in src.read_bytes():
-        cmd.append("-lpthread")
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise BuildError(f"cc failed on {src}:\n{done.stderr.strip()}")
-    os.replace(tmp, out)
-    return out
+    try:
+        return compile_c(src, binary=out, force=force)
+    except ProgramError as e:
+        raise BuildError(str(e)) from None
 
 
 # --- running the command line ----------------------------------------------------------------

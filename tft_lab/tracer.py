@@ -61,8 +61,9 @@ class Tracer(Policy):
 
     def on_entry(self, task: Task, call: Call) -> None:
         try:
-            sc = PtraceSyscall(_ProcessView(task), self.options, pt.get_regs(task.pid))
-            sc.enter(pt.get_regs(task.pid))
+            regs = pt.get_regs(task.pid)   # one GETREGS serves both
+            sc = PtraceSyscall(_ProcessView(task), self.options, regs)
+            sc.enter(regs)
             self._pending[task.pid] = sc
         except Exception:  # formatting must never stop the program  # noqa: BLE001
             self._pending.pop(task.pid, None)
@@ -93,6 +94,6 @@ class Tracer(Policy):
 
 
 def trace(argv: list[str], out: TextIO = sys.stderr) -> tuple[int, Engine]:
-    engine = Engine(Tracer(out), epoch=1 << 30)
+    engine = Engine(Tracer(out), epoch=1 << 30, keep_trace=False)   # the lines are the trace
     engine.start(argv)
     return engine.run(), engine
