@@ -250,3 +250,59 @@ def test_when_the_primarys_link_goes_down_the_backup_finishes_and_the_primary_fe
     assert len(a_lines) + len(backup_lines) - seam == 50
     reap_adopted_zombies()
     assert_no_leftovers(pids_before)
+
+
+KV_CLIENT = r"""
+import socket, sys, time
+host, port, mode, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+deadline = time.monotonic() + 20
+while True:                      # the server (or, after a failover, its backup) may not be up yet
+    try:
+        s = socket.create_connection((host, port), timeout=5)
+        f = s.makefile("rw")
+        def ask(line):
+            f.write(line + "\n"); f.flush()
+            answer = f.readline()
+            if not answer:
+                raise ConnectionResetError
+            return answer.strip()
+        if mode == "set":
+            print(" ".join(ask(f"SET key{i} value{i}") for i in range(n)))
+        else:
+            print(" ".join(ask(f"GET key{i}") for i in range(n)))
+            ask("SHUTDOWN")
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.1)
+"""
+
+
+def test_a_server_whose_primary_host_dies_serves_on_the_backups_address(hosts, key, tmp_path, pids_before):
+    """The server listened on the primary's address; that address died with its host, so the
+    backup re-creates the listener on its own, same port, with every acknowledged write."""
+    client = tmp_path / "client.py"
+    client.write_text(KV_CLIENT)
+    kv_port = PORT + 1
+    backup = hosts.backup(key)
+    primary = hosts.primary(key, sys.executable, REPO / "tft_lab" / "examples" / "kvserver.py",
+                            kv_port, "--host", ADDR_A)
+
+    def kv(ns, host, mode):
+        done = subprocess.run(["ip", "netns", "exec", ns, sys.executable, client, host, str(kv_port), mode, "5"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert kv(hosts.b, ADDR_A, "set") == ["OK"] * 5          # from the backup's host, over the link
+    for pid in subprocess.run(["ip", "netns", "pids", hosts.a], capture_output=True,
+                              text=True).stdout.split():
+        os.kill(int(pid), 9)                                  # the primary's host dies: all of it
+    primary.wait(10)
+    assert kv(hosts.b, ADDR_B, "get") == [f"value{i}" for i in range(5)]
+    code, out, err = finish(backup)
+    assert code == 0, err
+    assert f"listening again on 0.0.0.0:{kv_port}".encode() in err, err
+    reap_adopted_zombies()
+    assert_no_leftovers(pids_before)

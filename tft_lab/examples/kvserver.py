@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """kvserver.py -- a tft_lab example: a tiny in-memory key-value server.
 
-One process, one thread, one ``selectors`` loop; it listens on 127.0.0.1.
+One process, one thread, one ``selectors`` loop; it listens on 127.0.0.1 (``--host``
+to listen elsewhere).
 
-    usage: kvserver.py [PORT=7070] [--journal FILE]
+    usage: kvserver.py [PORT=7070] [--journal FILE] [--host ADDR]
 
 Protocol: one command per line, one reply line per command.
 
@@ -40,7 +41,8 @@ class Connection:
 
 
 class KVServer:
-    def __init__(self, port, journal=None):
+    def __init__(self, port, journal=None, host="127.0.0.1"):
+        self.host = host
         self.store = {}
         self.journal_fd = None
         if journal:
@@ -48,7 +50,7 @@ class KVServer:
         self.sel = selectors.DefaultSelector()
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", port))
+        self.listener.bind((host, port))
         self.listener.listen(16)
         self.listener.setblocking(False)
         self.sel.register(self.listener, selectors.EVENT_READ, None)
@@ -130,7 +132,7 @@ class KVServer:
             self.sel.modify(conn.sock, selectors.EVENT_READ, conn)
 
     def serve(self):
-        print(f"listening on 127.0.0.1:{self.port}", flush=True)
+        print(f"listening on {self.host}:{self.port}", flush=True)
         while self.running:
             for key, mask in self.sel.select():
                 if key.data is None:
@@ -162,8 +164,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="tiny in-memory key-value server (tft_lab example)")
     ap.add_argument("port", nargs="?", type=int, default=7070, help="TCP port on 127.0.0.1 (0: any free port)")
     ap.add_argument("--journal", metavar="FILE", help="append every SET to FILE")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     args = ap.parse_args(argv)
-    server = KVServer(args.port, args.journal)
+    server = KVServer(args.port, args.journal, args.host)
     signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve()
