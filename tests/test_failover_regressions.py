@@ -1,0 +1,172 @@
+"""Failover on everyday programs: the bugs real software found (issue 7), one test each.
+
+Each test runs a real program (bash, CPython's subprocess, a tiny C guest) under
+``tft run``, kills the primary at several points spread over the program's
+calls (``--fault primary@N``, N a fraction of a fault-free run's count), and
+checks what a user would: the bytes in the output file, the statuses the
+program saw, that tft came back at all.
+
+- an fd saved, redirected with ``dup2`` and restored (every shell redirect) is
+  rebuilt as the file it is *now*, at the offset its open file description has:
+  never NUL bytes, never the redirect's file;
+- ``exec 3>file`` in a shell, written by the shell and by its children: one
+  offset, shared, as in the kernel;
+- an inherited stdout opened for appending keeps what was there;
+- children started before the failover are waited for after it, with their
+  real status (CPython's ``subprocess``);
+- no run hangs (a stress loop, each try bounded);
+- a backup that diverges fails the run loudly: ``backup-lost``, exit status 3,
+  one message naming the seq.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tft_lab.testing import REPO, build_program, run_cli
+
+FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
+TRY_TIMEOUT = 60          # seconds: a try that takes longer has hung
+PY_SUBPROCS = str(REPO / "tests" / "programs" / "py_subprocs.py")
+
+
+def tft_run(argv, cwd, *, fault: str | None = None, stdout=None, timeout: float = TRY_TIMEOUT):
+    """``tft run [--fault F] -- argv`` in ``cwd``; stdout to the open file ``stdout`` (or captured).
+    Returns (CompletedProcess, the run's result JSON)."""
+    result = os.path.join(cwd, "result.json")
+    args = ["run", "--result-json", result] + (["--fault", fault] if fault else []) + ["--", *argv]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    p = subprocess.run([sys.executable, "-m", "tft_lab.cli", *args], cwd=cwd, env=env, timeout=timeout,
+                       stdout=stdout if stdout is not None else subprocess.PIPE, stderr=subprocess.PIPE)
+    with open(result) as f:
+        return p, json.load(f)
+
+
+def fault_points(argv, cwd) -> list[int]:
+    """Where to kill the primary: fractions of the calls of a fault-free run."""
+    p, res = tft_run(argv, cwd)
+    assert p.returncode == 0 and res["outcome"] == "completed", p.stderr
+    calls = res["primary"]["calls"]
+    return sorted({max(1, int(calls * f)) for f in FRACTIONS})
+
+
+def once_each(lines: list[str], want: list[str]) -> None:
+    """``lines`` are ``want`` in order, at most one of them twice in a row (the uncertain output)."""
+    distinct = [l for i, l in enumerate(lines) if i == 0 or l != lines[i - 1]]
+    assert distinct == want, lines
+    assert len(lines) - len(distinct) <= 1, f"more than one duplicated output: {lines}"
+
+
+def run_with_file_stdout(argv, tmp_path, fault, *, mode="wb", before=b""):
+    out = tmp_path / "out.txt"
+    out.write_bytes(before)
+    with open(out, "ab" if mode == "ab" else "wb") as f:
+        p, res = tft_run(argv, str(tmp_path), fault=fault, stdout=f)
+    return p, res, out.read_bytes()
+
+
+# -- class 5: the fd table follows dup/dup2/F_DUPFD/close, offsets per open file description -------
+
+REDIRECT_RESTORED = ["bash", "-c", "echo hello >/dev/null; /bin/echo one; /bin/echo two"]
+
+
+def test_an_fd_restored_after_a_redirect_is_rebuilt_as_the_file_it_is_now(tmp_path):
+    for n in fault_points(REDIRECT_RESTORED, str(tmp_path)):
+        p, res, data = run_with_file_stdout(REDIRECT_RESTORED, tmp_path, f"primary@{n}")
+        assert p.returncode == 0, (n, p.stderr)
+        assert b"\0" not in data, f"primary@{n}: NUL bytes in the output file: {data!r}"
+        once_each(data.decode().splitlines(), ["one", "two"])
+
+
+EXEC_FD3 = ["bash", "-c", "exec 3>f.txt; echo a >&3; (echo b >&3); /bin/echo c >&3; echo d >&3; "
+                          "exec 3>&-; /bin/echo done"]
+
+
+def test_exec_3_to_a_file_shares_one_offset_between_the_shell_and_its_children(tmp_path):
+    for n in fault_points(EXEC_FD3, str(tmp_path)):
+        p, res, data = run_with_file_stdout(EXEC_FD3, tmp_path, f"primary@{n}")
+        assert p.returncode == 0, (n, p.stderr)
+        f = (tmp_path / "f.txt").read_bytes()
+        assert b"\0" not in f, f"primary@{n}: NUL bytes in f.txt: {f!r}"
+        once_each(f.decode().splitlines(), ["a", "b", "c", "d"])
+        once_each(data.decode().splitlines(), ["done"])
+
+
+APPENDED = ["bash", "-c", "/bin/echo one; echo two; /bin/echo three"]
+
+
+def test_an_inherited_stdout_opened_for_appending_keeps_what_was_there(tmp_path):
+    for n in fault_points(APPENDED, str(tmp_path)):
+        p, res, data = run_with_file_stdout(APPENDED, tmp_path, f"primary@{n}", mode="ab", before=b"before\n")
+        assert p.returncode == 0, (n, p.stderr)
+        assert b"\0" not in data
+        once_each(data.decode().splitlines(), ["before", "one", "two", "three"])
+
+
+# -- class 6: children started before the failover are waitable after it -------------------------
+
+def test_children_started_before_a_failover_are_waited_for_with_their_status(tmp_path):
+    argv = [sys.executable, PY_SUBPROCS, "2"]
+    want = subprocess.run(argv, stdout=subprocess.PIPE, check=True).stdout.decode().splitlines()
+    # Spread over the whole run, plus a dense stretch near its end, where the last children
+    # run: a kill between a child's start and its parent's wait is what used to lose it.
+    points = fault_points(argv, str(tmp_path))
+    last = points[-1]
+    for n in points + list(range(last, last + 100, 12)):
+        p, res = tft_run(argv, str(tmp_path), fault=f"primary@{n}")
+        assert p.returncode == 0, (n, p.stderr)
+        once_each(p.stdout.decode().splitlines(), want)
+
+
+# -- class 7: no hang after a failover (stress, every try bounded) -------------------------------
+
+STRESS_TRIES = int(os.environ.get("TFT_STRESS_TRIES", "12"))
+
+
+def test_failovers_amid_subprocesses_and_pipes_never_hang(tmp_path):
+    """Subprocesses through pipes (CPython) and command substitutions (bash), the primary killed
+    at points spread over the run: every try must finish, right, within TRY_TIMEOUT."""
+    programs = [
+        [sys.executable, PY_SUBPROCS, "1"],
+        ["bash", "-c", 'for i in 1 2 3; do x=$(echo in $i); y=$(/bin/echo "$x" | cat); echo "got $y"; done'],
+    ]
+    hangs, wrong, tries = [], [], 0
+    for argv in programs:
+        want = subprocess.run(argv, stdout=subprocess.PIPE, check=True).stdout.decode().splitlines()
+        p, res = tft_run(argv, str(tmp_path))
+        calls = res["primary"]["calls"]
+        per = max(1, STRESS_TRIES // len(programs))
+        for k in range(per):
+            n = 1 + (calls * (2 * k + 1)) // (2 * per)
+            tries += 1
+            t0 = time.monotonic()
+            try:
+                p, res = tft_run(argv, str(tmp_path), fault=f"primary@{n}")
+            except subprocess.TimeoutExpired:
+                hangs.append((argv[-1], n))
+                continue
+            try:
+                assert p.returncode == 0
+                once_each(p.stdout.decode().splitlines(), want)
+            except AssertionError:
+                wrong.append((argv[-1], n, p.returncode, p.stdout[-200:], time.monotonic() - t0))
+    assert not hangs, f"{len(hangs)} of {tries} tries hung: {hangs}"
+    assert not wrong, f"{len(wrong)} of {tries} tries went wrong: {wrong}"
+
+
+# -- a backup that diverges fails the run, loudly ------------------------------------------------
+
+def test_a_diverged_backup_fails_the_run_and_says_where(tmp_path):
+    p, res = tft_run([str(build_program("racy_shared"))], str(tmp_path))
+    assert res["outcome"] == "backup-lost", res
+    assert p.returncode == 3, p.stderr
+    assert p.stdout.count(b"decisions=") == 1          # the primary's output, once
+    last = p.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("tft: redundancy lost: the backup diverged at seq "), last
+    assert "ALONE" in last and "exit status 3" in last
+    assert res["redundancy_lost"].startswith("the backup diverged at seq ")
