@@ -110,17 +110,57 @@ def test_an_inherited_stdout_opened_for_appending_keeps_what_was_there(tmp_path)
 
 # -- class 6: children started before the failover are waitable after it -------------------------
 
+WAITED = """
+import subprocess
+for i in range(3):
+    r = subprocess.run(["/bin/sh", "-c", f"echo child {i}; /bin/true; exit {5 + i}"])
+    print(f"rc={r.returncode}", flush=True)
+"""
+
+
 def test_children_started_before_a_failover_are_waited_for_with_their_status(tmp_path):
-    argv = [sys.executable, PY_SUBPROCS, "2"]
-    want = subprocess.run(argv, stdout=subprocess.PIPE, check=True).stdout.decode().splitlines()
-    # Spread over the whole run, plus a dense stretch near its end, where the last children
-    # run: a kill between a child's start and its parent's wait is what used to lose it.
-    points = fault_points(argv, str(tmp_path))
-    last = points[-1]
-    for n in points + list(range(last, last + 100, 12)):
+    """A kill between a child's first output and its parent's wait used to leave the parent,
+    live, waiting for a pid its kernel did not know: ECHILD, and CPython reports rc 0."""
+    argv = [sys.executable, "-c", WAITED]
+    want = ["child 0", "rc=5", "child 1", "rc=6", "child 2", "rc=7"]
+    p, res = tft_run(argv, str(tmp_path))
+    calls = res["primary"]["calls"]
+    start = calls * 9 // 10       # CPython's start-up is most of the run: the children come last
+    for n in range(start, calls + 10, max(1, (calls - start) // 20)):
         p, res = tft_run(argv, str(tmp_path), fault=f"primary@{n}")
         assert p.returncode == 0, (n, p.stderr)
         once_each(p.stdout.decode().splitlines(), want)
+
+
+def test_tar_with_gzip_after_a_failover_waits_for_gzip_and_the_archive_is_whole(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for i in range(1, 21):
+        (src / f"f{i}.txt").write_text("".join(f"{k}\n" for k in range(i, 1000)))
+    (src / "sub" / "note").write_text("a file in a subdirectory\n")
+    argv = ["bash", "-c", "tar czf a.tgz src && tar tzf a.tgz | sort | head -3"]
+    for n in fault_points(argv, str(tmp_path)):
+        (tmp_path / "a.tgz").unlink(missing_ok=True)
+        p, res = tft_run(argv, str(tmp_path), fault=f"primary@{n}")
+        assert p.returncode == 0, (n, p.stderr)
+        assert b"Cannot waitpid" not in p.stderr
+        once_each(p.stdout.decode().splitlines(), ["src/", "src/f1.txt", "src/f10.txt"])
+        out = tmp_path / f"x{n}"
+        out.mkdir()
+        subprocess.run(["tar", "xzf", str(tmp_path / "a.tgz"), "-C", str(out)], check=True)
+        assert subprocess.run(["diff", "-r", str(src), str(out / "src")]).returncode == 0, f"primary@{n}"
+
+
+def test_make_with_gcc_after_a_failover_builds_a_working_program(tmp_path):
+    (tmp_path / "hello.c").write_text('#include <stdio.h>\nint main(void) { puts("hello from make"); return 0; }\n')
+    (tmp_path / "Makefile").write_text("hello: hello.c\n\tgcc -O0 -o hello hello.c\n")
+    argv = ["bash", "-c", "make -s && ./hello"]
+    for n in fault_points(argv, str(tmp_path)):
+        (tmp_path / "hello").unlink(missing_ok=True)
+        p, res = tft_run(argv, str(tmp_path), fault=f"primary@{n}", timeout=2 * TRY_TIMEOUT)
+        assert p.returncode == 0, (n, p.stderr)
+        assert b"No child processes" not in p.stderr
+        once_each(p.stdout.decode().splitlines(), ["hello from make"])
 
 
 # -- class 7: no hang after a failover (stress, every try bounded) -------------------------------
@@ -130,9 +170,14 @@ STRESS_TRIES = int(os.environ.get("TFT_STRESS_TRIES", "12"))
 
 def test_failovers_amid_subprocesses_and_pipes_never_hang(tmp_path):
     """Subprocesses through pipes (CPython) and command substitutions (bash), the primary killed
-    at points spread over the run: every try must finish, right, within TRY_TIMEOUT."""
+    at points spread over the run: every try must finish, right, within TRY_TIMEOUT.  A hang
+    was the backup's live shell waiting for a child while the zombies of children the primary
+    had already reaped were handed to it instead (and its live children rebuilt from a stale
+    fd table)."""
     programs = [
-        [sys.executable, PY_SUBPROCS, "1"],
+        # "python3" as a user types it: where it is a shell-script shim (pyenv), the failover
+        # lands in nested command substitutions; this hung in 3 of 59 tries, then in all.
+        ["python3", PY_SUBPROCS, "1"],
         ["bash", "-c", 'for i in 1 2 3; do x=$(echo in $i); y=$(/bin/echo "$x" | cat); echo "got $y"; done'],
     ]
     hangs, wrong, tries = [], [], 0

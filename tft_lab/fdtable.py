@@ -27,6 +27,7 @@ F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC, FD_CLOEXEC = 0, 1,
 #: Status flags F_SETFL may change (O_APPEND O_ASYNC O_DIRECT O_NOATIME O_NONBLOCK).
 SETFL_MASK = 0o2000 | 0o20000 | 0o40000 | 0o1000000 | 0o4000
 CLOSE_RANGE_CLOEXEC = 1 << 2
+AT_FDCWD = -100
 
 
 @dataclass(eq=False)
@@ -110,6 +111,12 @@ def after_exec(fds: dict[int, Fd]) -> None:
         del fds[fd]
 
 
+def _s32(v: int) -> int:
+    """A dirfd as the kernel reads it (AT_FDCWD is -100, 0xffffff9c in a 32-bit view)."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
 def _dup_to(fds: dict[int, Fd], src: int, dst: int, cloexec: bool) -> None:
     info = fds.get(src)
     # An fd we know nothing of (inherited beyond 0-2, say): a new "other", never a guess.
@@ -134,6 +141,10 @@ def update(task, call, res: int, standin: bool) -> None:
     if name in ("open", "openat", "creat"):
         path_arg, flags = open_call(call)
         path = task.mem.read_cstring(a[path_arg]).decode(errors="surrogateescape")
+        dirfd = _s32(a[0]) if name == "openat" else AT_FDCWD
+        if not path.startswith("/") and dirfd != AT_FDCWD and dirfd in fds and fds[dirfd].path:
+            # Relative to a directory fd: going live reopens it by path, from the cwd.
+            path = os.path.join(fds[dirfd].path, path)
         fds[res] = Fd("file", standin=standin, path=path, flags=flags, cloexec=bool(flags & O_CLOEXEC))
     elif name == "dup":
         _dup_to(fds, a[0], res, False)
