@@ -12,8 +12,14 @@ backup replays what it received and then *goes live* (DESIGN.md §5):
   backup's address), with their socket options, and re-registered in epoll;
 - connections that lived in the dead kernel become reset: reads and writes on
   them fail with ECONNRESET;
-- pids stay virtual: getpid() still answers the primary's pid, and kill/wait
-  translate;
+- every fd that shared an open file description on the primary (dup'ed, or
+  inherited across fork) shares the one rebuilt object: one offset, as before;
+- pids stay virtual: getpid() still answers the primary's pid; the pids the
+  program passes (wait4, waitid, kill, tgkill, setpgid, getpgid, getsid) are
+  translated to the backup's, and those the kernel returns back.  While
+  replaying, a wait that reaped a child on the primary reaps the same child
+  here for real, so after going live every child the program knows of is
+  waitable, with its real status, and no other is;
 - the one output the primary announced but never confirmed runs again (the
   backup simply has no record of it): at most one duplicate per failover.
 """
