@@ -87,7 +87,7 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
             if policy.failed_program:
                 result.update(outcome="failed-program", error="the primary's program was killed from outside")
                 if sender is not None:
-                    sender_abort(sender)
+                    sender.abort()   # to the backup, the primary failed
             else:
                 result.update(outcome="completed", status=status)
                 if sender is not None and sink.sender is not None:
@@ -116,19 +116,6 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
     finally:
         _write_result(result_path, result)
     return result["status"] if result["outcome"] == "completed" else 1
-
-
-def sender_abort(sender) -> None:
-    """Drop the connection without a clean close: to the backup, the primary failed."""
-    link = getattr(sender, "_link", None)
-    sock = getattr(link, "sock", None)
-    if sock is not None:
-        try:
-            import socket
-
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) -> int:
