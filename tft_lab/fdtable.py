@@ -71,7 +71,7 @@ def update(task, call, res: int, standin: bool) -> None:
     fds = task.fds
     a = call.args
     name = call.name
-    if name in ("open", "openat", "creat"):
+    if call.entry is not None and call.entry.opens:
         path_arg, flags = open_call(call)
         path = task.mem.read_cstring(a[path_arg]).decode(errors="surrogateescape")
         fds[res] = Fd("file", standin=standin, path=path, flags=flags, cloexec=bool(flags & O_CLOEXEC))

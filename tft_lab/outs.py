@@ -89,13 +89,13 @@ def _msghdr(task: Task, addr: int, res: int) -> list[tuple[int, bytes]]:
 
 def gather(task: Task, call: Call, count: int) -> bytes:
     """The bytes an output call (write, writev, pwrite, send) hands to the kernel, up to ``count``."""
-    name = call.name
+    how = call.entry.writes if call.entry is not None else ""
     a = call.args
-    if name in ("write", "pwrite64", "sendto"):
+    if how == "buf":
         return task.read(a[1], min(count, a[2]))
-    if name in ("writev", "pwritev", "pwritev2"):
+    if how == "iov":
         return b"".join(data for _, data in _iov(task, a[1], a[2], count))
-    if name == "sendmsg":
+    if how == "msghdr":
         raw = task.read(a[1], 56)
         _n, _nl, iov, iovlen, *_ = struct.unpack("<QI4xQQQQi4x", raw)
         return b"".join(data for _, data in _iov(task, iov, iovlen, count))

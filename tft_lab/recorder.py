@@ -22,14 +22,7 @@ PR_SET_TSC = 26
 SIGRTMIN = 32
 ARCH_SET_CPUID = 0x1012
 EPIPE = errno.EPIPE
-_KILL_CALLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo")
-#: Calls that may wait for a long time: held-back signals are delivered before them, or a
-#: program that waits for input would not see a signal that arrived while it computed.
-BLOCKING_CALLS = frozenset(("read", "readv", "recvfrom", "recvmsg", "accept", "accept4", "poll", "ppoll",
-                            "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2", "wait4",
-                            "waitid", "nanosleep", "clock_nanosleep", "pause", "rt_sigsuspend",
-                            "rt_sigtimedwait", "connect"))
-_WRITE_CALLS = ("write", "writev", "pwrite64", "pwritev", "pwritev2", "sendto", "sendmsg", "sendfile")
+
 
 
 def file_sha256(path: str) -> str:
@@ -82,7 +75,7 @@ class Recorder(Policy):
 
     def on_exec(self, task: Task, at_random: int | None) -> None:
         call = task.call
-        if call is not None and call.name in ("execve", "execveat"):
+        if call is not None and call.entry is not None and call.entry.execs:
             call.result = 0
             self.on_exit(task, call)   # logged now, so its record precedes the exec record
             call.note = "logged"
@@ -108,7 +101,7 @@ class Recorder(Policy):
             task.emulate(-errno.ENOSYS)
             call.action = "failed"
             return
-        if task.pending and call.name in BLOCKING_CALLS and task.policy_state.get("before_seq") != call.seq:
+        if task.pending and entry is not None and entry.blocks and task.policy_state.get("before_seq") != call.seq:
             task.policy_state["before_seq"] = call.seq   # one such delivery point per call
             self._deliver_pending(task, mode="before")
             task.rewind()
@@ -116,11 +109,11 @@ class Recorder(Policy):
         if entry is not None and entry.cls == "output":
             self.oseq += 1
             call.oseq = self.oseq
-        if call.name in _KILL_CALLS:
+        if entry is not None and entry.kills:
             target = call.args[0] if call.name != "tgkill" else call.args[1]
             if signed(target) in (0, task.pid) or (call.name == "tgkill" and call.args[0] == task.pid):
                 task.expect_self_signal = True
-        task.run(to_exit=call.name not in ("exit", "exit_group"))  # those never return
+        task.run(to_exit=not (entry is not None and entry.noreturn))
         call.action = "logged"
 
     def on_exit(self, task: Task, call: Call) -> None:
@@ -128,7 +121,7 @@ class Recorder(Policy):
             return
         res = signed(call.result)
         call.result = res
-        if call.name in _WRITE_CALLS and res == -EPIPE:
+        if res == -EPIPE and call.entry is not None and call.entry.writes:
             task.expect_self_signal = True  # SIGPIPE follows, raised by the kernel for this write
         outs = capture(task, call) if call.cls != "local" or call.entry and call.entry.outs else []
         fields = {"t": "sys", "pid": task.vpid, "seq": call.seq, "nr": call.nr,

@@ -26,7 +26,6 @@ O_ACCMODE, O_CREAT, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o1000, 0o2000, 0
 AT_FDCWD = -100
 NR_OPENAT = TABLE["openat"].x64
 _WAIT_FOR_SIGNAL = ("pause", "rt_sigsuspend")   # re-run for real with the signal already pending
-_OPEN_CALLS = ("open", "openat", "creat")
 
 
 class Stream:
@@ -119,7 +118,7 @@ class Replayer(Policy):
                 pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
         want = rec["args"]
         got = list(call.args[:len(want)])
-        if want != got and call.name not in ("execve", "execveat"):
+        if want != got and not (call.entry is not None and call.entry.execs):
             raise DivergenceError(
                 f"replay diverged: {call.name} arguments differ: log ({_fmt(want)}), program ({_fmt(got)})",
                 pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
@@ -156,7 +155,7 @@ class Replayer(Policy):
                 task.skip_to_exit()
             call.action = "emulated"
             return
-        if cls in ("input", "identity") and call.name not in ("fork", "vfork", "clone", "clone3"):
+        if cls in ("input", "identity") and not entry.forks:
             task.emulate(res, outs)
             return
         if cls == "output":
@@ -177,11 +176,11 @@ class Replayer(Policy):
             self.resource(task, call, res, outs)
             return
         # local (and fork/clone): run for real; checked or overridden at the exit
-        if call.name in ("execve", "execveat") and res < 0:
+        if entry is not None and entry.execs and res < 0:
             task.emulate(res)
             return
         call.action = "ran"
-        task.run(to_exit=call.name not in ("exit", "exit_group"))
+        task.run(to_exit=not (entry is not None and entry.noreturn))
 
     def output_turn(self, oseq: int | None) -> bool:
         """Outputs are replayed in the primary's order (its oseq), whichever process makes them."""
@@ -189,7 +188,7 @@ class Replayer(Policy):
 
     def perform_output(self, task: Task, call: Call, res: int) -> None:
         """Writes to the inherited stdout/stderr are the replay's visible output."""
-        if res <= 0 or call.name not in ("write", "writev", "pwrite64", "pwritev", "pwritev2"):
+        if res <= 0 or call.entry is None or not call.entry.writes:
             return
         info = task.fds.get(call.args[0])
         fd = self.out_fds.get(info.kind) if info else None
@@ -202,10 +201,10 @@ class Replayer(Policy):
 
     def resource(self, task: Task, call: Call, res: int, outs) -> None:
         name = call.name
-        if res < 0 or not (call.entry.creates_fd or name in _OPEN_CALLS):
+        if res < 0 or not call.entry.creates_fd:
             task.emulate(res, outs)  # bind, listen, connect... and every failed one
             return
-        if name in _OPEN_CALLS:
+        if call.entry.opens:
             path_arg, flags = fdtable.open_call(call)
             if flags & O_ACCMODE == 0 and not flags & (O_CREAT | O_TRUNC) and self._exists(task, call, path_arg):
                 call.action = "ran"
@@ -247,7 +246,7 @@ class Replayer(Policy):
                 task.set_result(want, restart_nr=call.nr)
             call.result = want
             return
-        if call.action == "standin" or call.name in ("fork", "vfork", "clone", "clone3"):
+        if call.action == "standin" or (call.entry is not None and call.entry.forks):
             if call.action == "standin" and got != want:
                 raise DivergenceError(f"stand-in for {call.name} got fd {got}, the primary's was {want}: "
                                       "the replicas' fd tables differ", syscall=call.name)
@@ -260,7 +259,7 @@ class Replayer(Policy):
                     task.write(addr, data)
                 task.set_result(want)
                 call.result = want
-            elif call.name in _OPEN_CALLS and got < 0 <= want:
+            elif call.entry.opens and got < 0 <= want:
                 # The file was there when we looked and gone when we opened it (the primary,
                 # ahead of us, removed it): open a stand-in instead, as for a file it wrote.
                 _, flags = fdtable.open_call(call)
