@@ -88,7 +88,7 @@ def test_the_facts_policies_act_on_are_consistent_rows_of_the_table():
         if s.writes:
             assert s.cls == "output" and s.fd_arg is not None, s
             assert s.writes in ("buf", "iov", "msghdr", "fd"), s
-        assert (s.src_arg is not None) == (s.writes == "fd"), s
+        assert (s.src_arg is not None) == (s.writes == "fd") == (s.count_arg is not None), s
         if s.path is not None:
             dirfd, path = s.path
             assert 0 <= path < 6 and (dirfd is None or 0 <= dirfd < 6), s
@@ -97,7 +97,7 @@ def test_the_facts_policies_act_on_are_consistent_rows_of_the_table():
     assert {n for n, s in TABLE.items() if s.forks} == {"fork", "vfork", "clone", "clone3"}
     # every call that moves bytes to an output is an output call that says where its bytes are
     for name in ("write", "writev", "pwrite64", "pwritev", "pwritev2", "sendto", "sendmsg",
-                 "sendfile", "copy_file_range"):
+                 "sendfile", "copy_file_range", "splice", "tee"):
         assert TABLE[name].writes, name
 
 

@@ -16,7 +16,8 @@ import time
 from . import log as _log
 from ._backend.ptrace import SigInfo
 from .engine import Call, Engine, Policy, Task, find_program, signed
-from .outs import capture
+from .errors import TracingError
+from .outs import MAX_MOVED, MOVED, capture, move_plan, moved
 
 PR_SET_TSC = 26
 SIGRTMIN = 32
@@ -50,6 +51,7 @@ class Recorder(Policy):
     def __init__(self, sink):
         self.sink = sink
         self.oseq = 0
+        self.shown: set[tuple[int, int]] = set()   # (dev, ino) of the stdout/stderr a replay shows
 
     def emit(self, fields: dict, blobs=()) -> None:
         self.sink.write(fields, list(blobs))
@@ -61,6 +63,9 @@ class Recorder(Policy):
         for fd in (0, 1, 2):
             try:
                 fds[str(fd)] = os.readlink(f"/proc/self/fd/{fd}")
+                if fd:
+                    st = os.fstat(fd)
+                    self.shown.add((st.st_dev, st.st_ino))
             except OSError:
                 fds[str(fd)] = "closed"
         self.emit({"t": "header", "version": _log.VERSION, "argv": engine.argv, "env": engine.env,
@@ -106,6 +111,21 @@ class Recorder(Policy):
             self._deliver_pending(task, mode="before")
             task.rewind()
             return
+        if entry is not None and entry.writes == "fd":
+            # Bytes moved from another fd: the replay has no copy of them in memory, so they
+            # are logged where the replay shows them; where they cannot be, the program is told
+            # EINVAL (coreutils and CPython then fall back to read and write).
+            plan = move_plan(task, call, self.shown)
+            if plan == "refuse":
+                task.emulate(-errno.EINVAL)
+                return
+            if plan == "log":
+                call.note = "moved"
+                length = entry.count_arg
+                if call.args[length] > MAX_MOVED:   # one log record holds it: a short move
+                    args = list(call.args)
+                    args[length] = MAX_MOVED
+                    task.redirect(call.nr, tuple(args))
         if entry is not None and entry.cls == "output":
             self.oseq += 1
             call.oseq = self.oseq
@@ -124,6 +144,15 @@ class Recorder(Policy):
         if res == -EPIPE and call.entry is not None and call.entry.writes:
             task.expect_self_signal = True  # SIGPIPE follows, raised by the kernel for this write
         outs = capture(task, call) if call.cls != "local" or call.entry and call.entry.outs else []
+        if call.note == "moved":
+            if call.saved_args is not None:
+                task.set_result(res)   # the length was clamped: the program's arguments back
+            data = moved(task, call, res) if res > 0 else b""
+            if data is None:
+                raise TracingError(f"{call.name} moved {res} bytes that could not be read back for the log",
+                                   pid=task.vpid, seq=call.seq, syscall=call.name)
+            if data:
+                outs.append((MOVED, data))
         fields = {"t": "sys", "pid": task.vpid, "seq": call.seq, "nr": call.nr,
                   "args": list(call.args[: call.entry.nargs if call.entry else 6]), "res": res,
                   "addrs": [a for a, _ in outs]}

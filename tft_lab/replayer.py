@@ -18,13 +18,14 @@ from . import fdtable
 from . import log as _log
 from .engine import Call, Engine, Policy, Task, signed
 from .errors import DivergenceError, LogError
-from .outs import gather
+from .outs import MOVED, gather
 from .recorder import file_sha256, refused_by_determinism
 from .syscalls import RESTART_CODES, name_of, TABLE
 
 O_ACCMODE, O_CREAT, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o1000, 0o2000, 0o2000000
-AT_FDCWD = -100
+AT_FDCWD = fdtable.AT_FDCWD
 NR_OPENAT = TABLE["openat"].x64
+NR_CHDIR = TABLE["chdir"].x64
 _WAIT_FOR_SIGNAL = ("pause", "rt_sigsuspend")   # re-run for real with the signal already pending
 
 
@@ -86,6 +87,7 @@ class Replayer(Policy):
     def on_start(self, engine: Engine) -> None:
         self.engine = engine
         engine.root.vpid = self.header["pid"]
+        fdtable.set_cwd(engine.root.fds, self.header["cwd"])
 
     def on_exec(self, task: Task, at_random: int | None) -> None:
         rec = self.peek(task)
@@ -165,7 +167,7 @@ class Replayer(Policy):
                 task.park()
                 return
             self.perform_output(task, call, res)
-            task.emulate(res)
+            task.emulate(res, [(a, d) for a, d in outs if a != MOVED])   # offsets a move updated
             if oseq is not None and oseq >= self.next_oseq:
                 self.next_oseq = oseq + 1
                 waiting = self.parked.pop(self.next_oseq, None)
@@ -174,6 +176,9 @@ class Replayer(Policy):
             return
         if cls == "resource":
             self.resource(task, call, res, outs)
+            return
+        if entry is not None and entry.chdir:
+            self.change_dir(task, call, res)
             return
         # local (and fork/clone): run for real; checked or overridden at the exit
         if entry is not None and entry.execs and res < 0:
@@ -187,14 +192,19 @@ class Replayer(Policy):
         return oseq is None or oseq == self.next_oseq
 
     def perform_output(self, task: Task, call: Call, res: int) -> None:
-        """Writes to the inherited stdout/stderr are the replay's visible output."""
+        """Writes to the inherited stdout/stderr are the replay's visible output (whatever the call
+        that moved them: the table's ``writes`` fact says where its bytes are)."""
         if res <= 0 or call.entry is None or not call.entry.writes:
             return
-        info = task.fds.get(call.args[0])
+        info = task.fds.get(call.args[call.entry.fd_arg])
         fd = self.out_fds.get(info.kind) if info else None
         if fd is None:
             return
         data = gather(task, call, res)
+        if len(data) != res:
+            # Never a silent wrong replay: bytes the program put on its output are not in the log.
+            raise DivergenceError(f"replay cannot show the {res} bytes {call.name} moved to {info.kind}: "
+                                  "the log does not have them", pid=task.vpid, seq=call.seq, syscall=call.name)
         while data:
             n = os.write(fd, data)
             data = data[n:]
@@ -206,9 +216,19 @@ class Replayer(Policy):
             return
         if call.entry.opens:
             path_arg, flags = fdtable.open_call(call)
-            if flags & O_ACCMODE == 0 and not flags & (O_CREAT | O_TRUNC) and self._exists(task, call, path_arg):
+            where = fdtable.resolve_call(task, call)
+            if flags & O_ACCMODE == 0 and not flags & (O_CREAT | O_TRUNC) and self._exists(task, call, path_arg, where):
+                # Read-only and present here: the real file (ld.so mmaps it), or directory (so
+                # that a backup going live has it).  A relative path is resolved against the
+                # recorded directories, not this process's own working directory.
                 call.action = "ran"
-                task.run(to_exit=True)   # read-only and present here: the real file (ld.so mmaps it)
+                raw = task.mem.read_cstring(call.args[path_arg])
+                if where is not None and not raw.startswith(b"/"):
+                    mode = call.args[path_arg + 2]     # open(path, flags, mode), openat(at, path, flags, mode)
+                    task.redirect(NR_OPENAT, (AT_FDCWD, task.scratch(where.encode(errors="surrogateescape") + b"\0"),
+                                              flags, mode))
+                else:
+                    task.run(to_exit=True)
                 return
             cloexec = flags & O_CLOEXEC
         else:
@@ -221,19 +241,44 @@ class Replayer(Policy):
         call.action = "standin"
 
     @staticmethod
-    def _exists(task: Task, call: Call, path_arg: int) -> bool:
-        raw = task.mem.read_cstring(call.args[path_arg])
-        path = raw.decode(errors="surrogateescape")
-        if not path.startswith("/"):
-            base = f"/proc/{task.pid}/cwd"
-            if call.name == "openat" and signed(call.args[0]) != AT_FDCWD:
-                base = f"/proc/{task.pid}/fd/{signed(call.args[0])}"
-            path = os.path.join(base, path)
+    def _exists(task: Task, call: Call, path_arg: int, where: str | None) -> bool:
+        path = where
+        if path is None:   # relative to a directory we know nothing of: ask the kernel's view
+            path = task.mem.read_cstring(call.args[path_arg]).decode(errors="surrogateescape")
+            if not path.startswith("/"):
+                base = f"/proc/{task.pid}/cwd"
+                at = fdtable.dirfd(call.args[0]) if call.name == "openat" else AT_FDCWD
+                if at != AT_FDCWD:
+                    base = f"/proc/{task.pid}/fd/{at}"
+                path = os.path.join(base, path)
         try:
             st = os.stat(path)
         except OSError:
             return False
         return stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISCHR(st.st_mode)
+
+    def change_dir(self, task: Task, call: Call, res: int) -> None:
+        """chdir/fchdir: the working directory becomes the primary's (kept in the fd table), and
+        this process's own follows it where that directory exists here (a backup that goes live
+        needs it); where it does not (the program made it, and its mkdir is an output, skipped
+        here), paths are still resolved against the recorded one.  The result is the primary's."""
+        if res < 0:
+            task.emulate(res)
+            return
+        call.action = "ran"
+        info = task.fds.get(call.args[0]) if call.name == "fchdir" else None
+        if info is not None and info.standin and info.path.startswith("/"):
+            target = info.path     # a stand-in cannot be entered: go by the path it stands for
+        elif call.name == "chdir":
+            target = fdtable.resolve_call(task, call)
+        else:
+            target = None          # a real directory fd: fchdir it for real
+        if target is not None and os.path.isdir(target):
+            task.redirect(NR_CHDIR, (task.scratch(target.encode(errors="surrogateescape") + b"\0"),))
+        elif target is not None:
+            task.emulate(res)      # not here: the recorded directory alone is the working directory
+        else:
+            task.run(to_exit=True)
 
     def on_exit(self, task: Task, call: Call) -> None:
         rec = call.rec
@@ -269,6 +314,8 @@ class Replayer(Policy):
             elif got != want:
                 raise DivergenceError(f"replay diverged: {call.name} returned {got} here, {want} on the primary",
                                       pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
+            elif call.saved_args is not None:
+                task.set_result(got)   # it was redirected (an absolute path): restore its arguments
             call.result = got
         else:
             call.result = want

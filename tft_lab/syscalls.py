@@ -70,6 +70,8 @@ class Syscall:
     copy of them, so the primary logs them where the replay shows the destination)."""
     src_arg: int | None = None
     """For ``writes="fd"``: the argument that is the source file descriptor."""
+    count_arg: int | None = None
+    """For ``writes="fd"``: the argument that is the number of bytes to move."""
     kills: bool = False
     """Sends a signal (argument 0 is the target; for ``tgkill`` argument 1)."""
     opens: bool = False
@@ -129,8 +131,9 @@ TABLE: dict[str, Syscall] = _t(
     S("execveat", 322, "local", nargs=5, execs=True, path=(0, 1)),
     S("exit", 60, "local", nargs=1, noreturn=True),
     S("exit_group", 231, "local", nargs=1, noreturn=True),
-    S("chdir", 80, "local", nargs=1, chdir=True, path=(None, 0)),
-    S("fchdir", 81, "local", fd_arg=0, nargs=1, chdir=True),
+    # the working directory is the primary's (recorded): run where it exists, its answer
+    S("chdir", 80, "local", check=False, nargs=1, chdir=True, path=(None, 0)),
+    S("fchdir", 81, "local", fd_arg=0, check=False, nargs=1, chdir=True),
     S("umask", 95, "local", nargs=1),
     S("setpgid", 109, "local", check=False, nargs=0),     # pids differ: run, take the primary's answer
     S("setsid", 112, "local", check=False, nargs=0),
@@ -156,10 +159,6 @@ TABLE: dict[str, Syscall] = _t(
     S("set_robust_list", 273, "local", trap=False),
     S("rseq", 334, "local", trap=False),
     S("sched_yield", 24, "local", trap=False),
-    S("getuid", 102, "local", trap=False),
-    S("geteuid", 107, "local", trap=False),
-    S("getgid", 104, "local", trap=False),
-    S("getegid", 108, "local", trap=False),
 
     # --- input: answers from outside the address space ---------------------------------------
     S("read", 0, "input", outs=((1, "ret"),), fd_arg=0, nargs=3, blocks=True, resets=True),
@@ -238,6 +237,15 @@ TABLE: dict[str, Syscall] = _t(
     S("getpgrp", 111, "identity", nargs=0),
     S("getpgid", 121, "identity", nargs=0),
     S("getsid", 124, "identity", nargs=0),
+    # user and group ids: a user namespace's maps are written through files (outputs, skipped
+    # by the replay), so what the kernel answers is the primary's to say
+    S("getuid", 102, "identity", nargs=0),
+    S("geteuid", 107, "identity", nargs=0),
+    S("getgid", 104, "identity", nargs=0),
+    S("getegid", 108, "identity", nargs=0),
+    S("getresuid", 118, "identity", outs=((0, "4"), (1, "4"), (2, "4")), nargs=0),
+    S("getresgid", 120, "identity", outs=((0, "4"), (1, "4"), (2, "4")), nargs=0),
+    S("getgroups", 115, "identity", outs=((1, "ret*4"),), nargs=1),
     S("fork", 57, "identity", nargs=0, forks=True),         # runs on both; the child's pid is the primary's
     S("vfork", 58, "identity", nargs=0, forks=True),
     S("clone", 56, "identity", nargs=1, forks=True),
@@ -251,7 +259,8 @@ TABLE: dict[str, Syscall] = _t(
     S("pwritev2", 328, "output", fd_arg=0, nargs=5, writes="iov"),
     S("sendto", 44, "output", fd_arg=0, nargs=3, writes="buf", resets=True),
     S("sendmsg", 46, "output", fd_arg=0, nargs=3, writes="msghdr", resets=True),
-    S("sendfile", 40, "output", fd_arg=0, nargs=4, writes="fd", src_arg=1, resets=True),
+    S("sendfile", 40, "output", outs=((2, "8"),), fd_arg=0, nargs=4, writes="fd", src_arg=1, count_arg=3,
+      resets=True),
     S("kill", 62, "output", nargs=0, kills=True),             # the signal is replayed from the target's own log
     S("tkill", 200, "output", nargs=0, kills=True),
     S("tgkill", 234, "output", nargs=0, kills=True),
@@ -294,7 +303,15 @@ TABLE: dict[str, Syscall] = _t(
     S("fremovexattr", 199, "output", fd_arg=0, nargs=2),
     S("sync", 162, "output", nargs=0),
     S("syncfs", 306, "output", fd_arg=0, nargs=1),
-    S("copy_file_range", 326, "output", fd_arg=2, nargs=6, writes="fd", src_arg=0),
+    # copy_file_range(fd_in, *off_in, fd_out, *off_out, len, flags): the offsets are updated in place
+    S("copy_file_range", 326, "output", outs=((1, "8"), (3, "8")), fd_arg=2, nargs=6, writes="fd", src_arg=0,
+      count_arg=4),
+    # splice(fd_in, *off_in, fd_out, *off_out, len, flags); tee(fd_in, fd_out, len, flags): one end
+    # is a pipe.  The bytes are logged from the end that is a regular file where the replay shows
+    # the destination; where neither end is one the primary answers EINVAL (programs fall back).
+    S("splice", 275, "output", outs=((1, "8"), (3, "8")), fd_arg=2, nargs=6, writes="fd", src_arg=0,
+      count_arg=4, blocks=True),
+    S("tee", 276, "output", fd_arg=1, nargs=4, writes="fd", src_arg=0, count_arg=2, blocks=True),
 
     # --- resource: OS objects that differ between replicas ----------------------------------
     S("open", 2, "resource", creates_fd=True, nargs=3, opens=True, path=(None, 0)),       # read-only opens run on both
@@ -324,8 +341,6 @@ TABLE: dict[str, Syscall] = _t(
     S("process_vm_writev", 311, "unsupported"),
     S("userfaultfd", 323, "unsupported"),
     S("perf_event_open", 298, "unsupported", enosys=True),
-    S("splice", 275, "unsupported"),
-    S("tee", 276, "unsupported"),
     S("vmsplice", 278, "unsupported"),
     S("shmat", 30, "unsupported"),   # memory shared between processes is not replicated
 )
