@@ -72,8 +72,6 @@ _PID_RESULTS = frozenset(("wait4", "getpgid", "getsid", "getpgrp", "setsid"))
 _FD_CALLS = frozenset(("dup", "dup2", "dup3", "fcntl", "close", "close_range", "open", "openat", "creat",
                        "socket", "accept", "accept4", "pipe", "pipe2", "socketpair", "epoll_create",
                        "epoll_create1", "epoll_ctl", "lseek", "bind", "listen", "connect"))
-_DEAD_CALLS = frozenset(("read", "readv", "pread64", "recvfrom", "recvmsg", "write", "writev", "pwrite64",
-                         "sendto", "sendmsg", "sendfile", "connect", "shutdown"))
 
 
 class _Pump(threading.Thread):
@@ -411,7 +409,7 @@ class Backup(Replayer):
         if name == "getppid" and task.parent is not None:
             return task.emulate(task.parent.vpid)
         entry = call.entry
-        if entry is not None and entry.fd_arg is not None and name in _DEAD_CALLS:
+        if entry is not None and entry.fd_arg is not None and entry.resets:
             info = task.fds.get(call.args[entry.fd_arg])
             if info is not None and info.kind == "dead":
                 return task.emulate(-errno.ECONNRESET)

@@ -4,8 +4,8 @@ While replaying, the backup's kernel holds stand-ins (``/dev/null``) for the
 files the primary wrote, the sockets it made and the connections it accepted,
 and real files whose offsets never moved (their reads were fed from the log).
 This table remembers what the primary had — path, flags, offset, socket
-address, epoll registrations — so that going live can rebuild it (DESIGN.md §5)
-and so that the replayer knows which fd is the inherited stdout.
+address, epoll registrations — so that going live can rebuild it (and so
+that the replayer knows which fd is the inherited stdout).
 
 It follows the kernel's two levels exactly: an fd (:class:`Fd`) has only its
 close-on-exec flag and points at an *open file description*
@@ -14,6 +14,13 @@ file is.  ``dup``/``dup2``/``dup3``/``F_DUPFD*`` and ``fork`` share the
 description, so a shell that saves stdout with ``F_DUPFD``, redirects it with
 ``dup2`` and restores it gets back the very description it saved, and a write
 through any fd (in any process) moves the one offset they all see.
+
+The working directory is part of this state: it is the directory the kernel
+names ``AT_FDCWD`` in the ``*at`` calls, so the table keeps it under that key,
+as an entry of kind ``cwd`` whose ``path`` is the primary's working directory.
+Paths the replay resolves (a relative open, a chdir) are resolved against
+these recorded directories, never against whatever the replaying machine has
+(the program's ``mkdir`` is an output: the replay skips it).
 """
 from __future__ import annotations
 
@@ -35,9 +42,11 @@ class Description:
     """One open file description as the primary had it (shared by every fd that refers to it)."""
 
     kind: str
-    """``stdin``/``stdout``/``stderr`` (inherited), ``file``, ``pipe``, ``socket``, ``listen``,
-    ``conn`` (a connection: lived in the primary's kernel), ``dead`` (a reset connection),
-    ``epoll``, ``other``."""
+    """``stdin``/``stdout``/``stderr`` (inherited), ``file`` (opened by path: a regular file or a
+    directory; ``path`` is absolute when it was resolved against the recorded directories),
+    ``pipe``, ``socket``, ``listen``, ``conn`` (a connection: lived in the primary's kernel),
+    ``dead`` (a reset connection), ``epoll``, ``other``; and ``cwd``, the working directory,
+    kept under the key ``AT_FDCWD`` (per process: a fork copies it, a chdir replaces it)."""
     standin: bool = False
     """The backup's kernel holds ``/dev/null`` here, not the real object."""
     path: str = ""
@@ -97,6 +106,47 @@ def open_call(call) -> tuple[int, int]:
     return 0, O_CREAT | O_TRUNC | 1   # creat(path, mode)
 
 
+def dirfd(value: int) -> int:
+    """A dirfd argument as the kernel reads it: a signed 32-bit int (``AT_FDCWD`` may reach us as
+    ``0xffffff9c``, the upper half of the register left zero by the program)."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >> 31 else value
+
+
+def set_cwd(fds: dict[int, Fd], path: str) -> None:
+    """Record ``path`` (absolute) as the working directory."""
+    fds[AT_FDCWD] = Fd("cwd", path=path)
+
+
+def resolve(task, at: int, path: str) -> str | None:
+    """``path`` as the primary resolved it: absolute, joined to the recorded directory ``at``
+    names (``AT_FDCWD`` or a directory fd).  None when that directory is not known (an fd
+    inherited from outside): the kernel must resolve it.
+
+    Not normalized on purpose: ``a/..`` resolved from ``/d`` is what ``/d/a/..`` resolves
+    to (physically, through symlinks), while ``/d`` might not be.
+    """
+    if path.startswith("/"):
+        return path
+    info = task.fds.get(dirfd(at))
+    if info is None or not info.path.startswith("/"):
+        return None
+    base = info.path.rstrip("/") or ""
+    parts = [p for p in path.split("/") if p not in ("", ".")]   # "." and "//" never change it
+    return "/".join([base, *parts]) if parts else (base or "/")
+
+
+def resolve_call(task, call) -> str | None:
+    """The absolute path a path-taking call (its table ``path`` fact) names, as the primary
+    resolved it; None if it takes no path or its directory is not known."""
+    entry = call.entry
+    if entry is None or entry.path is None:
+        return None
+    at_arg, path_arg = entry.path
+    raw = task.mem.read_cstring(call.args[path_arg]).decode(errors="surrogateescape")
+    return resolve(task, AT_FDCWD if at_arg is None else call.args[at_arg], raw)
+
+
 def inherited() -> dict[int, Fd]:
     return {0: Fd("stdin"), 1: Fd("stdout"), 2: Fd("stderr")}
 
@@ -109,12 +159,6 @@ def copy_table(fds: dict[int, Fd]) -> dict[int, Fd]:
 def after_exec(fds: dict[int, Fd]) -> None:
     for fd in [fd for fd, info in fds.items() if info.cloexec]:
         del fds[fd]
-
-
-def _s32(v: int) -> int:
-    """A dirfd as the kernel reads it (AT_FDCWD is -100, 0xffffff9c in a 32-bit view)."""
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v >> 31 else v
 
 
 def _dup_to(fds: dict[int, Fd], src: int, dst: int, cloexec: bool) -> None:
@@ -138,14 +182,21 @@ def update(task, call, res: int, standin: bool) -> None:
     fds = task.fds
     a = call.args
     name = call.name
-    if name in ("open", "openat", "creat"):
+    if call.entry is not None and call.entry.opens:
         path_arg, flags = open_call(call)
-        path = task.mem.read_cstring(a[path_arg]).decode(errors="surrogateescape")
-        dirfd = _s32(a[0]) if name == "openat" else AT_FDCWD
-        if not path.startswith("/") and dirfd != AT_FDCWD and dirfd in fds and fds[dirfd].path:
-            # Relative to a directory fd: going live reopens it by path, from the cwd.
-            path = os.path.join(fds[dirfd].path, path)
+        path = resolve_call(task, call) or task.mem.read_cstring(a[path_arg]).decode(errors="surrogateescape")
         fds[res] = Fd("file", standin=standin, path=path, flags=flags, cloexec=bool(flags & O_CLOEXEC))
+    elif call.entry is not None and call.entry.chdir:
+        if name == "fchdir":
+            where = fds[a[0]].path if a[0] in fds and fds[a[0]].path.startswith("/") else None
+        else:
+            where = resolve_call(task, call)
+        if where is None:   # a directory we know nothing of: the kernel's answer (ran for real)
+            try:
+                where = os.readlink(f"/proc/{task.pid}/cwd")
+            except OSError:
+                return
+        set_cwd(fds, where)
     elif name == "dup":
         _dup_to(fds, a[0], res, False)
     elif name == "fcntl" and a[1] in (F_DUPFD, F_DUPFD_CLOEXEC):
