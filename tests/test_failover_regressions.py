@@ -217,3 +217,43 @@ def test_a_diverged_backup_fails_the_run_and_says_where(tmp_path):
     assert last.startswith("tft: redundancy lost: the backup diverged at seq "), last
     assert "ALONE" in last and "exit status 3" in last
     assert res["redundancy_lost"].startswith("the backup diverged at seq ")
+
+
+# -- the process-tree bookkeeping, on canned records ---------------------------------------------
+
+def _rec(res, addrs=(), blobs=()):
+    return {"res": res, "addrs": list(addrs), "blobs": list(blobs)}
+
+
+def test_a_logged_wait_names_the_child_it_reaped_and_only_that():
+    import struct
+
+    from tft_lab.pidmap import reaped_child
+
+    never = lambda vpid: False       # noqa: E731 - "the log has no exit record"
+    status = lambda st: struct.pack("<i", st)   # noqa: E731
+    assert reaped_child("wait4", (-1, 0x1000, 0), _rec(42, [0x1000], [status(5 << 8)]), never) == 42
+    assert reaped_child("wait4", (-1, 0x1000, 0), _rec(42, [0x1000], [status(9)]), never) == 42      # killed
+    assert reaped_child("wait4", (-1, 0x1000, 2), _rec(42, [0x1000], [status(0x137f)]), never) is None  # stopped
+    assert reaped_child("wait4", (-1, 0x1000, 8), _rec(42, [0x1000], [status(0xffff)]), never) is None  # continued
+    assert reaped_child("wait4", (-1, 0, 1), _rec(0), never) is None                                 # WNOHANG
+    assert reaped_child("wait4", (42, 0, 0), _rec(42), lambda v: v == 42) == 42                       # status NULL
+    assert reaped_child("wait4", (42, 0, 0), _rec(-10), never) is None                                # ECHILD
+    info = bytearray(128)
+    struct.pack_into("<iiii", info, 0, 17, 0, 1, 0)      # SIGCHLD, CLD_EXITED
+    struct.pack_into("<i", info, 16, 42)
+    assert reaped_child("waitid", (0, 0, 0x2000, 4), _rec(0, [0x2000], [bytes(info)]), never) == 42
+    assert reaped_child("waitid", (0, 0, 0x2000, 4 | 0x01000000), _rec(0, [0x2000], [bytes(info)]), never) is None
+
+
+def test_pids_translate_both_ways_and_foreign_ids_pass_unchanged():
+    from tft_lab.pidmap import PidMap
+
+    pids = PidMap()
+    pids.add(1000, 2000)
+    assert pids.to_real(1000) == 2000 and pids.to_real(-1000 & 0xFFFFFFFF) == -2000   # a process, its group
+    assert pids.to_real(0) == 0 and pids.to_real(-1 & 0xFFFFFFFF) == -1
+    assert pids.to_real(77) == 77 and pids.to_virtual(77) == 77                       # not the program's
+    assert pids.to_virtual(2000) == 1000
+    pids.add(1000, 3000)                                                               # the pid came back
+    assert pids.to_real(1000) == 3000 and pids.to_virtual(2000) == 2000

@@ -37,9 +37,9 @@ import time
 from . import fdtable
 from . import log as _log
 from .engine import Call, Engine, Task, signed
-from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, reaped_child
 from .errors import DivergenceError, LogError, TftError
 from .faults import Fault
+from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, reaped_child
 from .primary import fail_stop
 from .outs import gather
 from .replayer import Replayer
@@ -141,7 +141,6 @@ class Backup(Replayer):
         self.faults = [f for f in faults if f.replica == "backup"]
         self.entries = 0
         self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
-        self.gone: dict[int, int] = {}          # real pid -> virtual pid of processes that exited
         self.pipes: dict[str, _PipeFlow] = {}
         self.pids = PidMap()
         # Descriptions rebuilt at go-live -> (task, fd) holding the rebuilt object: every other fd
@@ -262,7 +261,7 @@ class Backup(Replayer):
             idx = (1,)
         args = list(call.args)
         for i in idx:
-            args[i] = self.pids.to_real(args[i]) if call.name != "waitid" else abs(self.pids.to_real(args[i]))
+            args[i] = self.pids.to_real(args[i])
         if args != list(call.args):
             task.redirect(call.nr, tuple(args))
 
@@ -391,7 +390,6 @@ class Backup(Replayer):
         return super().on_rdtsc(task, rdtscp)
 
     def on_task_exit(self, task: Task, code, sig) -> None:
-        self.gone[task.pid] = task.vpid
         self.waiting.pop(task.pid, None)
         if self.primary_state == "failed" and self.waiting and self._everyone_waiting():
             self._go_live_all(current=None)
@@ -436,14 +434,16 @@ class Backup(Replayer):
                     continue   # another fd of this description was rebuilt: the same object
                 if info.kind == "file" and (info.standin or rebuilt):
                     notes.append(self._reopen(task, fd, info))
-                elif info.kind == "file" and info.offset and not info.flags & 0o200000:  # not O_DIRECTORY
-                    task.inject(NR["lseek"], (fd, info.offset, fdtable.SEEK_SET))
                 elif info.kind == "listen" and (info.standin or rebuilt):
                     notes.append(self._relisten(task, fd, info))
                 elif info.kind in ("conn", "socket", "dead") and (info.standin or rebuilt):
                     self._reset(task, fd, info)
                     notes.append(f"fd {fd}: connection reset")
                 else:
+                    # A real object (its kernel shares it as the primary's did): only the offset
+                    # of a file whose reads were fed from the log is behind.
+                    if info.kind == "file" and info.offset and not info.flags & 0o200000:  # not O_DIRECTORY
+                        task.inject(NR["lseek"], (fd, info.offset, fdtable.SEEK_SET))
                     continue
                 self.rebuilt[info.desc] = (task, fd)
             except TftError as e:
@@ -464,8 +464,8 @@ class Backup(Replayer):
         one offset as they did on the primary.  False if that object is gone."""
         owner, ofd = self.rebuilt[info.desc]
         held = owner.fds.get(ofd)
-        if owner.state == "gone" or owner.pid not in self.engine.tasks or held is None or held.desc is not info.desc:
-            return False
+        if owner.pid not in self.engine.tasks or held is None or held.desc is not info.desc:
+            return False   # the process that holds it exited, or closed or replaced that fd
         if owner is task:
             if ofd != fd:
                 task.inject(NR["dup3"], (ofd, fd, fdtable.O_CLOEXEC if info.cloexec else 0))

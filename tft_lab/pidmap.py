@@ -16,6 +16,7 @@ or its zombie would be there to be waited for a second time after going live.
 from __future__ import annotations
 
 import struct
+from typing import Callable
 
 WNOWAIT = 0x01000000
 WEXITED = 0x00000004
@@ -70,7 +71,7 @@ class PidMap:
         return pid
 
 
-def reaped_child(name: str, args, rec, exited: "callable") -> int | None:
+def reaped_child(name: str, args, rec, exited: Callable[[int], bool]) -> int | None:
     """The virtual pid a logged ``wait4``/``waitid`` reaped (it is gone on the primary), or
     None (nothing reaped: WNOHANG with no child ready, a stopped or continued child,
     WNOWAIT, an error).  ``exited(vpid)``: whether the log says that process exited."""
@@ -86,8 +87,11 @@ def reaped_child(name: str, args, rec, exited: "callable") -> int | None:
             return res if low != 0x7F and status & 0xFFFF != 0xFFFF else None   # not stopped/continued
         return res if exited(res) else None
     if name == "waitid":
-        if res != 0 or args[3] & WNOWAIT or not args[2]:
-            return None if res != 0 or args[3] & WNOWAIT else _exited_any(args, exited)
+        if res != 0 or args[3] & WNOWAIT:
+            return None
+        if not args[2]:
+            # waitid(P_PID, pid, NULL, ...) reaps that pid if it exited; other forms say nothing.
+            return _s32(args[1]) if args[0] == P_PID and exited(_s32(args[1])) else None
         raw = blobs.get(args[2])
         if raw is None or len(raw) < SI_PID + 4:
             return None
@@ -96,9 +100,3 @@ def reaped_child(name: str, args, rec, exited: "callable") -> int | None:
         return pid if pid > 0 and code in (CLD_EXITED, CLD_KILLED, CLD_DUMPED) else None
     return None
 
-
-def _exited_any(args, exited) -> int | None:
-    # waitid(P_PID, pid, NULL, ...) reaps that pid if it exited; other forms say nothing here.
-    if args[0] == P_PID and exited(_s32(args[1])):
-        return _s32(args[1])
-    return None
