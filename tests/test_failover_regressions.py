@@ -39,7 +39,10 @@ def tft_run(argv, cwd, *, fault: str | None = None, stdout=None, timeout: float 
     """``tft run [--fault F] -- argv`` in ``cwd``; stdout to the open file ``stdout`` (or captured).
     Returns (CompletedProcess, the run's result JSON)."""
     result = os.path.join(cwd, "result.json")
-    args = ["run", "--result-json", result] + (["--fault", fault] if fault else []) + ["--", *argv]
+    # A slow heartbeat: these tests kill the primary (its channel closes at once), and on a
+    # loaded machine a 0.5 s one can make a primary fence itself before its backup is up.
+    args = ["run", "--heartbeat", "2", "--result-json", result] + (["--fault", fault] if fault else [])
+    args += ["--", *argv]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     p = subprocess.run([sys.executable, "-m", "tft_lab.cli", *args], cwd=cwd, env=env, timeout=timeout,
                        stdout=stdout if stdout is not None else subprocess.PIPE, stderr=subprocess.PIPE)

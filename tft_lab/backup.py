@@ -221,6 +221,10 @@ class Backup(Replayer):
                 if other is not task:
                     self.engine.retry(other)
         if self.is_live(task):
+            if self.waiting and self._everyone_waiting():
+                # This one went live on its own (an exec the primary never reported): the others
+                # must not stay parked, it may be waiting for them (a pipe, a wait).
+                self._go_live_all(current=None)
             return self.live_entry(task, call)
         if not task.policy_state.get("before"):
             if call.name in ("wait4", "waitid") and self._replay_reap(task, call):
@@ -287,8 +291,8 @@ class Backup(Replayer):
 
     def _everyone_waiting(self) -> bool:
         for t in self.engine.tasks.values():
-            if t.pid in self.waiting or t.state == "gone":
-                continue
+            if t.pid in self.waiting or t.state == "gone" or self.is_live(t):
+                continue   # a process live already (it exec'ed past the log) is not waited for
             c = t.call
             if c is not None and (c.name == "vfork" or (c.name == "clone" and c.args[0] & 0x4000)):
                 continue   # a vfork parent waits in the kernel for its child: it cannot come
