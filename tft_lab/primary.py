@@ -22,7 +22,7 @@ import time
 from . import log as _log
 from ._backend import ptrace as pt
 from .engine import Call, Engine, Task
-from .errors import PeerFailed, PeerSilent, TftError
+from .errors import AckTimeout, PeerFailed, PeerSilent, TftError
 from .faults import Fault, not_injected
 from .recorder import Recorder
 
@@ -118,7 +118,7 @@ class Primary(Recorder):
         except PeerSilent as e:
             self._fence(e)
         except PeerFailed as e:
-            if isinstance(self.sink.failure, PeerSilent) or (self.sink.failure is None and "within" in str(e)):
+            if isinstance(self.sink.failure, PeerSilent) or isinstance(e, AckTimeout):
                 self._fence(e)
             self.backup_lost = str(e)
             self.sink.sender = None

@@ -20,6 +20,7 @@ from .engine import Call, Engine, Policy, Task, signed
 from .errors import DivergenceError, LogError
 from .outs import MOVED, gather
 from .recorder import file_sha256, refused_by_determinism
+from .strace import format_args as _fmt
 from .syscalls import RESTART_CODES, name_of, TABLE
 
 O_ACCMODE, O_CREAT, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o1000, 0o2000, 0o2000000
@@ -376,10 +377,6 @@ def _describe(rec) -> str:
     if t == "tsc":
         return f"an rdtsc after seq {rec['seq']}"
     return f"execve of {rec['path']} at seq {rec['seq']}"
-
-
-def _fmt(args) -> str:
-    return ", ".join(hex(a) if a > 4096 else str(a) for a in args)
 
 
 def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True,
