@@ -7,6 +7,22 @@ are performed by the supervisor itself, in the primary's order), fd-creating
 resource calls get a stand-in so fd numbers match, local calls run and are
 checked against the log.  Signals are raised at the seq the log says, with
 their original siginfo; the backup's own asynchronous signals are dropped.
+
+Bytes an output moved from another fd (``sendfile``, ``copy_file_range``,
+``splice``) are not in the program's memory: the primary logged them where the
+replay shows the destination, and they are written from the log.
+
+Paths and directories: the replay skips the program's ``mkdir`` (an output),
+so what exists here is not what the primary saw.  The working directory is the
+primary's, kept in the fd table (:mod:`tft_lab.fdtable`), and every path the
+replay resolves itself (a read-only open it runs for real, a ``chdir``) is
+resolved against it or against the recorded path of a directory fd, never
+against this process's own working directory.  ``chdir``/``fchdir`` answer
+the primary's result; this process enters the directory for real where it
+exists here (so that a backup going live is in the right place; under ``tft
+run`` the primary made it already), and otherwise only the recorded one moves.
+A read-only open of a file or directory present here opens it for real; one
+that is not here gets a stand-in that still knows its recorded path.
 """
 from __future__ import annotations
 
