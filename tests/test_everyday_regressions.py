@@ -146,6 +146,15 @@ def test_a_program_that_enters_directories_it_made_replays(tmp_path, fresh):
     assert_replayed(result)
 
 
+def test_a_program_the_recording_made_and_ran_is_named_when_missing(tmp_path):
+    """A replay elsewhere cannot run what the recorded program built: it says so, loudly."""
+    rec_out, rep_out, rec, rep = record_replay_to_files(
+        ["sh", "-c", "mkdir b && cp /bin/true b/t && cd b && ./t && echo ran"], tmp_path, fresh=True)
+    assert rec.returncode == 0 and rec_out == b"ran\n"
+    assert rep.returncode != 0
+    assert b"execve of " in rep.stderr and b"/work/b/t failed here" in rep.stderr, rep.stderr
+
+
 def test_a_file_opened_by_relative_path_and_mapped_keeps_the_backup(tmp_path, pids_before):
     """The open (AT_FDCWD as 32 bits) must be the real file on the backup, or its mmap fails."""
     (tmp_path / "mm.txt").write_text("hello\n")

@@ -328,6 +328,12 @@ class Replayer(Policy):
                 task.redo_as(NR_OPENAT, (AT_FDCWD, task.scratch(b"/dev/null\0"), os.O_RDWR | (flags & O_CLOEXEC), 0))
                 call.action = "standin"
                 return
+            elif got < 0 <= want and call.entry is not None and call.entry.execs:
+                where = fdtable.resolve_call(task, call) or "?"
+                raise DivergenceError(f"replay diverged: {call.name} of {where} failed here ({os.strerror(-got)}), "
+                                      "it ran on the primary: a replay runs the programs the recording ran, "
+                                      "and this one is not here (did the recorded program make it?)",
+                                      pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
             elif got != want:
                 raise DivergenceError(f"replay diverged: {call.name} returned {got} here, {want} on the primary",
                                       pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
