@@ -178,7 +178,7 @@ def _check_ack_seq(seq: int, delivered: int) -> None:
 
 
 class _SocketSender(Sender):
-    _ROLE = _P
+    _ROLE = _P   # the role this end announces in its HELLO (see wire)
 
     def __init__(self, sock: socket.socket, session: _Session, heartbeat: float,
                  timeout_factor: float) -> None:
@@ -277,7 +277,7 @@ class _SocketSender(Sender):
 
 
 class _SocketReceiver(Receiver):
-    _ROLE = _B
+    _ROLE = _B   # the role this end announces in its HELLO (see wire)
 
     def __init__(self, sock: socket.socket, session: _Session, heartbeat: float,
                  timeout_factor: float) -> None:
