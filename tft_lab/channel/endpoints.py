@@ -264,16 +264,7 @@ class _SocketSender(Sender):
         if self._closed:
             return
         self._closed = True
-        link = self._link
-        link.closing = True
-        if link.error is None:
-            try:
-                link.send_close(self._frames)
-            except TftError:
-                pass
-            else:
-                link.join(timeout)
-        link.stop()
+        self._link.finish(self._frames, linger=True, timeout=timeout)
 
 
 class _SocketReceiver(Receiver):
@@ -351,16 +342,7 @@ class _SocketReceiver(Receiver):
         if self._closed:
             return
         self._closed = True
-        link = self._link
-        link.closing = True
-        if link.error is None:
-            try:
-                link.send_close(self._acked)
-            except TftError:
-                pass
-        link.stop()
-        with link.cond:
-            link.cond.notify_all()
+        self._link.finish(self._acked)
 
 
 
