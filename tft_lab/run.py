@@ -110,7 +110,8 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
                         sender.close()
                     except TftError:
                         pass
-            result.update(log_bytes=sink.bytes, calls=engine.stopped_calls, backup_lost=policy.backup_lost)
+            result.update(log_bytes=sink.bytes, calls=engine.stopped_calls, backup_lost=policy.backup_lost,
+                          faults_not_injected=policy.faults_not_injected)
     except Fenced as e:
         result.update(outcome="fenced", error=str(e))
     except KeyboardInterrupt:
