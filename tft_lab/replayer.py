@@ -18,6 +18,7 @@ from . import fdtable
 from . import log as _log
 from .engine import Call, Engine, Policy, Task, signed
 from .errors import DivergenceError, LogError
+from .mapped import MapReplayer
 from .outs import gather
 from .recorder import file_sha256, refused_by_determinism
 from .syscalls import RESTART_CODES, name_of, TABLE
@@ -51,6 +52,7 @@ class Replayer(Policy):
         if not records or records[0].type != "header":
             raise LogError("log has no header")
         self.header = records[0]
+        self.mapped = MapReplayer()   # mapped files: the logged contents
         self.streams: dict[int, Stream] = collections.defaultdict(Stream)
         self.end_status: int | None = None
         for rec in records[1:]:
@@ -68,6 +70,8 @@ class Replayer(Policy):
             self.streams[rec["pid"]].exit = rec
         elif t in ("sys", "sig", "tsc", "exec"):
             self.streams[rec["pid"]].q.append(rec)
+        elif t in ("blob", "map"):
+            self.mapped.add(rec)
         else:
             raise LogError(f"unexpected {t!r} record after the header")
 
@@ -180,6 +184,8 @@ class Replayer(Policy):
         if call.name in ("execve", "execveat") and res < 0:
             task.emulate(res)
             return
+        if call.name == "mmap" and self.mapped.replay_mmap(task, call, rec):
+            return   # mapped the logged content, not the local file
         call.action = "ran"
         task.run(to_exit=call.name not in ("exit", "exit_group"))
 
@@ -315,6 +321,7 @@ class Replayer(Policy):
                               pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
 
     def on_finish(self, engine: Engine) -> None:
+        self.mapped.close()
         if self.parked:
             raise DivergenceError(f"replay ended with {len(self.parked)} output(s) never reached")
 

@@ -1,0 +1,202 @@
+"""What a program reads through mmap is input: the log holds it, the replay maps it.
+
+Before, a replay mapped whatever the local file held: after the file changed
+it printed the *new* content with exit 0, and a dynamic program's log broke
+when a library or /etc/ld.so.cache changed.  Now each mapped content is in
+the log once, and the replay maps the logged bytes, so the files may change or
+vanish.  ``--small-log`` keeps only hashes, and a replay against other content
+stops with an error naming the file.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+
+import pytest
+
+from tft_lab import syscalls
+from tft_lab._backend.ptrace import AUDIT_ARCH_X86_64, SECCOMP_RET_ALLOW, SECCOMP_RET_TRACE, seccomp_program
+from tft_lab.cli import EXIT_DIVERGED
+from tft_lab.log import read_log
+from tft_lab.testing import assert_no_leftovers, build_program, native, new_log_path, replay, run_cli
+
+LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
+
+
+@pytest.fixture(scope="module")
+def mapfile():
+    return str(build_program("mapfile"))
+
+
+def record(argv, log, *extra):
+    return run_cli(["record", "--log", log, *extra, "--", *argv])
+
+
+def blobs_by_content(log) -> collections.Counter:
+    """How many times each content starts in the log (its piece at offset 0)."""
+    return collections.Counter(r["sha256"] for r in read_log(log) if r.type == "blob" and r["offset"] == 0)
+
+
+def test_a_replay_maps_the_recorded_content_after_the_file_changed(mapfile, tmp_path, pids_before):
+    data = tmp_path / "data.txt"
+    data.write_text("recorded content")
+    log = new_log_path(tmp_path)
+    rec = record([mapfile, data], log)
+    assert rec.returncode == 0, rec.stderr
+    assert b"content=recorded content\n" in rec.stdout
+    data.write_text("NEW content here")
+    assert b"NEW content" in native([mapfile, data]).stdout   # the change is real
+    rep = replay(log)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout == rec.stdout
+    assert_no_leftovers(pids_before)
+
+
+def test_a_replay_works_where_the_mapped_file_does_not_exist(mapfile, tmp_path):
+    data = tmp_path / "gone.txt"
+    data.write_text("here while recording")
+    log = new_log_path(tmp_path)
+    rec = record([mapfile, data], log)
+    assert rec.returncode == 0, rec.stderr
+    data.unlink()
+    rep = replay(log)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout == rec.stdout
+
+
+def test_a_changed_library_is_replayed_from_the_log(tmp_path):
+    prog = str(build_program("strerror"))
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copy(LIBC, lib / "libc.so.6")
+    argv = ["/usr/bin/env", f"LD_LIBRARY_PATH={lib}", prog]
+    log = new_log_path(tmp_path)
+    rec = record(argv, log)
+    assert rec.returncode == 0, rec.stderr
+    assert rec.stdout == b"enoent=No such file or directory\n"
+    # Change a message inside the copied libc (same length: it still loads).
+    raw = (lib / "libc.so.6").read_bytes()
+    assert b"No such file or directory" in raw
+    (lib / "libc.so.6").write_bytes(raw.replace(b"No such file or directory", b"No such file or DIRECTORY"))
+    assert native(argv).stdout == b"enoent=No such file or DIRECTORY\n"   # natively: the new libc
+    rep = replay(log)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout == rec.stdout                                       # replayed: the recorded one
+    shutil.rmtree(lib)
+    gone = replay(log)
+    assert gone.returncode == 0, gone.stderr
+    assert gone.stdout == rec.stdout
+
+
+def test_small_log_keeps_hashes_and_a_changed_file_stops_the_replay_naming_it(mapfile, tmp_path, pids_before):
+    data = tmp_path / "small.txt"
+    data.write_text("small log content")
+    small, full = new_log_path(tmp_path), new_log_path(tmp_path)
+    rec = record([mapfile, data], small, "--small-log")
+    assert rec.returncode == 0, rec.stderr
+    assert record([mapfile, data], full).returncode == 0
+    assert not blobs_by_content(small)            # hashes only
+    assert os.path.getsize(small) * 10 < os.path.getsize(full)
+    same = replay(small)
+    assert same.returncode == 0 and same.stdout == rec.stdout
+    data.write_text("changed content!!")
+    rep = replay(small)
+    assert rep.returncode == EXIT_DIVERGED
+    err = rep.stderr.decode().strip()
+    assert len(err.splitlines()) == 1 and err.startswith("tft: ")
+    assert str(data) in err and "--small-log" in err
+    assert b"content=" not in rep.stdout
+    assert_no_leftovers(pids_before)
+
+
+def test_each_content_is_logged_once(mapfile, tmp_path):
+    data = tmp_path / "twice.txt"
+    data.write_text("mapped twice by each of two processes")
+    log = new_log_path(tmp_path)
+    rec = record(["/bin/sh", "-c", f"{mapfile} {data}; {mapfile} {data}"], log)
+    assert rec.returncode == 0, rec.stderr
+    assert rec.stdout.count(b"second_mapping=same") == 2
+    recs = read_log(log)
+    maps = [r for r in recs if r.type == "map"]
+    by_path = collections.Counter(r["path"] for r in maps)
+    assert by_path[str(data)] == 4                            # 2 mappings x 2 processes
+    libc = os.path.realpath(LIBC)
+    assert by_path[libc] >= 3 * 4                              # sh and two mapfiles, 4+ segments each
+    assert set(blobs_by_content(log).values()) == {1}          # ...but every content once
+    assert {r["sha256"] for r in maps} == set(blobs_by_content(log))
+    rep = replay(log)
+    assert rep.returncode == 0 and rep.stdout == rec.stdout
+
+
+def test_a_shared_writable_mapping_is_warned_about_and_replays(mapfile, tmp_path):
+    data = tmp_path / "shared.txt"
+    data.write_text("shared content")
+    log = new_log_path(tmp_path)
+    rec = record([mapfile, data, "shared"], log)
+    assert rec.returncode == 0, rec.stderr
+    assert b"shared and writable" in rec.stderr and str(data).encode() in rec.stderr
+    assert data.read_text() == "#hared content"               # the primary's write reached the file
+    data.write_text("shared content")
+    rep = replay(log)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout == rec.stdout
+    assert data.read_text() == "shared content"               # a replay has no outside effect
+
+
+def test_a_live_backup_maps_the_contents_it_was_sent(mapfile, tmp_path):
+    data = tmp_path / "live.txt"
+    data.write_text("sent over the channel")
+    res = run_cli(["run", "--", mapfile, data])
+    assert res.returncode == 0, res.stderr
+    assert b"content=sent over the channel" in res.stdout
+    assert b"diverged" not in res.stderr and b"ALONE" not in res.stderr
+
+
+def test_a_changed_program_binary_is_still_a_divergence(tmp_path):
+    prog = tmp_path / "strerror"
+    shutil.copy(build_program("strerror"), prog)
+    log = new_log_path(tmp_path)
+    assert record([prog], log).returncode == 0
+    with open(prog, "ab") as f:
+        f.write(b"\0")
+    rep = replay(log)
+    assert rep.returncode == EXIT_DIVERGED
+    assert "changed" in rep.stderr.decode()
+
+
+# --- the filter: only file-backed mmaps stop ---------------------------------------------------
+
+def run_bpf(prog, nr, args=(0,) * 6, arch=AUDIT_ARCH_X86_64) -> int:
+    """Interpret our classic-BPF subset over one seccomp_data."""
+    import struct
+
+    data = struct.pack("<iIQ6Q", nr, arch, 0, *args)
+    acc, pc = 0, 0
+    while True:
+        code, jt, jf, k = prog[pc]
+        pc += 1
+        if code == 0x20:
+            acc = struct.unpack_from("<I", data, k)[0]
+        elif code == 0x06:
+            return k
+        elif code in (0x15, 0x35, 0x45):
+            hit = {0x15: acc == k, 0x35: acc >= k, 0x45: bool(acc & k)}[code]
+            pc += jt if hit else jf
+        else:
+            raise AssertionError(f"unknown instruction {code:#x}")
+
+
+def test_the_filter_traps_file_backed_mmaps_only():
+    nrs = syscalls.subscription()
+    prog = seccomp_program(nrs, syscalls.untrapped_if())
+    mmap = syscalls.TABLE["mmap"].x64
+    anon = (0, 4096, 3, 0x22, (1 << 64) - 1, 0)
+    assert run_bpf(prog, mmap, anon) == SECCOMP_RET_ALLOW
+    assert run_bpf(prog, mmap, (0, 4096, 1, 0x02, 3, 0)) == SECCOMP_RET_TRACE
+    assert run_bpf(prog, mmap, (0, 4096, 1, 0x01, 3, 0)) == SECCOMP_RET_TRACE
+    for nr in nrs:
+        assert run_bpf(prog, nr) == SECCOMP_RET_TRACE, nr
+    assert run_bpf(prog, syscalls.TABLE["brk"].x64) == SECCOMP_RET_ALLOW
+    assert run_bpf(prog, 0x40000000 + 1) == SECCOMP_RET_TRACE          # x32
+    assert run_bpf(prog, syscalls.TABLE["brk"].x64, arch=0x40000003) == SECCOMP_RET_TRACE   # i386
