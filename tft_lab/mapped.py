@@ -41,6 +41,7 @@ CHUNK = 8 << 20
 MAX_CONTENT = _log.MAX_CONTENT
 MAP_SHARED, MAP_ANONYMOUS = 0x01, 0x20
 PROT_WRITE = 0x2
+PAGE = 4096
 O_ACCMODE = 0o3
 AT_FDCWD = -100
 _NR = {name: TABLE[name].x64 for name in ("openat", "mmap", "close")}
@@ -93,8 +94,9 @@ class HashCache:
     def key(st: os.stat_result) -> str:
         return f"{st.st_dev:x}-{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}"
 
-    def lookup(self, st: os.stat_result) -> str | None:
-        k = self.key(st)
+    def lookup(self, st: os.stat_result, length: int) -> str | None:
+        """The sha256 of the first ``length`` bytes of the file ``st`` describes, if known."""
+        k = f"{self.key(st)}-{length:x}"
         h = self._mem.get(k)
         if h is None:
             try:
@@ -106,24 +108,32 @@ class HashCache:
             self._mem[k] = h
         return h
 
-    def remember(self, st: os.stat_result, digest: str) -> None:
-        k = self.key(st)
+    def remember(self, st: os.stat_result, length: int, digest: str) -> None:
+        k = f"{self.key(st)}-{length:x}"
         self._mem[k] = digest
         with _quiet():
             _write_atomically(self.root / "stat" / k, [digest.encode()])
 
-    def sha256(self, path: str) -> tuple[str, os.stat_result]:
-        """The file's sha256 (from the cache when its key is known) and its stat."""
+    def sha256(self, path: str, length: int) -> str | None:
+        """The sha256 of the file's first ``length`` bytes (from the cache when known);
+        None if the file is shorter than that."""
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
-            h = self.lookup(st)
+            if st.st_size < length:
+                return None
+            h = self.lookup(st, length)
             if h is None:
                 d = hashlib.sha256()
-                for chunk in iter(lambda: f.read(1 << 20), b""):
+                left = length
+                while left:
+                    chunk = f.read(min(left, 1 << 20))
+                    if not chunk:
+                        return None
                     d.update(chunk)
+                    left -= len(chunk)
                 h = d.hexdigest()
-                self.remember(st, h)
-        return h, st
+                self.remember(st, length, h)
+        return h
 
 
 def file_backed(call) -> bool:
@@ -145,6 +155,7 @@ class MapLogger:
         self.small = small
         self.cache = HashCache()
         self.logged: set[str] = set()      # contents already in this log
+        self.prefix: dict[str, tuple[int, str]] = {}   # file identity -> longest content logged
         self.warned: set[str] = set()
         self.warn = warn or (lambda msg: print(f"tft: warning: {msg}", file=sys.stderr, flush=True))
 
@@ -160,30 +171,50 @@ class MapLogger:
                 st = os.fstat(f.fileno())
                 if not stat.S_ISREG(st.st_mode):
                     return   # a device (/dev/zero...): it exists on every machine, and runs for real
-                digest = self.cache.lookup(st)
-                store = not self.small and st.st_size <= MAX_CONTENT and digest not in self.logged
-                data = f.read() if store or digest is None else None
+                length, digest = self._content(f, st, call)
         except OSError:
             return   # not a file we can open (the kernel refused it too, or it raced away)
-        if digest is None:
-            if data is None:
-                data = b""
-            digest = hashlib.sha256(data).hexdigest()
-            self.cache.remember(st, digest)
-            store = not self.small and st.st_size <= MAX_CONTENT and digest not in self.logged
         writable = bool(call.args[3] & MAP_SHARED) and self._writable(task.pid, fd)
         if writable and path not in self.warned:
             self.warned.add(path)
             self.warn(f"pid {task.vpid} maps {path} shared and writable: what it writes there reaches "
                       "the file without a system call, so a backup cannot replicate it (a failover "
                       "loses those writes; a replay keeps them in a private copy)")
-        if store and data is not None:
-            for off in range(0, max(len(data), 1), CHUNK):
-                self.emit({"t": "blob", "sha256": digest, "size": len(data), "offset": off},
+        self.emit({"t": "map", "pid": task.vpid, "seq": call.seq, "sha256": digest, "size": length,
+                   "path": path, "stored": digest in self.logged, "writable": writable})
+
+    def _content(self, f, st: os.stat_result, call) -> tuple[int, str]:
+        """(length, sha256) of the file prefix that covers this mapping, logged if new.
+
+        The content is the file's first bytes up to the mapping's end (ld.so maps a library's
+        loadable part from offset 0 first: its debug sections stay out of the log).  A file
+        mapped further than before is logged whole, so a file costs at most two contents.
+        """
+        end = call.args[5] + call.args[1]
+        want = min(st.st_size, (end + PAGE - 1) // PAGE * PAGE)
+        ident = HashCache.key(st)
+        known = self.prefix.get(ident)
+        if known is not None and known[0] >= want:
+            return known
+        length = want if known is None else st.st_size
+        digest = self.cache.lookup(st, length)
+        store = not self.small and length <= MAX_CONTENT and digest not in self.logged
+        data = None
+        if store or digest is None:
+            data = os.pread(f.fileno(), length, 0) if length else b""
+            if len(data) != length:
+                raise OSError("the file shrank while it was mapped")
+        if digest is None:
+            digest = hashlib.sha256(data).hexdigest()
+            self.cache.remember(st, length, digest)
+            store = not self.small and length <= MAX_CONTENT and digest not in self.logged
+        if store:
+            for off in range(0, max(length, 1), CHUNK):
+                self.emit({"t": "blob", "sha256": digest, "size": length, "offset": off},
                           [data[off:off + CHUNK]])
             self.logged.add(digest)
-        self.emit({"t": "map", "pid": task.vpid, "seq": call.seq, "sha256": digest, "size": st.st_size,
-                   "path": path, "stored": digest in self.logged, "writable": writable})
+        self.prefix[ident] = (length, digest)
+        return length, digest
 
     @staticmethod
     def _writable(pid: int, fd: int) -> bool:
@@ -297,7 +328,7 @@ class MapReplayer:
         else:
             blob = Path(m["path"])
             try:
-                here, _ = self.cache.sha256(m["path"])
+                here = self.cache.sha256(m["path"], m["size"])
             except OSError as e:
                 raise DivergenceError(f"{m['path']}: the program mapped this file when it was recorded and "
                                       f"it is {e.strerror.lower()} here; the log holds only its sha256 "
