@@ -104,7 +104,7 @@ def test_a_log_must_start_with_a_header(tmp_path):
 
 
 DIGEST = "ab" * 32
-BLOB = {"t": "blob", "sha256": DIGEST, "size": 10, "offset": 0}
+BLOB = {"t": "blob", "sha256": DIGEST, "size": 10, "offset": 0, "zsize": 10}
 MAP = {"t": "map", "pid": 100, "seq": 7, "sha256": DIGEST, "size": 10, "path": "/lib/libc.so.6",
        "stored": True, "writable": False}
 
@@ -120,6 +120,8 @@ def test_mapped_content_records_round_trip():
     (dict(BLOB, sha256="xyz"), [b"0123456789"], "sha256"),
     (dict(BLOB, sha256="AB" * 32), [b"0123456789"], "sha256"),
     (dict(BLOB, size=-1), [b""], "size"),
+    (dict(BLOB, zsize=0), [b"0"], "compressed size"),
+    (dict(BLOB, size=1, zsize=5000), [b"0"], "compressed size"),   # a zip bomb's shape
     (dict(BLOB, size=(1 << 30) + 1), [b"0"], "size"),
     (dict(BLOB, offset=4), [b"0123456789"], "does not fit"),   # a piece past the content's end
     (dict(BLOB, offset=-1), [b"0"], "does not fit"),

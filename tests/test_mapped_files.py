@@ -12,13 +12,14 @@ from __future__ import annotations
 import collections
 import os
 import shutil
+import zlib
 
 import pytest
 
 from tft_lab import syscalls
 from tft_lab._backend.ptrace import AUDIT_ARCH_X86_64, SECCOMP_RET_ALLOW, SECCOMP_RET_TRACE, seccomp_program
 from tft_lab.cli import EXIT_DIVERGED
-from tft_lab.log import read_log
+from tft_lab.log import MAGIC, encode, read_log
 from tft_lab.testing import assert_no_leftovers, build_program, native, new_log_path, replay, run_cli
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
@@ -163,6 +164,36 @@ def test_a_changed_program_binary_is_still_a_divergence(tmp_path):
     rep = replay(log)
     assert rep.returncode == EXIT_DIVERGED
     assert "changed" in rep.stderr.decode()
+
+
+def test_a_log_whose_content_does_not_match_its_hash_is_refused(mapfile, tmp_path, pids_before):
+    data = tmp_path / "tampered.txt"
+    data.write_text(os.urandom(8).hex())          # a content no earlier replay has materialised
+    log = new_log_path(tmp_path)
+    assert record([mapfile, data], log).returncode == 0
+    lie = zlib.compress(b"x" * len(data.read_text()))
+    frames = list(_records_of(log, data, lie))
+    with open(log, "wb") as f:
+        f.write(MAGIC + b"".join(frames))
+    rep = replay(log)
+    assert rep.returncode != 0
+    err = rep.stderr.decode()
+    assert "does not match its sha256" in err and len(err.strip().splitlines()) == 1
+    assert b"content=" not in rep.stdout
+    assert_no_leftovers(pids_before)
+
+
+def _records_of(log, data, lie):
+    """The log's frames, with the content of ``data`` replaced by ``lie`` (sizes kept consistent)."""
+    records = read_log(log)
+    target = {r["sha256"] for r in records if r.type == "map" and r["path"] == str(data)}
+    for r in records:
+        fields = {k: v for k, v in r.items() if k != "blobs"}
+        blobs = r["blobs"]
+        if r.type == "blob" and r["sha256"] in target:
+            fields["zsize"] = len(lie)
+            blobs = [lie]
+        yield encode(fields, blobs)
 
 
 # --- the filter: only file-backed mmaps stop ---------------------------------------------------

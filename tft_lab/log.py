@@ -55,7 +55,8 @@ SCHEMA: dict[str, dict[str, type]] = {
     "exec": {"pid": _INT, "seq": _INT, "path": _STR},
     "exit": {"pid": _INT, "code": _INT, "signal": _INT},
     # a piece of a mapped file's content (each content once per log); blob 0 holds the bytes
-    "blob": {"sha256": _STR, "size": _INT, "offset": _INT},
+    # (zsize: the length of the content's zlib stream; offset: this piece's place in it)
+    "blob": {"sha256": _STR, "size": _INT, "offset": _INT, "zsize": _INT},
     # the successful file-backed mmap that is call `seq` of `pid` mapped this content
     # (stored: its bytes are in this log's blob records; else only the hash, --small-log)
     "map": {"pid": _INT, "seq": _INT, "sha256": _STR, "size": _INT, "path": _STR, "stored": bool,
@@ -120,8 +121,10 @@ def _check_content(rec: dict, offset: int) -> None:
         raise LogError(f"{t} record at byte {offset}: bad sha256 or size")
     if t == "blob":
         blobs = rec["blobs"]
-        off = rec["offset"]
-        if len(blobs) != 1 or not 0 <= off <= size or off + len(blobs[0]) > size or (not blobs[0] and size):
+        off, zsize = rec["offset"], rec["zsize"]
+        if not 0 < zsize <= size + size // 8 + 1024:   # zlib never grows data by more than that
+            raise LogError(f"blob record at byte {offset}: bad compressed size")
+        if len(blobs) != 1 or not blobs[0] or not 0 <= off < zsize or off + len(blobs[0]) > zsize:
             raise LogError(f"blob record at byte {offset}: its piece does not fit its content")
     elif rec["seq"] < 0 or rec["pid"] <= 0 or rec["blobs"] or len(rec["path"]) > 4096:
         raise LogError(f"map record at byte {offset}: bad pid, seq or path")
