@@ -12,6 +12,10 @@ from __future__ import annotations
 import collections
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 import zlib
 
 import pytest
@@ -20,7 +24,8 @@ from tft_lab import syscalls
 from tft_lab._backend.ptrace import AUDIT_ARCH_X86_64, SECCOMP_RET_ALLOW, SECCOMP_RET_TRACE, seccomp_program
 from tft_lab.cli import EXIT_DIVERGED
 from tft_lab.log import MAGIC, encode, read_log
-from tft_lab.testing import assert_no_leftovers, build_program, native, new_log_path, replay, run_cli
+from tft_lab.recorder import record as record_in_process
+from tft_lab.testing import REPO, assert_no_leftovers, build_program, native, new_log_path, replay, run_cli
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 
@@ -152,6 +157,53 @@ def test_a_live_backup_maps_the_contents_it_was_sent(mapfile, tmp_path):
     assert res.returncode == 0, res.stderr
     assert b"content=sent over the channel" in res.stdout
     assert b"diverged" not in res.stderr and b"ALONE" not in res.stderr
+
+
+def _listening(port: int) -> bool:
+    with open("/proc/net/tcp") as f:
+        return any(line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A" for line in f)
+
+
+def test_a_backup_on_a_host_with_another_file_maps_the_primarys_content(mapfile, tmp_path, pids_before):
+    """The backup runs where the file holds something else (a private mount hides the primary's),
+    and goes live after the primary's first line: it still prints the primary's content."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a private mount namespace")
+    shown = tmp_path / "shown"
+    shown.mkdir()
+    data = shown / "d.txt"
+    data.write_text("the primary's file")
+    # The fault: at the entry of the program's second write (its first has gone out).
+    _, engine = record_in_process([mapfile, str(data)], str(tmp_path / "count.log"), keep_trace=True)
+    calls = [e.syscall for e in engine.events if e.kind == "syscall"]
+    second_write = [i for i, name in enumerate(calls, 1) if name == "write"][1]
+    key = tmp_path / "key"
+    assert run_cli(["keygen", key]).returncode == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    other_host = (f"mount -t tmpfs tmpfs {shown} && printf 'THE BACKUP HOST FILE' > {data} && "
+                  f"exec {sys.executable} -m tft_lab.cli backup --listen 127.0.0.1:{port} --key-file {key} "
+                  "--accept-timeout 30")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    backup = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", other_host],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not _listening(port) and backup.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        primary = run_cli(["run", "--backup", f"tcp://127.0.0.1:{port}", "--key-file", key,
+                           "--fault", f"primary@{second_write}", "--", mapfile, data])
+        out, err = backup.communicate(timeout=60)
+    finally:
+        if backup.poll() is None:
+            backup.kill()
+            backup.wait()
+    assert primary.stdout == b"content=the primary's file\n", primary.stderr
+    assert b"goes live" in err, err
+    assert out == b"second_mapping=same\nagain=the primary's file\n", err
+    assert data.read_text() == "the primary's file"
+    assert_no_leftovers(pids_before)
 
 
 def test_a_changed_program_binary_is_still_a_divergence(tmp_path):

@@ -2,7 +2,7 @@
  *
  * Without FILE it maps its own binary and prints whether that starts like an ELF file.
  * The file is read only through mmap (never read(2)), twice: two mappings of one
- * content.  With "shared" it is mapped MAP_SHARED and writable, and the program
+ * content; the second is printed again at the end.  With "shared" it is mapped MAP_SHARED and writable, and the program
  * writes through the mapping (an output no system call carries).
  */
 #include <fcntl.h>
@@ -34,11 +34,16 @@ int main(int argc, char **argv) {
         return 1;
     }
     close(fd);
+    /* One write per line (flushed): a failover test stops the primary between them. */
     if (argc > 1)
         printf("content=%.*s\n", (int)n, a);
     else
         printf("elf=%s\n", memcmp(a, "\177ELF", 4) == 0 ? "yes" : "no");
+    fflush(stdout);
     printf("second_mapping=%s\n", memcmp(a, b, n) == 0 ? "same" : "different");
+    fflush(stdout);
+    if (argc > 1)
+        printf("again=%.*s\n", (int)n, b);
     if (shared) {
         a[0] = '#';
         printf("wrote=%c\n", a[0]);
