@@ -128,6 +128,7 @@ def _run_with_mutations(nb: Path, canned: bool):
         assert f"✓ exercise {number} passed" in out, number
         m = re.search(rf"mutation {re.escape(number)}: (\d+) wrong answers caught", out)
         assert m and int(m.group(1)) >= 3, f"exercise {number}: {m and m.group(0)}"
+    print("\n".join(line for line in out.splitlines() if line.startswith("mutation ")))   # shown by pytest -rP
     return notebook, out
 
 
