@@ -108,9 +108,12 @@ def digits(b: bytes) -> bytes:
     return _DIGITS.sub(b"N", b)
 
 
+_UUID = re.compile(rb"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
 def digits_and_hex(b: bytes) -> bytes:
-    """:func:`digits` after hex strings of 7+ characters become ``H`` (hashes, ids)."""
-    return digits(_HEX.sub(b"H", b))
+    """:func:`digits` after UUIDs become ``U`` and hex strings of 7+ characters ``H`` (hashes, ids)."""
+    return digits(_HEX.sub(b"H", _UUID.sub(b"U", b)))
 
 
 def sorted_lines(b: bytes) -> bytes:
