@@ -6,11 +6,22 @@ from tft_lab.syscalls import markdown_table
 HEADER = """# The syscall table
 
 Generated from `tft_lab/syscalls.py` by `python scripts/gen_docs.py`; do not
-edit by hand (a test checks it is current). What each class means is in
-DESIGN.md §2 and the module's docstring; "trapped: no" calls run natively on
-both replicas (their effect is local and identical given identical inputs).
-Every other syscall is not trapped by the replicating policies either; `tft
-trace` traps them all.
+edit by hand (a test checks it is current). What each class means is in the
+module's docstring; "trapped: no" calls run natively on both replicas (their
+effect is local and identical given identical inputs). Every other syscall is
+not trapped by the replicating policies either; `tft trace` traps them all.
+
+The facts column is what the policies act on, read from the table (no policy
+keeps its own list of names): `blocks` (may wait long: held-back signals are
+delivered before it), `kills` (sends a signal), `opens` (opens a path, new
+fd), `chdir` (changes the working directory), `noreturn` (never returns when
+it succeeds), `forks` (creates a process), `execs` (replaces the program),
+`resets` (fails with ECONNRESET on a connection that died with the primary),
+`writes=...` (an output that moves bytes to its fd: from a buffer `buf`, an
+iovec array `iov`, a `msghdr`, or from another `fd`, in which case the
+primary logs the bytes where the replay shows the destination), `path=aN@aM`
+(the path in argument N, relative to the directory fd in argument M; the
+replayer resolves it against the recorded working directory).
 
 """
 

@@ -2,7 +2,7 @@
 
 Everything runs on real sockets bound to 127.0.0.1 only.  The wire-format
 sizes below are the ones documented in the module docstring of
-``tft_lab.channel``; tests that cut or tamper with bytes rely on them, so a
+``tft_lab.channel.wire``; tests that cut or tamper with bytes rely on them, so a
 change of format shows up here.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tft_lab import channel
-from tft_lab.errors import ChannelError, PeerFailed, TftError
+from tft_lab.errors import AckTimeout, ChannelError, PeerFailed, TftError
 
 LOOPBACK = "127.0.0.1"
 KEY = bytes(range(32))
@@ -222,8 +222,9 @@ def test_wait_acked_blocks_until_the_backup_acknowledges():
     with sender, receiver:
         seq = sender.send(b"the output comes next")
         assert sender.acked == 0
-        with pytest.raises(PeerFailed, match="did not acknowledge frame 1"):
+        with pytest.raises(AckTimeout, match="did not acknowledge frame 1"):
             sender.wait_acked(seq, timeout=0.2)
+        assert sender.failure is None   # a slow backup is not (yet) a failed one
 
         def backup():
             time.sleep(0.3)
@@ -281,13 +282,15 @@ def test_buffered_frames_go_out_within_a_heartbeat_without_flush():
         assert receiver.recv(timeout=2) == b"buffered"
 
 
-def test_frames_are_bytes_of_bounded_size(tmp_path):
-    with channel.FileSender(tmp_path / "log") as sender:
+def test_frames_are_bytes_of_bounded_size():
+    sender, receiver = socket_pair()
+    with sender, receiver:
         with pytest.raises(ValueError, match="exceeds"):
             sender.send(bytes(channel.MAX_FRAME + 1))
         with pytest.raises(TypeError):
             sender.send("text")
         assert sender.send(memoryview(b"ok")) == 1
+        assert receiver.recv(timeout=5) == b"ok"
 
 
 # --------------------------------------------------------------------------- ends: clean, crash, silence
@@ -339,6 +342,20 @@ def test_primary_killed_without_close_is_peer_failed():
         finally:
             primary.kill()
             primary.wait(5)
+
+
+def test_an_aborted_sender_looks_crashed_to_the_backup():
+    sender, receiver = socket_pair(KEY)
+    with sender, receiver:
+        sender.send(b"before the crash")
+        sender.flush()
+        sender.abort()
+        assert receiver.recv(timeout=5) == b"before the crash"
+        started = time.monotonic()
+        with pytest.raises(PeerFailed, match="without a clean close"):
+            receiver.recv(timeout=5)
+        assert time.monotonic() - started < 2   # seen at once, not after the heartbeats stop
+        assert not receiver.closed_cleanly
 
 
 def test_silent_primary_is_declared_failed_after_its_heartbeats_stop():
@@ -532,100 +549,6 @@ def test_an_oversized_length_field_is_refused_before_reading_the_body():
             receiver.recv(timeout=5)
 
 
-# --------------------------------------------------------------------------- files (record / replay)
-
-@pytest.mark.parametrize("key", [None, KEY], ids=["unkeyed", "keyed"])
-def test_file_channel_round_trip(tmp_path, key):
-    path = tmp_path / "run.tftlog"
-    with channel.FileSender(path, key) as sender:
-        seqs = [sender.send(frame) for frame in FRAMES]
-        sender.wait_acked(seqs[-1], timeout=0)
-        assert sender.acked == len(FRAMES)
-    assert os.stat(path).st_mode & 0o777 == 0o600
-    with channel.FileReceiver(path, key) as receiver:
-        assert [receiver.recv() for _ in FRAMES] == FRAMES
-        receiver.ack(len(FRAMES))
-        assert receiver.recv() is None
-        assert receiver.closed_cleanly
-
-
-def _record(path, frames, key=None):
-    with channel.FileSender(path, key) as sender:
-        for frame in frames:
-            sender.send(frame)
-    return path.stat().st_size
-
-
-def test_a_recording_cut_inside_a_message_is_detected(tmp_path):
-    path = tmp_path / "cut.tftlog"
-    size = _record(path, [b"a" * 100, b"b" * 100, b"c" * 100])
-    data_size = HEADER_SIZE + 100
-    assert size == HELLO_SIZE + 3 * data_size + HEADER_SIZE + 8  # ... + CLOSE(u64)
-    os.truncate(path, HELLO_SIZE + 2 * data_size + 50)
-    with channel.FileReceiver(path) as receiver:
-        assert receiver.recv() == b"a" * 100
-        assert receiver.recv() == b"b" * 100
-        with pytest.raises(ChannelError, match="truncated inside message 3"):
-            receiver.recv()
-        with pytest.raises(ChannelError, match="truncated"):
-            receiver.recv()
-        assert not receiver.closed_cleanly
-
-
-def test_a_recording_without_its_close_means_the_recorder_died(tmp_path):
-    path = tmp_path / "died.tftlog"
-    size = _record(path, [b"a", b"b"])
-    os.truncate(path, size - (HEADER_SIZE + 8))  # drop the CLOSE exactly
-    with channel.FileReceiver(path) as receiver:
-        assert [receiver.recv(), receiver.recv()] == [b"a", b"b"]
-        with pytest.raises(PeerFailed, match="ends after frame 2 without a clean close"):
-            receiver.recv()
-        assert not receiver.closed_cleanly
-
-
-def test_a_tampered_recording_is_refused(tmp_path):
-    path = tmp_path / "signed.tftlog"
-    _record(path, [b"first frame", b"second frame"], KEY)
-    data = bytearray(path.read_bytes())
-    second_payload = HELLO_SIZE + TAG_SIZE + (HEADER_SIZE + 11 + TAG_SIZE) + HEADER_SIZE
-    assert data[second_payload:second_payload + 12] == b"second frame"
-    data[second_payload] ^= 0x20
-    path.write_bytes(bytes(data))
-    with channel.FileReceiver(path, KEY) as receiver:
-        assert receiver.recv() == b"first frame"
-        with pytest.raises(ChannelError, match="message tampered"):
-            receiver.recv()
-
-
-def test_an_oversized_length_in_a_recording_is_refused_unread(tmp_path):
-    path = tmp_path / "huge.tftlog"
-    _record(path, [])
-    header = path.read_bytes()[:HELLO_SIZE]
-    path.write_bytes(header + struct.pack("!IBQ", 0xFFFF_FFFF, DATA, 1))
-    with channel.FileReceiver(path) as receiver:
-        with pytest.raises(ChannelError, match="oversized message"):
-            receiver.recv()
-
-
-def test_recording_headers_are_checked(tmp_path):
-    empty = tmp_path / "empty"
-    empty.write_bytes(b"")
-    junk = tmp_path / "junk"
-    junk.write_bytes(b"#!/bin/sh\necho hello\n" * 4)
-    signed, plain = tmp_path / "signed", tmp_path / "plain"
-    _record(signed, [b"x"], KEY)
-    _record(plain, [b"x"])
-    for path, key, error in [
-        (empty, None, "is empty"),
-        (junk, None, "not a tft recording: bad magic"),
-        (signed, None, "pass its key"),
-        (signed, OTHER_KEY, r"recording failed authentication: wrong key\?"),
-        (plain, KEY, "not authenticated, but a key was given"),
-    ]:
-        with pytest.raises(ChannelError, match=error):
-            channel.FileReceiver(path, key)
-
-
 # --------------------------------------------------------------------------- key files
 
 def test_generated_keys_load_back(tmp_path):
@@ -658,3 +581,4 @@ def test_unsafe_or_bad_key_files_are_refused(tmp_path, content, mode, error):
 
 def test_all_channel_errors_are_tft_errors():
     assert issubclass(ChannelError, TftError) and issubclass(PeerFailed, TftError)
+    assert issubclass(AckTimeout, PeerFailed)

@@ -4,8 +4,9 @@ import plotly.graph_objects as go
 import pytest
 
 from tft_lab import compare
-from tft_lab.plots import (deferrals, epoch_timeline, format_call, overhead, overhead_ratios, side_by_side,
+from tft_lab.plots import (deferrals, epoch_timeline, overhead, overhead_ratios, side_by_side,
                            signal_deferral)
+from tft_lab.strace import format_args, format_call, format_result
 from tft_lab.trace import TraceEvent, to_dataframe
 
 MS = 1_000_000
@@ -232,3 +233,16 @@ def test_format_call_is_strace_style():
     assert format_call(call("primary", 0, "brk", "NULL", 0x5555_0000)._asdict()) == "brk(NULL) = 0x55550000"
     sig = signal("primary", 3, "SIGALRM", "delivered", 0)
     assert format_call(sig._asdict()) == "--- SIGALRM delivered after seq 3 ---"
+
+
+def test_a_result_no_replica_has_is_a_question_mark_and_pointers_are_hex():
+    assert format_result("read", pd.NA) == "?"
+    assert format_result("read", float("nan")) == "?"
+    assert format_result("read", None) == "?"
+    assert format_args([3, 0x7ffd_0000, 4096]) == "3, 0x7ffd0000, 4096"
+
+
+def test_deferrals_is_the_steppers_own():
+    from tft_lab import stepping
+
+    assert deferrals is stepping.deferrals   # the notebooks import it from tft_lab.plots

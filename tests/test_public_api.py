@@ -20,3 +20,49 @@ def test_errors_share_one_root():
         obj = getattr(tft_lab, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, tft_lab.TftError)
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """tft_lab module -> the tft_lab modules it imports (anywhere in it, lazily or not)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(tft_lab.__file__).parent
+    names = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for mod, path in names.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1])
+                target = f"{base}.{node.module}" if node.module else base
+                subs = {f"{target}.{a.name}" for a in node.names} & names.keys()
+                deps |= subs or ({target} & names.keys())
+        graph[mod] = {d for d in deps if not (d.startswith(mod + ".") or mod.startswith(d + "."))}
+    return graph
+
+
+def test_imports_go_one_way():
+    graph = _package_imports()
+    done, path = set(), []
+
+    def visit(mod):
+        assert mod not in path, f"import cycle: {' -> '.join(path[path.index(mod):] + [mod])}"
+        if mod in done:
+            return
+        path.append(mod)
+        for dep in graph[mod]:
+            visit(dep)
+        path.pop()
+        done.add(mod)
+
+    for mod in graph:
+        visit(mod)
+    policies = {"tft_lab.recorder", "tft_lab.replayer", "tft_lab.primary", "tft_lab.backup", "tft_lab.tracer"}
+    assert graph["tft_lab._backend.ptrace"] <= {"tft_lab.errors"}
+    assert not graph["tft_lab.engine"] & policies
+    assert all(not d.startswith("tft_lab.channel") for p in policies for d in graph[p])

@@ -81,3 +81,28 @@ def test_the_documentation_table_lists_every_entry():
     assert set(rows) == set(TABLE)
     for name, s in TABLE.items():
         assert f"| {s.x64} | {s.cls} |" in rows[name]
+
+
+def test_the_facts_policies_act_on_are_consistent_rows_of_the_table():
+    for s in TABLE.values():
+        if s.writes:
+            assert s.cls == "output" and s.fd_arg is not None, s
+            assert s.writes in ("buf", "iov", "msghdr", "fd"), s
+        assert (s.src_arg is not None) == (s.writes == "fd") == (s.count_arg is not None), s
+        if s.path is not None:
+            dirfd, path = s.path
+            assert 0 <= path < 6 and (dirfd is None or 0 <= dirfd < 6), s
+        assert not s.opens or (s.creates_fd and s.path is not None), s
+    assert {n for n, s in TABLE.items() if s.noreturn} == {"exit", "exit_group"}
+    assert {n for n, s in TABLE.items() if s.forks} == {"fork", "vfork", "clone", "clone3"}
+    # every call that moves bytes to an output is an output call that says where its bytes are
+    for name in ("write", "writev", "pwrite64", "pwritev", "pwritev2", "sendto", "sendmsg",
+                 "sendfile", "copy_file_range", "splice", "tee"):
+        assert TABLE[name].writes, name
+
+
+def test_the_documentation_shows_the_facts():
+    doc = markdown_table()
+    rows = {line.split("|")[1].strip(): line for line in doc.splitlines()[2:]}
+    assert "blocks" in rows["read"] and "noreturn" in rows["exit_group"]
+    assert "writes=fd" in rows["copy_file_range"] and "forks" in rows["clone"]

@@ -5,9 +5,10 @@ import time
 import pytest
 
 from tft_lab import session
+from tft_lab.stepping import describe_step, render_step, step_table
 from tft_lab.testing import nothing_left_running, build_program
 from tft_lab.trace import TraceEvent, to_dataframe
-from tft_lab.widgets import LiveStepper, TraceStepper, describe_step, render_step, step_table
+from tft_lab.widgets import LiveStepper, TraceStepper
 
 MS = 1_000_000
 PID = 100

@@ -6,14 +6,14 @@ replay), the basis of primary/backup replication as in Bressoud's TFT.
 
 Public names are re-exported here; everything in ``_``-modules is private.
 """
-from .errors import (ChannelError, DivergenceError, LogError, PeerFailed, PeerSilent, ProgramError, TftError,
-                     TracingError, UnsupportedError)
+from .errors import (AckTimeout, ChannelError, DivergenceError, LogError, PeerFailed, PeerSilent, ProgramError,
+                     TftError, TracingError, UnsupportedError)
 from .trace import TraceEvent, to_dataframe
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChannelError", "DivergenceError", "LogError", "PeerFailed", "PeerSilent", "ProgramError", "TftError",
+    "AckTimeout", "ChannelError", "DivergenceError", "LogError", "PeerFailed", "PeerSilent", "ProgramError", "TftError",
     "TracingError", "UnsupportedError", "TraceEvent", "to_dataframe", "record", "replay", "trace",
     "compare", "load_ipython_extension",
 ]

@@ -42,8 +42,7 @@ NR = {name: TABLE[name].x64 for name in ("openat", "lseek", "dup3", "close", "so
                                           "bind", "listen", "socketpair", "epoll_ctl")}
 AT_FDCWD = -100
 SOL_SOCKET, SO_REUSEADDR = 1, 2
-_DEAD_CALLS = frozenset(("read", "readv", "pread64", "recvfrom", "recvmsg", "write", "writev", "pwrite64",
-                         "sendto", "sendmsg", "sendfile", "connect", "shutdown"))
+
 
 
 class _Pump(threading.Thread):
@@ -313,7 +312,7 @@ class Backup(Replayer):
         if name == "getppid" and task.parent is not None:
             return task.emulate(task.parent.vpid)
         entry = call.entry
-        if entry is not None and entry.fd_arg is not None and name in _DEAD_CALLS:
+        if entry is not None and entry.fd_arg is not None and entry.resets:
             info = task.fds.get(call.args[entry.fd_arg])
             if info is not None and info.kind == "dead":
                 return task.emulate(-errno.ECONNRESET)

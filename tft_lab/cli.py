@@ -93,15 +93,10 @@ def _prog(args) -> list[str]:
 
 
 def _write_trace(engine, path: str | None) -> None:
-    if not path:
-        return
-    from .trace import to_dataframe
+    if path:
+        from .trace import save, to_dataframe
 
-    df = to_dataframe(engine.events)
-    if path.endswith(".csv"):
-        df.to_csv(path, index=False)
-    else:
-        df.to_parquet(path, index=False)
+        save(to_dataframe(engine.events), path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,10 +19,7 @@ import tempfile
 import time
 
 from ._build import EXAMPLES, example
-
-
-def _tft(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tft_lab.cli", *args], capture_output=True, **kw)
+from ._process import run_cli, start_cli
 
 
 def _free_port() -> int:
@@ -46,18 +43,18 @@ def demo(workdir: str | None = None) -> int:
 
     log, data = os.path.join(work, "counter.log"), os.path.join(work, "counter.txt")
     print(f"== 1. record and replay: counter 5 {data}")
-    rec = _tft("record", "--log", log, "--", counter, "5", data, cwd=work)
+    rec = run_cli(["record", "--log", log, "--", counter, "5", data], cwd=work)
     sys.stdout.write(rec.stdout.decode())
     if os.path.exists(data):
         os.unlink(data)
-    rep = _tft("replay", log, cwd=work)
+    rep = run_cli(["replay", log], cwd=work)
     same = rep.stdout == rec.stdout and rep.returncode == rec.returncode
     print(f"   replay printed the same {len(rep.stdout)} bytes: {'yes' if same else 'NO'}; "
           f"wrote the file again: {'yes' if os.path.exists(data) else 'no'}")
     ok &= same and not os.path.exists(data)
 
     print("== 2. replicated, primary killed at its 30th intercepted call: tft run --fault primary@30")
-    run = _tft("run", "--fault", "primary@30", "--", counter, "6", data, cwd=work)
+    run = run_cli(["run", "--fault", "primary@30", "--", counter, "6", data], cwd=work)
     sys.stdout.write(run.stdout.decode())
     for line in run.stderr.decode().splitlines():
         print(f"   | {line}")
@@ -67,9 +64,7 @@ def demo(workdir: str | None = None) -> int:
 
     print("== 3. a replicated key-value server; its primary is killed while a client uses it")
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tft_lab.cli", "run", "--", sys.executable,
-                               str(EXAMPLES / "kvserver.py"), str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=work)
+    server = start_cli(["run", "--", sys.executable, EXAMPLES / "kvserver.py", port], cwd=work)
     try:
         ok &= _kv_demo(server, port)
     finally:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import signal as _signal
 import struct
@@ -23,8 +22,9 @@ from typing import NamedTuple
 
 from . import fdtable, syscalls
 from ._backend import ptrace as pt
+from ._process import reap_exited
 from .errors import ProgramError, TftError, TracingError, UnsupportedError
-from .trace import TraceEvent
+from .trace import EventWriter, TraceEvent
 
 MASK64 = (1 << 64) - 1
 AT_NULL, AT_IGNORE, AT_RANDOM, AT_SYSINFO_EHDR = 0, 1, 25, 33
@@ -315,8 +315,7 @@ class Engine:
         self.spawn_error: str | None = None
         self.stopped_calls = 0
         self.cpu = cpu   # -1: the first CPU we may use; None: do not pin
-        self.trace_file = None   # a text file: one JSON list per event (survives a crash but the tail)
-        self._flushed_ns = 0
+        self.trace_file: EventWriter | None = None   # the event stream, if one was asked for
         self.gate = None         # called after every event while the task is stopped (live stepping)
 
     @contextlib.contextmanager
@@ -325,7 +324,7 @@ class Engine:
         the socket ``control_fd`` pause the program after each one (``on_fail``: what its
         "fail here" does; default: kill the program).  Both are closed on the way out."""
         if events:
-            self.trace_file = open(events, "w")
+            self.trace_file = EventWriter(events)
         if control_fd is not None:
             from .control import gate_from_fd
 
@@ -406,16 +405,7 @@ class Engine:
                 if t and t.mem:
                     t.mem.close()
         self.tasks.clear()
-        self._reap_orphans()
-
-    def _reap_orphans(self) -> None:
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG | pt.WALL)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        reap_exited()   # orphans we adopted as a subreaper
 
     # -- the loop ----------------------------------------------------------------------
     def step(self) -> Status:
@@ -475,10 +465,7 @@ class Engine:
         if self.keep_trace:
             self.events.append(ev)
         if self.trace_file is not None:
-            self.trace_file.write(json.dumps(ev, separators=(",", ":")) + "\n")
-            if ev.t_ns - self._flushed_ns > 200_000_000:   # a live view sees it within 0.2 s
-                self.trace_file.flush()
-                self._flushed_ns = ev.t_ns
+            self.trace_file.write(ev)
         if self.gate is not None:
             self.flush_trace()   # the stepper shows this event while we wait for its command
             self.gate(ev, [_signame(s) for s, _ in task.pending])

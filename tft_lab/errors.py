@@ -62,3 +62,7 @@ class PeerFailed(TftError):
 
 class PeerSilent(PeerFailed):
     """The other replica sent nothing for too long: dead, hung, or cut off from us (we cannot tell)."""
+
+
+class AckTimeout(PeerFailed):
+    """The other replica did not acknowledge in time: it may be alive but slow, or cut off from us."""

@@ -27,3 +27,11 @@ def parse_fault(spec: str) -> Fault:
             raise ValueError(f"bad fault {spec!r}: calls are counted from 1")
         return Fault(replica, int(n), None)
     return Fault(replica, None, float(secs))
+
+
+def not_injected(faults, replica: str, calls: int) -> list[str]:
+    """One message per ``replica@N`` fault that never fired because the replica made only
+    ``calls`` intercepted calls (N is past its last call): such a run had no fault at all,
+    which a user must be told rather than left to believe the failover was exercised."""
+    return [f"fault {replica}@{f.at_call} was not injected: the {replica} made only {calls} intercepted calls"
+            for f in faults if f.replica == replica and f.at_call is not None and f.at_call > calls]

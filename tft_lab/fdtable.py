@@ -5,7 +5,14 @@ files the primary wrote, the sockets it made and the connections it accepted,
 and real files whose offsets never moved (their reads were fed from the log).
 This table remembers, per fd, what the primary had — path, flags, offset,
 socket address, epoll registrations — so that going live can rebuild it
-(DESIGN.md §5) and so that the replayer knows which fd is the inherited stdout.
+(and so that the replayer knows which fd is the inherited stdout).
+
+The working directory is part of this state: it is the directory the kernel
+names ``AT_FDCWD`` in the ``*at`` calls, so the table keeps it under that key,
+as an entry of kind ``cwd`` whose ``path`` is the primary's working directory.
+Paths the replay resolves (a relative open, a chdir) are resolved against
+these recorded directories, never against whatever the replaying machine has
+(the program's ``mkdir`` is an output: the replay skips it).
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from dataclasses import dataclass, field, replace
 O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o200, 0o1000, 0o2000, 0o2000000
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 F_DUPFD, F_SETFD, F_DUPFD_CLOEXEC, FD_CLOEXEC = 0, 2, 1030, 1
+AT_FDCWD = -100
 
 
 @dataclass
@@ -23,8 +31,10 @@ class Fd:
     """One descriptor as the primary had it."""
 
     kind: str
-    """``stdin``/``stdout``/``stderr`` (inherited), ``file``, ``pipe``, ``socket``, ``listen``,
-    ``conn`` (a connection: lived in the primary's kernel), ``epoll``, ``other``."""
+    """``stdin``/``stdout``/``stderr`` (inherited), ``file`` (opened by path: a regular file or a
+    directory; ``path`` is absolute when it was resolved against the recorded directories),
+    ``pipe``, ``socket``, ``listen``, ``conn`` (a connection: lived in the primary's kernel),
+    ``epoll``, ``other``; and ``cwd``, the working directory, kept under the key ``AT_FDCWD``."""
     standin: bool = False
     """The backup's kernel holds ``/dev/null`` here, not the real object."""
     path: str = ""
@@ -50,6 +60,47 @@ def open_call(call) -> tuple[int, int]:
     return 0, O_CREAT | O_TRUNC | 1   # creat(path, mode)
 
 
+def dirfd(value: int) -> int:
+    """A dirfd argument as the kernel reads it: a signed 32-bit int (``AT_FDCWD`` may reach us as
+    ``0xffffff9c``, the upper half of the register left zero by the program)."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >> 31 else value
+
+
+def set_cwd(fds: dict[int, Fd], path: str) -> None:
+    """Record ``path`` (absolute) as the working directory."""
+    fds[AT_FDCWD] = Fd("cwd", path=path)
+
+
+def resolve(task, at: int, path: str) -> str | None:
+    """``path`` as the primary resolved it: absolute, joined to the recorded directory ``at``
+    names (``AT_FDCWD`` or a directory fd).  None when that directory is not known (an fd
+    inherited from outside): the kernel must resolve it.
+
+    Not normalized on purpose: ``a/..`` resolved from ``/d`` is what ``/d/a/..`` resolves
+    to (physically, through symlinks), while ``/d`` might not be.
+    """
+    if path.startswith("/"):
+        return path
+    info = task.fds.get(dirfd(at))
+    if info is None or not info.path.startswith("/"):
+        return None
+    base = info.path.rstrip("/") or ""
+    parts = [p for p in path.split("/") if p not in ("", ".")]   # "." and "//" never change it
+    return "/".join([base, *parts]) if parts else (base or "/")
+
+
+def resolve_call(task, call) -> str | None:
+    """The absolute path a path-taking call (its table ``path`` fact) names, as the primary
+    resolved it; None if it takes no path or its directory is not known."""
+    entry = call.entry
+    if entry is None or entry.path is None:
+        return None
+    at_arg, path_arg = entry.path
+    raw = task.mem.read_cstring(call.args[path_arg]).decode(errors="surrogateescape")
+    return resolve(task, AT_FDCWD if at_arg is None else call.args[at_arg], raw)
+
+
 def inherited() -> dict[int, Fd]:
     return {0: Fd("stdin"), 1: Fd("stdout"), 2: Fd("stderr")}
 
@@ -71,10 +122,21 @@ def update(task, call, res: int, standin: bool) -> None:
     fds = task.fds
     a = call.args
     name = call.name
-    if name in ("open", "openat", "creat"):
+    if call.entry is not None and call.entry.opens:
         path_arg, flags = open_call(call)
-        path = task.mem.read_cstring(a[path_arg]).decode(errors="surrogateescape")
+        path = resolve_call(task, call) or task.mem.read_cstring(a[path_arg]).decode(errors="surrogateescape")
         fds[res] = Fd("file", standin=standin, path=path, flags=flags, cloexec=bool(flags & O_CLOEXEC))
+    elif call.entry is not None and call.entry.chdir:
+        if name == "fchdir":
+            where = fds[a[0]].path if a[0] in fds and fds[a[0]].path.startswith("/") else None
+        else:
+            where = resolve_call(task, call)
+        if where is None:   # a directory we know nothing of: the kernel's answer (ran for real)
+            try:
+                where = os.readlink(f"/proc/{task.pid}/cwd")
+            except OSError:
+                return
+        set_cwd(fds, where)
     elif name == "dup" or (name == "fcntl" and a[1] in (F_DUPFD, F_DUPFD_CLOEXEC)):
         src = fds.get(a[0])
         fds[res] = replace(src, cloexec=name == "fcntl" and a[1] == F_DUPFD_CLOEXEC) if src else Fd("other")

@@ -6,12 +6,19 @@ addresses (ASLR is off, so they are the same on both replicas).
 """
 from __future__ import annotations
 
+import os
+import stat
 import struct
 
 from .engine import Call, Task
 from .syscalls import RESTART_CODES, ioctl_out_size
 
 MAX_OUT = 64 << 20
+#: At most this many bytes are moved by one fd-to-fd output whose bytes are logged (the call's
+#: length is clamped: the kernel may move fewer bytes than asked, and programs loop).
+MAX_MOVED = 8 << 20
+#: ``addr`` of an out-buffer that holds the bytes an fd-to-fd output moved (not memory).
+MOVED = 0
 
 
 def capture(task: Task, call: Call) -> list[tuple[int, bytes]]:
@@ -88,15 +95,93 @@ def _msghdr(task: Task, addr: int, res: int) -> list[tuple[int, bytes]]:
 
 
 def gather(task: Task, call: Call, count: int) -> bytes:
-    """The bytes an output call (write, writev, pwrite, send) hands to the kernel, up to ``count``."""
-    name = call.name
+    """The bytes an output call hands to the kernel, up to ``count``: from the program's memory,
+    or, for an fd-to-fd move (``sendfile``, ``copy_file_range``, ``splice``, ``tee``), from the
+    call's log record (``call.rec``), where the primary logged them; ``b""`` if it did not."""
+    how = call.entry.writes if call.entry is not None else ""
     a = call.args
-    if name in ("write", "pwrite64", "sendto"):
+    if how == "fd":
+        rec = call.rec
+        if rec is None:
+            return b""
+        return b"".join(d for addr, d in zip(rec["addrs"], rec["blobs"]) if addr == MOVED)[:count]
+    if how == "buf":
         return task.read(a[1], min(count, a[2]))
-    if name in ("writev", "pwritev", "pwritev2"):
+    if how == "iov":
         return b"".join(data for _, data in _iov(task, a[1], a[2], count))
-    if name == "sendmsg":
+    if how == "msghdr":
         raw = task.read(a[1], 56)
         _n, _nl, iov, iovlen, *_ = struct.unpack("<QI4xQQQQi4x", raw)
         return b"".join(data for _, data in _iov(task, iov, iovlen, count))
     return b""
+
+
+def _offset_ptr(call: Call, fd_index: int) -> int:
+    """The offset pointer of an fd-to-fd move's end ``fd_index``: the table's 8-byte out-buffer
+    right after that fd argument (``loff_t *``), or 0 (the fd's own file position moves)."""
+    if (fd_index + 1, "8") in call.entry.outs:
+        return call.args[fd_index + 1]
+    return 0
+
+
+def _fd(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+def _stat(pid: int, fd: int) -> os.stat_result | None:
+    try:
+        return os.stat(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return None
+
+
+def move_plan(task: Task, call: Call, shown: set) -> str:
+    """At the entry of an fd-to-fd move on the primary: ``"log"`` if its bytes must be logged and
+    can be (the destination is one the replay shows: a file in ``shown`` (device, inode), the
+    inherited stdout/stderr, or a pipe, whose contents a backup accounts for at failover; and
+    one end is a regular file, from which they are read back after the call), ``"refuse"`` if
+    they must be and cannot be (pipe to pipe, socket to pipe: no copy survives the call), else
+    ``"run"``."""
+    entry = call.entry
+    dst = _stat(task.pid, _fd(call.args[entry.fd_arg]))
+    if dst is None:
+        return "run"   # a bad fd: the kernel answers
+    if not (stat.S_ISFIFO(dst.st_mode) or (dst.st_dev, dst.st_ino) in shown):
+        return "run"
+    src = _stat(task.pid, _fd(call.args[entry.src_arg]))
+    if stat.S_ISREG(dst.st_mode) or (src is not None and stat.S_ISREG(src.st_mode)):
+        return "log"
+    return "refuse"
+
+
+def moved(task: Task, call: Call, count: int) -> bytes | None:
+    """After an fd-to-fd move of ``count`` bytes: those bytes, read back from whichever end is a
+    regular file, just behind where the call left that end's offset.  None if neither can be."""
+    entry = call.entry
+    for idx in (entry.src_arg, entry.fd_arg):
+        fd = _fd(call.args[idx])
+        st = _stat(task.pid, fd)
+        if st is None or not stat.S_ISREG(st.st_mode):
+            continue
+        ptr = _offset_ptr(call, idx)
+        try:
+            end = task.mem.read_u64(ptr) if ptr else _file_pos(task.pid, fd)
+            f = os.open(f"/proc/{task.pid}/fd/{fd}", os.O_RDONLY)
+            try:
+                data = os.pread(f, count, end - count)
+            finally:
+                os.close(f)
+        except (OSError, ValueError):
+            continue
+        if len(data) == count:
+            return data
+    return None
+
+
+def _file_pos(pid: int, fd: int) -> int:
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        for line in f:
+            if line.startswith("pos:"):
+                return int(line.split()[1])
+    raise ValueError("no pos in fdinfo")

@@ -2,7 +2,12 @@
 
 The functions take the DataFrames of :func:`tft_lab.trace.to_dataframe`,
 :func:`tft_lab.compare` or a benchmark table and return a
-``plotly.graph_objects.Figure``; they never display anything themselves.
+``plotly.graph_objects.Figure`` (:func:`overhead_ratios`, the table behind
+:func:`overhead`, returns its DataFrame); they never display anything
+themselves.  :func:`deferrals` (the signal arrival/delivery pairs that
+:func:`signal_deferral` draws) lives in :mod:`tft_lab.stepping` and is
+re-exported here.
+
 Elements a reader (or a test) may look for carry a ``name``: traces by class
 or role, shapes ``"epoch boundary"`` and ``"failover"``, annotations
 ``"deferral"`` and ``"failover"``.
@@ -15,7 +20,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .trace import CLASSES, REPLICAS
+from .stepping import deferrals
+from .strace import format_call, format_result
+from .trace import CLASSES
+
+__all__ = ["epoch_timeline", "signal_deferral", "side_by_side", "overhead", "overhead_ratios", "deferrals",
+           "CLASS_COLORS"]
 
 #: One colour per replication class (and the one for signals, rdtsc...).
 CLASS_COLORS = {
@@ -35,96 +45,6 @@ FAILOVER_COLOR = "#d62728"
 
 _NS_PER_MS = 1e6
 _LANE_HALF = 0.42
-
-
-# --------------------------------------------------------------------------
-# helpers shared with the stepper
-
-
-def format_call(row) -> str:
-    """One event, strace-style: ``read(3, "ab", 2) = 2``; ``--- SIGALRM delivered ---``.
-
-    ``row`` is a mapping or a namedtuple with the trace's columns.
-    """
-    get = row.get if hasattr(row, "get") else lambda k, d=None: getattr(row, k, d)
-    kind, name, args, result = get("kind"), get("syscall"), get("args", ""), get("result", 0)
-    args = "" if args is None or (isinstance(args, float) and pd.isna(args)) else str(args)
-    if kind == "signal":
-        what = get("signal")
-        where = "after seq" if what in ("arrived", "delivered") else "at seq"
-        return f"--- {name} {what} {where} {get('seq')} ---"
-    if kind == "exit":
-        return f"+++ exited with {result} +++"
-    if kind == "rdtsc":
-        return f"{name} = {result}"
-    return f"{name}({args}) = {format_result(name, result)}"
-
-
-def format_result(syscall: str, result) -> str:
-    """A return value as strace prints it: ``-1 ENOENT (No such file or directory)``."""
-    import errno
-    import os
-
-    if result is None or pd.isna(result):
-        return "?"
-    result = int(result)
-    if -4096 < result < 0:
-        code = errno.errorcode.get(-result, str(-result))
-        return f"-1 {code} ({os.strerror(-result)})"
-    if syscall in ("mmap", "brk", "mremap") and result > 0:
-        return hex(result)
-    return str(result)
-
-
-def deferrals(df: pd.DataFrame) -> pd.DataFrame:
-    """Pair each signal's arrival with its delivery, per replica and pid.
-
-    Arrivals and deliveries of one signal are matched first in, first out; a
-    delivery is matched only to an arrival at or before its seq. Returns one
-    row per arrival or unmatched delivery, with columns ``replica, pid,
-    signal, arrival_seq, delivery_seq, arrival_t_ns, delivery_t_ns,
-    deferral_calls, deferral_ns``; the delivery columns are ``<NA>`` for a
-    signal still pending (at the end of the trace or at a failover), the
-    arrival columns for a delivery without arrival (a backup raises a
-    signal at the seq the log names: it never saw it arrive).
-    """
-    cols = ["replica", "pid", "signal", "arrival_seq", "delivery_seq", "arrival_t_ns", "delivery_t_ns"]
-    sig = df[df["kind"] == "signal"]
-    rows: list[dict] = []
-    for (replica, pid, name), g in sig.groupby(["replica", "pid", "syscall"], observed=True, sort=True):
-        g = g.sort_values(["seq", "t_ns"], kind="stable")
-        # Only arrivals that were held back wait for a delivery: a backup's own (dropped)
-        # signals and ones merged into a signal already held back never get one.
-        pending = [r for r in g.itertuples() if r.signal == "arrived" and r.action == "deferred"]
-        for d in (r for r in g.itertuples() if r.signal == "delivered"):
-            match = next((a for a in pending if a.seq <= d.seq), None)
-            if match is not None:
-                pending.remove(match)
-            rows.append(
-                dict(
-                    replica=replica, pid=pid, signal=name,
-                    arrival_seq=None if match is None else match.seq,
-                    delivery_seq=d.seq,
-                    arrival_t_ns=None if match is None else match.t_ns,
-                    delivery_t_ns=d.t_ns,
-                )
-            )
-        rows.extend(
-            dict(replica=replica, pid=pid, signal=name, arrival_seq=a.seq, delivery_seq=None,
-                 arrival_t_ns=a.t_ns, delivery_t_ns=None)
-            for a in pending
-        )
-    out = pd.DataFrame(rows, columns=cols)
-    out["replica"] = out["replica"].astype(object).astype("string")
-    out["signal"] = out["signal"].astype(object).astype("string")
-    for col in cols[1:2] + cols[3:]:
-        out[col] = out[col].astype("Int64")
-    out["deferral_calls"] = out["delivery_seq"] - out["arrival_seq"]
-    out["deferral_ns"] = out["delivery_t_ns"] - out["arrival_t_ns"]
-    out["_replica_rank"] = out["replica"].map({r: i for i, r in enumerate(REPLICAS)})
-    out = out.sort_values(["_replica_rank", "pid", "arrival_t_ns", "delivery_t_ns"], kind="stable",
-                          na_position="last")
-    return out.drop(columns="_replica_rank").reset_index(drop=True)
 
 
 def _lanes(df: pd.DataFrame) -> list[tuple[str, int]]:

@@ -22,8 +22,8 @@ import time
 from . import log as _log
 from ._backend import ptrace as pt
 from .engine import Call, Engine, Task
-from .errors import PeerFailed, PeerSilent, TftError
-from .faults import Fault
+from .errors import AckTimeout, PeerFailed, PeerSilent, TftError
+from .faults import Fault, not_injected
 from .recorder import Recorder
 
 COMMIT_POLICIES = ("output", "epoch", "none")
@@ -89,6 +89,7 @@ class Primary(Recorder):
         self.entries = 0
         self.failed_program = False
         self.backup_lost: str | None = None
+        self.faults_not_injected: list[str] = []   # faults past the program's last call
         self.warn = warn or (lambda msg: print(f"tft: {msg}", file=sys.stderr, flush=True))
 
     def on_start(self, engine: Engine) -> None:
@@ -117,7 +118,7 @@ class Primary(Recorder):
         except PeerSilent as e:
             self._fence(e)
         except PeerFailed as e:
-            if isinstance(self.sink.failure, PeerSilent) or (self.sink.failure is None and "within" in str(e)):
+            if isinstance(self.sink.failure, PeerSilent) or isinstance(e, AckTimeout):
                 self._fence(e)
             self.backup_lost = str(e)
             self.sink.sender = None
@@ -156,6 +157,9 @@ class Primary(Recorder):
         super().on_task_exit(task, code, sig)
 
     def on_finish(self, engine: Engine) -> None:
+        self.faults_not_injected = not_injected(self.faults, "primary", self.entries)
+        for msg in self.faults_not_injected:
+            self.warn(f"warning: {msg}")
         if self.failed_program:
             return  # no end record: to the backup this primary failed
         super().on_finish(engine)

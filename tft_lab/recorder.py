@@ -16,20 +16,14 @@ import time
 from . import log as _log
 from ._backend.ptrace import SigInfo
 from .engine import Call, Engine, Policy, Task, find_program, signed
-from .outs import capture
+from .errors import TracingError
+from .outs import MAX_MOVED, MOVED, capture, move_plan, moved
 
 PR_SET_TSC = 26
 SIGRTMIN = 32
 ARCH_SET_CPUID = 0x1012
 EPIPE = errno.EPIPE
-_KILL_CALLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo")
-#: Calls that may wait for a long time: held-back signals are delivered before them, or a
-#: program that waits for input would not see a signal that arrived while it computed.
-BLOCKING_CALLS = frozenset(("read", "readv", "recvfrom", "recvmsg", "accept", "accept4", "poll", "ppoll",
-                            "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2", "wait4",
-                            "waitid", "nanosleep", "clock_nanosleep", "pause", "rt_sigsuspend",
-                            "rt_sigtimedwait", "connect"))
-_WRITE_CALLS = ("write", "writev", "pwrite64", "pwritev", "pwritev2", "sendto", "sendmsg", "sendfile")
+
 
 
 def file_sha256(path: str) -> str:
@@ -57,6 +51,7 @@ class Recorder(Policy):
     def __init__(self, sink):
         self.sink = sink
         self.oseq = 0
+        self.shown: set[tuple[int, int]] = set()   # (dev, ino) of the stdout/stderr a replay shows
 
     def emit(self, fields: dict, blobs=()) -> None:
         self.sink.write(fields, list(blobs))
@@ -68,6 +63,9 @@ class Recorder(Policy):
         for fd in (0, 1, 2):
             try:
                 fds[str(fd)] = os.readlink(f"/proc/self/fd/{fd}")
+                if fd:
+                    st = os.fstat(fd)
+                    self.shown.add((st.st_dev, st.st_ino))
             except OSError:
                 fds[str(fd)] = "closed"
         self.emit({"t": "header", "version": _log.VERSION, "argv": engine.argv, "env": engine.env,
@@ -82,7 +80,7 @@ class Recorder(Policy):
 
     def on_exec(self, task: Task, at_random: int | None) -> None:
         call = task.call
-        if call is not None and call.name in ("execve", "execveat"):
+        if call is not None and call.entry is not None and call.entry.execs:
             call.result = 0
             self.on_exit(task, call)   # logged now, so its record precedes the exec record
             call.note = "logged"
@@ -108,19 +106,34 @@ class Recorder(Policy):
             task.emulate(-errno.ENOSYS)
             call.action = "failed"
             return
-        if task.pending and call.name in BLOCKING_CALLS and task.policy_state.get("before_seq") != call.seq:
+        if task.pending and entry is not None and entry.blocks and task.policy_state.get("before_seq") != call.seq:
             task.policy_state["before_seq"] = call.seq   # one such delivery point per call
             self._deliver_pending(task, mode="before")
             task.rewind()
             return
+        if entry is not None and entry.writes == "fd":
+            # Bytes moved from another fd: the replay has no copy of them in memory, so they
+            # are logged where the replay shows them; where they cannot be, the program is told
+            # EINVAL (coreutils and CPython then fall back to read and write).
+            plan = move_plan(task, call, self.shown)
+            if plan == "refuse":
+                task.emulate(-errno.EINVAL)
+                return
+            if plan == "log":
+                call.note = "moved"
+                length = entry.count_arg
+                if call.args[length] > MAX_MOVED:   # one log record holds it: a short move
+                    args = list(call.args)
+                    args[length] = MAX_MOVED
+                    task.redirect(call.nr, tuple(args))
         if entry is not None and entry.cls == "output":
             self.oseq += 1
             call.oseq = self.oseq
-        if call.name in _KILL_CALLS:
+        if entry is not None and entry.kills:
             target = call.args[0] if call.name != "tgkill" else call.args[1]
             if signed(target) in (0, task.pid) or (call.name == "tgkill" and call.args[0] == task.pid):
                 task.expect_self_signal = True
-        task.run(to_exit=call.name not in ("exit", "exit_group"))  # those never return
+        task.run(to_exit=not (entry is not None and entry.noreturn))
         call.action = "logged"
 
     def on_exit(self, task: Task, call: Call) -> None:
@@ -128,9 +141,18 @@ class Recorder(Policy):
             return
         res = signed(call.result)
         call.result = res
-        if call.name in _WRITE_CALLS and res == -EPIPE:
+        if res == -EPIPE and call.entry is not None and call.entry.writes:
             task.expect_self_signal = True  # SIGPIPE follows, raised by the kernel for this write
         outs = capture(task, call) if call.cls != "local" or call.entry and call.entry.outs else []
+        if call.note == "moved":
+            if call.saved_args is not None:
+                task.set_result(res)   # the length was clamped: the program's arguments back
+            data = moved(task, call, res) if res > 0 else b""
+            if data is None:
+                raise TracingError(f"{call.name} moved {res} bytes that could not be read back for the log",
+                                   pid=task.vpid, seq=call.seq, syscall=call.name)
+            if data:
+                outs.append((MOVED, data))
         fields = {"t": "sys", "pid": task.vpid, "seq": call.seq, "nr": call.nr,
                   "args": list(call.args[: call.entry.nargs if call.entry else 6]), "res": res,
                   "addrs": [a for a, _ in outs]}

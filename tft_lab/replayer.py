@@ -18,15 +18,16 @@ from . import fdtable
 from . import log as _log
 from .engine import Call, Engine, Policy, Task, signed
 from .errors import DivergenceError, LogError
-from .outs import gather
+from .outs import MOVED, gather
 from .recorder import file_sha256, refused_by_determinism
+from .strace import format_args as _fmt
 from .syscalls import RESTART_CODES, name_of, TABLE
 
 O_ACCMODE, O_CREAT, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o1000, 0o2000, 0o2000000
-AT_FDCWD = -100
+AT_FDCWD = fdtable.AT_FDCWD
 NR_OPENAT = TABLE["openat"].x64
+NR_CHDIR = TABLE["chdir"].x64
 _WAIT_FOR_SIGNAL = ("pause", "rt_sigsuspend")   # re-run for real with the signal already pending
-_OPEN_CALLS = ("open", "openat", "creat")
 
 
 class Stream:
@@ -87,6 +88,7 @@ class Replayer(Policy):
     def on_start(self, engine: Engine) -> None:
         self.engine = engine
         engine.root.vpid = self.header["pid"]
+        fdtable.set_cwd(engine.root.fds, self.header["cwd"])
 
     def on_exec(self, task: Task, at_random: int | None) -> None:
         rec = self.peek(task)
@@ -119,7 +121,7 @@ class Replayer(Policy):
                 pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
         want = rec["args"]
         got = list(call.args[:len(want)])
-        if want != got and call.name not in ("execve", "execveat"):
+        if want != got and not (call.entry is not None and call.entry.execs):
             raise DivergenceError(
                 f"replay diverged: {call.name} arguments differ: log ({_fmt(want)}), program ({_fmt(got)})",
                 pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
@@ -156,7 +158,7 @@ class Replayer(Policy):
                 task.skip_to_exit()
             call.action = "emulated"
             return
-        if cls in ("input", "identity") and call.name not in ("fork", "vfork", "clone", "clone3"):
+        if cls in ("input", "identity") and not entry.forks:
             task.emulate(res, outs)
             return
         if cls == "output":
@@ -166,7 +168,7 @@ class Replayer(Policy):
                 task.park()
                 return
             self.perform_output(task, call, res)
-            task.emulate(res)
+            task.emulate(res, [(a, d) for a, d in outs if a != MOVED])   # offsets a move updated
             if oseq is not None and oseq >= self.next_oseq:
                 self.next_oseq = oseq + 1
                 waiting = self.parked.pop(self.next_oseq, None)
@@ -176,40 +178,58 @@ class Replayer(Policy):
         if cls == "resource":
             self.resource(task, call, res, outs)
             return
+        if entry is not None and entry.chdir:
+            self.change_dir(task, call, res)
+            return
         # local (and fork/clone): run for real; checked or overridden at the exit
-        if call.name in ("execve", "execveat") and res < 0:
+        if entry is not None and entry.execs and res < 0:
             task.emulate(res)
             return
         call.action = "ran"
-        task.run(to_exit=call.name not in ("exit", "exit_group"))
+        task.run(to_exit=not (entry is not None and entry.noreturn))
 
     def output_turn(self, oseq: int | None) -> bool:
         """Outputs are replayed in the primary's order (its oseq), whichever process makes them."""
         return oseq is None or oseq == self.next_oseq
 
     def perform_output(self, task: Task, call: Call, res: int) -> None:
-        """Writes to the inherited stdout/stderr are the replay's visible output."""
-        if res <= 0 or call.name not in ("write", "writev", "pwrite64", "pwritev", "pwritev2"):
+        """Writes to the inherited stdout/stderr are the replay's visible output (whatever the call
+        that moved them: the table's ``writes`` fact says where its bytes are)."""
+        if res <= 0 or call.entry is None or not call.entry.writes:
             return
-        info = task.fds.get(call.args[0])
+        info = task.fds.get(call.args[call.entry.fd_arg])
         fd = self.out_fds.get(info.kind) if info else None
         if fd is None:
             return
         data = gather(task, call, res)
+        if len(data) != res:
+            # Never a silent wrong replay: bytes the program put on its output are not in the log.
+            raise DivergenceError(f"replay cannot show the {res} bytes {call.name} moved to {info.kind}: "
+                                  "the log does not have them", pid=task.vpid, seq=call.seq, syscall=call.name)
         while data:
             n = os.write(fd, data)
             data = data[n:]
 
     def resource(self, task: Task, call: Call, res: int, outs) -> None:
         name = call.name
-        if res < 0 or not (call.entry.creates_fd or name in _OPEN_CALLS):
+        if res < 0 or not call.entry.creates_fd:
             task.emulate(res, outs)  # bind, listen, connect... and every failed one
             return
-        if name in _OPEN_CALLS:
+        if call.entry.opens:
             path_arg, flags = fdtable.open_call(call)
-            if flags & O_ACCMODE == 0 and not flags & (O_CREAT | O_TRUNC) and self._exists(task, call, path_arg):
+            where = fdtable.resolve_call(task, call)
+            if flags & O_ACCMODE == 0 and not flags & (O_CREAT | O_TRUNC) and self._exists(task, call, path_arg, where):
+                # Read-only and present here: the real file (ld.so mmaps it), or directory (so
+                # that a backup going live has it).  A relative path is resolved against the
+                # recorded directories, not this process's own working directory.
                 call.action = "ran"
-                task.run(to_exit=True)   # read-only and present here: the real file (ld.so mmaps it)
+                raw = task.mem.read_cstring(call.args[path_arg])
+                if where is not None and not raw.startswith(b"/"):
+                    mode = call.args[path_arg + 2]     # open(path, flags, mode), openat(at, path, flags, mode)
+                    task.redirect(NR_OPENAT, (AT_FDCWD, task.scratch(where.encode(errors="surrogateescape") + b"\0"),
+                                              flags, mode))
+                else:
+                    task.run(to_exit=True)
                 return
             cloexec = flags & O_CLOEXEC
         else:
@@ -222,19 +242,44 @@ class Replayer(Policy):
         call.action = "standin"
 
     @staticmethod
-    def _exists(task: Task, call: Call, path_arg: int) -> bool:
-        raw = task.mem.read_cstring(call.args[path_arg])
-        path = raw.decode(errors="surrogateescape")
-        if not path.startswith("/"):
-            base = f"/proc/{task.pid}/cwd"
-            if call.name == "openat" and signed(call.args[0]) != AT_FDCWD:
-                base = f"/proc/{task.pid}/fd/{signed(call.args[0])}"
-            path = os.path.join(base, path)
+    def _exists(task: Task, call: Call, path_arg: int, where: str | None) -> bool:
+        path = where
+        if path is None:   # relative to a directory we know nothing of: ask the kernel's view
+            path = task.mem.read_cstring(call.args[path_arg]).decode(errors="surrogateescape")
+            if not path.startswith("/"):
+                base = f"/proc/{task.pid}/cwd"
+                at = fdtable.dirfd(call.args[0]) if call.name == "openat" else AT_FDCWD
+                if at != AT_FDCWD:
+                    base = f"/proc/{task.pid}/fd/{at}"
+                path = os.path.join(base, path)
         try:
             st = os.stat(path)
         except OSError:
             return False
         return stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISCHR(st.st_mode)
+
+    def change_dir(self, task: Task, call: Call, res: int) -> None:
+        """chdir/fchdir: the working directory becomes the primary's (kept in the fd table), and
+        this process's own follows it where that directory exists here (a backup that goes live
+        needs it); where it does not (the program made it, and its mkdir is an output, skipped
+        here), paths are still resolved against the recorded one.  The result is the primary's."""
+        if res < 0:
+            task.emulate(res)
+            return
+        call.action = "ran"
+        info = task.fds.get(call.args[0]) if call.name == "fchdir" else None
+        if info is not None and info.standin and info.path.startswith("/"):
+            target = info.path     # a stand-in cannot be entered: go by the path it stands for
+        elif call.name == "chdir":
+            target = fdtable.resolve_call(task, call)
+        else:
+            target = None          # a real directory fd: fchdir it for real
+        if target is not None and os.path.isdir(target):
+            task.redirect(NR_CHDIR, (task.scratch(target.encode(errors="surrogateescape") + b"\0"),))
+        elif target is not None:
+            task.emulate(res)      # not here: the recorded directory alone is the working directory
+        else:
+            task.run(to_exit=True)
 
     def on_exit(self, task: Task, call: Call) -> None:
         rec = call.rec
@@ -247,7 +292,7 @@ class Replayer(Policy):
                 task.set_result(want, restart_nr=call.nr)
             call.result = want
             return
-        if call.action == "standin" or call.name in ("fork", "vfork", "clone", "clone3"):
+        if call.action == "standin" or (call.entry is not None and call.entry.forks):
             if call.action == "standin" and got != want:
                 raise DivergenceError(f"stand-in for {call.name} got fd {got}, the primary's was {want}: "
                                       "the replicas' fd tables differ", syscall=call.name)
@@ -260,7 +305,7 @@ class Replayer(Policy):
                     task.write(addr, data)
                 task.set_result(want)
                 call.result = want
-            elif call.name in _OPEN_CALLS and got < 0 <= want:
+            elif call.entry.opens and got < 0 <= want:
                 # The file was there when we looked and gone when we opened it (the primary,
                 # ahead of us, removed it): open a stand-in instead, as for a file it wrote.
                 _, flags = fdtable.open_call(call)
@@ -270,6 +315,8 @@ class Replayer(Policy):
             elif got != want:
                 raise DivergenceError(f"replay diverged: {call.name} returned {got} here, {want} on the primary",
                                       pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
+            elif call.saved_args is not None:
+                task.set_result(got)   # it was redirected (an absolute path): restore its arguments
             call.result = got
         else:
             call.result = want
@@ -330,10 +377,6 @@ def _describe(rec) -> str:
     if t == "tsc":
         return f"an rdtsc after seq {rec['seq']}"
     return f"execve of {rec['path']} at seq {rec['seq']}"
-
-
-def _fmt(args) -> str:
-    return ", ".join(hex(a) if a > 4096 else str(a) for a in args)
 
 
 def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True,

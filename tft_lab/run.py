@@ -4,9 +4,10 @@ The process that calls :func:`run` is only a coordinator: it never traces.  It
 forks the primary's supervisor and (for ``backup="local"``) the backup's,
 joined by a socket pair; with ``backup="tcp://HOST:PORT"`` the backup is a
 ``tft backup --listen`` elsewhere.  Each supervisor leaves a small JSON result
-and a trace (one JSON list per event) in a private directory; the coordinator
-merges the traces (``--trace FILE``, parquet) and reports the program's status:
-the primary's if it finished, else the backup's after it went live.
+and an event stream (:func:`tft_lab.trace.event_file`) in a private directory;
+the coordinator merges the streams (``--trace FILE``, parquet) and reports the
+program's status: the primary's if it finished, else the backup's after it
+went live.
 """
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ import time
 from dataclasses import dataclass, field
 
 from . import channel as _channel
+from ._process import die_with_parent, reap_exited
 from .errors import ChannelError, ProgramError, TftError
 from .faults import Fault, parse_fault
+from .trace import event_file
+from .trace import load as load_trace
+from .trace import save as save_trace
 
 SENDER_TIMEOUT_FACTOR = 2.0    # the primary gives up on a silent backup first ...
 RECEIVER_TIMEOUT_FACTOR = 4.0  # ... well before the backup takes over from a silent primary
@@ -47,7 +52,7 @@ class RunResult:
     @property
     def trace(self):
         """Both replicas' trace as a DataFrame (see :mod:`tft_lab.trace`)."""
-        return _read_trace(self.trace_files)
+        return load_trace(self.trace_files)
 
 
 # -- supervisors (each runs in its own process) ----------------------------------------------
@@ -87,7 +92,7 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
             if policy.failed_program:
                 result.update(outcome="failed-program", error="the primary's program was killed from outside")
                 if sender is not None:
-                    sender_abort(sender)
+                    sender.abort()   # to the backup, the primary failed
             else:
                 result.update(outcome="completed", status=status)
                 if sender is not None and sink.sender is not None:
@@ -105,7 +110,8 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
                         sender.close()
                     except TftError:
                         pass
-            result.update(log_bytes=sink.bytes, calls=engine.stopped_calls, backup_lost=policy.backup_lost)
+            result.update(log_bytes=sink.bytes, calls=engine.stopped_calls, backup_lost=policy.backup_lost,
+                          faults_not_injected=policy.faults_not_injected)
     except Fenced as e:
         result.update(outcome="fenced", error=str(e))
     except KeyboardInterrupt:
@@ -116,19 +122,6 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
     finally:
         _write_result(result_path, result)
     return result["status"] if result["outcome"] == "completed" else 1
-
-
-def sender_abort(sender) -> None:
-    """Drop the connection without a clean close: to the backup, the primary failed."""
-    link = getattr(sender, "_link", None)
-    sock = getattr(link, "sock", None)
-    if sock is not None:
-        try:
-            import socket
-
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) -> int:
@@ -185,9 +178,7 @@ def _fork(fn) -> int:
         code = 1
         try:
             # A supervisor never outlives its coordinator (and its tracees die with it: EXITKILL).
-            import ctypes
-
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
+            die_with_parent(signal.SIGKILL)
             code = fn()
         except BaseException as e:  # noqa: BLE001 - a forked child must never return
             print(f"tft: {e}", file=sys.stderr, flush=True)
@@ -204,23 +195,6 @@ def _read_json(path: str) -> dict:
             return json.load(f)
     except (OSError, ValueError):
         return {}
-
-
-def _read_trace(paths: list[str]):
-    from .trace import TraceEvent, to_dataframe
-
-    events = []
-    for p in paths:
-        try:
-            with open(p) as f:
-                for line in f:
-                    try:
-                        events.append(TraceEvent(*json.loads(line)))
-                    except (ValueError, TypeError):
-                        break  # the tail a killed supervisor was writing
-        except OSError:
-            continue
-    return to_dataframe(events)
 
 
 def parse_backup(spec: str) -> tuple[str, str | None, int | None]:
@@ -251,8 +225,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     work = workdir or tempfile.mkdtemp(prefix="tft-run-")
     os.makedirs(work, exist_ok=True)
     traced = bool(trace or workdir)   # event streams cost a write per 0.2 s of events: only on demand
-    paths = {r: (os.path.join(work, f"{r}.result.json"),
-                 os.path.join(work, f"{r}.trace.jsonl") if traced else None)
+    paths = {r: (os.path.join(work, f"{r}.result.json"), event_file(work, r) if traced else None)
              for r in ("primary", "backup")}
     pids: dict[str, int] = {}
     a = b = None
@@ -320,12 +293,12 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    _reap_strays()
+    reap_exited()   # a killed supervisor's programs, adopted by us
     prim = _read_json(paths["primary"][0])
     back = _read_json(paths["backup"][0])
     trace_files = [p for p in (paths["primary"][1], paths["backup"][1]) if p]
     if trace:
-        _save_trace(_read_trace(trace_files), trace)
+        save_trace(load_trace(trace_files), trace)
     failover_ms = None
     if back.get("outcome") == "live":
         outcome, status = "failover", back["status"]
@@ -337,16 +310,6 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     else:
         outcome, status = "failed", 1
     return RunResult(status, outcome, prim, back, failover_ms, trace_files)
-
-
-def _reap_strays() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def _signal_quietly(pid: int, sig: int) -> None:
@@ -376,7 +339,7 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
     faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
     work = tempfile.mkdtemp(prefix="tft-backup-")
     result_path = os.path.join(work, "backup.result.json")
-    trace_path = os.path.join(work, "backup.trace.jsonl") if trace else None
+    trace_path = event_file(work, "backup") if trace else None
     listener = _channel.listen(host, port, key, heartbeat=heartbeat, timeout_factor=RECEIVER_TIMEOUT_FACTOR)
     deadline = None if accept_timeout is None else time.monotonic() + accept_timeout
     try:
@@ -396,12 +359,5 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
         listener.close()
     code = supervise_backup(receiver, faults=faults, trace_path=trace_path, result_path=result_path)
     if trace:
-        _save_trace(_read_trace([trace_path]), trace)
+        save_trace(load_trace([trace_path]), trace)
     return code
-
-
-def _save_trace(df, path: str) -> None:
-    if path.endswith(".csv"):
-        df.to_csv(path, index=False)
-    else:
-        df.to_parquet(path, index=False)

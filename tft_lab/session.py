@@ -18,7 +18,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,9 +25,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .trace import TraceEvent, to_dataframe
-
-PR_SET_PDEATHSIG = 1
+from ._process import CLI, start_cli
+from .trace import EventFollower, TraceEvent, event_file, to_dataframe
 
 
 @dataclass
@@ -61,43 +59,6 @@ class Run:
         extra = f", outcome={self.outcome!r}" if self.outcome else ""
         prog = self.command[self.command.index("--") + 1:] if "--" in self.command else [self.log or ""]
         return f"<Run {self.command[3]} {' '.join(prog)!r}: returncode={self.returncode}{extra}, {rows} trace rows>"
-
-
-def _preexec():
-    import ctypes
-
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)   # dies with the kernel
-
-
-class _Follower:
-    """Reads the JSON-lines event files a running supervisor appends to."""
-
-    def __init__(self, paths: list[str]):
-        self.paths = paths
-        self.offsets = {p: 0 for p in paths}
-        self.partial = {p: "" for p in paths}
-        self.events: list[TraceEvent] = []
-
-    def poll(self) -> list[TraceEvent]:
-        new = []
-        for p in self.paths:
-            try:
-                with open(p) as f:
-                    f.seek(self.offsets[p])
-                    chunk = f.read()
-                    self.offsets[p] = f.tell()
-            except OSError:
-                continue
-            text = self.partial[p] + chunk
-            lines = text.split("\n")
-            self.partial[p] = lines.pop()
-            for line in lines:
-                try:
-                    new.append(TraceEvent(*json.loads(line)))
-                except (ValueError, TypeError):
-                    pass
-        self.events.extend(new)
-        return new
 
 
 class Progress:
@@ -151,14 +112,14 @@ def _display_progress():
         return None
 
 
-def _execute(cmd: list[str], event_files: list[str], *, stdin=None, progress=True, timeout=None,
+def _execute(args: list[str], event_files: list[str], *, stdin=None, progress=True, timeout=None,
              pass_fds=(), cwd=None) -> tuple[int, str, str, list[TraceEvent]]:
+    """Run ``tft ARGS`` to its end, following its event streams for the progress display."""
     show = _display_progress() if progress is True else (progress or None)
-    follower = _Follower(event_files)
+    follower = EventFollower(event_files)
     prog = Progress()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_preexec,
-                            pass_fds=pass_fds, cwd=cwd)
+    proc = start_cli(args, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                     pass_fds=pass_fds, cwd=cwd)
     out: dict[str, bytes] = {}
 
     def drain(name, stream):
@@ -203,8 +164,11 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def _tft() -> list[str]:
-    return [sys.executable, "-m", "tft_lab.cli"]
+def _replicas(kind: str, backup: str = "local") -> list[str]:
+    """The replicas whose event streams a ``kind`` run leaves here (a remote backup's stay there)."""
+    if kind == "run":
+        return ["primary", "backup"] if backup == "local" else ["primary"]
+    return ["primary"] if kind == "record" else ["backup"]
 
 
 def _check(argv: list[str], cwd=None) -> list[str]:
@@ -222,7 +186,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     argv = _check(shlex.split(argv) if isinstance(argv, str) else list(argv), cwd)
     work = workdir or tempfile.mkdtemp(prefix="tft-nb-run-")
     result_json = os.path.join(work, "result.json")
-    cmd = _tft() + ["run", "--backup", backup, "--commit", commit, "--epoch", str(epoch),
+    cmd = ["run", "--backup", backup, "--commit", commit, "--epoch", str(epoch),
                     "--heartbeat", str(heartbeat), "--workdir", work, "--result-json", result_json]
     for f in ([fault] if isinstance(fault, str) else fault):
         cmd += ["--fault", f]
@@ -231,7 +195,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         cmd += ["--control-fd", str(control_fd)]
         pass_fds = (control_fd,)
     cmd += ["--", *argv]
-    files = [os.path.join(work, f"{r}.trace.jsonl") for r in ("primary", "backup")]
+    files = [event_file(work, r) for r in _replicas("run", backup)]
     rc, out, err, events = _execute(cmd, files, stdin=stdin, progress=progress, timeout=timeout,
                                     pass_fds=pass_fds, cwd=cwd)
     details = {}
@@ -240,7 +204,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
             details = json.load(f)
     except (OSError, ValueError):
         pass
-    return Run(cmd, rc, out, err, to_dataframe(events), details.get("outcome", "failed" if rc else ""),
+    return Run([*CLI, *cmd], rc, out, err, to_dataframe(events), details.get("outcome", "failed" if rc else ""),
                None, details)
 
 
@@ -251,8 +215,8 @@ def record(argv, log: str | None = None, *, epoch: int = 64, stdin=None, progres
     argv = _check(shlex.split(argv) if isinstance(argv, str) else list(argv), cwd)
     work = workdir or tempfile.mkdtemp(prefix="tft-nb-rec-")
     log = log or os.path.join(work, "run.log")
-    events = os.path.join(work, "events.jsonl")
-    cmd = _tft() + ["record", "--log", log, "--epoch", str(epoch), "--events", events]
+    events = event_file(work, "primary")
+    cmd = ["record", "--log", log, "--epoch", str(epoch), "--events", events]
     pass_fds = ()
     if control_fd is not None:
         cmd += ["--control-fd", str(control_fd)]
@@ -260,21 +224,21 @@ def record(argv, log: str | None = None, *, epoch: int = 64, stdin=None, progres
     cmd += ["--", *argv]
     rc, out, err, evs = _execute(cmd, [events], stdin=stdin, progress=progress, timeout=timeout,
                                  pass_fds=pass_fds, cwd=cwd)
-    return Run(cmd, rc, out, err, to_dataframe(evs), log=log)
+    return Run([*CLI, *cmd], rc, out, err, to_dataframe(evs), log=log)
 
 
 def replay(log: str, *, progress=True, timeout: float | None = None, control_fd: int | None = None) -> Run:
     """``tft replay`` from Python."""
     work = tempfile.mkdtemp(prefix="tft-nb-rep-")
-    events = os.path.join(work, "events.jsonl")
-    cmd = _tft() + ["replay", "--events", events]
+    events = event_file(work, "backup")
+    cmd = ["replay", "--events", events]
     pass_fds = ()
     if control_fd is not None:
         cmd += ["--control-fd", str(control_fd)]
         pass_fds = (control_fd,)
     cmd += [log]
     rc, out, err, evs = _execute(cmd, [events], progress=progress, timeout=timeout, pass_fds=pass_fds)
-    return Run(cmd, rc, out, err, to_dataframe(evs), log=log)
+    return Run([*CLI, *cmd], rc, out, err, to_dataframe(evs), log=log)
 
 
 class LiveSession:
@@ -298,10 +262,9 @@ class LiveSession:
         kw.setdefault("progress", False)
         work = kw.setdefault("workdir", tempfile.mkdtemp(prefix=f"tft-live-{kind}-"))
         self.epoch = kw.get("epoch", 64)
-        #: replica -> the JSON-lines file its supervisor streams its events to
-        self.event_files = ({"primary": os.path.join(work, "primary.trace.jsonl"),
-                             "backup": os.path.join(work, "backup.trace.jsonl")} if kind == "run"
-                            else {"primary": os.path.join(work, "events.jsonl")})
+        #: replica -> the event stream its supervisor writes (:func:`tft_lab.trace.event_file`)
+        self.event_files = {r: event_file(work, r) for r in _replicas(kind, kw.get("backup", "local"))}
+        #: The replicas whose events this machine sees, primary first.
         self.replicas = list(self.event_files)
 
         def target():

@@ -1,8 +1,10 @@
 """The syscall table: every system call tft_lab knows, declared once, as data.
 
-Each entry gives the x86_64 number, the replication class (DESIGN.md §2) and
-the output buffers the kernel fills, so that the recorder knows what to copy
-and the replayer what to write back.  Everything else is derived from it: the
+Each entry gives the x86_64 number, the replication class and the output
+buffers the kernel fills, so that the recorder knows what to copy and the
+replayer what to write back, and the facts the policies act on (``blocks``,
+``writes``, ``kills``, ``opens``, ``noreturn``, ``forks``...: see the fields of
+:class:`Syscall`); no policy keeps its own list of syscall names.  Everything else is derived from it: the
 seccomp subscription (:func:`subscription`), the recorder's copy list, the
 documentation table (:func:`markdown_table`), and the tests, which check the
 numbers against the kernel headers.
@@ -58,6 +60,48 @@ class Syscall:
     """For ``unsupported``: answer ENOSYS (programs fall back) instead of stopping."""
     nargs: int = 6
     """How many arguments the divergence check compares (pointers are equal: ASLR is off)."""
+    blocks: bool = False
+    """May wait a long time: signals held back are delivered before it (or a program waiting
+    for input would never see a signal that arrived while it computed)."""
+    writes: str = ""
+    """For outputs that move bytes to ``fd_arg``, where the bytes are: ``buf`` (argument 1,
+    count in argument 2), ``iov`` (an iovec array in argument 1, count in 2), ``msghdr``
+    (argument 1) or ``fd`` (read by the kernel from the fd in ``src_arg``: the replayer has no
+    copy of them, so the primary logs them where the replay shows the destination)."""
+    src_arg: int | None = None
+    """For ``writes="fd"``: the argument that is the source file descriptor."""
+    count_arg: int | None = None
+    """For ``writes="fd"``: the argument that is the number of bytes to move."""
+    kills: bool = False
+    """Sends a signal (argument 0 is the target; for ``tgkill`` argument 1)."""
+    opens: bool = False
+    """Opens a path and returns a new fd (``open``, ``openat``, ``creat``)."""
+    path: tuple | None = None
+    """``(dirfd_arg, path_arg)``: a path the call resolves, relative to the fd in ``dirfd_arg``
+    (``None``: the working directory) when it is relative.  Given for the calls the replayer
+    may run for real, whose paths it resolves against the recorded working directory."""
+    chdir: bool = False
+    """Changes the working directory (to ``path``, or to the directory open as ``fd_arg``)."""
+    noreturn: bool = False
+    """Never returns to the program when it succeeds (``exit``, ``exit_group``): no exit stop."""
+    forks: bool = False
+    """Creates a process (or a thread): the child's id comes from the primary."""
+    execs: bool = False
+    """Replaces the program (``execve``, ``execveat``)."""
+    resets: bool = False
+    """Uses a connection: on one that lived in a dead primary's kernel it fails with ECONNRESET."""
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The names of the boolean facts set on this row, and ``writes=...``, for the docs."""
+        names = [f for f in ("blocks", "kills", "opens", "chdir", "noreturn", "forks", "execs", "resets")
+                 if getattr(self, f)]
+        if self.writes:
+            names.append(f"writes={self.writes}" + (f"(fd a{self.src_arg})" if self.src_arg is not None else ""))
+        if self.path is not None:
+            d, p = self.path
+            names.append(f"path=a{p}" + (f"@a{d}" if d is not None else ""))
+        return tuple(names)
 
 
 def _t(*entries):
@@ -83,12 +127,13 @@ TABLE: dict[str, Syscall] = _t(
     S("memfd_create", 319, "local", creates_fd=True, nargs=2),
     S("timerfd_create", 283, "local", creates_fd=True, nargs=2),
     S("signalfd4", 289, "local", creates_fd=True, nargs=3),
-    S("execve", 59, "local", nargs=3),
-    S("execveat", 322, "local", nargs=5),
-    S("exit", 60, "local", nargs=1),
-    S("exit_group", 231, "local", nargs=1),
-    S("chdir", 80, "local", nargs=1),
-    S("fchdir", 81, "local", fd_arg=0, nargs=1),
+    S("execve", 59, "local", nargs=3, execs=True, path=(None, 0)),
+    S("execveat", 322, "local", nargs=5, execs=True, path=(0, 1)),
+    S("exit", 60, "local", nargs=1, noreturn=True),
+    S("exit_group", 231, "local", nargs=1, noreturn=True),
+    # the working directory is the primary's (recorded): run where it exists, its answer
+    S("chdir", 80, "local", check=False, nargs=1, chdir=True, path=(None, 0)),
+    S("fchdir", 81, "local", fd_arg=0, check=False, nargs=1, chdir=True),
     S("umask", 95, "local", nargs=1),
     S("setpgid", 109, "local", check=False, nargs=0),     # pids differ: run, take the primary's answer
     S("setsid", 112, "local", check=False, nargs=0),
@@ -114,19 +159,16 @@ TABLE: dict[str, Syscall] = _t(
     S("set_robust_list", 273, "local", trap=False),
     S("rseq", 334, "local", trap=False),
     S("sched_yield", 24, "local", trap=False),
-    S("getuid", 102, "local", trap=False),
-    S("geteuid", 107, "local", trap=False),
-    S("getgid", 104, "local", trap=False),
-    S("getegid", 108, "local", trap=False),
 
     # --- input: answers from outside the address space ---------------------------------------
-    S("read", 0, "input", outs=((1, "ret"),), fd_arg=0, nargs=3),
-    S("pread64", 17, "input", outs=((1, "ret"),), fd_arg=0, nargs=4),
-    S("readv", 19, "input", outs=((1, "iov"),), fd_arg=0, nargs=3),
+    S("read", 0, "input", outs=((1, "ret"),), fd_arg=0, nargs=3, blocks=True, resets=True),
+    S("pread64", 17, "input", outs=((1, "ret"),), fd_arg=0, nargs=4, resets=True),
+    S("readv", 19, "input", outs=((1, "iov"),), fd_arg=0, nargs=3, blocks=True, resets=True),
     S("preadv", 295, "input", outs=((1, "iov"),), fd_arg=0, nargs=4),
     S("preadv2", 327, "input", outs=((1, "iov"),), fd_arg=0, nargs=5),
-    S("recvfrom", 45, "input", outs=((1, "ret"), (4, "*a5"), (5, "4")), fd_arg=0, nargs=4),
-    S("recvmsg", 47, "input", outs=((1, "msghdr"),), fd_arg=0, nargs=3),
+    S("recvfrom", 45, "input", outs=((1, "ret"), (4, "*a5"), (5, "4")), fd_arg=0, nargs=4,
+      blocks=True, resets=True),
+    S("recvmsg", 47, "input", outs=((1, "msghdr"),), fd_arg=0, nargs=3, blocks=True, resets=True),
     S("lseek", 8, "input", fd_arg=0, nargs=3),           # offsets of stand-ins differ
     S("clock_gettime", 228, "input", outs=((1, "16"),), nargs=1),
     S("clock_getres", 229, "input", outs=((1, "16"),), nargs=1),
@@ -153,20 +195,22 @@ TABLE: dict[str, Syscall] = _t(
     S("getcwd", 79, "input", outs=((0, "ret"),), nargs=2),
     S("getdents", 78, "input", outs=((1, "ret"),), fd_arg=0, nargs=3),
     S("getdents64", 217, "input", outs=((1, "ret"),), fd_arg=0, nargs=3),
-    S("poll", 7, "input", outs=((0, "a1*8"),), nargs=3),
-    S("ppoll", 271, "input", outs=((0, "a1*8"), (2, "16")), nargs=2),
-    S("select", 23, "input", outs=((1, "fdset"), (2, "fdset"), (3, "fdset"), (4, "16")), nargs=1),
-    S("pselect6", 270, "input", outs=((1, "fdset"), (2, "fdset"), (3, "fdset"), (4, "16")), nargs=1),
-    S("epoll_wait", 232, "input", outs=((1, "ret*12"),), fd_arg=0, nargs=3),
-    S("epoll_pwait", 281, "input", outs=((1, "ret*12"),), fd_arg=0, nargs=3),
-    S("epoll_pwait2", 441, "input", outs=((1, "ret*12"),), fd_arg=0, nargs=3),
-    S("wait4", 61, "input", outs=((1, "4"), (3, "144")), nargs=3),
-    S("waitid", 247, "input", outs=((2, "128"), (4, "144")), nargs=4),
-    S("nanosleep", 35, "input", outs=((1, "16"),), nargs=1),
-    S("clock_nanosleep", 230, "input", outs=((3, "16"),), nargs=3),
-    S("pause", 34, "input", nargs=0),
-    S("rt_sigsuspend", 130, "input", nargs=0),
-    S("rt_sigtimedwait", 128, "input", outs=((1, "128"),), nargs=0),
+    S("poll", 7, "input", outs=((0, "a1*8"),), nargs=3, blocks=True),
+    S("ppoll", 271, "input", outs=((0, "a1*8"), (2, "16")), nargs=2, blocks=True),
+    S("select", 23, "input", outs=((1, "fdset"), (2, "fdset"), (3, "fdset"), (4, "16")), nargs=1,
+      blocks=True),
+    S("pselect6", 270, "input", outs=((1, "fdset"), (2, "fdset"), (3, "fdset"), (4, "16")), nargs=1,
+      blocks=True),
+    S("epoll_wait", 232, "input", outs=((1, "ret*12"),), fd_arg=0, nargs=3, blocks=True),
+    S("epoll_pwait", 281, "input", outs=((1, "ret*12"),), fd_arg=0, nargs=3, blocks=True),
+    S("epoll_pwait2", 441, "input", outs=((1, "ret*12"),), fd_arg=0, nargs=3, blocks=True),
+    S("wait4", 61, "input", outs=((1, "4"), (3, "144")), nargs=3, blocks=True),
+    S("waitid", 247, "input", outs=((2, "128"), (4, "144")), nargs=4, blocks=True),
+    S("nanosleep", 35, "input", outs=((1, "16"),), nargs=1, blocks=True),
+    S("clock_nanosleep", 230, "input", outs=((3, "16"),), nargs=3, blocks=True),
+    S("pause", 34, "input", nargs=0, blocks=True),
+    S("rt_sigsuspend", 130, "input", nargs=0, blocks=True),
+    S("rt_sigtimedwait", 128, "input", outs=((1, "128"),), nargs=0, blocks=True),
     S("sched_getaffinity", 204, "input", outs=((2, "ret"),), nargs=2),
     S("prlimit64", 302, "input", outs=((3, "16"),), nargs=3),
     S("getrlimit", 97, "input", outs=((1, "16"),), nargs=1),
@@ -193,24 +237,34 @@ TABLE: dict[str, Syscall] = _t(
     S("getpgrp", 111, "identity", nargs=0),
     S("getpgid", 121, "identity", nargs=0),
     S("getsid", 124, "identity", nargs=0),
-    S("fork", 57, "identity", nargs=0),         # runs on both; the child's pid is the primary's
-    S("vfork", 58, "identity", nargs=0),
-    S("clone", 56, "identity", nargs=1),
-    S("clone3", 435, "identity", nargs=0),
+    # user and group ids: a user namespace's maps are written through files (outputs, skipped
+    # by the replay), so what the kernel answers is the primary's to say
+    S("getuid", 102, "identity", nargs=0),
+    S("geteuid", 107, "identity", nargs=0),
+    S("getgid", 104, "identity", nargs=0),
+    S("getegid", 108, "identity", nargs=0),
+    S("getresuid", 118, "identity", outs=((0, "4"), (1, "4"), (2, "4")), nargs=0),
+    S("getresgid", 120, "identity", outs=((0, "4"), (1, "4"), (2, "4")), nargs=0),
+    S("getgroups", 115, "identity", outs=((1, "ret*4"),), nargs=1),
+    S("fork", 57, "identity", nargs=0, forks=True),         # runs on both; the child's pid is the primary's
+    S("vfork", 58, "identity", nargs=0, forks=True),
+    S("clone", 56, "identity", nargs=1, forks=True),
+    S("clone3", 435, "identity", nargs=0, forks=True),
 
     # --- output: effects on the outside world -------------------------------------------------
-    S("write", 1, "output", fd_arg=0, nargs=3),
-    S("pwrite64", 18, "output", fd_arg=0, nargs=4),
-    S("writev", 20, "output", fd_arg=0, nargs=3),
-    S("pwritev", 296, "output", fd_arg=0, nargs=4),
-    S("pwritev2", 328, "output", fd_arg=0, nargs=5),
-    S("sendto", 44, "output", fd_arg=0, nargs=3),
-    S("sendmsg", 46, "output", fd_arg=0, nargs=3),
-    S("sendfile", 40, "output", fd_arg=0, nargs=4),
-    S("kill", 62, "output", nargs=0),             # the signal is replayed from the target's own log
-    S("tkill", 200, "output", nargs=0),
-    S("tgkill", 234, "output", nargs=0),
-    S("rt_sigqueueinfo", 129, "output", nargs=0),
+    S("write", 1, "output", fd_arg=0, nargs=3, writes="buf", resets=True),
+    S("pwrite64", 18, "output", fd_arg=0, nargs=4, writes="buf", resets=True),
+    S("writev", 20, "output", fd_arg=0, nargs=3, writes="iov", resets=True),
+    S("pwritev", 296, "output", fd_arg=0, nargs=4, writes="iov"),
+    S("pwritev2", 328, "output", fd_arg=0, nargs=5, writes="iov"),
+    S("sendto", 44, "output", fd_arg=0, nargs=3, writes="buf", resets=True),
+    S("sendmsg", 46, "output", fd_arg=0, nargs=3, writes="msghdr", resets=True),
+    S("sendfile", 40, "output", outs=((2, "8"),), fd_arg=0, nargs=4, writes="fd", src_arg=1, count_arg=3,
+      resets=True),
+    S("kill", 62, "output", nargs=0, kills=True),             # the signal is replayed from the target's own log
+    S("tkill", 200, "output", nargs=0, kills=True),
+    S("tgkill", 234, "output", nargs=0, kills=True),
+    S("rt_sigqueueinfo", 129, "output", nargs=0, kills=True),
     S("fsync", 74, "output", fd_arg=0, nargs=1),
     S("fdatasync", 75, "output", fd_arg=0, nargs=1),
     S("truncate", 76, "output", nargs=2),
@@ -249,19 +303,29 @@ TABLE: dict[str, Syscall] = _t(
     S("fremovexattr", 199, "output", fd_arg=0, nargs=2),
     S("sync", 162, "output", nargs=0),
     S("syncfs", 306, "output", fd_arg=0, nargs=1),
-    S("copy_file_range", 326, "output", fd_arg=0, nargs=6),
+    # copy_file_range(fd_in, *off_in, fd_out, *off_out, len, flags): the offsets are updated in place
+    S("copy_file_range", 326, "output", outs=((1, "8"), (3, "8")), fd_arg=2, nargs=6, writes="fd", src_arg=0,
+      count_arg=4),
+    # splice(fd_in, *off_in, fd_out, *off_out, len, flags); tee(fd_in, fd_out, len, flags): one end
+    # is a pipe.  The bytes are logged from the end that is a regular file where the replay shows
+    # the destination; where neither end is one the primary answers EINVAL (programs fall back).
+    S("splice", 275, "output", outs=((1, "8"), (3, "8")), fd_arg=2, nargs=6, writes="fd", src_arg=0,
+      count_arg=4, blocks=True),
+    S("tee", 276, "output", fd_arg=1, nargs=4, writes="fd", src_arg=0, count_arg=2, blocks=True),
 
     # --- resource: OS objects that differ between replicas ----------------------------------
-    S("open", 2, "resource", creates_fd=True, nargs=3),       # read-only opens run on both
-    S("openat", 257, "resource", creates_fd=True, nargs=4),
-    S("creat", 85, "resource", creates_fd=True, nargs=2),
+    S("open", 2, "resource", creates_fd=True, nargs=3, opens=True, path=(None, 0)),       # read-only opens run on both
+    S("openat", 257, "resource", creates_fd=True, nargs=4, opens=True, path=(0, 1)),
+    S("creat", 85, "resource", creates_fd=True, nargs=2, opens=True, path=(None, 0)),
     S("socket", 41, "resource", creates_fd=True, nargs=3),
-    S("accept", 43, "resource", outs=((1, "*a2"), (2, "4")), fd_arg=0, creates_fd=True, nargs=1),
-    S("accept4", 288, "resource", outs=((1, "*a2"), (2, "4")), fd_arg=0, creates_fd=True, nargs=1),
+    S("accept", 43, "resource", outs=((1, "*a2"), (2, "4")), fd_arg=0, creates_fd=True, nargs=1,
+      blocks=True),
+    S("accept4", 288, "resource", outs=((1, "*a2"), (2, "4")), fd_arg=0, creates_fd=True, nargs=1,
+      blocks=True),
     S("bind", 49, "resource", fd_arg=0, nargs=3),
     S("listen", 50, "resource", fd_arg=0, nargs=2),
-    S("connect", 42, "resource", fd_arg=0, nargs=3),
-    S("shutdown", 48, "resource", fd_arg=0, nargs=2),
+    S("connect", 42, "resource", fd_arg=0, nargs=3, blocks=True, resets=True),
+    S("shutdown", 48, "resource", fd_arg=0, nargs=2, resets=True),
     S("setsockopt", 54, "resource", fd_arg=0, nargs=3),
     S("inotify_init1", 294, "resource", creates_fd=True, nargs=1),
 
@@ -277,8 +341,6 @@ TABLE: dict[str, Syscall] = _t(
     S("process_vm_writev", 311, "unsupported"),
     S("userfaultfd", 323, "unsupported"),
     S("perf_event_open", 298, "unsupported", enosys=True),
-    S("splice", 275, "unsupported"),
-    S("tee", 276, "unsupported"),
     S("vmsplice", 278, "unsupported"),
     S("shmat", 30, "unsupported"),   # memory shared between processes is not replicated
 )
@@ -336,8 +398,8 @@ def ioctl_out_size(request: int) -> int:
 
 def markdown_table() -> str:
     """The syscall table as Markdown, for the docs."""
-    rows = ["| syscall | x86_64 | class | trapped | out-buffers |", "|---|---|---|---|---|"]
+    rows = ["| syscall | x86_64 | class | trapped | out-buffers | facts |", "|---|---|---|---|---|---|"]
     for s in sorted(TABLE.values(), key=lambda s: (CLASSES.index(s.cls), s.name)):
         outs = ", ".join(f"arg{i}: {size}" for i, size in s.outs)
-        rows.append(f"| {s.name} | {s.x64} | {s.cls} | {'yes' if s.trap else 'no'} | {outs} |")
+        rows.append(f"| {s.name} | {s.x64} | {s.cls} | {'yes' if s.trap else 'no'} | {outs} | {', '.join(s.flags)} |")
     return "\n".join(rows)

@@ -17,17 +17,17 @@ and an exit status.
 """
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import IO, NamedTuple, Sequence, Union
 
+from ._backend.ptrace import set_subreaper
 from ._build import compile_c
+from ._process import run_cli as _run_cli
 from .errors import ProgramError
 
 #: The repository (the package lives at ``REPO/tft_lab``).
@@ -39,7 +39,6 @@ BIN = PROGRAMS / "bin"
 
 Stdin = Union[bytes, int, IO, None]
 
-_PR_SET_CHILD_SUBREAPER = 36
 _log_numbers = itertools.count()
 
 
@@ -89,13 +88,6 @@ def _stdin_kwargs(stdin: Stdin) -> dict:
     return {"stdin": subprocess.DEVNULL if stdin is None else stdin}
 
 
-def _env(env: dict | None) -> dict:
-    env = dict(os.environ if env is None else env)
-    # The package under test is this repository's, whatever is installed.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    return env
-
-
 def run_cli(args: Sequence[str | os.PathLike], stdin: Stdin = None, timeout: float = 60, *,
             cwd: str | os.PathLike | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``tft ARGS...`` (as ``python -m tft_lab.cli``) and return what a terminal would see.
@@ -103,11 +95,10 @@ def run_cli(args: Sequence[str | os.PathLike], stdin: Stdin = None, timeout: flo
     ``stdin``: bytes to pipe in, a file object or fd, or None for ``/dev/null``.
     stdout and stderr are bytes.  Raises ``subprocess.TimeoutExpired`` after
     ``timeout`` seconds (the supervisor is killed; ``PTRACE_O_EXITKILL`` takes its
-    tracees with it).
+    tracees with it).  ``tft`` is this package's, whatever else is installed, and
+    gets SIGTERM if the caller dies.
     """
-    return subprocess.run([sys.executable, "-m", "tft_lab.cli", *map(str, args)],
-                          capture_output=True, timeout=timeout, cwd=cwd, env=_env(env),
-                          **_stdin_kwargs(stdin))
+    return _run_cli(args, timeout=timeout, cwd=cwd, env=env, **_stdin_kwargs(stdin))
 
 
 def native(argv: Sequence[str | os.PathLike], stdin: Stdin = None, timeout: float = 60, *,
@@ -205,7 +196,7 @@ def current_pids() -> frozenset[int]:
 def adopt_orphans() -> None:
     """Make this process a child subreaper: orphans of everything it starts become its
     children instead of init's, so :func:`leftover_processes` can see them."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    set_subreaper()
 
 
 def leftover_processes(since_pids: frozenset[int] | set[int] | None = None) -> list[ProcInfo]:

@@ -1,10 +1,21 @@
-"""The trace: one row per intercepted event, for either replica.
+"""The trace: one row per intercepted event, for either replica, and its stream.
 
 ``TraceEvent`` is the single place where the trace schema is defined: its
 field names are the DataFrame's column names (see :func:`to_dataframe`).
+
+While a supervisor runs, its events go to an *event stream*: a JSON-lines file
+(``{replica}.trace.jsonl`` in a run's work directory, see :func:`event_file`),
+one JSON list per event in :data:`COLUMNS` order, mode 0600.  The supervisor
+writes it (:class:`EventWriter`) and flushes it at least every 0.2 s, so a
+live view (:class:`EventFollower`) sees an event within that time and a
+killed supervisor loses at most its last line, which readers skip.
+:func:`load` reads finished streams into a DataFrame; :func:`save` writes a
+DataFrame as parquet (or CSV).
 """
 from __future__ import annotations
 
+import json
+import os
 from typing import Iterable, NamedTuple
 
 #: Values of the ``kind`` column.
@@ -74,3 +85,105 @@ def to_dataframe(events: Iterable[TraceEvent]):
     for col in ("pid", "seq", "epoch", "result", "t_ns", "wait_ns"):
         df[col] = df[col].astype("int64")
     return df
+
+
+# -- the event stream ------------------------------------------------------------------------
+
+#: A streamed event is made visible to readers at most this long after it happened.
+FLUSH_NS = 200_000_000
+
+
+def event_file(workdir: str | os.PathLike, replica: str) -> str:
+    """The event stream of ``replica``'s supervisor in a run's work directory."""
+    return os.path.join(os.fspath(workdir), f"{replica}.trace.jsonl")
+
+
+def _private(path: str, flags: int) -> int:
+    """Open for ``open(opener=...)``: a new file is readable by its owner only (traces show a program's data)."""
+    return os.open(path, flags | os.O_CLOEXEC, 0o600)
+
+
+class EventWriter:
+    """Appends :class:`TraceEvent` s to a JSON-lines file (created or truncated, mode 0600).
+
+    Writes are buffered; the file is flushed when an event comes more than
+    :data:`FLUSH_NS` after the last flush, on :meth:`flush` and on
+    :meth:`close`.  Used by one thread (the supervisor's).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        self._file = open(self.path, "w", opener=_private)
+        self._flushed_ns = 0
+
+    def write(self, ev: TraceEvent) -> None:
+        """Append one event; ``ev.t_ns`` decides whether it is time to flush."""
+        self._file.write(json.dumps(ev, separators=(",", ":")) + "\n")
+        if ev.t_ns - self._flushed_ns > FLUSH_NS:
+            self._file.flush()
+            self._flushed_ns = ev.t_ns
+
+    def flush(self) -> None:
+        """Make every event written so far visible to readers."""
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class EventFollower:
+    """Reads event streams that supervisors may still be appending to.
+
+    Each :meth:`poll` returns the events completed since the last one; a line
+    still being written is kept for the next poll, and a line that is not an
+    event (the tail a killed supervisor left) is skipped.  A file that does not
+    exist (yet) is read as empty.
+    """
+
+    def __init__(self, paths: Iterable[str | os.PathLike]) -> None:
+        self.paths = [os.fspath(p) for p in paths]
+        self._offsets = {p: 0 for p in self.paths}
+        self._partial = {p: "" for p in self.paths}
+        #: Every event read so far, in the order read (file by file within a poll).
+        self.events: list[TraceEvent] = []
+
+    def poll(self) -> list[TraceEvent]:
+        new = []
+        for p in self.paths:
+            try:
+                with open(p) as f:
+                    f.seek(self._offsets[p])
+                    chunk = f.read()
+                    self._offsets[p] = f.tell()
+            except OSError:
+                continue
+            lines = (self._partial[p] + chunk).split("\n")
+            self._partial[p] = lines.pop()
+            for line in lines:
+                try:
+                    new.append(TraceEvent(*json.loads(line)))
+                except (ValueError, TypeError):
+                    pass
+        self.events.extend(new)
+        return new
+
+
+def read_events(paths: Iterable[str | os.PathLike]) -> list[TraceEvent]:
+    """Every complete event in finished event streams (missing files count as empty)."""
+    return EventFollower(paths).poll()
+
+
+def load(paths: Iterable[str | os.PathLike]):
+    """Finished event streams (one per replica) as one DataFrame (see :func:`to_dataframe`)."""
+    return to_dataframe(read_events(paths))
+
+
+def save(df, path: str | os.PathLike) -> None:
+    """Write a trace DataFrame to ``path`` (mode 0600): CSV if the name ends in ``.csv``, else parquet."""
+    path = os.fspath(path)
+    if path.endswith(".csv"):
+        with open(path, "w", newline="", opener=_private) as f:
+            df.to_csv(f, index=False)
+    else:
+        with open(path, "wb", opener=_private) as f:
+            df.to_parquet(f, index=False)

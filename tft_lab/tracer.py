@@ -67,7 +67,7 @@ class Tracer(Policy):
             self._pending[task.pid] = sc
         except Exception:  # formatting must never stop the program  # noqa: BLE001
             self._pending.pop(task.pid, None)
-        task.run(to_exit=call.name not in ("exit", "exit_group"))
+        task.run(to_exit=not (call.entry is not None and call.entry.noreturn))
 
     def on_exit(self, task: Task, call: Call) -> None:
         sc = self._pending.pop(task.pid, None)

@@ -1,22 +1,19 @@
-"""The stepper: walk through a trace one intercepted event at a time.
+"""The steppers: widgets that walk through a trace one intercepted event at a time.
 
-The stepper is three layers, so that a *live* stepper (the supervised program
-really paused at each step) can reuse the two lower ones with another
-source of events:
+What a step is and what it shows are pure functions of :mod:`tft_lab.stepping`
+(:func:`~tft_lab.stepping.step_table`, :func:`~tft_lab.stepping.describe_step`,
+:func:`~tft_lab.stepping.render_step`, re-exported here); this module adds
+the widgets around them:
 
-1. pure functions over DataFrames: :func:`step_table` turns a trace (one row
-   per event per replica) into *steps* (one row per logical event, pointing
-   at each replica's row); :func:`describe_step` gathers what one step shows;
-   :func:`render_step` turns that into HTML;
-2. :class:`StepView`, an ``ipywidgets.HTML`` that shows one step of a
-   trace;
-3. controls: :class:`TraceStepper` over a *recorded* trace (slider, Prev /
-   Next, filters by class and replica), and :class:`LiveStepper` over a
-   *running* program (:func:`tft_lab.session.live`): the program is really
-   paused after every event; the buttons let it go on to the next event, the
-   next epoch, the next signal or the end, or fail the primary right there.
-   It shows the paused event in the same :class:`StepView`, with what each
-   replica has done for it so far.
+- :class:`StepView`, an ``ipywidgets.HTML`` that shows one step of a trace;
+- :class:`TraceStepper` over a *recorded* trace (slider, Prev / Next, filters
+  by class and replica);
+- :class:`LiveStepper` over a *running* program
+  (:func:`tft_lab.session.live`): the program is really paused after every
+  event; the buttons let it go on to the next event, the next epoch, the next
+  signal or the end, or fail the primary right there.  It shows the paused
+  event in the same :class:`StepView`, with what each replica has done for it
+  so far, read from the event streams the session names.
 
 Widget state lives in widget values only (the slider's ``value``, the
 dropdowns' ``value``); the Python side holds no other mutable state than the
@@ -25,201 +22,17 @@ trace it was given and tables derived from it.
 from __future__ import annotations
 
 import html
-import os
 import socket
 import threading
-from typing import Iterable, Protocol
 
 import ipywidgets as widgets
 import pandas as pd
 
-from .plots import deferrals, format_call, format_result
-from .trace import REPLICAS, TraceEvent, to_dataframe
+from .stepping import ALL, deferrals, describe_step, render_step, representative, step_table
+from .strace import format_call
+from .trace import REPLICAS, EventFollower, TraceEvent, to_dataframe
 
-ALL = "all"
-
-#: Order of the events that share a (pid, seq): the call itself, then what
-#: happened right after it returned.
-_KIND_RANK = {"syscall": 0, "exec": 1, "rdtsc": 2, "arrived": 3, "delivered": 4, "exit": 5}
-
-
-class StepSource(Protocol):
-    """What a stepper over a source of events drives (:class:`LiveStepper` drives a
-    :class:`tft_lab.session.LiveSession`, whose ``step(cmd)`` returns one paused event).
-
-    ``step()`` lets the supervised program(s) run to the next intercepted
-    event, leaves them paused there, and returns the trace events that
-    happened meanwhile (for either replica); an empty list once the run is
-    over.
-    """
-
-    def step(self) -> Iterable[TraceEvent]: ...
-
-
-# --------------------------------------------------------------------------
-# pure layer
-
-
-def _rank(kind: str, signal: str) -> int:
-    return _KIND_RANK.get(signal if kind == "signal" else kind, 6)
-
-
-def step_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per logical event of a trace, in the order the program met them.
-
-    An event seen by several replicas (the same call at the same ``(pid,
-    seq)``) is one step. Columns: ``pid, seq, kind, syscall, rank, nth`` (the
-    key), ``t_key`` (the sort time) and ``row_<replica>`` for each replica in
-    :data:`tft_lab.trace.REPLICAS`: the positional index (``df.iloc``) of that
-    replica's row, ``<NA>`` if it has none. Steps are ordered by the clock of
-    the first replica present among primary, tracer, backup; an event that
-    replica lacks follows the one before it in the same process.
-    """
-    d = pd.DataFrame({
-        "replica": df["replica"].astype(object).to_numpy(),
-        "pid": df["pid"].to_numpy(),
-        "seq": df["seq"].to_numpy(),
-        "kind": df["kind"].astype(object).to_numpy(),
-        "syscall": df["syscall"].astype(object).to_numpy(),
-        "signal": df["signal"].astype(object).to_numpy(),
-        "t_ns": df["t_ns"].to_numpy(),
-    })
-    d["row"] = range(len(d))
-    d["rank"] = [_rank(k, s) for k, s in zip(d["kind"], d["signal"])]
-    key = ["pid", "seq", "rank", "syscall"]
-    d["nth"] = d.groupby(["replica", *key], sort=False).cumcount()
-    key.append("nth")
-    present = set(d["replica"])
-    ref = next((r for r in ("primary", "tracer", "backup") if r in present), None)
-    wide = d.pivot_table(index=key, columns="replica", values="row", aggfunc="first")
-    steps = wide.reset_index()
-    steps.columns.name = None
-    index = pd.MultiIndex.from_frame(steps[key])
-    first = d.drop_duplicates(key).set_index(key)
-    steps["kind"] = first["kind"].reindex(index).to_numpy()
-    t_ref = d[d["replica"] == ref].drop_duplicates(key).set_index(key)["t_ns"]
-    steps["t_key"] = t_ref.reindex(index).to_numpy()
-    steps["own_t"] = first["t_ns"].reindex(index).to_numpy()
-    steps = steps.sort_values(["pid", "seq", "rank", "nth"], kind="stable")
-    # An event the reference replica lacks follows the one before it in its
-    # process; a process it never saw at all goes by its own replica's clock.
-    steps["t_key"] = steps.groupby("pid")["t_key"].ffill().fillna(steps["own_t"])
-    steps = steps.sort_values(["t_key", "pid", "seq", "rank", "nth"], kind="stable").reset_index(drop=True)
-    for r in REPLICAS:
-        steps[f"row_{r}"] = (steps[r] if r in steps else pd.Series(pd.NA, index=steps.index)).astype("Int64")
-    return steps[["pid", "seq", "kind", "syscall", "rank", "nth", "t_key", *[f"row_{r}" for r in REPLICAS]]]
-
-
-def _representative(step: pd.Series, replica: str = ALL) -> int | None:
-    """The trace row that stands for a step: the chosen replica's, else primary, tracer, backup."""
-    order = [replica] if replica != ALL else ["primary", "tracer", "backup"]
-    for r in order:
-        v = step[f"row_{r}"]
-        if not pd.isna(v):
-            return int(v)
-    return None
-
-
-def describe_step(df: pd.DataFrame, step: pd.Series, replica: str = ALL,
-                  pairs: pd.DataFrame | None = None, expect: Iterable[str] = ()) -> dict:
-    """What the stepper shows for one step (a row of :func:`step_table`).
-
-    Returns a dict: ``call`` (strace-style), ``row`` (the representative
-    trace row as a dict), ``pid, seq, epoch, kind, cls``, ``replicas`` (for
-    each replica that saw the event: action, result, t_ns, wait_ns),
-    ``pending`` (signals that arrived and are not yet delivered at this
-    point, with their arrival seq) and ``delivered`` (signal deliveries of
-    this process in the same epoch, with their seq and replicas). ``pairs``
-    is :func:`tft_lab.plots.deferrals` of ``df`` (computed if not given).
-    A replica in ``expect`` that has no row for the step is listed in
-    ``replicas`` as None: it has not got there yet (a live backup lags).
-    """
-    i = _representative(step, replica)
-    row = df.iloc[i].to_dict()
-    pid, seq, epoch = int(row["pid"]), int(row["seq"]), int(row["epoch"])
-    per_replica = {}
-    for r in REPLICAS:
-        j = step[f"row_{r}"]
-        if pd.isna(j):
-            continue
-        rr = df.iloc[int(j)]
-        per_replica[r] = dict(action=str(rr["action"]), result=int(rr["result"]),
-                              t_ns=int(rr["t_ns"]), wait_ns=int(rr["wait_ns"]))
-    for r in expect:
-        per_replica.setdefault(r, None)
-
-    if pairs is None:
-        pairs = deferrals(df)
-    here = (seq, int(step["rank"]))
-    pending = []
-    for p in pairs[(pairs["pid"] == pid) & pairs["arrival_seq"].notna()].itertuples():
-        arrived = (int(p.arrival_seq), _KIND_RANK["arrived"])
-        delivered = (int(p.delivery_seq), _KIND_RANK["delivered"]) if not pd.isna(p.delivery_seq) else None
-        if arrived <= here and (delivered is None or here < delivered):
-            pending.append(dict(signal=str(p.signal), arrival_seq=int(p.arrival_seq),
-                                delivery_seq=None if delivered is None else int(p.delivery_seq)))
-    # The engine also records the pending signals on each call: trust it too.
-    recorded = row.get("signal") if row.get("kind") != "signal" else ""
-    for name in (s.strip() for s in (recorded or "").split(",") if isinstance(recorded, str)):
-        if name and name not in {p["signal"] for p in pending}:
-            pending.append(dict(signal=name, arrival_seq=None, delivery_seq=None))
-
-    dl = df[(df["kind"] == "signal") & (df["signal"] == "delivered") & (df["pid"] == pid) & (df["epoch"] == epoch)]
-    delivered = [
-        dict(signal=str(name), seq=int(s), replicas=sorted(g["replica"].astype(str).unique()))
-        for (name, s), g in dl.groupby([dl["syscall"].astype(object), "seq"], sort=True)
-    ]
-    return dict(call=format_call(row), row=row, pid=pid, seq=seq, epoch=epoch, kind=str(row["kind"]),
-                cls=str(row["cls"]), replicas=per_replica, pending=pending, delivered=delivered)
-
-
-def render_step(info: dict) -> str:
-    """The HTML for one step as :func:`describe_step` describes it.
-
-    A replica listed as None shows *not yet*; an optional ``boundary`` entry (a
-    list of ``(signal, seq)``) adds the signals delivered at the epoch boundary
-    just before this step (the live stepper's "To end of epoch" stops after it).
-    """
-    e = html.escape
-    def wait(ns: int) -> str:
-        return f"{ns / 1e3:.1f} µs" if ns else ""
-
-    rows = "".join(
-        f"<tr><td>{e(r)}</td><td><b>{e(v['action'])}</b></td>"
-        f"<td>{e(format_result(info['row']['syscall'], v['result']))}</td>"
-        f"<td>{v['t_ns'] / 1e6:.3f}</td><td>{wait(v['wait_ns'])}</td></tr>"
-        if v is not None else
-        f'<tr><td>{e(r)}</td><td><i style="color:#888">not yet</i></td><td></td><td></td><td></td></tr>'
-        for r, v in info["replicas"].items()
-    )
-    if info["pending"]:
-        pending = ", ".join(
-            f"{e(p['signal'])}"
-            + (f" (arrived after seq {p['arrival_seq']}" if p["arrival_seq"] is not None else " (")
-            + (f"; delivered after seq {p['delivery_seq']})" if p["delivery_seq"] is not None
-               else ("; not delivered yet)" if p["arrival_seq"] is not None else "recorded)"))
-            for p in info["pending"]
-        )
-    else:
-        pending = "none"
-    delivered = ", ".join(
-        f"{e(d['signal'])} after seq {d['seq']} ({', '.join(map(e, d['replicas']))})" for d in info["delivered"]
-    ) or "none"
-    return (
-        '<div class="tft-step" style="font-size:13px;line-height:1.45">'
-        f'<pre style="margin:4px 0;padding:6px;background:#f6f6f6;border-left:4px solid #1f77b4">'
-        f"{e(info['call'])}</pre>"
-        f"<div>pid <b>{info['pid']}</b> · seq <b>{info['seq']}</b> · epoch <b>{info['epoch']}</b> · "
-        f"{e(info['kind'])} · class <b>{e(info['cls'])}</b></div>"
-        '<table style="margin:4px 0"><tr><th>replica</th><th>action</th><th>result</th>'
-        f"<th>t (ms)</th><th>commit wait</th></tr>{rows}</table>"
-        f"<div>pending signals: {pending}</div>"
-        f"<div>delivered in epoch {info['epoch']}: {delivered}</div>"
-        + (f"<div>delivered at the boundary before epoch {info['epoch']}: "
-           + ", ".join(f"{e(n)} after seq {q}" for n, q in info["boundary"]) + "</div>"
-           if info.get("boundary") else "")
-        + "</div>"
-    )
+__all__ = ["StepView", "TraceStepper", "LiveStepper", "step_table", "describe_step", "render_step"]
 
 
 # --------------------------------------------------------------------------
@@ -366,7 +179,7 @@ class TraceStepper(widgets.VBox):
         """The shown trace row (the filtered replica's, else the primary's) as a dict; None if nothing matches."""
         if self._steps.empty:
             return None
-        i = _representative(self._steps.iloc[self.slider.value], self.replica_filter.value)
+        i = representative(self._steps.iloc[self.slider.value], self.replica_filter.value)
         return self._df.iloc[i].to_dict()
 
     def next(self) -> None:
@@ -380,70 +193,6 @@ class TraceStepper(widgets.VBox):
 
 # --------------------------------------------------------------------------
 # the live stepper
-
-
-def _proc_children(parent: int) -> list[tuple[int, int, list[str]]]:
-    """(start time, pid, argv) of the children of ``parent`` (from /proc)."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                stat = f.read()
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                argv = [w.decode(errors="replace") for w in f.read().split(b"\0") if w]
-        except OSError:
-            continue  # gone meanwhile
-        # The command name (field 2) may hold spaces and parentheses: split after its ")".
-        fields = stat[stat.rfind(")") + 2:].split()
-        if int(fields[1]) == parent:
-            out.append((int(fields[19]), int(name), argv))   # fields[19] is field 22, starttime
-    return out
-
-
-#: Supervisor processes a LiveStepper has already matched to its session, as (pid, start time).
-_CLAIMED: set[tuple[int, int]] = set()
-
-
-def _option(argv: list[str], name: str) -> str | None:
-    head = argv[:argv.index("--")] if "--" in argv else argv
-    return head[head.index(name) + 1] if name in head[:-1] else None
-
-
-def _session_streams(session) -> tuple[dict[str, str], tuple[str, ...], int | None]:
-    """Where a live session's supervisors stream their events: ({replica: path}, replicas, epoch length).
-
-    A session that says so itself (attributes ``event_files``, ``replicas``,
-    ``epoch``) is believed. Otherwise the ``tft`` child process it started is
-    found in /proc (the newest child of this process run with
-    ``--control-fd`` that no other stepper has taken) and its command line
-    read: ``run --workdir W`` streams to ``W/primary.trace.jsonl`` and
-    ``W/backup.trace.jsonl``, ``record --events F`` to ``F``. Nothing found:
-    no streams (the stepper then shows the primary's paused events only).
-    """
-    files = getattr(session, "event_files", None)
-    if files is not None:
-        replicas = tuple(getattr(session, "replicas", None) or files)
-        return dict(files), replicas, getattr(session, "epoch", None)
-    candidates = []
-    for start, pid, argv in _proc_children(os.getpid()):
-        if "tft_lab.cli" in argv and "--control-fd" in argv and (pid, start) not in _CLAIMED:
-            candidates.append((start, pid, argv))
-    if not candidates:
-        return {}, ("primary",), None
-    start, pid, argv = max(candidates)
-    _CLAIMED.add((pid, start))
-    kind = argv[argv.index("tft_lab.cli") + 1]
-    epoch = _option(argv, "--epoch")
-    epoch = int(epoch) if epoch and epoch.isdigit() else None
-    if kind == "run" and _option(argv, "--workdir"):
-        work = _option(argv, "--workdir")
-        replicas = ("primary",) if _option(argv, "--backup") == "none" else ("primary", "backup")
-        return {r: os.path.join(work, f"{r}.trace.jsonl") for r in replicas}, replicas, epoch
-    if kind == "record" and _option(argv, "--events"):
-        return {"primary": _option(argv, "--events")}, ("primary",), epoch
-    return {}, ("primary",), epoch
 
 
 class LiveStepper(widgets.VBox):
@@ -477,11 +226,10 @@ class LiveStepper(widgets.VBox):
     """
 
     def __init__(self, session, refresh: float = 0.5, **kwargs):
-        from .session import _Follower
-
         self.session = session
-        files, self.replicas, self.epoch_length = _session_streams(session)
-        self._follower = _Follower(list(files.values()))
+        self.replicas = tuple(session.replicas)
+        self.epoch_length = session.epoch
+        self._follower = EventFollower(session.event_files.values())
         self._lock = threading.RLock()
         self._gate_events: list[TraceEvent] = []     # the primary's events as the gate reported them
         self._last_streamed_t = -1                   # t_ns of the primary's newest streamed event
