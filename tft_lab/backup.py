@@ -45,7 +45,7 @@ from .outs import gather
 from .replayer import Replayer
 from .syscalls import TABLE
 
-NR = {name: TABLE[name].x64 for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt",
+NR = {name: TABLE[name].x64 for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt", "chdir",
                                           "bind", "listen", "socketpair", "epoll_ctl")}
 # Not replicated calls (the program never makes them through us), so not in the table: the
 # numbers come from python-ptrace's list, by name.
@@ -62,6 +62,10 @@ def _nr(name: str) -> int:
 
 
 AT_FDCWD = -100
+_EXCL = fdtable.O_CREAT | fdtable.O_EXCL
+#: Seconds by which a file-system change the primary made may predate the arrival of the record
+#: before it (the record waits in a buffer, the pump thread waits for a CPU).
+FRESH_SLACK = 5.0
 SOL_SOCKET, SO_REUSEADDR = 1, 2
 #: Live calls whose pid arguments the program took from the primary: index of each.
 _PID_ARGS = {"wait4": (0,), "kill": (0,), "tkill": (0,), "tgkill": (0, 1), "setpgid": (0, 1),
@@ -146,6 +150,9 @@ class Backup(Replayer):
         # Descriptions rebuilt at go-live -> (task, fd) holding the rebuilt object: every other fd
         # (of any process) that shared the description gets that same object, not a copy.
         self.rebuilt: dict[fdtable.Description, tuple[Task, int]] = {}
+        # Wall-clock time each (virtual) process's last record arrived: what the primary did
+        # after it is newer than that (see _done_by_primary).
+        self.received: dict[int, float] = {}
 
     def _get(self, timeout=None):
         try:
@@ -175,6 +182,8 @@ class Backup(Replayer):
                 self.failover_ns = time.monotonic_ns()
                 self.warn(f"primary failed ({self.failure}); the backup replays what it received and goes live")
             return False
+        if rec.type == "sys":
+            self.received[rec["pid"]] = time.time()
         self.add(rec)
         return True
 
@@ -351,6 +360,10 @@ class Backup(Replayer):
         if not self.is_live(task):
             return super().on_exit(task, call)
         res = signed(call.result)
+        if call.note == "uncertain" and self._redone(task, call, res):
+            return   # made again (an exclusive open without O_EXCL): its next exit decides
+        if call.note == "done-by-primary":
+            res = self._primary_result(task, call, res)
         if call.name in _PID_RESULTS and res > 0:
             res = self.pids.to_virtual(res)
         elif call.name == "waitid" and res == 0 and call.args[2]:
@@ -362,6 +375,59 @@ class Backup(Replayer):
         call.result = res
         if call.name in _FD_CALLS:
             fdtable.update(task, call, res, standin=False)
+
+    def _redone(self, task: Task, call: Call, res: int) -> bool:
+        """An uncertain non-idempotent call ran live and failed as it does when it was done
+        already (the table's ``redo`` fact: EEXIST for a creation, ENOENT for a removal or a
+        rename).  Redoing is safe for a write at an offset; this one needs the primary's
+        outcome, which died with it, so it is read from the file system:
+
+        - the primary did it if the path now shows its effect *and* that effect is newer
+          than the last record the primary sent for this process (the inode's ctime for a
+          creation or a rename's target, the parent directory's for a removal): a lock file
+          left by an earlier crash, or a name that was never there, is older, and the
+          program then gets the failure it would have got from the primary;
+        - then the program gets success: for an ``O_CREAT|O_EXCL`` open the file is opened
+          again without ``O_EXCL`` (it is the one the primary created: nothing was written to
+          it, writes are outputs that wait for the acknowledgement we never sent), for
+          mkdir/link/symlink/mknod/unlink/rmdir/rename the result is 0.
+
+        True if the call is made again (its next exit stop completes it)."""
+        entry = call.entry
+        want = {"creates": -errno.EEXIST, "removes": -errno.ENOENT, "renames": -errno.ENOENT}[entry.redo]
+        if res != want:
+            return False
+        path = fdtable.resolve_call(task, call)
+        if path is None or not self._done_by_primary(task, entry.redo, path):
+            return False
+        self.warn(f"pid {task.vpid}: {call.name} of {path} was done by the primary before it died "
+                  "(its record was lost): the program gets success, not a second attempt")
+        if entry.opens:
+            args = list(call.args)
+            idx = 2 if call.name == "openat" else 1
+            args[idx] &= ~fdtable.O_EXCL
+            call.note = "done-by-primary"
+            task.redo_as(call.nr, tuple(args))
+            return True
+        call.note = "done-by-primary"
+        return False
+
+    def _done_by_primary(self, task: Task, redo: str, path: str) -> bool:
+        since = self.received.get(task.vpid, 0.0) - FRESH_SLACK
+        try:
+            where = (os.path.dirname(path.rstrip("/")) or "/") if redo == "removes" else path
+            st = os.lstat(where)
+        except OSError:
+            return False
+        return st.st_ctime >= since
+
+    @staticmethod
+    def _primary_result(task: Task, call: Call, res: int) -> int:
+        """The result the primary got for a call it did (see :meth:`_redone`)."""
+        if call.entry.opens:
+            return res        # the fd of the file, opened again
+        task.set_result(0)
+        return 0
 
     def _reaped(self, task: Task, call: Call) -> None:
         rec = call.rec
@@ -389,7 +455,11 @@ class Backup(Replayer):
         return False
 
     def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
-        if self.is_live(task) or (self.primary_state == "failed" and self.peek(task) is None):
+        # peek() first: it waits for the primary's next record, and it is while waiting that a
+        # failure is noticed.  A process with nothing more in the log once the primary failed
+        # reads the counter live (it goes live at its next system call), whatever the state
+        # was before the wait.
+        if self.is_live(task) or (self.peek(task) is None and self.primary_state == "failed"):
             return time.monotonic_ns() * 3, 0
         return super().on_rdtsc(task, rdtscp)
 
@@ -417,20 +487,33 @@ class Backup(Replayer):
                 return task.emulate(-errno.ECONNRESET)
         if name in _PID_ARGS or name == "waitid":
             self._translate_pids(task, call)
+        if task.policy_state.get("uncertain") and entry is not None:
+            if entry.cls == "output":
+                task.policy_state.pop("uncertain")   # no later call can have run on the primary
+            if entry.redo and (not entry.opens or fdtable.open_call(call)[1] & _EXCL == _EXCL):
+                call.note = "uncertain"   # decided at its exit, from what the file system shows
         # The exit stop costs a stop; take it where we translate, or where someone watches.
         task.run(to_exit=name in _PID_ARGS or name in _PID_RESULTS or name in _FD_CALLS or name == "waitid"
-                 or self.engine.tracing)
+                 or call.note == "uncertain" or self.engine.tracing)
 
     def go_live(self, task: Task) -> None:
-        """From now on this process runs for real (rebuilt at its next system call)."""
+        """From now on this process runs for real (rebuilt at its next system call).
+
+        Its first calls are *uncertain* until it makes an output: the primary may have made
+        them already, their records lost with it (a resource call is logged after it ran, and
+        records wait for the next output to leave; the output itself is logged after it ran).
+        Under the output rule no later output can have run (it waits for the acknowledgement
+        of a record we never got), so the window closes at the first output run live."""
         task.policy_state["live"] = True
+        if self.primary_state == "failed":
+            task.policy_state["uncertain"] = True
 
     def reconcile(self, task: Task) -> None:
         """Rebuild what the primary's kernel had for this process.  Precondition: at a syscall entry."""
         task.policy_state["reconciled"] = True
         if self.live_ns is None:
             self.live_ns = time.monotonic_ns()   # the first process of the program is live
-        notes = []
+        notes = [self._enter_cwd(task)]
         for fd, info in sorted(task.fds.items()):
             try:
                 rebuilt = info.desc in self.rebuilt
@@ -461,6 +544,24 @@ class Backup(Replayer):
         self.engine._emit(task, "failover", "go-live", "; ".join(n for n in notes if n), 0, "event", "live")
         if notes:
             self.warn(f"pid {task.vpid} went live at seq {task.seq}: " + "; ".join(n for n in notes if n))
+
+    def _enter_cwd(self, task: Task) -> str:
+        """The process's own working directory becomes the recorded one: while replaying it could
+        not follow a chdir into a directory missing here then (made by the program's mkdir, an
+        output the replay skips); live, the program's relative paths must resolve where the
+        primary's did.  Returns a note ("" when nothing had to move)."""
+        info = task.fds.get(fdtable.AT_FDCWD)
+        if info is None or not info.path.startswith("/"):
+            return ""
+        try:
+            if os.readlink(f"/proc/{task.pid}/cwd") == info.path:
+                return ""
+        except OSError:
+            return ""
+        res = task.inject(NR["chdir"], (task.scratch(info.path.encode(errors="surrogateescape") + b"\0"),))
+        if res < 0:
+            return f"cannot enter the working directory {info.path}: {os.strerror(-res)}"
+        return f"working directory {info.path}"
 
     def _share(self, task: Task, fd: int, info: fdtable.Fd) -> bool:
         """Make ``fd`` refer to the object already rebuilt for its description (dup'ed fds in

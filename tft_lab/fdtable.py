@@ -24,6 +24,7 @@ these recorded directories, never against whatever the replaying machine has
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import struct
 from dataclasses import dataclass, field, fields
@@ -35,6 +36,9 @@ F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC, FD_CLOEXEC = 0, 1,
 SETFL_MASK = 0o2000 | 0o20000 | 0o40000 | 0o1000000 | 0o4000
 CLOSE_RANGE_CLOEXEC = 1 << 2
 AT_FDCWD = -100
+#: ``addr`` of a logged out-buffer that is not in the program's memory (as ``outs.MOVED``): the
+#: bytes are what the primary logged beside the call (a listener's bound address).
+LOGGED = 0
 
 
 @dataclass(eq=False)
@@ -94,6 +98,42 @@ class Fd:
 
     def __repr__(self) -> str:
         return f"Fd({self.desc!r}, cloexec={self.cloexec})"
+
+
+_libc = None
+_NR_PIDFD_GETFD = 438
+
+
+def local_address(pid: int, fd: int) -> bytes | None:
+    """The address socket ``fd`` of process ``pid`` is bound to (a ``struct sockaddr``, as
+    ``getsockname`` gives it), or None if it cannot be read.  The supervisor takes a copy of
+    the fd (``pidfd_getfd``: a tracer may) and asks its own kernel: the program sees nothing.
+
+    Why: a listener bound to port 0 gets its port from the primary's kernel at ``bind``; the
+    program may never ask (``getsockname``), yet its clients know that port (another process
+    told them, ``ss`` showed it).  The primary logs it with the ``listen``, so that a backup
+    going live listens on that same port."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    try:
+        mine = _libc.syscall(_NR_PIDFD_GETFD, pidfd, fd, 0)
+    finally:
+        os.close(pidfd)
+    if mine < 0:
+        return None
+    try:
+        buf = ctypes.create_string_buffer(128)
+        size = ctypes.c_uint32(128)
+        if _libc.getsockname(mine, buf, ctypes.byref(size)) < 0:
+            return None
+        return buf.raw[:min(size.value, 128)]
+    finally:
+        os.close(mine)
 
 
 def open_call(call) -> tuple[int, int]:
@@ -232,6 +272,10 @@ def update(task, call, res: int, standin: bool) -> None:
     elif name == "listen" and a[0] in fds:
         fds[a[0]].kind = "listen"
         fds[a[0]].backlog = a[1]
+        rec = getattr(call, "rec", None)
+        for addr, data in zip(rec["addrs"], rec["blobs"]) if rec is not None else ():
+            if addr == LOGGED and data:
+                fds[a[0]].addr = data   # the address the primary's kernel bound (port 0 resolved)
     elif name == "connect" and a[0] in fds:
         fds[a[0]].kind = "conn"
     elif name == "setsockopt" and a[0] in fds and a[4] <= 64:

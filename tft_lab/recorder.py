@@ -13,6 +13,7 @@ import platform
 import signal as _signal
 import time
 
+from . import fdtable
 from . import log as _log
 from .mapped import MapLogger
 from ._backend.ptrace import SigInfo
@@ -146,6 +147,10 @@ class Recorder(Policy):
         if res == -EPIPE and call.entry is not None and call.entry.writes:
             task.expect_self_signal = True  # SIGPIPE follows, raised by the kernel for this write
         outs = capture(task, call) if call.cls != "local" or call.entry and call.entry.outs else []
+        if call.name == "listen" and res == 0:
+            bound = fdtable.local_address(task.pid, call.args[0])
+            if bound:   # the port a bind to port 0 got: a backup going live listens there again
+                outs.append((MOVED, bound))
         if call.note == "moved":
             if call.saved_args is not None:
                 task.set_result(res)   # the length was clamped: the program's arguments back

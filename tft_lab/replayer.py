@@ -235,7 +235,8 @@ class Replayer(Policy):
     def resource(self, task: Task, call: Call, res: int, outs) -> None:
         name = call.name
         if res < 0 or not call.entry.creates_fd:
-            task.emulate(res, outs)  # bind, listen, connect... and every failed one
+            # bind, listen, connect... and every failed one (a listen's logged address is not memory)
+            task.emulate(res, [(a, d) for a, d in outs if a != MOVED])
             return
         if call.entry.opens:
             path_arg, flags = fdtable.open_call(call)

@@ -79,7 +79,8 @@ class Syscall:
     path: tuple | None = None
     """``(dirfd_arg, path_arg)``: a path the call resolves, relative to the fd in ``dirfd_arg``
     (``None``: the working directory) when it is relative.  Given for the calls the replayer
-    may run for real, whose paths it resolves against the recorded working directory."""
+    may run for real, whose paths it resolves against the recorded working directory, and for
+    those with a ``redo`` fact (the path a backup checks when it redoes one)."""
     chdir: bool = False
     """Changes the working directory (to ``path``, or to the directory open as ``fd_arg``)."""
     noreturn: bool = False
@@ -90,6 +91,12 @@ class Syscall:
     """Replaces the program (``execve``, ``execveat``)."""
     resets: bool = False
     """Uses a connection: on one that lived in a dead primary's kernel it fails with ECONNRESET."""
+    redo: str = ""
+    """What doing the call a second time finds, when a backup going live redoes the output the
+    primary may have done just before it died: ``""`` the same outcome (a write at an offset,
+    chmod, truncate: harmless), ``creates`` EEXIST (mkdir, link, an ``O_CREAT|O_EXCL`` open),
+    ``removes`` ENOENT (unlink, rmdir), ``renames`` ENOENT (rename: its source is gone).
+    The path it acts on is ``path``."""
     untrapped_if: tuple[int, int] | None = None
     """``(arg_index, bits)``: the seccomp filter lets the call run untrapped when that argument
     has any of these bits set (an anonymous mmap costs nothing; a file-backed one is input)."""
@@ -101,6 +108,8 @@ class Syscall:
                  if getattr(self, f)]
         if self.writes:
             names.append(f"writes={self.writes}" + (f"(fd a{self.src_arg})" if self.src_arg is not None else ""))
+        if self.redo:
+            names.append(f"redo={self.redo}")
         if self.path is not None:
             d, p = self.path
             names.append(f"path=a{p}" + (f"@a{d}" if d is not None else ""))
@@ -282,18 +291,18 @@ TABLE: dict[str, Syscall] = _t(
     S("truncate", 76, "output", nargs=2),
     S("ftruncate", 77, "output", fd_arg=0, nargs=2),
     S("fallocate", 285, "output", fd_arg=0, nargs=4),
-    S("rename", 82, "output", nargs=2),
-    S("renameat", 264, "output", nargs=4),
-    S("renameat2", 316, "output", nargs=5),
-    S("mkdir", 83, "output", nargs=2),
-    S("mkdirat", 258, "output", nargs=3),
-    S("rmdir", 84, "output", nargs=1),
-    S("link", 86, "output", nargs=2),
-    S("linkat", 265, "output", nargs=5),
-    S("unlink", 87, "output", nargs=1),
-    S("unlinkat", 263, "output", nargs=3),
-    S("symlink", 88, "output", nargs=2),
-    S("symlinkat", 266, "output", nargs=3),
+    S("rename", 82, "output", nargs=2, redo="renames", path=(None, 1)),
+    S("renameat", 264, "output", nargs=4, redo="renames", path=(2, 3)),
+    S("renameat2", 316, "output", nargs=5, redo="renames", path=(2, 3)),
+    S("mkdir", 83, "output", nargs=2, redo="creates", path=(None, 0)),
+    S("mkdirat", 258, "output", nargs=3, redo="creates", path=(0, 1)),
+    S("rmdir", 84, "output", nargs=1, redo="removes", path=(None, 0)),
+    S("link", 86, "output", nargs=2, redo="creates", path=(None, 1)),
+    S("linkat", 265, "output", nargs=5, redo="creates", path=(2, 3)),
+    S("unlink", 87, "output", nargs=1, redo="removes", path=(None, 0)),
+    S("unlinkat", 263, "output", nargs=3, redo="removes", path=(0, 1)),
+    S("symlink", 88, "output", nargs=2, redo="creates", path=(None, 1)),
+    S("symlinkat", 266, "output", nargs=3, redo="creates", path=(1, 2)),
     S("chmod", 90, "output", nargs=2),
     S("fchmod", 91, "output", fd_arg=0, nargs=2),
     S("fchmodat", 268, "output", nargs=3),
@@ -302,8 +311,8 @@ TABLE: dict[str, Syscall] = _t(
     S("lchown", 94, "output", nargs=3),
     S("fchownat", 260, "output", nargs=5),
     S("utimensat", 280, "output", nargs=4),
-    S("mknodat", 259, "output", nargs=4),
-    S("mknod", 133, "output", nargs=3),
+    S("mknodat", 259, "output", nargs=4, redo="creates", path=(0, 1)),
+    S("mknod", 133, "output", nargs=3, redo="creates", path=(None, 0)),
     S("utime", 132, "output", nargs=2),
     S("utimes", 235, "output", nargs=2),
     S("futimesat", 261, "output", nargs=3),
@@ -326,8 +335,8 @@ TABLE: dict[str, Syscall] = _t(
     S("tee", 276, "output", fd_arg=1, nargs=4, writes="fd", src_arg=0, count_arg=2, blocks=True),
 
     # --- resource: OS objects that differ between replicas ----------------------------------
-    S("open", 2, "resource", creates_fd=True, nargs=3, opens=True, path=(None, 0)),       # read-only opens run on both
-    S("openat", 257, "resource", creates_fd=True, nargs=4, opens=True, path=(0, 1)),
+    S("open", 2, "resource", creates_fd=True, nargs=3, opens=True, path=(None, 0), redo="creates"),       # read-only opens run on both
+    S("openat", 257, "resource", creates_fd=True, nargs=4, opens=True, path=(0, 1), redo="creates"),
     S("creat", 85, "resource", creates_fd=True, nargs=2, opens=True, path=(None, 0)),
     S("socket", 41, "resource", creates_fd=True, nargs=3),
     S("accept", 43, "resource", outs=((1, "*a2"), (2, "4")), fd_arg=0, creates_fd=True, nargs=1,

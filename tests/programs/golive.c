@@ -1,0 +1,81 @@
+/* golive.c -- one effect whose outcome a backup going live must get right.
+ * Usage: golive MODE.  Each mode does its effect, then getppid() (a call with no effect:
+ * where a test cuts the log or kills the primary), then prints what the program saw.
+ *   listen  bind 127.0.0.1 port 0, listen; after the cut: "port=N" (getsockname)
+ *   excl    open("lock", O_CREAT|O_EXCL); "excl=ok" or "excl=<error>"
+ *   mkdir   mkdir("dir"); unlink  unlink("victim"); rename  rename("from", "to")
+ *   fork-rdtsc  a child reads the time-stamp counter first thing, exits 7; its parent
+ *           calls getppid 5 times, waits for it: "child=7 tsc-ok=1"
+ * Exit status 0, or 1 if the effect failed. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+static int report(const char *what, int res)
+{
+    printf("%s=%s\n", what, res < 0 ? strerror(errno) : "ok");
+    return res < 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (!strcmp(mode, "listen")) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 8) < 0)
+            return report("listen", -1);
+        getppid();
+        socklen_t n = sizeof a;
+        getsockname(s, (struct sockaddr *)&a, &n);
+        printf("port=%d\n", ntohs(a.sin_port));
+        return 0;
+    }
+    if (!strcmp(mode, "excl")) {
+        int fd = open("lock", O_CREAT | O_EXCL | O_WRONLY, 0644);
+        getppid();
+        if (fd >= 0 && write(fd, "locked\n", 7) != 7)
+            fd = -1;
+        return report("excl", fd);
+    }
+    if (!strcmp(mode, "mkdir")) {
+        int r = mkdir("dir", 0755);
+        getppid();
+        return report("mkdir", r);
+    }
+    if (!strcmp(mode, "unlink")) {
+        int r = unlink("victim");
+        getppid();
+        return report("unlink", r);
+    }
+    if (!strcmp(mode, "rename")) {
+        int r = rename("from", "to");
+        getppid();
+        return report("rename", r);
+    }
+    if (!strcmp(mode, "fork-rdtsc")) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            unsigned long long t = __rdtsc();   /* the child's first event: no call before it */
+            getppid();
+            _exit(t ? 7 : 8);
+        }
+        for (int i = 0; i < 5; i++)
+            getppid();
+        int st = 0;
+        waitpid(pid, &st, 0);
+        printf("child=%d tsc-ok=%d\n", WEXITSTATUS(st), WEXITSTATUS(st) == 7);
+        return 0;
+    }
+    fprintf(stderr, "usage: golive listen|excl|mkdir|unlink|rename|fork-rdtsc\n");
+    return 2;
+}
