@@ -10,6 +10,10 @@ is its last.
 
 - class 14: a listener bound to port 0 comes back on the primary's port, even if
   the program never asked which port it got;
+- class 15: a connection between two processes of the program (both ends on the
+  backup) goes on, with the bytes in flight, instead of being reported reset; a
+  listener shared across fork is one socket again; on the same host, the dead
+  primary's connections no longer keep the backup from listening on its port;
 - class 16: an output the backup redoes at go-live that the primary had done
   already (an exclusive create, mkdir, unlink, rename) answers what the primary
   got, not the failure a second attempt gets; one that the primary cannot have
@@ -131,6 +135,56 @@ def test_port0_listener_comes_back_on_the_primary_port(golive, tmp_path):
     assert ":0\n" not in backup and "127.0.0.1:0;" not in backup
 
 
+# -- class 15: a listener shared across fork, a connection with both ends in the program -----------
+
+def _root_call_after(name: str, after: str):
+    """Cut before the root process's first ``name`` record that follows its ``after`` record."""
+    def where(records):
+        root = records[0]["pid"]
+        nr, after_nr = TABLE[name].x64, TABLE[after].x64
+        start = next(i for i, r in enumerate(records) if r.type == "sys" and r["pid"] == root and r["nr"] == after_nr)
+        return next(i for i, r in enumerate(records) if i > start and r.type == "sys" and r["pid"] == root
+                    and r["nr"] == nr)
+    return where
+
+
+@pytest.mark.parametrize("cut, in_flight", [("getppid", 0), ("read", 4)])
+def test_connection_between_two_processes_of_the_program_survives(golive, tmp_path, cut, in_flight):
+    # A forked child connected to its parent's listener (which it shares) and sent "ping"; the
+    # primary dies before the parent answers (or before it read the ping).  Both ends are on the
+    # backup: the connection goes on, with the bytes in flight, nothing is reset.
+    primary, backup, res = go_live_after_cut([golive, "fork-server"], str(tmp_path),
+                                             _root_call_after(cut, "accept"))
+    assert primary == "child got hello\nparent got ping, child status 0\n"
+    assert res["outcome"] == "live", backup
+    assert "child got hello\n" in backup and "parent got ping, child status 0\n" in backup, backup
+    assert "connected again" in backup and "reset" not in backup and "could not be rebuilt" not in backup
+    if in_flight:
+        assert f"({in_flight} bytes in flight put back)" in backup
+
+
+def test_listener_comes_back_although_the_dead_primary_had_connections_on_its_port(golive, tmp_path):
+    """``tft run --fault``, same host: the killed primary's accepted connection (on the listener's
+    port, closing or in TIME_WAIT) must not keep the backup from listening there again."""
+    at = _fault_at_last(golive, "fork-server", "getppid", tmp_path)
+    for _ in range(3):   # before the fix, most tries failed (it depends on which end closed first)
+        p = run_cli(["run", "--heartbeat", "2", "--fault", f"primary@{at}", "--", golive, "fork-server"],
+                    cwd=tmp_path, timeout=TIMEOUT)
+        err = p.stderr.decode()
+        assert p.stdout == b"child got hello\nparent got ping, child status 0\n", err
+        assert "listening again on 127.0.0.1:" in err and "could not be rebuilt" not in err, err
+
+
+def _fault_at_last(golive: str, mode: str, call: str, tmp_path) -> int:
+    """The fault point (an entry count) of the guest's last ``call``, from a fault-free run."""
+    trace = tmp_path / "t.csv"
+    p = run_cli(["run", "--heartbeat", "2", "--trace", trace, "--", golive, mode], cwd=tmp_path, timeout=TIMEOUT)
+    assert p.returncode == 0, p.stderr
+    rows = [line.split(",") for line in trace.read_text().splitlines() if line.startswith("primary,")]
+    calls = [r[5] for r in rows if r[4] == "syscall"]
+    return len(calls) - calls[::-1].index(call)      # 1-based
+
+
 # -- class 16: a redone non-idempotent output answers what the primary got -----------------------
 
 @pytest.mark.parametrize("mode, before, call", [
@@ -164,14 +218,8 @@ def test_exclusive_create_of_an_old_lock_still_fails(golive, tmp_path):
 
 def test_exclusive_create_killed_primary(golive, tmp_path):
     """``tft run --fault`` at the call after an exclusive create: its record never left."""
-    trace = tmp_path / "t.csv"
-    p = run_cli(["run", "--heartbeat", "2", "--trace", trace, "--", golive, "excl"], cwd=tmp_path,
-                timeout=TIMEOUT)
-    assert p.stdout == b"excl=ok\n", p.stderr
+    at = _fault_at_last(golive, "excl", "getppid", tmp_path)
     os.unlink(tmp_path / "lock")
-    rows = [l.split(",") for l in trace.read_text().splitlines() if l.startswith("primary,")]
-    calls = [r[5] for r in rows if r[4] == "syscall"]
-    at = len(calls) - calls[::-1].index("getppid")      # the getppid after the open, 1-based
     p = run_cli(["run", "--heartbeat", "2", "--fault", f"primary@{at}", "--", golive, "excl"],
                 cwd=tmp_path, timeout=TIMEOUT)
     assert p.stdout == b"excl=ok\n", p.stderr

@@ -36,6 +36,7 @@ import time
 
 from . import fdtable
 from . import log as _log
+from . import pairs
 from .engine import Call, Engine, Task, signed
 from .errors import DivergenceError, LogError, TftError
 from .faults import Fault
@@ -146,6 +147,8 @@ class Backup(Replayer):
         self.entries = 0
         self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
         self.pipes: dict[str, _PipeFlow] = {}
+        self.flows: dict[tuple[bytes, bytes], pairs.Flow] = {}   # connections: (from, to) address
+        self.stopped: list[Task] = []   # processes at a syscall entry while going live together
         self.pids = PidMap()
         # Descriptions rebuilt at go-live -> (task, fd) holding the rebuilt object: every other fd
         # (of any process) that shared the description gets that same object, not a copy.
@@ -311,9 +314,13 @@ class Backup(Replayer):
     def _go_live_all(self, current: Task | None) -> None:
         tasks = list(self.waiting.values())
         self.waiting.clear()
-        for t in tasks:
-            self.go_live(t)
-            self.reconcile(t)
+        self.stopped = tasks
+        try:
+            for t in tasks:
+                self.go_live(t)
+                self.reconcile(t)
+        finally:
+            self.stopped = []
         self._refill_pipes()
         for t in tasks:
             if t is not current and t.pid in self.engine.tasks:
@@ -325,12 +332,21 @@ class Backup(Replayer):
         if entry is None or entry.fd_arg is None or call.result <= 0:
             return
         info = task.fds.get(call.args[entry.fd_arg])
-        if info is None or info.kind != "pipe" or not info.path:
+        if info is None:
             return
-        flow = self.pipes.setdefault(info.path, _PipeFlow())
+        if info.kind == "conn":   # a connection: both ends may be the program's (see pairs.py)
+            writing = entry.cls == "output" and bool(entry.writes)
+            key = pairs.direction(info, writing)
+            if key is None or not (writing or call.name in pairs.READS):
+                return
+            flow = self.flows.setdefault(key, pairs.Flow())
+        elif info.kind == "pipe" and info.path:
+            flow = self.pipes.setdefault(info.path, _PipeFlow())
+        else:
+            return
         if entry.cls == "output":
             flow.wrote(gather(task, call, call.result))
-        elif call.name in ("read", "readv"):
+        elif call.name in pairs.READS:
             flow.read(call.result)
 
     def _refill_pipes(self) -> None:
@@ -523,6 +539,15 @@ class Backup(Replayer):
                     notes.append(self._reopen(task, fd, info))
                 elif info.kind == "listen" and (info.standin or rebuilt):
                     notes.append(self._relisten(task, fd, info))
+                elif info.kind == "conn" and info.standin and (peer := pairs.find_peer(
+                        info, self.stopped or [task], self.rebuilt)) is not None:
+                    note = pairs.reconnect(task, fd, info, *peer, self.flows)
+                    if not note:
+                        self._reset(task, fd, info)
+                        note = f"fd {fd}: connection reset"
+                    else:
+                        self.rebuilt[peer[0].fds[peer[1]].desc] = peer
+                    notes.append(note)
                 elif info.kind in ("conn", "socket", "dead") and (info.standin or rebuilt):
                     self._reset(task, fd, info)
                     notes.append(f"fd {fd}: connection reset")
@@ -542,7 +567,7 @@ class Backup(Replayer):
                         addr = task.scratch(event)
                         task.inject(NR["epoll_ctl"], (fd, 1, target, addr))  # EPOLL_CTL_ADD
         self.engine._emit(task, "failover", "go-live", "; ".join(n for n in notes if n), 0, "event", "live")
-        if notes:
+        if any(notes):
             self.warn(f"pid {task.vpid} went live at seq {task.seq}: " + "; ".join(n for n in notes if n))
 
     def _enter_cwd(self, task: Task) -> str:

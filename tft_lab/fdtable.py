@@ -24,8 +24,10 @@ these recorded directories, never against whatever the replaying machine has
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import socket
 import struct
 from dataclasses import dataclass, field, fields
 
@@ -36,6 +38,7 @@ F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC, FD_CLOEXEC = 0, 1,
 SETFL_MASK = 0o2000 | 0o20000 | 0o40000 | 0o1000000 | 0o4000
 CLOSE_RANGE_CLOEXEC = 1 << 2
 AT_FDCWD = -100
+EINPROGRESS = 115
 #: ``addr`` of a logged out-buffer that is not in the program's memory (as ``outs.MOVED``): the
 #: bytes are what the primary logged beside the call (a listener's bound address).
 LOGGED = 0
@@ -60,6 +63,9 @@ class Description:
     type: int = 0
     proto: int = 0
     addr: bytes = b""
+    """A socket's own address (bound, or the primary's kernel's answer: see :func:`local_address`)."""
+    peer: bytes = b""
+    """A connection's peer address, as the primary's kernel had it (logged at accept and connect)."""
     backlog: int = 0
     sockopts: list = field(default_factory=list)
     epoll: dict = field(default_factory=dict)   # for kind "epoll": fd -> (events u32, data u64)
@@ -104,36 +110,72 @@ _libc = None
 _NR_PIDFD_GETFD = 438
 
 
-def local_address(pid: int, fd: int) -> bytes | None:
-    """The address socket ``fd`` of process ``pid`` is bound to (a ``struct sockaddr``, as
-    ``getsockname`` gives it), or None if it cannot be read.  The supervisor takes a copy of
-    the fd (``pidfd_getfd``: a tracer may) and asks its own kernel: the program sees nothing.
-
-    Why: a listener bound to port 0 gets its port from the primary's kernel at ``bind``; the
-    program may never ask (``getsockname``), yet its clients know that port (another process
-    told them, ``ss`` showed it).  The primary logs it with the ``listen``, so that a backup
-    going live listens on that same port."""
+@contextlib.contextmanager
+def borrowed(pid: int, fd: int):
+    """A copy, in this process, of fd ``fd`` of process ``pid`` (``pidfd_getfd``: a tracer may
+    take one), closed on exit; None if it cannot be had.  The program sees nothing."""
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:
-        return None
+        yield None
+        return
     try:
         mine = _libc.syscall(_NR_PIDFD_GETFD, pidfd, fd, 0)
     finally:
         os.close(pidfd)
     if mine < 0:
-        return None
+        yield None
+        return
     try:
-        buf = ctypes.create_string_buffer(128)
-        size = ctypes.c_uint32(128)
-        if _libc.getsockname(mine, buf, ctypes.byref(size)) < 0:
-            return None
-        return buf.raw[:min(size.value, 128)]
+        yield mine
     finally:
         os.close(mine)
+
+
+def local_address(pid: int, fd: int, peer: bool = False) -> bytes | None:
+    """The address socket ``fd`` of process ``pid`` is bound to (a ``struct sockaddr``, as
+    ``getsockname`` gives it; ``peer``: the address it is connected to, as ``getpeername``),
+    or None if it cannot be read.
+
+    Why: a listener bound to port 0 gets its port from the primary's kernel at ``bind``; the
+    program may never ask (``getsockname``), yet its clients know that port (another process
+    told them, ``ss`` showed it).  The primary logs it with the ``listen``, so that a backup
+    going live listens on that same port.  Both ends of a connection tell a backup which two
+    of the program's sockets were connected to each other."""
+    with borrowed(pid, fd) as mine:
+        if mine is None:
+            return None
+        buf = ctypes.create_string_buffer(128)
+        size = ctypes.c_uint32(128)
+        if (_libc.getpeername if peer else _libc.getsockname)(mine, buf, ctypes.byref(size)) < 0:
+            return None
+        return buf.raw[:min(size.value, 128)]
+
+
+def let_port_be_taken_over(pid: int, fd: int) -> None:
+    """Set ``SO_REUSEADDR`` on TCP listener ``fd`` of process ``pid`` (the primary's).
+
+    Why: on Linux a ``bind`` conflicts with every socket on that port that lacks
+    ``SO_REUSEADDR`` — the dead primary's listener's accepted connections, in TIME_WAIT for
+    60 s or not yet closed — whatever the new socket sets.  A backup on the same host could
+    then not listen on the port again until they are gone.  Accepted sockets inherit the flag
+    from their listener, so setting it at ``listen`` covers them all.  What the program may
+    notice: ``getsockopt(SO_REUSEADDR)`` answers 1 (on both replicas: it is logged), and a
+    bind of its own to a port in TIME_WAIT succeeds (as any server that sets it)."""
+    with borrowed(pid, fd) as mine:
+        if mine is None:
+            return
+        s = socket.socket(fileno=mine)
+        try:
+            if s.type == socket.SOCK_STREAM and s.family in (socket.AF_INET, socket.AF_INET6):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        except OSError:
+            pass
+        finally:
+            s.detach()
 
 
 def open_call(call) -> tuple[int, int]:
@@ -215,8 +257,25 @@ def _moved(fds: dict[int, Fd], fd: int, n: int) -> None:
 
 
 
+def _logged(call) -> list[bytes]:
+    """The blobs the primary logged beside ``call`` (at :data:`LOGGED`), in order."""
+    rec = getattr(call, "rec", None)
+    if rec is None:
+        return []
+    return [data for addr, data in zip(rec["addrs"], rec["blobs"]) if addr == LOGGED]
+
+
+def _connected(info: Fd, call) -> None:
+    info.kind = "conn"
+    ends = _logged(call)
+    if len(ends) == 2:
+        info.addr, info.peer = ends
+
+
 def update(task, call, res: int, standin: bool) -> None:
     """Apply a completed call (as the primary saw it: ``res``) to ``task.fds``."""
+    if call.name == "connect" and res == -EINPROGRESS and call.args[0] in task.fds:
+        _connected(task.fds[call.args[0]], call)   # non-blocking: connected (or failing) later
     if res < 0:
         return
     fds = task.fds
@@ -263,6 +322,7 @@ def update(task, call, res: int, standin: bool) -> None:
                       cloexec=bool(a[1] & O_CLOEXEC))
     elif name in ("accept", "accept4"):
         fds[res] = Fd("conn", standin=standin, cloexec=bool(name == "accept4" and a[3] & O_CLOEXEC))
+        _connected(fds[res], call)
     elif name == "bind" and a[0] in fds:
         fds[a[0]].addr = task.read(a[1], min(a[2], 128))
     elif name == "getsockname" and a[0] in fds and fds[a[0]].kind in ("socket", "listen") and a[1]:
@@ -272,12 +332,10 @@ def update(task, call, res: int, standin: bool) -> None:
     elif name == "listen" and a[0] in fds:
         fds[a[0]].kind = "listen"
         fds[a[0]].backlog = a[1]
-        rec = getattr(call, "rec", None)
-        for addr, data in zip(rec["addrs"], rec["blobs"]) if rec is not None else ():
-            if addr == LOGGED and data:
-                fds[a[0]].addr = data   # the address the primary's kernel bound (port 0 resolved)
+        for data in _logged(call)[:1]:
+            fds[a[0]].addr = data   # the address the primary's kernel bound (port 0 resolved)
     elif name == "connect" and a[0] in fds:
-        fds[a[0]].kind = "conn"
+        _connected(fds[a[0]], call)
     elif name == "setsockopt" and a[0] in fds and a[4] <= 64:
         fds[a[0]].sockopts.append((a[1], a[2], task.read(a[3], a[4])))
     elif name in ("pipe", "pipe2", "socketpair"):

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 
+from . import fdtable
 from . import log as _log
 from ._backend import ptrace as pt
 from .engine import Call, Engine, Task
@@ -142,6 +143,8 @@ class Primary(Recorder):
         super().on_entry(task, call)
 
     def on_exit(self, task: Task, call: Call) -> None:
+        if call.name == "listen" and call.result == 0:
+            fdtable.let_port_be_taken_over(task.pid, call.args[0])   # for the backup, at failover
         super().on_exit(task, call)
         if call.oseq is not None:
             self.sink.flush()   # an output's record leaves at once: it narrows the duplicate window

@@ -25,6 +25,7 @@ PR_SET_TSC = 26
 SIGRTMIN = 32
 ARCH_SET_CPUID = 0x1012
 EPIPE = errno.EPIPE
+EINPROGRESS = errno.EINPROGRESS
 
 
 
@@ -151,6 +152,12 @@ class Recorder(Policy):
             bound = fdtable.local_address(task.pid, call.args[0])
             if bound:   # the port a bind to port 0 got: a backup going live listens there again
                 outs.append((MOVED, bound))
+        elif (call.name in ("accept", "accept4") and res >= 0) or (call.name == "connect" and res in (0, -EINPROGRESS)):
+            # Both ends' addresses: a backup going live pairs the program's own connections
+            sock = res if call.name != "connect" else call.args[0]
+            ends = [fdtable.local_address(task.pid, sock), fdtable.local_address(task.pid, sock, peer=True)]
+            if all(ends):
+                outs += [(MOVED, e) for e in ends]
         if call.note == "moved":
             if call.saved_args is not None:
                 task.set_result(res)   # the length was clamped: the program's arguments back

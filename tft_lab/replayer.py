@@ -259,7 +259,8 @@ class Replayer(Policy):
             flag_arg = {"socket": 1, "accept4": 3, "inotify_init1": 0}.get(name)   # SOCK_/IN_CLOEXEC
             cloexec = call.args[flag_arg] & O_CLOEXEC if flag_arg is not None else 0
         for addr, data in outs:
-            task.write(addr, data)
+            if addr != MOVED:   # logged beside the call (an accepted connection's addresses)
+                task.write(addr, data)
         path = task.scratch(b"/dev/null\0")
         task.redirect(NR_OPENAT, (AT_FDCWD, path, os.O_RDWR | cloexec, 0))
         call.action = "standin"

@@ -6,6 +6,8 @@
  *   mkdir   mkdir("dir"); unlink  unlink("victim"); rename  rename("from", "to")
  *   fork-rdtsc  a child reads the time-stamp counter first thing, exits 7; its parent
  *           calls getppid 5 times, waits for it: "child=7 tsc-ok=1"
+ *   fork-server  a listener, a forked child connects to it and sends "ping"; the parent
+ *           accepts, reads it, answers "hello": both ends of the connection in the program
  * Exit status 0, or 1 if the effect failed. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -74,6 +76,39 @@ int main(int argc, char **argv)
         int st = 0;
         waitpid(pid, &st, 0);
         printf("child=%d tsc-ok=%d\n", WEXITSTATUS(st), WEXITSTATUS(st) == 7);
+        return 0;
+    }
+    if (!strcmp(mode, "fork-server")) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t n = sizeof a;
+        if (bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 8) < 0
+            || getsockname(s, (struct sockaddr *)&a, &n) < 0)
+            return report("listen", -1);
+        pid_t pid = fork();
+        if (pid == 0) {   /* a client of its parent's listener, which it shares */
+            int c = socket(AF_INET, SOCK_STREAM, 0);
+            if (connect(c, (struct sockaddr *)&a, sizeof a) < 0)
+                return report("connect", -1);
+            if (write(c, "ping", 4) != 4)
+                return report("write", -1);
+            char buf[16] = {0};
+            ssize_t got = read(c, buf, 5);
+            printf("child got %s\n", got > 0 ? buf : strerror(errno));
+            fflush(stdout);
+            _exit(got == 5 ? 0 : 1);
+        }
+        struct sockaddr_in peer;
+        socklen_t pn = sizeof peer;
+        int conn = accept(s, (struct sockaddr *)&peer, &pn);
+        char buf[8] = {0};
+        ssize_t got = read(conn, buf, 4);
+        getppid();   /* the primary dies here */
+        if (got != 4 || write(conn, "hello", 5) != 5)
+            return report("parent", -1);
+        int st = 0;
+        waitpid(pid, &st, 0);
+        printf("parent got %s, child status %d\n", buf, WEXITSTATUS(st));
         return 0;
     }
     fprintf(stderr, "usage: golive listen|excl|mkdir|unlink|rename|fork-rdtsc\n");
