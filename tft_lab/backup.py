@@ -76,7 +76,7 @@ _PID_RESULTS = frozenset(("wait4", "getpgid", "getsid", "getpgrp", "setsid"))
 #: Live calls that change the fd table: followed at their exit (dead connections, a fork's copy).
 _FD_CALLS = frozenset(("dup", "dup2", "dup3", "fcntl", "close", "close_range", "open", "openat", "creat",
                        "socket", "accept", "accept4", "pipe", "pipe2", "socketpair", "epoll_create",
-                       "epoll_create1", "epoll_ctl", "lseek", "bind", "listen", "connect"))
+                       "epoll_create1", "epoll_ctl", "lseek", "bind", "listen", "connect", "chdir", "fchdir"))
 
 
 class _Pump(threading.Thread):

@@ -1,5 +1,5 @@
 /* golive.c -- one effect whose outcome a backup going live must get right.
- * Usage: golive MODE.  Each mode does its effect, then getppid() (a call with no effect:
+ * Usage: golive [MODE] (default fork-server).  Each mode does its effect, then getppid() (a call with no effect:
  * where a test cuts the log or kills the primary), then prints what the program saw.
  *   listen  bind 127.0.0.1 port 0, listen; after the cut: "port=N" (getsockname)
  *   excl    open("lock", O_CREAT|O_EXCL); "excl=ok" or "excl=<error>"
@@ -30,7 +30,7 @@ static int report(const char *what, int res)
 
 int main(int argc, char **argv)
 {
-    const char *mode = argc > 1 ? argv[1] : "";
+    const char *mode = argc > 1 ? argv[1] : "fork-server";
     if (!strcmp(mode, "listen")) {
         int s = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
