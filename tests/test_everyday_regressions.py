@@ -167,10 +167,9 @@ def test_a_file_opened_by_relative_path_and_mapped_keeps_the_backup(tmp_path, pi
 
 # -- class 4: link/unlink patterns (a named semaphore) ---------------------------------------
 
-@pytest.mark.xfail(reason="needs the content of shared file mappings in the log (mapped files as "
-                   "inputs): on replay the semaphore's file is a stand-in that mmap refuses", strict=False)
 def test_a_multiprocessing_lock_replays(tmp_path):
-    """sem_open writes a temporary file, maps it shared, links it to its name and unlinks it."""
+    """sem_open writes a temporary file, maps it shared, links it to its name and unlinks it:
+    the replay maps the logged content of that file (its own file is a stand-in)."""
     code = 'import multiprocessing as m; m.get_context("fork").Lock(); print("ok")'
     result = record_replay_to_files(["python3", "-c", code], tmp_path)
     assert result[0] == b"ok\n"

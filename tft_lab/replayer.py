@@ -34,6 +34,7 @@ from . import fdtable
 from . import log as _log
 from .engine import Call, Engine, Policy, Task, signed
 from .errors import DivergenceError, LogError
+from .mapped import MapReplayer
 from .outs import MOVED, gather
 from .recorder import file_sha256, refused_by_determinism
 from .strace import format_args as _fmt
@@ -68,6 +69,7 @@ class Replayer(Policy):
         if not records or records[0].type != "header":
             raise LogError("log has no header")
         self.header = records[0]
+        self.mapped = MapReplayer()   # mapped files: the logged contents
         self.streams: dict[int, Stream] = collections.defaultdict(Stream)
         self.end_status: int | None = None
         for rec in records[1:]:
@@ -85,6 +87,8 @@ class Replayer(Policy):
             self.streams[rec["pid"]].exit = rec
         elif t in ("sys", "sig", "tsc", "exec"):
             self.streams[rec["pid"]].q.append(rec)
+        elif t in ("blob", "map"):
+            self.mapped.add(rec)
         else:
             raise LogError(f"unexpected {t!r} record after the header")
 
@@ -201,6 +205,8 @@ class Replayer(Policy):
         if entry is not None and entry.execs and res < 0:
             task.emulate(res)
             return
+        if call.name == "mmap" and self.mapped.replay_mmap(task, call, rec):
+            return   # mapped the logged content, not the local file
         call.action = "ran"
         task.run(to_exit=not (entry is not None and entry.noreturn))
 
@@ -235,7 +241,7 @@ class Replayer(Policy):
             path_arg, flags = fdtable.open_call(call)
             where = fdtable.resolve_call(task, call)
             if flags & O_ACCMODE == 0 and not flags & (O_CREAT | O_TRUNC) and self._exists(task, call, path_arg, where):
-                # Read-only and present here: the real file (ld.so mmaps it), or directory (so
+                # Read-only and present here: the real file (its mmaps map the logged content), or directory (so
                 # that a backup going live has it).  A relative path is resolved against the
                 # recorded directories, not this process's own working directory.
                 call.action = "ran"
@@ -384,6 +390,7 @@ class Replayer(Policy):
                               pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
 
     def on_finish(self, engine: Engine) -> None:
+        self.mapped.close()
         if self.parked:
             raise DivergenceError(f"replay ended with {len(self.parked)} output(s) never reached")
 

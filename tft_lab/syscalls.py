@@ -90,6 +90,9 @@ class Syscall:
     """Replaces the program (``execve``, ``execveat``)."""
     resets: bool = False
     """Uses a connection: on one that lived in a dead primary's kernel it fails with ECONNRESET."""
+    untrapped_if: tuple[int, int] | None = None
+    """``(arg_index, bits)``: the seccomp filter lets the call run untrapped when that argument
+    has any of these bits set (an anonymous mmap costs nothing; a file-backed one is input)."""
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -158,7 +161,7 @@ TABLE: dict[str, Syscall] = _t(
     S("rt_sigreturn", 15, "local", trap=False),
     S("sigaltstack", 131, "local", trap=False),
     S("brk", 12, "local", trap=False),
-    S("mmap", 9, "local", trap=False),
+    S("mmap", 9, "local", untrapped_if=(3, 0x20), nargs=6),   # MAP_ANONYMOUS; a file's content is input
     S("munmap", 11, "local", trap=False),
     S("mprotect", 10, "local", trap=False),
     S("mremap", 25, "local", trap=False),
@@ -379,6 +382,11 @@ def name_of(nr: int) -> str:
     from ptrace.syscall import SYSCALL_NAMES
 
     return SYSCALL_NAMES.get(nr, f"syscall_{nr}")
+
+
+def untrapped_if() -> dict[int, tuple[int, int]]:
+    """Syscall number -> (argument, bits) with which the filter lets a subscribed call through."""
+    return {s.x64: s.untrapped_if for s in TABLE.values() if s.trap and s.untrapped_if}
 
 
 def subscription(everything: bool = False) -> list[int]:
