@@ -28,7 +28,6 @@ EPIPE = errno.EPIPE
 EINPROGRESS = errno.EINPROGRESS
 
 
-
 def file_sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
