@@ -64,7 +64,7 @@ KNOWN: dict[tuple[str, str], str] = {
     ("sh-redirects", "fault-50"): _C5,
     ("sh-cat-written-file", "fault-50"): _C5,
     ("sh-fd-restore", "fault-50"): _C5,
-    ("sh-exec-fd", "fault-50"): _C5 + " (flaky)",
+    ("sh-exec-fd", "fault-50"): _C5,
     # class 6
     ("sh-trap", "fault-90"): _C6 + ": wait $p gives 0 instead of 143",
     ("py-subprocess", "fault-90"): _C6 + ": subprocess.run returns 0 instead of 5",
@@ -87,6 +87,7 @@ KNOWN: dict[tuple[str, str], str] = {
     ("py-http-server", "refused-run"): "new class 13: the primary's refusal of threads becomes a failover",
     ("py-socketserver-curl", "fault-90"): "new class 14: a port-0 listener comes back on another port",
     ("busybox-httpd", "fault-90"): "new class 15: a listener shared by forked processes is not rebuilt (flaky)",
+    ("py-fork-server", "fault-90"): "new class 15: a listener shared by forked processes is not rebuilt (flaky)",
     ("git-init", "fault-50"): "new class 16: the redone exclusive create fails (.git/HEAD.lock exists)",
     ("git-branch-diff", "fault-10"): "new class 16: the redone exclusive create fails (.git/HEAD.lock exists)",
     ("py-os-fork-wait", "fault-50"): "new class 17: a child with no more records diverges at rdtsc (flaky)",
