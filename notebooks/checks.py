@@ -885,3 +885,71 @@ _wrong("7.3", "the mean")(lambda c: float(c.data[0].mean()))
 _wrong("7.3", "in ns")(lambda c: c.answer * 1e3)
 _wrong("7.3", "the long preemptions kept")(lambda c: float((c.data[1]["t_ns"].diff().dropna() / 1e3).median()))
 _wrong("7.3", "the first gap")(lambda c: float(c.data[0].iloc[0]))
+
+
+# -- 8: everyday programs (the corpus table, datasets/compatibility.csv) ----------------------
+
+FAULT_FREE = ["replay-file", "replay-pipe", "run-file", "run-pipe"]
+
+
+def _single(corpus: pd.DataFrame) -> pd.DataFrame:
+    return corpus[~corpus["threaded"].astype(bool)]
+
+
+def _passing(corpus: pd.DataFrame, checks: list[str], single: bool = True) -> list[str]:
+    rows = _single(corpus) if single else corpus
+    return list(rows.loc[(rows[checks] == "pass").all(axis=1), "workload"])   # in the table's order
+
+
+def _ratio(corpus: pd.DataFrame, num: str = "record_s", den: str = "native_s") -> pd.Series:
+    t = _single(corpus).set_index("workload")
+    return (pd.to_numeric(t[num], errors="coerce") / pd.to_numeric(t[den], errors="coerce")).dropna()
+
+
+@_exercise("8.1")
+def ex_8_1(faithful, corpus: pd.DataFrame) -> None:
+    """``faithful``: the single-threaded workloads that pass replay-file, replay-pipe, run-file and run-pipe."""
+    _expect(isinstance(faithful, (list, tuple, set, pd.Series, pd.Index)), "faithful should be a list of names")
+    _expect(sorted(faithful) == sorted(_passing(corpus, FAULT_FREE)),
+            "the single-threaded workloads whose four fault-free checks (replay-*, run-*) all say 'pass'")
+
+
+_wrong("8.1", "placeholder None")(lambda c: None)
+_wrong("8.1", "every single-threaded workload")(lambda c: list(_single(c.data[0])["workload"]))
+_wrong("8.1", "replay checks only")(lambda c: _passing(c.data[0], FAULT_FREE[:2]))
+_wrong("8.1", "the failing ones")(
+    lambda c: [w for w in _single(c.data[0])["workload"] if w not in _passing(c.data[0], FAULT_FREE)])
+_wrong("8.1", "the faults too")(lambda c: _passing(c.data[0], FAULT_FREE + ["fault-10", "fault-50", "fault-90"]))
+
+
+@_exercise("8.2")
+def ex_8_2(refusal, corpus: pd.DataFrame) -> None:
+    """``refusal``: the set of values of ``refused-run`` over the threaded workloads."""
+    _expect(isinstance(refusal, set), "refusal should be a set")
+    right = set(corpus.loc[corpus["threaded"].astype(bool), "refused-run"])
+    _expect(refusal == right, "the distinct values of the refused-run column, threaded rows only")
+
+
+_wrong("8.2", "placeholder None")(lambda c: None)
+_wrong("8.2", "every row")(lambda c: set(c.data[0]["refused-run"]))
+_wrong("8.2", "what we hope")(lambda c: {"refused"})
+_wrong("8.2", "the record column")(lambda c: set(c.data[0].loc[c.data[0]["threaded"].astype(bool), "refused-record"]))
+_wrong("8.2", "a pass")(lambda c: {"pass"})
+
+
+@_exercise("8.3")
+def ex_8_3(overhead, corpus: pd.DataFrame) -> None:
+    """``overhead``: record_s / native_s per single-threaded workload (a Series indexed by workload)."""
+    _expect(isinstance(overhead, pd.Series), "overhead should be a pandas Series")
+    right = _ratio(corpus)
+    got = overhead.dropna()
+    _expect(sorted(got.index) == sorted(right.index), "one value per single-threaded workload, indexed by name")
+    _expect(all(_close(got[k], right[k], rel=1e-6) for k in right.index), "record_s divided by native_s")
+
+
+_wrong("8.3", "placeholder None")(lambda c: None)
+_wrong("8.3", "upside down")(lambda c: _ratio(c.data[0], "native_s", "record_s"))
+_wrong("8.3", "strace instead of record")(lambda c: _ratio(c.data[0], "strace_s"))
+_wrong("8.3", "the difference")(
+    lambda c: (pd.to_numeric(_single(c.data[0]).set_index("workload")["record_s"], errors="coerce")
+               - pd.to_numeric(_single(c.data[0]).set_index("workload")["native_s"], errors="coerce")).dropna())

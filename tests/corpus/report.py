@@ -40,7 +40,7 @@ def rows(results: dict[str, dict]) -> list[dict]:
                 row[c] = r["checks"].get(c, {}).get("status", "") if c in checks_of(w) else ""
         for k in ("native", "record", "strace"):
             t = r.get("times", {}).get(k)
-            row[f"{k}_s"] = "" if t is None else f"{t:.2f}"
+            row[f"{k}_s"] = "" if t is None else f"{t:.3f}"
         row["known"] = "; ".join(sorted({known_reason(name, c).split(":")[0] for c in checks_of(w)
                                          if known_reason(name, c)}))
         row["failures"] = " | ".join(f"{c}: {_brief(v['detail'])}" for c, v in r["checks"].items()

@@ -101,7 +101,7 @@ def test_the_report_turns_results_into_rows_and_a_table():
     table = rows(results)
     assert [r["workload"] for r in table] == [single.name, threaded.name]
     assert all(set(r) == set(COLUMNS) for r in table)
-    assert table[0]["fault-50"] == "fail" and table[0]["record_s"] == "0.50"
+    assert table[0]["fault-50"] == "fail" and table[0]["record_s"] == "0.500"
     assert table[1]["refused-run"] == "refused" and table[1]["fault-50"] == ""
     md = markdown(table)
     assert f"| {single.name} |" in md and "**FAIL**" in md and "stdout 'x', expected 'y'" in md
