@@ -74,16 +74,20 @@ class Shown:
 class Bench:
     """A workload's private space: ``work/`` (its folder, recreated fresh for every
     run at the same path, so printed paths agree), ``tmp/`` (its and tft's TMPDIR),
-    ``logs/`` and ``out/`` (stdout files), all under one temporary directory."""
+    ``logs/``, ``out/`` (stdout files) and ``cache/`` (tft's per-user cache), all under one
+    temporary directory."""
 
     def __init__(self, w: Workload):
         self.w = w
         self.base = Path(tempfile.mkdtemp(prefix=f"corpus-{w.name}-"))
-        self.work, self.tmp, self.logs, self.out = (self.base / d for d in ("work", "tmp", "logs", "out"))
-        for d in (self.tmp, self.logs, self.out):
+        self.work, self.tmp, self.logs, self.out, self.cache = (
+            self.base / d for d in ("work", "tmp", "logs", "out", "cache"))
+        for d in (self.tmp, self.logs, self.out, self.cache):
             d.mkdir()
         self.env = {
+            # tft keeps a per-user cache of mapped files under $XDG_CACHE_HOME: not in the folder
             "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.work), "TMPDIR": str(self.tmp),
+            "XDG_CACHE_HOME": str(self.cache),
             "LC_ALL": "C", "TZ": "UTC", "PYTHONDONTWRITEBYTECODE": "1", "CORPUS_PORT": str(_free_port()),
             "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "corpus", "GIT_AUTHOR_EMAIL": "c@example.org",
             "GIT_COMMITTER_NAME": "corpus", "GIT_COMMITTER_EMAIL": "c@example.org",
