@@ -52,14 +52,9 @@ from fnmatch import fnmatchcase
 
 _C5 = "class 5: NUL bytes in the output file after a failover (an fd restored after a redirect reopened wrong)"
 _C6 = "class 6: children started before the failover cannot be waited for after it (ECHILD, wrong status)"
-_C9 = ("class 9: file-backed mappings are not inputs (git mmaps its index and objects, which the replay "
-       "and the backup see in their later state)")
 
 KNOWN: dict[tuple[str, str], str] = {
     ("*", "clean"): "new class 12: tft run leaves its tft-run-XXXX working folder in $TMPDIR",
-    # class 4: named POSIX semaphores (link/unlink patterns)
-    ("py-multiprocessing-lock", "replay-*"): "class 4: a named semaphore's link/unlink diverges on replay",
-    ("py-multiprocessing-lock", "run-*"): "class 4: a named semaphore's link/unlink diverges on the backup",
     # class 5
     ("sh-redirects", "fault-50"): _C5,
     ("sh-cat-written-file", "fault-50"): _C5,
@@ -73,13 +68,7 @@ KNOWN: dict[tuple[str, str], str] = {
     ("make-gcc", "fault-50"): _C6 + ": gcc: failed to get exit status",
     ("make-gcc", "fault-90"): _C6 + ": collect2: cannot get program status",
     ("gcc-direct", "fault-*"): _C6 + ": gcc/collect2 cannot get their children's status",
-    ("mmap-relative", "fault-50"): _C6 + ": gcc: failed to get exit status",
-    ("mmap-relative", "fault-90"): _C6 + ": collect2: cannot get program status",
-    # class 9
-    ("git-commit-log", "replay-*"): _C9,
-    ("git-branch-diff", "replay-*"): _C9,
-    ("git-branch-diff", "run-*"): _C9 + ": the backup diverges, the primary finishes alone",
-    ("git-branch-diff", "fault-90"): _C9 + ": the backup diverges before it can go live",
+    ("mmap-relative", "fault-*"): _C6 + ": gcc/collect2 cannot get their children's status",
     # class 10
     ("unshare-r", "fault-50"): "class 10: after a failover the user namespace has no uid map (id -u prints 65534)",
     ("unshare-r", "fault-90"): "class 10: after a failover the user namespace has no uid map (id -u prints 65534)",
