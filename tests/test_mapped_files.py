@@ -248,6 +248,22 @@ def _records_of(log, data, lie):
         yield encode(fields, blobs)
 
 
+def test_a_changed_program_run_by_a_child_is_a_divergence(tmp_path, pids_before):
+    """The header checks the first program; each exec record checks the one a process runs."""
+    prog = tmp_path / "child"
+    shutil.copy(build_program("strerror"), prog)
+    log = new_log_path(tmp_path)
+    rec = record(["/bin/sh", "-c", f"{prog}; echo done"], log)
+    assert rec.returncode == 0 and rec.stdout.endswith(b"done\n")
+    assert replay(log).returncode == 0
+    with open(prog, "ab") as f:
+        f.write(b"\0")            # still runs the same: only the hash can tell
+    rep = replay(log)
+    assert rep.returncode == EXIT_DIVERGED
+    assert str(prog) in rep.stderr.decode() and "changed" in rep.stderr.decode()
+    assert_no_leftovers(pids_before)
+
+
 # --- the filter: only file-backed mmaps stop ---------------------------------------------------
 
 def run_bpf(prog, nr, args=(0,) * 6, arch=AUDIT_ARCH_X86_64) -> int:

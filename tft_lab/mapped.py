@@ -23,6 +23,7 @@ the file when it differs.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import zlib
@@ -69,17 +70,9 @@ def _write_atomically(path: Path, chunks) -> None:
                 f.write(c)
         os.replace(tmp, path)
     except BaseException:
-        with _quiet():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-class _quiet:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 class HashCache:
@@ -114,14 +107,15 @@ class HashCache:
     def remember(self, st: os.stat_result, length: int, digest: str) -> None:
         k = f"{self.key(st)}-{length:x}"
         self._mem[k] = digest
-        with _quiet():
+        with contextlib.suppress(OSError):
             _write_atomically(self.root / "stat" / k, [digest.encode()])
 
-    def sha256(self, path: str, length: int) -> str | None:
-        """The sha256 of the file's first ``length`` bytes (from the cache when known);
-        None if the file is shorter than that."""
+    def sha256(self, path: str, length: int | None = None) -> str | None:
+        """The sha256 of the file's first ``length`` bytes (all of it if None), from the cache
+        when known; None if the file is shorter than that."""
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
+            length = st.st_size if length is None else length
             if st.st_size < length:
                 return None
             h = self.lookup(st, length)
@@ -148,7 +142,7 @@ class HashCache:
         if data is None:
             return None
         z = zlib.compress(data, ZLEVEL)
-        with _quiet():
+        with contextlib.suppress(OSError):
             _write_atomically(path, [z])
         return z
 
@@ -234,6 +228,14 @@ class MapLogger:
             self.logged.add(digest)
         self.prefix[ident] = (length, digest)
         return length, digest
+
+    def exec_facts(self, task) -> dict:
+        """Fields for an exec record: the sha256 of the program the process now runs, so a
+        replay of a changed program (a child's as much as the first) is a divergence."""
+        try:
+            return {"sha256": self.cache.sha256(f"/proc/{task.pid}/exe")}
+        except OSError:
+            return {}
 
     @staticmethod
     def _writable(pid: int, fd: int) -> bool:
@@ -327,15 +329,26 @@ class MapReplayer:
 
     def _drop(self, digest: str) -> None:
         part = self.partial.pop(digest)
-        with _quiet():
+        with contextlib.suppress(OSError):
             os.close(part.fd)
-        with _quiet():
+        with contextlib.suppress(OSError):
             os.unlink(part.tmp)
 
     def close(self) -> None:
         """Drop contents that never completed (a recording cut short)."""
         for digest in list(self.partial):
             self._drop(digest)
+
+    def check_exec(self, task, rec, path: str) -> None:
+        """At an exec stop: the program must be the one the primary ran (its sha256)."""
+        want = rec.get("sha256")
+        try:
+            here = self.cache.sha256(f"/proc/{task.pid}/exe") if want else None
+        except OSError:
+            here = None
+        if want and here != want:
+            raise DivergenceError(f"{path}: the program changed since it was recorded (sha256 differs)",
+                                  syscall="execve")
 
     # -- the mmap ------------------------------------------------------------------------
     def replay_mmap(self, task, call, rec) -> bool:
@@ -352,7 +365,7 @@ class MapReplayer:
                                           flags | os.O_CLOEXEC, 0))
         finally:
             if private_copy:
-                with _quiet():
+                with contextlib.suppress(OSError):
                     os.unlink(path)   # the program's mapping holds it; nobody else may see it
         if tmpfd < 0:
             raise DivergenceError(f"cannot open the logged content of {m['path']}: {os.strerror(-tmpfd)}",
