@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import log as _log
-from .errors import DivergenceError, LogError
+from .errors import DivergenceError, LogError, TftError
 from .syscalls import TABLE
 
 #: Content is logged zlib-compressed, in pieces of at most this many bytes (a frame is at most 64 MiB).
@@ -55,8 +55,12 @@ def cache_root() -> Path:
     """The per-user cache of mapped contents and hashes (created 0700)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     root = Path(base) / "tft_lab" / "mapped"
-    for d in (root / "stat", root / "blobs", root / "z"):
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        for d in (root / "stat", root / "blobs", root / "z"):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise TftError(f"cannot use the cache folder {root} for mapped files: {e.strerror} "
+                       "(set XDG_CACHE_HOME to a folder of yours)") from None
     return root
 
 
