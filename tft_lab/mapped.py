@@ -187,8 +187,11 @@ class MapLogger:
                 if not stat.S_ISREG(st.st_mode):
                     return   # a device (/dev/zero...): it exists on every machine, and runs for real
                 length, digest = self._content(f, st, call)
-        except OSError:
-            return   # not a file we can open (the kernel refused it too, or it raced away)
+        except OSError as e:
+            # Never silently: a replay of this call maps whatever the local file then holds.
+            self.warn(f"pid {task.vpid}: cannot log the content fd {fd} maps ({e.strerror or e}); "
+                      "a replay maps the local file there")
+            return
         writable = bool(call.args[3] & MAP_SHARED) and self._writable(task.pid, fd)
         if writable and path not in self.warned:
             self.warned.add(path)
