@@ -80,6 +80,7 @@ def make(names: list[str] | None = None) -> dict:
                                            kind="replay", log="counter.log"),
         # 03: epochs and signals
         **{f"timer_signals-e{e}": (lambda n, e=e: _run(n, [timer, "3000"], epoch=e)) for e in (4, 16, 64, 256)},
+        "spin": lambda n: _run(n, [course.course_program("spin"), "50000000"], epoch=16),
         # 04: output commit
         "writes-output": lambda n: _run(n, [writes, "1000"], commit="output", epoch=64),
         "writes-epoch": lambda n: _run(n, [writes, "1000"], commit="epoch", epoch=64),
@@ -91,6 +92,7 @@ def make(names: list[str] | None = None) -> dict:
         "counter-failover": lambda n: _run(n, [counter, "10"], epoch=16, fault=["primary@40"]),
         "counter-sweep": lambda n: _table(n, course.crash_sweep([counter, "6"], range(4, 40, 3)),
                                           "course.crash_sweep(counter 6, primary@4..37 step 3, epoch 16)"),
+        "writes-duplicate": lambda n: _duplicate(n, writes),
         # 06: OS objects
         "ids": lambda n: _run(n, [course.program("ids")]),
         "counter-file": lambda n: _counter_file(n, counter),
@@ -123,6 +125,15 @@ def _counter_file(name: str, counter: str) -> dict:
         contents = f.read()
     shutil.rmtree(d)
     return _entry(r, name, kind="run", extra=dict(file=path, file_contents=contents))
+
+
+def _duplicate(name: str, writes: str) -> dict:
+    import course
+
+    r, attempts = course.uncertain_output([writes, "20000"], commit="output")
+    if r is None:
+        raise SystemExit(f"make_datasets: no try repeated a line ({attempts}); run it again")
+    return _entry(r, name, kind="run", extra=dict(attempts=attempts))
 
 
 def _kv(name: str) -> dict:

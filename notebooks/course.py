@@ -59,18 +59,33 @@ def program(name: str) -> str:
     return str(build_program(PROGRAMS / f"{name}.c"))
 
 
+#: Where the course's C programs are built (outside the repository and the package).
+BUILD = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tft_lab" / "course"
+
+
+def _built(source: Path) -> str:
+    """``source`` (a ``.c`` file) compiled into :data:`BUILD` (only when it changed)."""
+    from tft_lab.testing import build_program
+
+    BUILD.mkdir(parents=True, exist_ok=True)
+    return str(build_program(source, BUILD / source.stem))
+
+
 def example(name: str) -> str:
     """A bundled example of ``tft_lab/examples/`` (``counter`` is built, ``kvserver`` is Python)."""
-    from tft_lab._build import example as _example
+    import tft_lab
 
-    return str(_example(name))
+    examples = Path(tft_lab.__file__).resolve().parent / "examples"
+    if (examples / f"{name}.c").exists():
+        return _built(examples / f"{name}.c")
+    if (examples / f"{name}.py").exists():
+        return str(examples / f"{name}.py")
+    raise ValueError(f"no bundled example called {name!r} in {examples}")
 
 
 def course_program(name: str) -> str:
     """A program of the course itself, ``notebooks/programs/NAME.c``, built."""
-    from tft_lab._build import compile_c
-
-    return str(compile_c(HERE / "programs" / f"{name}.c"))
+    return _built(HERE / "programs" / f"{name}.c")
 
 
 def native(argv, **kw) -> subprocess.CompletedProcess:
@@ -278,6 +293,35 @@ def kv_failover(*, fault: str = "primary@3s", journal: str | None = None, port: 
         lines = f.read().splitlines()
     return box["run"], dict(port=port, before=list(zip(first + ["QUIT"], before)),
                             after=list(zip(second + ["SHUTDOWN"], after)), journal=lines)
+
+
+def repeated_lines(stdout: str) -> list[tuple[int, str]]:
+    """The lines of ``stdout`` equal to the line right before them, as (line index, line)."""
+    lines = stdout.splitlines()
+    return [(i, line) for i, line in enumerate(lines) if i and line == lines[i - 1]]
+
+
+def uncertain_output(argv, *, tries: int = 20, commit: str = "output", first_at: float = 0.4,
+                     step: float = 0.15) -> tuple:
+    """Kill the primary at a moment in time until an output comes out twice.
+
+    Runs ``argv`` (an output-heavy program) under ``tft run --commit COMMIT --fault
+    primary@Ts`` for T = ``first_at``, ``first_at + step``, ... up to ``tries`` times,
+    and stops at the first run whose output has a line repeated right after itself.
+    Returns ``(run or None, attempts)``: the run with the repeated line, and one dict
+    per attempt (``at_s, outcome, repeated``).
+    """
+    from tft_lab import session
+
+    attempts = []
+    for i in range(tries):
+        at = round(first_at + i * step, 3)
+        r = session.run([str(a) for a in argv], commit=commit, fault=[f"primary@{at}s"], progress=False, timeout=120)
+        rep = repeated_lines(r.stdout)
+        attempts.append(dict(at_s=at, outcome=r.outcome, repeated=len(rep)))
+        if rep and r.outcome == "failover":
+            return r, attempts
+    return None, attempts
 
 
 def measure(argv, mode: str, *, commit: str = "output", epoch: int = 64) -> float:

@@ -7,6 +7,22 @@ are performed by the supervisor itself, in the primary's order), fd-creating
 resource calls get a stand-in so fd numbers match, local calls run and are
 checked against the log.  Signals are raised at the seq the log says, with
 their original siginfo; the backup's own asynchronous signals are dropped.
+
+Bytes an output moved from another fd (``sendfile``, ``copy_file_range``,
+``splice``) are not in the program's memory: the primary logged them where the
+replay shows the destination, and they are written from the log.
+
+Paths and directories: the replay skips the program's ``mkdir`` (an output),
+so what exists here is not what the primary saw.  The working directory is the
+primary's, kept in the fd table (:mod:`tft_lab.fdtable`), and every path the
+replay resolves itself (a read-only open it runs for real, a ``chdir``) is
+resolved against it or against the recorded path of a directory fd, never
+against this process's own working directory.  ``chdir``/``fchdir`` answer
+the primary's result; this process enters the directory for real where it
+exists here (so that a backup going live is in the right place; under ``tft
+run`` the primary made it already), and otherwise only the recorded one moves.
+A read-only open of a file or directory present here opens it for real; one
+that is not here gets a stand-in that still knows its recorded path.
 """
 from __future__ import annotations
 
@@ -319,6 +335,12 @@ class Replayer(Policy):
                 task.redo_as(NR_OPENAT, (AT_FDCWD, task.scratch(b"/dev/null\0"), os.O_RDWR | (flags & O_CLOEXEC), 0))
                 call.action = "standin"
                 return
+            elif got < 0 <= want and call.entry is not None and call.entry.execs:
+                where = fdtable.resolve_call(task, call) or "?"
+                raise DivergenceError(f"replay diverged: {call.name} of {where} failed here ({os.strerror(-got)}), "
+                                      "it ran on the primary: a replay runs the programs the recording ran, "
+                                      "and this one is not here (did the recorded program make it?)",
+                                      pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
             elif got != want:
                 raise DivergenceError(f"replay diverged: {call.name} returned {got} here, {want} on the primary",
                                       pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)

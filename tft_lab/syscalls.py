@@ -138,6 +138,15 @@ TABLE: dict[str, Syscall] = _t(
     S("chdir", 80, "local", check=False, nargs=1, chdir=True, path=(None, 0)),
     S("fchdir", 81, "local", fd_arg=0, check=False, nargs=1, chdir=True),
     S("umask", 95, "local", nargs=1),
+    # credentials: in a user namespace whose maps the replay did not write (outputs), the
+    # kernel may refuse what it granted the primary: run, and answer the primary's result
+    S("setuid", 105, "local", check=False, nargs=1),
+    S("setgid", 106, "local", check=False, nargs=1),
+    S("setreuid", 113, "local", check=False, nargs=2),
+    S("setregid", 114, "local", check=False, nargs=2),
+    S("setgroups", 116, "local", check=False, nargs=2),
+    S("setresuid", 117, "local", check=False, nargs=3),
+    S("setresgid", 119, "local", check=False, nargs=3),
     S("setpgid", 109, "local", check=False, nargs=0),     # pids differ: run, take the primary's answer
     S("setsid", 112, "local", check=False, nargs=0),
     S("fcntl", 72, "local", fd_arg=0, check=False, nargs=2),  # F_GETFL on a stand-in differs: primary's answer
