@@ -26,10 +26,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import zlib
+import pwd
 import stat
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -51,9 +52,18 @@ AT_FDCWD = -100
 _NR = {name: TABLE[name].x64 for name in ("openat", "mmap", "close")}
 
 
+def _user_home() -> str:
+    """The user's own home (the password database's), not $HOME: a program run with HOME
+    pointing at its work folder must not find tft's cache there."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return os.path.expanduser("~")
+
+
 def cache_root() -> Path:
     """The per-user cache of mapped contents and hashes (created 0700)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(_user_home(), ".cache")
     root = Path(base) / "tft_lab" / "mapped"
     try:
         for d in (root / "stat", root / "blobs", root / "z"):
@@ -163,11 +173,15 @@ def _fd_arg(call) -> int:
 
 class MapLogger:
     """The primary's side: log what each file-backed mmap maps.  ``emit(fields, blobs)`` writes
-    a record; ``small``: log hashes only (the replay needs the same files)."""
+    a record; ``small``: log hashes only (the replay needs the same files); ``live``: a backup
+    follows, so writes through a shared mapping (which a replay keeps in its own copy, and a
+    backup going live does not carry to the file) are warned about."""
 
-    def __init__(self, emit: Callable, small: bool = False, warn: Callable[[str], None] | None = None):
+    def __init__(self, emit: Callable, small: bool = False, live: bool = False,
+                 warn: Callable[[str], None] | None = None):
         self.emit = emit
         self.small = small
+        self.live = live     # a backup may go live: a shared writable mapping deserves a warning
         self.cache = HashCache()
         self.logged: set[str] = set()      # contents already in this log
         self.prefix: dict[str, tuple[int, str]] = {}   # file identity -> longest content logged
@@ -193,7 +207,7 @@ class MapLogger:
                       "a replay maps the local file there")
             return
         writable = bool(call.args[3] & MAP_SHARED) and self._writable(task.pid, fd)
-        if writable and path not in self.warned:
+        if writable and self.live and path not in self.warned:
             self.warned.add(path)
             self.warn(f"pid {task.vpid} maps {path} shared and writable: what it writes there reaches "
                       "the file without a system call, so a backup cannot replicate it (a failover "

@@ -52,7 +52,8 @@ class Recorder(Policy):
     def __init__(self, sink, small_log: bool = False):
         self.sink = sink
         self.oseq = 0
-        self.maps = MapLogger(self.emit, small=small_log)   # mapped files are input
+        self.maps = MapLogger(self.emit, small=small_log,   # mapped files are input
+                              live=not isinstance(sink, _log.LogWriter))
         self.shown: set[tuple[int, int]] = set()   # (dev, ino) of the stdout/stderr a replay shows
 
     def emit(self, fields: dict, blobs=()) -> None:
