@@ -26,7 +26,6 @@ ARCH_SET_CPUID = 0x1012
 EPIPE = errno.EPIPE
 
 
-
 def file_sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
