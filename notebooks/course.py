@@ -10,7 +10,7 @@ with the same commands; :func:`setup` decides which and says so.
     r = %tft run $COUNTER 5 if LIVE else canned("counter-failover")
 
 It uses only tft_lab's public API (``tft_lab.session``, ``tft_lab.testing``). The
-exercise checks live beside it, in ``checks.py``.
+exercise checks live beside it, in ``checks/``.
 """
 from __future__ import annotations
 

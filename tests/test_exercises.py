@@ -1,6 +1,6 @@
 """The exercise mutation test: every exercise's check rejects plausible wrong answers.
 
-``notebooks/checks.py`` holds each exercise's check and, beside it, wrong answers
+``notebooks/checks/`` holds each exercise's check and, beside it, wrong answers
 (off by one, the other replica, the other workload or mode, a hard-coded value,
 the placeholder ``None``). Here each notebook is executed with a cell
 ``checks.mutate("X.Y")`` after every check cell: it runs the check again on the
@@ -47,7 +47,7 @@ def _ptrace_works() -> bool:
 
 def test_every_exercise_of_the_notebooks_has_a_check_and_wrong_answers():
     numbers = [n for nb in NOTEBOOKS for n in _exercise_numbers(nb)]
-    assert sorted(numbers) == sorted(checks.EXERCISES), "checks.py and the notebooks' check cells disagree"
+    assert sorted(numbers) == sorted(checks.EXERCISES), "checks/ and the notebooks' check cells disagree"
     for number, ex in checks.EXERCISES.items():
         labels = [label for label, _ in ex.wrongs]
         assert len(labels) >= 3, f"exercise {number}: only {len(labels)} wrong answers"
