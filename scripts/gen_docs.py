@@ -19,7 +19,11 @@ it succeeds), `forks` (creates a process), `execs` (replaces the program),
 `resets` (fails with ECONNRESET on a connection that died with the primary),
 `writes=...` (an output that moves bytes to its fd: from a buffer `buf`, an
 iovec array `iov`, a `msghdr`, or from another `fd`, in which case the
-primary logs the bytes where the replay shows the destination), `path=aN@aM`
+primary logs the bytes where the replay shows the destination: the inherited
+stdout/stderr or a pipe; it reads them back from the end that is a regular
+file, and moves at most 8 MiB per call; where neither end is one — pipe to
+pipe, socket to pipe, so `tee` always — the call fails with EINVAL and
+programs fall back to read and write, as coreutils and CPython do), `path=aN@aM`
 (the path in argument N, relative to the directory fd in argument M; the
 replayer resolves it against the recorded working directory).
 

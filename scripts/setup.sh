@@ -10,6 +10,11 @@ command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v strace >/dev/null || need_apt+=(strace)
 command -v ip >/dev/null || need_apt+=(iproute2)      # the two-host tests make network namespaces
 command -v pgrep >/dev/null || need_apt+=(procps)     # the demo finds the primary's supervisor
+# The everyday-programs corpus (tests/corpus) runs these unmodified: COMMAND:PACKAGE.
+for p in sqlite3:sqlite3 lua5.4:lua5.4 jq:jq tclsh:tcl zstd:zstd busybox:busybox file:file make:make \
+         git:git curl:curl xz:xz-utils bzip2:bzip2 perl:perl; do
+    command -v "${p%%:*}" >/dev/null || need_apt+=("${p#*:}")
+done
 if [ "${TFT_BROWSER:-0}" = 1 ]; then
     command -v chromium >/dev/null || need_apt+=(chromium)
 fi

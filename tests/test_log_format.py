@@ -101,3 +101,54 @@ def test_a_log_must_start_with_a_header(tmp_path):
     path.write_bytes(MAGIC + encode(SYS, [b"\x00" * 16]))
     with pytest.raises(LogError, match="header"):
         read_log(path)
+
+
+DIGEST = "ab" * 32
+BLOB = {"t": "blob", "sha256": DIGEST, "size": 10, "offset": 0, "zsize": 10}
+MAP = {"t": "map", "pid": 100, "seq": 7, "sha256": DIGEST, "size": 10, "path": "/lib/libc.so.6",
+       "stored": True, "writable": False}
+
+
+def test_mapped_content_records_round_trip():
+    blob = decode_payload(payload_of(encode(BLOB, [b"0123456789"])))
+    assert blob["blobs"] == [b"0123456789"] and blob["sha256"] == DIGEST
+    m = decode_payload(payload_of(encode(MAP)))
+    assert {k: v for k, v in m.items() if k != "blobs"} == MAP
+
+
+@pytest.mark.parametrize("record, blobs, match", [
+    (dict(BLOB, sha256="xyz"), [b"0123456789"], "sha256"),
+    (dict(BLOB, sha256="AB" * 32), [b"0123456789"], "sha256"),
+    (dict(BLOB, size=-1), [b""], "size"),
+    (dict(BLOB, zsize=0), [b"0"], "compressed size"),
+    (dict(BLOB, size=1, zsize=5000), [b"0"], "compressed size"),   # a zip bomb's shape
+    (dict(BLOB, size=(1 << 30) + 1), [b"0"], "size"),
+    (dict(BLOB, offset=4), [b"0123456789"], "does not fit"),   # a piece past the content's end
+    (dict(BLOB, offset=-1), [b"0"], "does not fit"),
+    (BLOB, [], "does not fit"),
+    (BLOB, [b""], "does not fit"),                               # an empty piece of a non-empty content
+    (dict(MAP, stored=1), [], "stored"),
+    (dict(MAP, pid=0), [], "map record"),
+    (MAP, [b"x"], "map record"),
+])
+def test_a_bad_mapped_content_record_is_refused(record, blobs, match):
+    with pytest.raises(LogError, match=match):
+        decode_payload(payload_of(encode(record, blobs)))
+
+
+def test_a_log_file_is_private(tmp_path):
+    path = tmp_path / "private.log"
+    path.write_bytes(b"old")
+    path.chmod(0o644)
+    w = LogWriter(path)
+    w.write(HEADER)
+    w.close()
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_log_of_the_previous_version_is_refused_clearly(tmp_path):
+    """Version 2 logs mapped the local files on replay: they are refused, not half-trusted."""
+    path = tmp_path / "v2.log"
+    path.write_bytes(MAGIC + encode(dict(HEADER, version=2)))
+    with pytest.raises(LogError, match=f"log version 2 is not supported .*version {VERSION}"):
+        read_log(path)

@@ -35,11 +35,11 @@ def _source(cell: dict) -> str:
     return "".join(cell["source"])
 
 
-def test_there_are_the_seven_course_notebooks():
+def test_there_are_the_eight_course_notebooks():
     names = [n.stem for n in NOTEBOOKS]
     assert names == ["01_syscalls_and_nondeterminism", "02_record_and_replay", "03_epochs_and_signals",
                      "04_output_commit", "05_failover_and_crash_sweeps", "06_os_objects",
-                     "07_measuring_overhead"]
+                     "07_measuring_overhead", "08_everyday_programs"]
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)

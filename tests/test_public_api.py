@@ -66,3 +66,15 @@ def test_imports_go_one_way():
     assert graph["tft_lab._backend.ptrace"] <= {"tft_lab.errors"}
     assert not graph["tft_lab.engine"] & policies
     assert all(not d.startswith("tft_lab.channel") for p in policies for d in graph[p])
+
+
+def test_every_module_has_its_job_in_the_architecture_page():
+    from pathlib import Path
+
+    root = Path(tft_lab.__file__).parent
+    page = (root.parent / "docs" / "architecture.md").read_text()
+    for path in root.glob("*.py"):
+        if path.name != "__init__.py":
+            assert f"`{path.name}`" in page, f"docs/architecture.md does not say what {path.name} is for"
+    for package in ("channel", "_backend"):
+        assert f"`{package}/" in page

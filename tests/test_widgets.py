@@ -209,6 +209,16 @@ def test_next_pauses_a_real_run_at_each_event_and_the_seq_advances(clocks, pids_
     nothing_left_running(pids_before)
 
 
+def test_a_live_run_without_a_backup_waits_for_no_backup(clocks, pids_before):
+    s = LiveStepper(session.live([clocks], backup="none"), refresh=0)
+    assert s.replicas == ("primary",)
+    s.next()
+    s.next()
+    assert "<td>primary</td>" in s.view.value and "not yet" not in s.view.value
+    assert s.run_to_end().returncode == 0
+    nothing_left_running(pids_before)
+
+
 def test_the_next_button_steps_too(clocks):
     s = LiveStepper(session.live([clocks]), refresh=0)
     before = s.current["t_ns"]

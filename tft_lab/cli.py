@@ -1,6 +1,6 @@
 """The ``tft`` command line.
 
-    tft record --log FILE [--epoch N] [--trace-out F] -- PROG [ARGS...]
+    tft record --log FILE [--epoch N] [--trace-out F] [--small-log] -- PROG [ARGS...]
     tft replay [--trace-out F] FILE
     tft trace [-o FILE] -- PROG [ARGS...]
     tft run [--backup local|none|tcp://HOST:PORT] [--commit output|epoch|none] [--epoch N]
@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--log", required=True, help="log file to write")
     r.add_argument("--epoch", type=int, default=64, help="epoch length in intercepted calls (default 64)")
     r.add_argument("--trace-out", help="also write the trace (parquet, or .csv)")
+    r.add_argument("--small-log", action="store_true",
+                   help="log only the sha256 of mapped files (libraries...): replays only where they are unchanged")
     r.add_argument("--events", help=argparse.SUPPRESS)       # stream the trace (JSON lines): live views
     r.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)   # live stepping socket
     r.add_argument("prog", nargs=argparse.REMAINDER)
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.epoch < 1:
                 _usage("--epoch must be at least 1")
             status, engine = record(_prog(args), args.log, epoch=args.epoch, events=args.events,
-                                    control_fd=args.control_fd, keep_trace=bool(args.trace_out))
+                                    control_fd=args.control_fd, keep_trace=bool(args.trace_out),
+                                    small_log=args.small_log)
             _write_trace(engine, args.trace_out)
             return status
         if args.cmd == "replay":

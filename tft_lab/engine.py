@@ -363,7 +363,8 @@ class Engine:
             cpu = allowed[0] if self.cpu < 0 or self.cpu not in allowed else self.cpu
             os.sched_setaffinity(0, {cpu})
         nrs = self.policy.subscribe if self.policy.subscribe is not None else syscalls.subscription()
-        pid, self._errfd = pt.spawn(path, list(argv), env, cwd, nrs)
+        pid, self._errfd = pt.spawn(path, list(argv), env, cwd, nrs,
+                                    syscalls.untrapped_if() if self.policy.subscribe is None else None)
         task = Task(self, pid, None, None)
         task.state = "pre-exec"
         task.fds = fdtable.inherited()

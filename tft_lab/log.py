@@ -29,7 +29,7 @@ from typing import BinaryIO, Iterator
 from .errors import LogError
 
 MAGIC = b"TFTLOG\n\x00"
-VERSION = 2
+VERSION = 3
 MAX_FRAME = 64 << 20
 MAX_BLOBS = 32
 _FRAME = struct.Struct("<II")
@@ -54,6 +54,13 @@ SCHEMA: dict[str, dict[str, type]] = {
     # a successful execve in `pid` (call `seq`); blob 0 holds the 16 AT_RANDOM bytes
     "exec": {"pid": _INT, "seq": _INT, "path": _STR},
     "exit": {"pid": _INT, "code": _INT, "signal": _INT},
+    # a piece of a mapped file's content (each content once per log); blob 0 holds the bytes
+    # (zsize: the length of the content's zlib stream; offset: this piece's place in it)
+    "blob": {"sha256": _STR, "size": _INT, "offset": _INT, "zsize": _INT},
+    # the successful file-backed mmap that is call `seq` of `pid` mapped this content
+    # (stored: its bytes are in this log's blob records; else only the hash, --small-log)
+    "map": {"pid": _INT, "seq": _INT, "sha256": _STR, "size": _INT, "path": _STR, "stored": bool,
+            "writable": bool},
     "end": {"status": _INT},
 }
 OPTIONAL: dict[str, dict[str, type]] = {
@@ -96,8 +103,31 @@ def _check_record(rec: dict, offset: int) -> None:
     elif t == "exec":
         if len(rec["blobs"]) != 1 or len(rec["blobs"][0]) != 16:
             raise LogError(f"exec record at byte {offset}: AT_RANDOM must be 16 bytes")
+    elif t in ("blob", "map"):
+        _check_content(rec, offset)
     elif t == "header" and rec["version"] != VERSION:
         raise LogError(f"log version {rec['version']} is not supported (this tft_lab reads version {VERSION})")
+
+
+MAX_CONTENT = 1 << 30   # a mapped file's size (larger ones are logged by hash only)
+_HEX = frozenset("0123456789abcdef")
+
+
+def _check_content(rec: dict, offset: int) -> None:
+    t = rec["t"]
+    digest, size = rec["sha256"], rec["size"]
+    limit = MAX_CONTENT if t == "blob" else 1 << 62   # a map of a larger file logs only its hash
+    if len(digest) != 64 or not set(digest) <= _HEX or not 0 <= size <= limit:
+        raise LogError(f"{t} record at byte {offset}: bad sha256 or size")
+    if t == "blob":
+        blobs = rec["blobs"]
+        off, zsize = rec["offset"], rec["zsize"]
+        if not 0 < zsize <= size + size // 8 + 1024:   # zlib never grows data by more than that
+            raise LogError(f"blob record at byte {offset}: bad compressed size")
+        if len(blobs) != 1 or not blobs[0] or not 0 <= off < zsize or off + len(blobs[0]) > zsize:
+            raise LogError(f"blob record at byte {offset}: its piece does not fit its content")
+    elif rec["seq"] < 0 or rec["pid"] <= 0 or rec["blobs"] or len(rec["path"]) > 4096:
+        raise LogError(f"map record at byte {offset}: bad pid, seq or path")
 
 
 def encode(fields: dict, blobs: list[bytes] = ()) -> bytes:
@@ -194,7 +224,10 @@ class LogWriter:
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         try:
-            self._f: BinaryIO = open(self.path, "wb")
+            # 0600: a log holds everything the program read
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)   # also when it replaces an older file
+            self._f: BinaryIO = os.fdopen(fd, "wb")
         except OSError as e:
             raise LogError(f"cannot write the log {self.path}: {e.strerror}") from None
         self._f.write(MAGIC)

@@ -14,6 +14,7 @@ import signal as _signal
 import time
 
 from . import log as _log
+from .mapped import MapLogger
 from ._backend.ptrace import SigInfo
 from .engine import Call, Engine, Policy, Task, find_program, signed
 from .errors import TracingError
@@ -48,9 +49,10 @@ class Recorder(Policy):
 
     replica = "primary"
 
-    def __init__(self, sink):
+    def __init__(self, sink, small_log: bool = False):
         self.sink = sink
         self.oseq = 0
+        self.maps = MapLogger(self.emit, small=small_log)   # mapped files are input
         self.shown: set[tuple[int, int]] = set()   # (dev, ino) of the stdout/stderr a replay shows
 
     def emit(self, fields: dict, blobs=()) -> None:
@@ -158,6 +160,8 @@ class Recorder(Policy):
                   "addrs": [a for a, _ in outs]}
         if call.oseq is not None:
             fields["oseq"] = call.oseq
+        if call.name == "mmap":
+            self.maps.on_mmap_exit(task, call, res)   # its content, before its sys record
         self.emit(fields, [d for _, d in outs])
         held = task.policy_state.pop("in_call_signal", None)
         if held is not None:   # a signal delivered inside this (interrupted) call follows it
@@ -214,9 +218,12 @@ class Recorder(Policy):
 
 
 def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=None,
-           keep_trace: bool = True, events: str | None = None, control_fd: int | None = None
-           ) -> tuple[int, Engine]:
+           keep_trace: bool = True, events: str | None = None, control_fd: int | None = None,
+           small_log: bool = False) -> tuple[int, Engine]:
     """Record ``argv`` into ``log_path``; returns (exit status, engine).
+
+    ``small_log``: log only the sha256 of mapped files (libraries...), not their content: the
+    log then replays only where those files are unchanged.
 
     ``events``: also stream the trace there (JSON lines); ``control_fd``: a socket on which a
     live stepper pauses the program after every event (see :mod:`tft_lab.control`).
@@ -224,7 +231,7 @@ def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=Non
     env = dict(os.environ if env is None else env)
     find_program(argv, env, cwd)   # a clear error before the log is created
     writer = _log.LogWriter(log_path)
-    engine = Engine(Recorder(writer), epoch=epoch, keep_trace=keep_trace)
+    engine = Engine(Recorder(writer, small_log=small_log), epoch=epoch, keep_trace=keep_trace)
     with engine.watched(events, control_fd):
         try:
             engine.start(argv, env=env, cwd=cwd)

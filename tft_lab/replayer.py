@@ -7,6 +7,22 @@ are performed by the supervisor itself, in the primary's order), fd-creating
 resource calls get a stand-in so fd numbers match, local calls run and are
 checked against the log.  Signals are raised at the seq the log says, with
 their original siginfo; the backup's own asynchronous signals are dropped.
+
+Bytes an output moved from another fd (``sendfile``, ``copy_file_range``,
+``splice``) are not in the program's memory: the primary logged them where the
+replay shows the destination, and they are written from the log.
+
+Paths and directories: the replay skips the program's ``mkdir`` (an output),
+so what exists here is not what the primary saw.  The working directory is the
+primary's, kept in the fd table (:mod:`tft_lab.fdtable`), and every path the
+replay resolves itself (a read-only open it runs for real, a ``chdir``) is
+resolved against it or against the recorded path of a directory fd, never
+against this process's own working directory.  ``chdir``/``fchdir`` answer
+the primary's result; this process enters the directory for real where it
+exists here (so that a backup going live is in the right place; under ``tft
+run`` the primary made it already), and otherwise only the recorded one moves.
+A read-only open of a file or directory present here opens it for real; one
+that is not here gets a stand-in that still knows its recorded path.
 """
 from __future__ import annotations
 
@@ -18,6 +34,7 @@ from . import fdtable
 from . import log as _log
 from .engine import Call, Engine, Policy, Task, signed
 from .errors import DivergenceError, LogError
+from .mapped import MapReplayer
 from .outs import MOVED, gather
 from .recorder import file_sha256, refused_by_determinism
 from .strace import format_args as _fmt
@@ -52,6 +69,7 @@ class Replayer(Policy):
         if not records or records[0].type != "header":
             raise LogError("log has no header")
         self.header = records[0]
+        self.mapped = MapReplayer()   # mapped files: the logged contents
         self.streams: dict[int, Stream] = collections.defaultdict(Stream)
         self.end_status: int | None = None
         for rec in records[1:]:
@@ -69,6 +87,8 @@ class Replayer(Policy):
             self.streams[rec["pid"]].exit = rec
         elif t in ("sys", "sig", "tsc", "exec"):
             self.streams[rec["pid"]].q.append(rec)
+        elif t in ("blob", "map"):
+            self.mapped.add(rec)
         else:
             raise LogError(f"unexpected {t!r} record after the header")
 
@@ -185,6 +205,8 @@ class Replayer(Policy):
         if entry is not None and entry.execs and res < 0:
             task.emulate(res)
             return
+        if call.name == "mmap" and self.mapped.replay_mmap(task, call, rec):
+            return   # mapped the logged content, not the local file
         call.action = "ran"
         task.run(to_exit=not (entry is not None and entry.noreturn))
 
@@ -219,7 +241,7 @@ class Replayer(Policy):
             path_arg, flags = fdtable.open_call(call)
             where = fdtable.resolve_call(task, call)
             if flags & O_ACCMODE == 0 and not flags & (O_CREAT | O_TRUNC) and self._exists(task, call, path_arg, where):
-                # Read-only and present here: the real file (ld.so mmaps it), or directory (so
+                # Read-only and present here: the real file (its mmaps map the logged content), or directory (so
                 # that a backup going live has it).  A relative path is resolved against the
                 # recorded directories, not this process's own working directory.
                 call.action = "ran"
@@ -312,6 +334,12 @@ class Replayer(Policy):
                 task.redo_as(NR_OPENAT, (AT_FDCWD, task.scratch(b"/dev/null\0"), os.O_RDWR | (flags & O_CLOEXEC), 0))
                 call.action = "standin"
                 return
+            elif got < 0 <= want and call.entry is not None and call.entry.execs:
+                where = fdtable.resolve_call(task, call) or "?"
+                raise DivergenceError(f"replay diverged: {call.name} of {where} failed here ({os.strerror(-got)}), "
+                                      "it ran on the primary: a replay runs the programs the recording ran, "
+                                      "and this one is not here (did the recorded program make it?)",
+                                      pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
             elif got != want:
                 raise DivergenceError(f"replay diverged: {call.name} returned {got} here, {want} on the primary",
                                       pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
@@ -362,6 +390,7 @@ class Replayer(Policy):
                               pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
 
     def on_finish(self, engine: Engine) -> None:
+        self.mapped.close()
         if self.parked:
             raise DivergenceError(f"replay ended with {len(self.parked)} output(s) never reached")
 

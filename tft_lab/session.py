@@ -171,6 +171,11 @@ def _replicas(kind: str, backup: str = "local") -> list[str]:
     return ["primary"] if kind == "record" else ["backup"]
 
 
+def _control(control_fd: int | None) -> tuple[list[str], tuple[int, ...]]:
+    """The options and the fds to pass for a live stepper's socket (none without one)."""
+    return ([], ()) if control_fd is None else (["--control-fd", str(control_fd)], (control_fd,))
+
+
 def _check(argv: list[str], cwd=None) -> list[str]:
     """A missing or non-executable program raises ProgramError here, before anything starts."""
     from .engine import find_program
@@ -187,13 +192,11 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     work = workdir or tempfile.mkdtemp(prefix="tft-nb-run-")
     result_json = os.path.join(work, "result.json")
     cmd = ["run", "--backup", backup, "--commit", commit, "--epoch", str(epoch),
-                    "--heartbeat", str(heartbeat), "--workdir", work, "--result-json", result_json]
+           "--heartbeat", str(heartbeat), "--workdir", work, "--result-json", result_json]
     for f in ([fault] if isinstance(fault, str) else fault):
         cmd += ["--fault", f]
-    pass_fds = ()
-    if control_fd is not None:
-        cmd += ["--control-fd", str(control_fd)]
-        pass_fds = (control_fd,)
+    ctl, pass_fds = _control(control_fd)
+    cmd += ctl
     cmd += ["--", *argv]
     files = [event_file(work, r) for r in _replicas("run", backup)]
     rc, out, err, events = _execute(cmd, files, stdin=stdin, progress=progress, timeout=timeout,
@@ -217,10 +220,8 @@ def record(argv, log: str | None = None, *, epoch: int = 64, stdin=None, progres
     log = log or os.path.join(work, "run.log")
     events = event_file(work, "primary")
     cmd = ["record", "--log", log, "--epoch", str(epoch), "--events", events]
-    pass_fds = ()
-    if control_fd is not None:
-        cmd += ["--control-fd", str(control_fd)]
-        pass_fds = (control_fd,)
+    ctl, pass_fds = _control(control_fd)
+    cmd += ctl
     cmd += ["--", *argv]
     rc, out, err, evs = _execute(cmd, [events], stdin=stdin, progress=progress, timeout=timeout,
                                  pass_fds=pass_fds, cwd=cwd)
@@ -232,10 +233,8 @@ def replay(log: str, *, progress=True, timeout: float | None = None, control_fd:
     work = tempfile.mkdtemp(prefix="tft-nb-rep-")
     events = event_file(work, "backup")
     cmd = ["replay", "--events", events]
-    pass_fds = ()
-    if control_fd is not None:
-        cmd += ["--control-fd", str(control_fd)]
-        pass_fds = (control_fd,)
+    ctl, pass_fds = _control(control_fd)
+    cmd += ctl
     cmd += [log]
     rc, out, err, evs = _execute(cmd, [events], progress=progress, timeout=timeout, pass_fds=pass_fds)
     return Run([*CLI, *cmd], rc, out, err, to_dataframe(evs), log=log)

@@ -90,6 +90,9 @@ class Syscall:
     """Replaces the program (``execve``, ``execveat``)."""
     resets: bool = False
     """Uses a connection: on one that lived in a dead primary's kernel it fails with ECONNRESET."""
+    untrapped_if: tuple[int, int] | None = None
+    """``(arg_index, bits)``: the seccomp filter lets the call run untrapped when that argument
+    has any of these bits set (an anonymous mmap costs nothing; a file-backed one is input)."""
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -135,6 +138,15 @@ TABLE: dict[str, Syscall] = _t(
     S("chdir", 80, "local", check=False, nargs=1, chdir=True, path=(None, 0)),
     S("fchdir", 81, "local", fd_arg=0, check=False, nargs=1, chdir=True),
     S("umask", 95, "local", nargs=1),
+    # credentials: in a user namespace whose maps the replay did not write (outputs), the
+    # kernel may refuse what it granted the primary: run, and answer the primary's result
+    S("setuid", 105, "local", check=False, nargs=1),
+    S("setgid", 106, "local", check=False, nargs=1),
+    S("setreuid", 113, "local", check=False, nargs=2),
+    S("setregid", 114, "local", check=False, nargs=2),
+    S("setgroups", 116, "local", check=False, nargs=2),
+    S("setresuid", 117, "local", check=False, nargs=3),
+    S("setresgid", 119, "local", check=False, nargs=3),
     S("setpgid", 109, "local", check=False, nargs=0),     # pids differ: run, take the primary's answer
     S("setsid", 112, "local", check=False, nargs=0),
     S("fcntl", 72, "local", fd_arg=0, check=False, nargs=2),  # F_GETFL on a stand-in differs: primary's answer
@@ -149,7 +161,7 @@ TABLE: dict[str, Syscall] = _t(
     S("rt_sigreturn", 15, "local", trap=False),
     S("sigaltstack", 131, "local", trap=False),
     S("brk", 12, "local", trap=False),
-    S("mmap", 9, "local", trap=False),
+    S("mmap", 9, "local", untrapped_if=(3, 0x20), nargs=6),   # MAP_ANONYMOUS; a file's content is input
     S("munmap", 11, "local", trap=False),
     S("mprotect", 10, "local", trap=False),
     S("mremap", 25, "local", trap=False),
@@ -370,6 +382,11 @@ def name_of(nr: int) -> str:
     from ptrace.syscall import SYSCALL_NAMES
 
     return SYSCALL_NAMES.get(nr, f"syscall_{nr}")
+
+
+def untrapped_if() -> dict[int, tuple[int, int]]:
+    """Syscall number -> (argument, bits) with which the filter lets a subscribed call through."""
+    return {s.x64: s.untrapped_if for s in TABLE.values() if s.trap and s.untrapped_if}
 
 
 def subscription(everything: bool = False) -> list[int]:

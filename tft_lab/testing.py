@@ -13,7 +13,8 @@ process is left behind::
 Everything runs ``tft`` in a child process (``python -m tft_lab.cli``), so a
 hang or a crash of the supervisor cannot take the caller down with it, and
 the caller sees what a user at a terminal would: bytes on stdout and stderr
-and an exit status.
+and an exit status.  The names in ``__all__`` are public API, described in
+``docs/testing.md``.
 """
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ from ._backend.ptrace import set_subreaper
 from ._build import compile_c
 from ._process import run_cli as _run_cli
 from .errors import ProgramError
+
+__all__ = [
+    "REPO", "PROGRAMS", "BIN", "BuildError", "program_source", "build_program",
+    "run_cli", "native", "new_log_path", "record", "replay", "record_and_replay", "outcome",
+    "ProcInfo", "processes", "current_pids", "adopt_orphans", "leftover_processes", "assert_no_leftovers",
+    "reap_adopted_zombies", "nothing_left_running",
+]
 
 #: The repository (the package lives at ``REPO/tft_lab``).
 REPO = Path(__file__).resolve().parents[1]

@@ -199,7 +199,8 @@ class LiveStepper(widgets.VBox):
     """Step through a *running* program: it is really paused after every event.
 
     ``session`` is a :class:`tft_lab.session.LiveSession` (``tft_lab.session.live(argv,
-    kind="run", epoch=...)``, or ``%tft step ./app``). The primary's supervisor stops
+    kind="run", epoch=...)``, or ``%tft step ./app``); the stepper reads the event
+    streams it names (``event_files``, ``replicas``, ``epoch``). The primary's supervisor stops
     after every intercepted event and waits for a button:
 
     - **Next**: run to the next event;

@@ -327,12 +327,17 @@ class _SockFprog(ctypes.Structure):
 _BPF_LD_W_ABS = 0x20
 _BPF_JEQ_K = 0x15
 _BPF_JGE_K = 0x35
+_BPF_JSET_K = 0x45
 _BPF_RET_K = 0x06
 
 
-def seccomp_program(nrs: list[int]) -> list[tuple[int, int, int, int]]:
+def seccomp_program(nrs: list[int], untrapped_if: dict[int, tuple[int, int]] | None = None
+                    ) -> list[tuple[int, int, int, int]]:
     """A classic BPF program: SECCOMP_RET_TRACE for ``nrs`` (all syscalls if empty), else ALLOW.
 
+    ``untrapped_if`` maps some of ``nrs`` to ``(arg_index, bits)``: such a call is allowed
+    untrapped when the low 32 bits of that argument have any of those bits set (mmap with
+    MAP_ANONYMOUS: only file-backed mappings cost a stop).
     A foreign architecture or an x32 syscall is always trapped, so the supervisor can refuse it.
     """
     if len(nrs) > 250:
@@ -340,16 +345,31 @@ def seccomp_program(nrs: list[int]) -> list[tuple[int, int, int, int]]:
     prog = [(_BPF_LD_W_ABS, 0, 0, 4)]  # seccomp_data.arch
     if not nrs:
         return prog + [(_BPF_RET_K, 0, 0, SECCOMP_RET_TRACE)]
-    n = len(nrs)
-    # jt/jf are relative to the next instruction; TRACE is the last instruction.
-    prog.append((_BPF_JEQ_K, 0, n + 2, AUDIT_ARCH_X86_64))       # foreign arch -> TRACE
+    conds = {nr: c for nr, c in (untrapped_if or {}).items() if nr in nrs}
+    # Conditional numbers last: BPF jumps only forward, by at most 255, to their check blocks.
+    order = [nr for nr in nrs if nr not in conds] + [nr for nr in nrs if nr in conds]
+    n = len(order)
+    # jt/jf are relative to the next instruction; TRACE follows ALLOW right after the list.
+    prog.append((_BPF_JEQ_K, 0, n + 3, AUDIT_ARCH_X86_64))       # foreign arch -> TRACE
     prog.append((_BPF_LD_W_ABS, 0, 0, 0))                          # seccomp_data.nr
     prog.append((_BPF_JGE_K, n + 1, 0, 0x40000000))                # x32 -> TRACE
-    for i, nr in enumerate(nrs):
-        prog.append((_BPF_JEQ_K, n - i, 0, nr))
+    blocks = []
+    for i, nr in enumerate(order):
+        if nr in conds:   # -> its block: load the argument, ALLOW if any bit is set, else TRACE
+            jump = n - i + 1 + 4 * len(blocks)
+            arg, bits = conds[nr]
+            blocks += [(_BPF_LD_W_ABS, 0, 0, 16 + 8 * arg),        # seccomp_data.args[arg], low word
+                       (_BPF_JSET_K, 0, 1, bits),
+                       (_BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+                       (_BPF_RET_K, 0, 0, SECCOMP_RET_TRACE)]
+        else:
+            jump = n - i
+        if jump > 255:
+            raise ValueError("filter too long for a forward jump")
+        prog.append((_BPF_JEQ_K, jump, 0, nr))
     prog.append((_BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
     prog.append((_BPF_RET_K, 0, 0, SECCOMP_RET_TRACE))
-    return prog
+    return prog + blocks
 
 
 def _install_filter(prog: list[tuple[int, int, int, int]]) -> None:
@@ -375,13 +395,14 @@ def check_program(path: str) -> None:
         raise ProgramError(f"{path}: not a program (neither an ELF binary nor a #! script)")
 
 
-def spawn(path: str, argv: list[str], env: dict[str, str], cwd: str, nrs: list[int]) -> int:
+def spawn(path: str, argv: list[str], env: dict[str, str], cwd: str, nrs: list[int],
+          untrapped_if: dict[int, tuple[int, int]] | None = None) -> int:
     """Start ``path`` traced, with ASLR off, rdtsc faulting and the seccomp filter for ``nrs``.
 
     Returns the pid, stopped before execve (options set).  The caller resumes it and
     must ignore its stops until the first :class:`ExecStop`.
     """
-    prog = seccomp_program(nrs)
+    prog = seccomp_program(nrs, untrapped_if)
     errr, errw = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # child: only async-signal-safe-ish work, then execve

@@ -45,7 +45,7 @@ class Sender(abc.ABC):
         heartbeat intervals of silence.  Blocks until the backup's end has run
         its handshake too; raises ``ChannelError`` if it is refused.
         """
-        return _SocketSender._open(sock, key, heartbeat, timeout_factor, handshake_timeout)
+        return _open(_SocketSender, sock, key, heartbeat, timeout_factor, handshake_timeout)
 
     @abc.abstractmethod
     def send(self, frame: bytes) -> int:
@@ -111,7 +111,7 @@ class Receiver(abc.ABC):
                     timeout_factor: float = DEFAULT_TIMEOUT_FACTOR,
                     handshake_timeout: float = HANDSHAKE_TIMEOUT) -> Receiver:
         """The backup's counterpart of :meth:`Sender.from_socket` (same parameters and contract)."""
-        return _SocketReceiver._open(sock, key, heartbeat, timeout_factor, handshake_timeout)
+        return _open(_SocketReceiver, sock, key, heartbeat, timeout_factor, handshake_timeout)
 
     @abc.abstractmethod
     def recv(self, timeout: float | None = None) -> bytes | None:
@@ -159,12 +159,27 @@ def _connected_stream(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _open(cls, sock: socket.socket, key, heartbeat: float, timeout_factor: float, handshake_timeout: float):
+    """Run the handshake on *sock* as ``cls._ROLE`` and return a started *cls*; *sock* is closed on failure."""
+    try:
+        key = _check_key(key, required=False)
+        _check_timing(heartbeat, timeout_factor)
+        _connected_stream(sock)
+        session = _handshake(sock, cls._ROLE, key, heartbeat, handshake_timeout)
+        return cls(sock, session, heartbeat, timeout_factor)
+    except BaseException:
+        sock.close()
+        raise
+
+
 def _check_ack_seq(seq: int, delivered: int) -> None:
     if seq > delivered:
         raise ValueError(f"cannot acknowledge frame {seq}: only {delivered} frames were received")
 
 
 class _SocketSender(Sender):
+    _ROLE = _P   # the role this end announces in its HELLO (see wire)
+
     def __init__(self, sock: socket.socket, session: _Session, heartbeat: float,
                  timeout_factor: float) -> None:
         self._frames = 0
@@ -173,18 +188,6 @@ class _SocketSender(Sender):
         self._link = _Link(sock, session, heartbeat=heartbeat, timeout_factor=timeout_factor,
                            on_message=self._on_message, close_payload=lambda: self._frames)
         self._link.start()
-
-    @classmethod
-    def _open(cls, sock, key, heartbeat, timeout_factor, handshake_timeout) -> _SocketSender:
-        try:
-            key = _check_key(key, required=False)
-            _check_timing(heartbeat, timeout_factor)
-            _connected_stream(sock)
-            session = _handshake(sock, _P, key, heartbeat, handshake_timeout)
-            return cls(sock, session, heartbeat, timeout_factor)
-        except BaseException:
-            sock.close()
-            raise
 
     def _on_message(self, mtype: int, payload: bytes) -> None:
         link = self._link
@@ -261,19 +264,12 @@ class _SocketSender(Sender):
         if self._closed:
             return
         self._closed = True
-        link = self._link
-        link.closing = True
-        if link.error is None:
-            try:
-                link.send_close(self._frames)
-            except TftError:
-                pass
-            else:
-                link.join(timeout)
-        link.stop()
+        self._link.finish(self._frames, linger=True, timeout=timeout)
 
 
 class _SocketReceiver(Receiver):
+    _ROLE = _B   # the role this end announces in its HELLO (see wire)
+
     def __init__(self, sock: socket.socket, session: _Session, heartbeat: float,
                  timeout_factor: float) -> None:
         self._queue: deque[bytes] = deque()
@@ -288,18 +284,6 @@ class _SocketReceiver(Receiver):
                            on_message=self._on_message, close_payload=lambda: self._acked,
                            wants_input=lambda: self._queued_bytes < _RECV_QUEUE_LIMIT)
         self._link.start()
-
-    @classmethod
-    def _open(cls, sock, key, heartbeat, timeout_factor, handshake_timeout) -> _SocketReceiver:
-        try:
-            key = _check_key(key, required=False)
-            _check_timing(heartbeat, timeout_factor)
-            _connected_stream(sock)
-            session = _handshake(sock, _B, key, heartbeat, handshake_timeout)
-            return cls(sock, session, heartbeat, timeout_factor)
-        except BaseException:
-            sock.close()
-            raise
 
     def _on_message(self, mtype: int, payload: bytes) -> None:
         cond = self._link.cond
@@ -358,16 +342,7 @@ class _SocketReceiver(Receiver):
         if self._closed:
             return
         self._closed = True
-        link = self._link
-        link.closing = True
-        if link.error is None:
-            try:
-                link.send_close(self._acked)
-            except TftError:
-                pass
-        link.stop()
-        with link.cond:
-            link.cond.notify_all()
+        self._link.finish(self._acked)
 
 
 
@@ -414,7 +389,7 @@ class Listener:
         except TimeoutError:
             raise TimeoutError(f"no primary connected to {self.address} within {timeout:g} s") from None
         try:
-            return _SocketReceiver._open(conn, self._key, self._heartbeat, self._timeout_factor,
+            return _open(_SocketReceiver, conn, self._key, self._heartbeat, self._timeout_factor,
                                          self._handshake_timeout)
         except ChannelError as exc:
             raise ChannelError(f"{exc.message} (connection from {addr[0]}:{addr[1]})") from None
@@ -463,4 +438,4 @@ def connect(host: str, port: int, key: bytes, heartbeat: float = DEFAULT_HEARTBE
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         raise PeerFailed(f"cannot connect to the backup at {host}:{port}: {exc.strerror or exc}") from None
-    return _SocketSender._open(sock, key, heartbeat, timeout_factor, timeout)
+    return _open(_SocketSender, sock, key, heartbeat, timeout_factor, timeout)

@@ -264,6 +264,25 @@ class _Link:
     def join(self, timeout: float | None) -> None:
         self._thread.join(timeout)
 
+    def finish(self, count: int, *, linger: bool = False, timeout: float | None = None) -> None:
+        """Our owner is closing: send CLOSE(*count*) unless the link failed, then :meth:`stop`.
+
+        With *linger*, wait up to *timeout* seconds (``None``: while the peer
+        lives) for the peer's answering CLOSE first.  Never raises ``TftError``.
+        """
+        self.closing = True
+        if self.error is None:
+            try:
+                self.send_close(count)
+            except TftError:
+                pass
+            else:
+                if linger:
+                    self.join(timeout)
+        self.stop()
+        with self.cond:
+            self.cond.notify_all()   # wake an owner's waiter: the link is gone
+
     def stop(self) -> None:
         """Stop the thread and close the socket (idempotent)."""
         self._stop = True

@@ -146,7 +146,7 @@ class _Hello:
 
 
 class _Session:
-    """Message numbering and authentication of one connection (or recording), both directions."""
+    """Message numbering and authentication of one connection, both directions."""
 
     __slots__ = ("role", "peer_role", "peer", "peer_heartbeat", "tag_size", "_mac", "out_seq", "in_seq")
 
