@@ -12,8 +12,14 @@ backup replays what it received and then *goes live* (DESIGN.md §5):
   backup's address), with their socket options, and re-registered in epoll;
 - connections that lived in the dead kernel become reset: reads and writes on
   them fail with ECONNRESET;
-- pids stay virtual: getpid() still answers the primary's pid, and kill/wait
-  translate;
+- every fd that shared an open file description on the primary (dup'ed, or
+  inherited across fork) shares the one rebuilt object: one offset, as before;
+- pids stay virtual: getpid() still answers the primary's pid; the pids the
+  program passes (wait4, waitid, kill, tgkill, setpgid, getpgid, getsid) are
+  translated to the backup's, and those the kernel returns back.  While
+  replaying, a wait that reaped a child on the primary reaps the same child
+  here for real, so after going live every child the program knows of is
+  waitable, with its real status, and no other is;
 - the one output the primary announced but never confirmed runs again (the
   backup simply has no record of it): at most one duplicate per failover.
 """
@@ -33,6 +39,7 @@ from . import log as _log
 from .engine import Call, Engine, Task, signed
 from .errors import DivergenceError, LogError, TftError
 from .faults import Fault
+from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, reaped_child
 from .primary import fail_stop
 from .outs import gather
 from .replayer import Replayer
@@ -40,9 +47,31 @@ from .syscalls import TABLE
 
 NR = {name: TABLE[name].x64 for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt",
                                           "bind", "listen", "socketpair", "epoll_ctl")}
+# Not replicated calls (the program never makes them through us), so not in the table: the
+# numbers come from python-ptrace's list, by name.
+_PTRACE_NR = None
+
+
+def _nr(name: str) -> int:
+    global _PTRACE_NR
+    if _PTRACE_NR is None:
+        from ptrace.syscall import SYSCALL_NAMES
+
+        _PTRACE_NR = {v: k for k, v in SYSCALL_NAMES.items()}
+    return _PTRACE_NR[name]
+
+
 AT_FDCWD = -100
 SOL_SOCKET, SO_REUSEADDR = 1, 2
-
+#: Live calls whose pid arguments the program took from the primary: index of each.
+_PID_ARGS = {"wait4": (0,), "kill": (0,), "tkill": (0,), "tgkill": (0, 1), "setpgid": (0, 1),
+             "getpgid": (0,), "getsid": (0,)}
+#: Live calls that return a pid (or a group or session id) of the backup's kernel.
+_PID_RESULTS = frozenset(("wait4", "getpgid", "getsid", "getpgrp", "setsid"))
+#: Live calls that change the fd table: followed at their exit (dead connections, a fork's copy).
+_FD_CALLS = frozenset(("dup", "dup2", "dup3", "fcntl", "close", "close_range", "open", "openat", "creat",
+                       "socket", "accept", "accept4", "pipe", "pipe2", "socketpair", "epoll_create",
+                       "epoll_create1", "epoll_ctl", "lseek", "bind", "listen", "connect"))
 
 
 class _Pump(threading.Thread):
@@ -112,8 +141,11 @@ class Backup(Replayer):
         self.faults = [f for f in faults if f.replica == "backup"]
         self.entries = 0
         self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
-        self.gone: dict[int, int] = {}          # real pid -> virtual pid of processes that exited
         self.pipes: dict[str, _PipeFlow] = {}
+        self.pids = PidMap()
+        # Descriptions rebuilt at go-live -> (task, fd) holding the rebuilt object: every other fd
+        # (of any process) that shared the description gets that same object, not a copy.
+        self.rebuilt: dict[fdtable.Description, tuple[Task, int]] = {}
 
     def _get(self, timeout=None):
         try:
@@ -149,6 +181,7 @@ class Backup(Replayer):
     # -- lifecycle -----------------------------------------------------------------------
     def on_start(self, engine: Engine) -> None:
         super().on_start(engine)
+        self.pids.add(engine.root.vpid, engine.root.pid)
         for f in self.faults:
             if f.after_seconds is not None:
                 t = threading.Timer(f.after_seconds, fail_stop, args=(engine,))
@@ -163,8 +196,12 @@ class Backup(Replayer):
         if self.is_live(parent):
             child.vpid = child.pid
             child.policy_state["live"] = True
+            # Its fds are copies of its parent's, which are real already: rebuilding them again
+            # from the table would undo what the parent did since it went live.
+            child.policy_state["reconciled"] = True
         else:
             super().on_fork(parent, child)
+        self.pids.add(child.vpid, child.pid)
 
     def on_exec(self, task: Task, at_random: int | None) -> None:
         if not self.is_live(task) and self.peek(task) is None and self.primary_state == "failed":
@@ -184,10 +221,53 @@ class Backup(Replayer):
                 if other is not task:
                     self.engine.retry(other)
         if self.is_live(task):
+            if self.waiting and self._everyone_waiting():
+                # This one went live on its own (an exec the primary never reported): the others
+                # must not stay parked, it may be waiting for them (a pipe, a wait).
+                self._go_live_all(current=None)
             return self.live_entry(task, call)
+        if not task.policy_state.get("before"):
+            if call.name in ("wait4", "waitid") and self._replay_reap(task, call):
+                return
+            if call.name == "setpgid":
+                self._translate_pids(task, call)   # run for real: with the backup's pids
         super().on_entry(task, call)
         if call.emulated and call.rec is not None and not call.parked:
             self._account_pipe(task, call)
+
+    def _exited(self, vpid: int) -> bool:
+        stream = self.streams.get(vpid)
+        return stream is not None and stream.exit is not None
+
+    def _replay_reap(self, task: Task, call: Call) -> bool:
+        """A logged wait that reaped a child on the primary reaps the same child here, for real
+        (its zombie would otherwise be waited for again once live).  Blocks until the backup's
+        child exits: its records, up to its exit, precede this one in the log."""
+        rec = call.rec or self.next_record(task, call)
+        if rec is None:
+            return False
+        call.rec = rec
+        vpid = reaped_child(call.name, call.args, rec, self._exited)
+        real = self.pids.real(vpid) if vpid is not None else None
+        if real is None:
+            return False
+        if call.name == "wait4":
+            task.redirect(call.nr, (real, 0, WALL, 0))
+        else:
+            task.redirect(call.nr, (P_PID, real, 0, WEXITED | WALL, 0))
+        call.note = "reap"
+        call.action = "emulated"
+        return True
+
+    def _translate_pids(self, task: Task, call: Call) -> None:
+        idx = _PID_ARGS.get(call.name, ())
+        if call.name == "waitid" and call.args[0] in (P_PID, P_PGID):
+            idx = (1,)
+        args = list(call.args)
+        for i in idx:
+            args[i] = self.pids.to_real(args[i])
+        if args != list(call.args):
+            task.redirect(call.nr, tuple(args))
 
     def output_turn(self, oseq) -> bool:
         return not self.ordered or oseq is None or oseq == self.next_oseq
@@ -211,8 +291,8 @@ class Backup(Replayer):
 
     def _everyone_waiting(self) -> bool:
         for t in self.engine.tasks.values():
-            if t.pid in self.waiting or t.state == "gone":
-                continue
+            if t.pid in self.waiting or t.state == "gone" or self.is_live(t):
+                continue   # a process live already (it exec'ed past the log) is not waited for
             c = t.call
             if c is not None and (c.name == "vfork" or (c.name == "clone" and c.args[0] & 0x4000)):
                 continue   # a vfork parent waits in the kernel for its child: it cannot come
@@ -266,13 +346,33 @@ class Backup(Replayer):
                 break
 
     def on_exit(self, task: Task, call: Call) -> None:
+        if call.note == "reap":
+            return self._reaped(task, call)
         if not self.is_live(task):
             return super().on_exit(task, call)
-        if call.name in ("wait4", "waitid") and call.result > 0 and call.name == "wait4":
-            real = {t.pid: t.vpid for t in self.engine.tasks.values()}
-            vpid = real.get(call.result, self.gone.get(call.result, call.result))
-            task.set_result(vpid)
-            call.result = vpid
+        res = signed(call.result)
+        if call.name in _PID_RESULTS and res > 0:
+            res = self.pids.to_virtual(res)
+        elif call.name == "waitid" and res == 0 and call.args[2]:
+            real = task.mem.read_u32(call.args[2] + SI_PID)
+            if real:
+                task.write(call.args[2] + SI_PID, struct.pack("<i", self.pids.to_virtual(real)))
+        if call.saved_args is not None or res != signed(call.result):
+            task.set_result(res)   # also puts back the arguments we translated
+        call.result = res
+        if call.name in _FD_CALLS:
+            fdtable.update(task, call, res, standin=False)
+
+    def _reaped(self, task: Task, call: Call) -> None:
+        rec = call.rec
+        got = signed(call.result)
+        if got < 0:
+            raise DivergenceError(f"replay diverged: {call.name} could not reap the child the primary "
+                                  f"reaped ({os.strerror(-got)})", syscall=call.name)
+        for addr, data in zip(rec["addrs"], rec["blobs"]):
+            task.write(addr, data)
+        task.set_result(rec["res"])
+        call.result = rec["res"]
 
     def after_call(self, task: Task, call: Call) -> None:
         if not self.is_live(task):
@@ -294,7 +394,6 @@ class Backup(Replayer):
         return super().on_rdtsc(task, rdtscp)
 
     def on_task_exit(self, task: Task, code, sig) -> None:
-        self.gone[task.pid] = task.vpid
         self.waiting.pop(task.pid, None)
         if self.primary_state == "failed" and self.waiting and self._everyone_waiting():
             self._go_live_all(current=None)
@@ -316,21 +415,11 @@ class Backup(Replayer):
             info = task.fds.get(call.args[entry.fd_arg])
             if info is not None and info.kind == "dead":
                 return task.emulate(-errno.ECONNRESET)
-        if name in ("kill", "tgkill", "tkill"):
-            by_vpid = {t.vpid: t.pid for t in self.engine.tasks.values()}
-            args = list(call.args)
-            idx = (0, 1) if name == "tgkill" else (0,)
-            for i in idx:
-                v = signed(args[i])
-                if v > 0 and v in by_vpid:
-                    args[i] = by_vpid[v]
-            if args != list(call.args):
-                task.redirect(call.nr, tuple(args))
-                return
-        if name == "close" and call.args[0] in task.fds:
-            task.fds.pop(call.args[0], None)
+        if name in _PID_ARGS or name == "waitid":
+            self._translate_pids(task, call)
         # The exit stop costs a stop; take it where we translate, or where someone watches.
-        task.run(to_exit=name in ("wait4", "waitid", "kill", "tgkill", "tkill") or self.engine.tracing)
+        task.run(to_exit=name in _PID_ARGS or name in _PID_RESULTS or name in _FD_CALLS or name == "waitid"
+                 or self.engine.tracing)
 
     def go_live(self, task: Task) -> None:
         """From now on this process runs for real (rebuilt at its next system call)."""
@@ -344,15 +433,23 @@ class Backup(Replayer):
         notes = []
         for fd, info in sorted(task.fds.items()):
             try:
-                if info.kind == "file" and info.standin:
+                rebuilt = info.desc in self.rebuilt
+                if rebuilt and self._share(task, fd, info):
+                    continue   # another fd of this description was rebuilt: the same object
+                if info.kind == "file" and (info.standin or rebuilt):
                     notes.append(self._reopen(task, fd, info))
-                elif info.kind == "file" and info.offset and not info.flags & 0o200000:  # not O_DIRECTORY
-                    task.inject(NR["lseek"], (fd, info.offset, fdtable.SEEK_SET))
-                elif info.kind == "listen" and info.standin:
+                elif info.kind == "listen" and (info.standin or rebuilt):
                     notes.append(self._relisten(task, fd, info))
-                elif info.kind in ("conn", "socket") and info.standin:
+                elif info.kind in ("conn", "socket", "dead") and (info.standin or rebuilt):
                     self._reset(task, fd, info)
                     notes.append(f"fd {fd}: connection reset")
+                else:
+                    # A real object (its kernel shares it as the primary's did): only the offset
+                    # of a file whose reads were fed from the log is behind.
+                    if info.kind == "file" and info.offset and not info.flags & 0o200000:  # not O_DIRECTORY
+                        task.inject(NR["lseek"], (fd, info.offset, fdtable.SEEK_SET))
+                    continue
+                self.rebuilt[info.desc] = (task, fd)
             except TftError as e:
                 notes.append(f"fd {fd}: could not be rebuilt ({e})")
         for fd, info in sorted(task.fds.items()):
@@ -364,6 +461,28 @@ class Backup(Replayer):
         self.engine._emit(task, "failover", "go-live", "; ".join(n for n in notes if n), 0, "event", "live")
         if notes:
             self.warn(f"pid {task.vpid} went live at seq {task.seq}: " + "; ".join(n for n in notes if n))
+
+    def _share(self, task: Task, fd: int, info: fdtable.Fd) -> bool:
+        """Make ``fd`` refer to the object already rebuilt for its description (dup'ed fds in
+        one process, fds inherited across fork in another: pidfd_getfd), so that they share
+        one offset as they did on the primary.  False if that object is gone."""
+        owner, ofd = self.rebuilt[info.desc]
+        held = owner.fds.get(ofd)
+        if owner.pid not in self.engine.tasks or held is None or held.desc is not info.desc:
+            return False   # the process that holds it exited, or closed or replaced that fd
+        if owner is task:
+            if ofd != fd:
+                task.inject(NR["dup3"], (ofd, fd, fdtable.O_CLOEXEC if info.cloexec else 0))
+            return True
+        pidfd = task.inject(_nr("pidfd_open"), (owner.pid, 0))
+        if pidfd < 0:
+            return False
+        tmp = task.inject(_nr("pidfd_getfd"), (pidfd, ofd, 0))
+        task.inject(NR["close"], (pidfd,))
+        if tmp < 0:
+            return False
+        self._dup_into(task, tmp, fd, info.cloexec)
+        return True
 
     def _dup_into(self, task: Task, tmp: int, fd: int, cloexec: bool) -> None:
         if tmp != fd:

@@ -146,14 +146,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.result_json:
                 with open(args.result_json, "w") as f:
                     json.dump({"returncode": res.returncode, "outcome": res.outcome, "primary": res.primary,
-                               "backup": res.backup, "failover_ms": res.failover_ms}, f)
+                               "backup": res.backup, "failover_ms": res.failover_ms,
+                               "redundancy_lost": res.redundancy_lost}, f)
             if res.outcome == "failover":
                 print("tft: failover: the backup went live and finished the program"
                       + (f" ({res.failover_ms:.1f} ms from detection to live)" if res.failover_ms else ""),
                       file=sys.stderr)
-            elif res.outcome == "backup-lost" and not res.primary.get("backup_lost"):
-                print("tft: the backup failed before the end; the primary finished the program ALONE",
-                      file=sys.stderr)
+            elif res.outcome == "backup-lost":
+                print(f"tft: redundancy lost: {res.redundancy_lost}; the primary finished the program ALONE "
+                      f"(exit status {res.returncode})", file=sys.stderr)
             elif res.outcome == "failed":
                 err = res.primary.get("error") or res.backup.get("error") or "both replicas failed"
                 print(f"tft: no replica finished the program: {err}", file=sys.stderr)

@@ -3,9 +3,17 @@
 While replaying, the backup's kernel holds stand-ins (``/dev/null``) for the
 files the primary wrote, the sockets it made and the connections it accepted,
 and real files whose offsets never moved (their reads were fed from the log).
-This table remembers, per fd, what the primary had — path, flags, offset,
-socket address, epoll registrations — so that going live can rebuild it
-(and so that the replayer knows which fd is the inherited stdout).
+This table remembers what the primary had — path, flags, offset, socket
+address, epoll registrations — so that going live can rebuild it (and so
+that the replayer knows which fd is the inherited stdout).
+
+It follows the kernel's two levels exactly: an fd (:class:`Fd`) has only its
+close-on-exec flag and points at an *open file description*
+(:class:`Description`), which holds the offset, the status flags and what the
+file is.  ``dup``/``dup2``/``dup3``/``F_DUPFD*`` and ``fork`` share the
+description, so a shell that saves stdout with ``F_DUPFD``, redirects it with
+``dup2`` and restores it gets back the very description it saved, and a write
+through any fd (in any process) moves the one offset they all see.
 
 The working directory is part of this state: it is the directory the kernel
 names ``AT_FDCWD`` in the ``*at`` calls, so the table keeps it under that key,
@@ -18,29 +26,32 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 
 O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o200, 0o1000, 0o2000, 0o2000000
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
-F_DUPFD, F_SETFD, F_DUPFD_CLOEXEC, FD_CLOEXEC = 0, 2, 1030, 1
+F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC, FD_CLOEXEC = 0, 1, 2, 3, 4, 1030, 1
+#: Status flags F_SETFL may change (O_APPEND O_ASYNC O_DIRECT O_NOATIME O_NONBLOCK).
+SETFL_MASK = 0o2000 | 0o20000 | 0o40000 | 0o1000000 | 0o4000
+CLOSE_RANGE_CLOEXEC = 1 << 2
 AT_FDCWD = -100
 
 
-@dataclass
-class Fd:
-    """One descriptor as the primary had it."""
+@dataclass(eq=False)
+class Description:
+    """One open file description as the primary had it (shared by every fd that refers to it)."""
 
     kind: str
     """``stdin``/``stdout``/``stderr`` (inherited), ``file`` (opened by path: a regular file or a
     directory; ``path`` is absolute when it was resolved against the recorded directories),
     ``pipe``, ``socket``, ``listen``, ``conn`` (a connection: lived in the primary's kernel),
-    ``epoll``, ``other``; and ``cwd``, the working directory, kept under the key ``AT_FDCWD``."""
+    ``dead`` (a reset connection), ``epoll``, ``other``; and ``cwd``, the working directory,
+    kept under the key ``AT_FDCWD`` (per process: a fork copies it, a chdir replaces it)."""
     standin: bool = False
     """The backup's kernel holds ``/dev/null`` here, not the real object."""
     path: str = ""
     flags: int = 0
     offset: int = 0
-    cloexec: bool = False
     domain: int = 0
     type: int = 0
     proto: int = 0
@@ -48,6 +59,41 @@ class Fd:
     backlog: int = 0
     sockopts: list = field(default_factory=list)
     epoll: dict = field(default_factory=dict)   # for kind "epoll": fd -> (events u32, data u64)
+
+
+_DESC_FIELDS = tuple(f.name for f in fields(Description))
+
+
+class Fd:
+    """One descriptor: its close-on-exec flag and the description it refers to.
+
+    ``Fd(kind, **description_fields, cloexec=...)`` makes a new description; the description's
+    fields read and write through the fd (``info.offset += n`` moves the shared offset).
+    """
+
+    __slots__ = ("desc", "cloexec")
+
+    def __init__(self, kind: str = "other", *, cloexec: bool = False, desc: Description | None = None, **kw):
+        object.__setattr__(self, "desc", desc if desc is not None else Description(kind, **kw))
+        object.__setattr__(self, "cloexec", bool(cloexec))
+
+    def dup(self, cloexec: bool = False) -> "Fd":
+        """Another fd for the same description (dup, dup2, F_DUPFD, fork)."""
+        return Fd(desc=self.desc, cloexec=cloexec)
+
+    def __getattr__(self, name: str):
+        if name in _DESC_FIELDS:
+            return getattr(self.desc, name)
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _DESC_FIELDS:
+            setattr(self.desc, name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"Fd({self.desc!r}, cloexec={self.cloexec})"
 
 
 def open_call(call) -> tuple[int, int]:
@@ -106,13 +152,27 @@ def inherited() -> dict[int, Fd]:
 
 
 def copy_table(fds: dict[int, Fd]) -> dict[int, Fd]:
-    """A child's table after fork: same descriptions (offsets are shared only approximately)."""
-    return {fd: replace(info, sockopts=list(info.sockopts), epoll=dict(info.epoll)) for fd, info in fds.items()}
+    """A child's table after fork: new fds (same close-on-exec flags) for the same descriptions."""
+    return {fd: info.dup(info.cloexec) for fd, info in fds.items()}
 
 
 def after_exec(fds: dict[int, Fd]) -> None:
     for fd in [fd for fd, info in fds.items() if info.cloexec]:
         del fds[fd]
+
+
+def _dup_to(fds: dict[int, Fd], src: int, dst: int, cloexec: bool) -> None:
+    info = fds.get(src)
+    # An fd we know nothing of (inherited beyond 0-2, say): a new "other", never a guess.
+    fds[dst] = info.dup(cloexec) if info is not None else Fd("other", cloexec=cloexec)
+
+
+def _moved(fds: dict[int, Fd], fd: int, n: int) -> None:
+    """The file position of ``fd``'s description moved by ``n`` bytes."""
+    info = fds.get(fd)
+    if info is not None and info.kind == "file" and n > 0:
+        info.offset += n
+
 
 
 def update(task, call, res: int, standin: bool) -> None:
@@ -137,20 +197,27 @@ def update(task, call, res: int, standin: bool) -> None:
             except OSError:
                 return
         set_cwd(fds, where)
-    elif name == "dup" or (name == "fcntl" and a[1] in (F_DUPFD, F_DUPFD_CLOEXEC)):
-        src = fds.get(a[0])
-        fds[res] = replace(src, cloexec=name == "fcntl" and a[1] == F_DUPFD_CLOEXEC) if src else Fd("other")
+    elif name == "dup":
+        _dup_to(fds, a[0], res, False)
+    elif name == "fcntl" and a[1] in (F_DUPFD, F_DUPFD_CLOEXEC):
+        _dup_to(fds, a[0], res, a[1] == F_DUPFD_CLOEXEC)
     elif name in ("dup2", "dup3"):
-        src = fds.get(a[0])
-        if a[0] != a[1]:
-            fds[a[1]] = replace(src, cloexec=bool(name == "dup3" and a[2] & O_CLOEXEC)) if src else Fd("other")
+        if a[0] != a[1]:   # dup2(fd, fd) changes nothing (dup3 refuses it)
+            _dup_to(fds, a[0], a[1], bool(name == "dup3" and a[2] & O_CLOEXEC))
     elif name == "fcntl" and a[1] == F_SETFD and a[0] in fds:
         fds[a[0]].cloexec = bool(a[2] & FD_CLOEXEC)
+    elif name == "fcntl" and a[1] == F_SETFL and a[0] in fds:
+        info = fds[a[0]]
+        info.flags = (info.flags & ~SETFL_MASK) | (a[2] & SETFL_MASK)
     elif name == "close":
         fds.pop(a[0], None)
     elif name == "close_range":
-        for fd in [fd for fd in fds if a[0] <= fd <= a[1]]:
-            del fds[fd]
+        last = a[1] & 0xFFFFFFFF
+        for fd in [fd for fd in fds if a[0] <= fd <= last]:
+            if a[2] & CLOSE_RANGE_CLOEXEC:
+                fds[fd].cloexec = True
+            else:
+                del fds[fd]
     elif name == "socket":
         fds[res] = Fd("socket", standin=standin, domain=a[0], type=a[1] & 0xF, proto=a[2],
                       cloexec=bool(a[1] & O_CLOEXEC))
@@ -190,10 +257,19 @@ def update(task, call, res: int, standin: bool) -> None:
             reg[a[2]] = task.read(a[3], 12)
     elif name in ("memfd_create", "eventfd2", "timerfd_create", "signalfd4", "inotify_init1"):
         fds[res] = Fd("other")
-    # offsets of files, as the primary's moved
-    elif name in ("read", "readv", "write", "writev") and a[0] in fds and fds[a[0]].kind == "file":
-        fds[a[0]].offset += res
+    # the file position, as the primary's calls moved it (pread/pwrite never move it)
+    elif name in ("read", "readv", "write", "writev"):
+        _moved(fds, a[0], res)
+    elif name in ("preadv2", "pwritev2") and a[3] & 0xFFFFFFFFFFFFFFFF == 0xFFFFFFFFFFFFFFFF:
+        _moved(fds, a[0], res)   # offset -1: "use and move the file position"
+    elif name == "sendfile":
+        _moved(fds, a[0], res)
+        if not a[2]:
+            _moved(fds, a[1], res)
+    elif name == "copy_file_range":
+        if not a[1]:
+            _moved(fds, a[0], res)
+        if not a[3]:
+            _moved(fds, a[2], res)
     elif name == "lseek" and a[0] in fds:
         fds[a[0]].offset = res
-    elif name in ("ftruncate",) and a[0] in fds:
-        pass

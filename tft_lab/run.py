@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 
 from . import channel as _channel
 from ._process import die_with_parent, reap_exited
-from .errors import ChannelError, ProgramError, TftError
+from .errors import ChannelError, DivergenceError, ProgramError, TftError
 from .faults import Fault, parse_fault
 from .trace import event_file
 from .trace import load as load_trace
 from .trace import save as save_trace
 
+#: ``tft run``'s status when the backup diverged and the program itself exited 0: the program
+#: ran, but unprotected from the point named in the message (``tft replay`` uses it too).
+EXIT_BACKUP_DIVERGED = 3
 SENDER_TIMEOUT_FACTOR = 2.0    # the primary gives up on a silent backup first ...
 RECEIVER_TIMEOUT_FACTOR = 4.0  # ... well before the backup takes over from a silent primary
 
@@ -36,7 +39,8 @@ class RunResult:
     """What ``tft run`` (or ``%tft run``) reports."""
 
     returncode: int
-    """The program's exit status (128+signal if killed)."""
+    """The program's exit status (128+signal if killed); :data:`EXIT_BACKUP_DIVERGED` instead
+    of 0 when the backup diverged (the program ran unprotected from then on)."""
     outcome: str
     """``completed`` (no failure), ``failover`` (the backup went live and finished),
     ``backup-lost`` (the primary finished alone), ``failed`` (no replica finished)."""
@@ -48,6 +52,8 @@ class RunResult:
     """Primary failure detected -> first backup process live, in milliseconds."""
     trace_files: list = field(default_factory=list)
     """The replicas' event streams (JSON lines), if a trace was asked for."""
+    redundancy_lost: str | None = None
+    """For ``backup-lost``: where and why the backup was lost (its error names pid and seq)."""
 
     @property
     def trace(self):
@@ -151,7 +157,8 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
     except KeyboardInterrupt:
         result.update(outcome="interrupted")
     except TftError as e:
-        result.update(outcome="error", error=str(e))
+        result.update(outcome="diverged" if isinstance(e, DivergenceError) else "error", error=str(e),
+                      pid=e.pid, seq=e.seq)
         print(f"tft: backup: {e}", file=sys.stderr, flush=True)
     finally:
         _write_result(result_path, result)
@@ -309,7 +316,19 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         outcome, status = ("backup-lost" if lost else "completed"), prim["status"]
     else:
         outcome, status = "failed", 1
-    return RunResult(status, outcome, prim, back, failover_ms, trace_files)
+    why = _why_lost(prim, back) if outcome == "backup-lost" else None
+    if outcome == "backup-lost" and back.get("outcome") == "diverged" and status == 0:
+        status = EXIT_BACKUP_DIVERGED   # a script must not take an unprotected run for a good one
+    return RunResult(status, outcome, prim, back, failover_ms, trace_files, why)
+
+
+def _why_lost(prim: dict, back: dict) -> str:
+    """One line: where the backup was lost and why."""
+    if back.get("outcome") in ("diverged", "error"):
+        where = f"at seq {back['seq']} of pid {back['pid']}" if back.get("seq") is not None else "during the run"
+        what = "diverged" if back["outcome"] == "diverged" else "failed"
+        return f"the backup {what} {where}: {back.get('error')}"
+    return f"the backup failed: {prim.get('backup_lost') or 'its supervisor died'}"
 
 
 def _signal_quietly(pid: int, sig: int) -> None:
