@@ -1,8 +1,8 @@
 """The recorder: the primary whose channel is a file.
 
 It runs every call for real and logs every answer that came from outside
-(DESIGN.md §2), holds asynchronous signals to epoch boundaries (§4) and logs
-where it delivered them, and logs rdtsc values and AT_RANDOM bytes (§3).
+(the classes of docs/syscalls.md), holds asynchronous signals to epoch boundaries
+and logs where it delivered them, and logs rdtsc values and AT_RANDOM bytes.
 """
 from __future__ import annotations
 
