@@ -65,6 +65,7 @@ SCHEMA: dict[str, dict[str, type]] = {
 }
 OPTIONAL: dict[str, dict[str, type]] = {
     "sys": {"oseq": _INT},
+    "exec": {"sha256": _STR},
     "header": {"created": _STR, "program": _STR},
 }
 _SIG_MODES = ("boundary", "self", "in-call", "before")

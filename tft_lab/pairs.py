@@ -21,7 +21,7 @@ from __future__ import annotations
 import socket
 
 from . import fdtable
-from .engine import Task
+from .guest import Task
 from .syscalls import TABLE
 
 NR = {name: TABLE[name].x64 for name in ("socketpair", "dup3", "close")}

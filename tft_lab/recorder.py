@@ -1,8 +1,8 @@
 """The recorder: the primary whose channel is a file.
 
 It runs every call for real and logs every answer that came from outside
-(DESIGN.md §2), holds asynchronous signals to epoch boundaries (§4) and logs
-where it delivered them, and logs rdtsc values and AT_RANDOM bytes (§3).
+(the classes of docs/syscalls.md), holds asynchronous signals to epoch boundaries
+and logs where it delivered them, and logs rdtsc values and AT_RANDOM bytes.
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import time
 from . import fdtable
 from . import log as _log
 from .mapped import MapLogger
-from ._backend.ptrace import SigInfo
-from .engine import Call, Engine, Policy, Task, find_program, signed
+from ._backend.ptrace import SigInfo, find_program
+from .engine import Engine, Policy
+from .guest import Call, Task, signed
 from .errors import TracingError
 from .outs import MAX_MOVED, MOVED, capture, move_plan, moved
 
@@ -53,7 +54,8 @@ class Recorder(Policy):
     def __init__(self, sink, small_log: bool = False):
         self.sink = sink
         self.oseq = 0
-        self.maps = MapLogger(self.emit, small=small_log)   # mapped files are input
+        self.maps = MapLogger(self.emit, small=small_log,   # mapped files are input
+                              live=not isinstance(sink, _log.LogWriter))
         self.shown: set[tuple[int, int]] = set()   # (dev, ino) of the stdout/stderr a replay shows
 
     def emit(self, fields: dict, blobs=()) -> None:
@@ -89,7 +91,8 @@ class Recorder(Policy):
             call.note = "logged"
         rnd = task.read(at_random, 16) if at_random else bytes(16)
         path = os.readlink(f"/proc/{task.pid}/exe")
-        self.emit({"t": "exec", "pid": task.vpid, "seq": task.seq, "path": path}, [rnd])
+        self.emit({"t": "exec", "pid": task.vpid, "seq": task.seq, "path": path, **self.maps.exec_facts(task)},
+                  [rnd])
 
     def on_fork(self, parent: Task, child: Task) -> None:
         child.vpid = child.pid  # the primary's pids are the virtual ones
@@ -109,7 +112,8 @@ class Recorder(Policy):
             task.emulate(-errno.ENOSYS)
             call.action = "failed"
             return
-        if task.pending and entry is not None and entry.blocks and task.policy_state.get("before_seq") != call.seq:
+        if task.pending and entry is not None and self._deliver_before(task, call) \
+                and task.policy_state.get("before_seq") != call.seq:
             task.policy_state["before_seq"] = call.seq   # one such delivery point per call
             self._deliver_pending(task, mode="before")
             task.rewind()
@@ -177,6 +181,15 @@ class Recorder(Policy):
         held = task.policy_state.pop("in_call_signal", None)
         if held is not None:   # a signal delivered inside this (interrupted) call follows it
             self._log_signal(task, call.seq, *held, "in-call")
+
+    @staticmethod
+    def _deliver_before(task: Task, call: Call) -> bool:
+        """Whether the held-back signals are delivered before this call: it may wait long, or
+        it changes the handling of a signal that is held back."""
+        entry = call.entry
+        if entry.blocks:
+            return True
+        return entry.disposes and call.args[1] != 0 and any(s == call.args[0] for s, _ in task.pending)
 
     def after_call(self, task: Task, call: Call) -> None:
         if task.pending and task.seq % self.engine.epoch == 0:

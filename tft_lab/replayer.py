@@ -32,7 +32,8 @@ import stat
 
 from . import fdtable
 from . import log as _log
-from .engine import Call, Engine, Policy, Task, signed
+from .engine import Engine, Policy
+from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError
 from .mapped import MapReplayer
 from .outs import MOVED, gather
@@ -119,6 +120,7 @@ class Replayer(Policy):
         if os.path.basename(path) != os.path.basename(rec["path"]):
             raise DivergenceError(f"replay diverged: the log has execve of {rec['path']}, "
                                   f"the program executed {path}", syscall="execve")
+        self.mapped.check_exec(task, rec, path)
         self.streams[task.vpid].q.popleft()
         if at_random:
             task.write(at_random, rec["blobs"][0])

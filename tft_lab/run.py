@@ -218,7 +218,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         faults=(), key: bytes | None = None, heartbeat: float = 0.5, env=None, cwd=None,
         workdir: str | None = None, control_fd: int | None = None) -> RunResult:
     """Run ``argv`` replicated; return when the program has finished on a live replica."""
-    from .engine import find_program
+    from ._backend.ptrace import find_program
 
     faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
     kind, host, port = parse_backup(backup)

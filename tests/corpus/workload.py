@@ -100,7 +100,7 @@ def workload(name: str, command: Command, *, kind: str, files: Mapping[str, Unio
 # --- normalisers: what "the same by structure" means for non-deterministic programs -------------
 
 _DIGITS = re.compile(rb"\d+")
-_HEX = re.compile(rb"\b[0-9a-f]{7,}\b")
+_HEX = re.compile(rb"\b(?=[0-9a-f]*[a-f])[0-9a-f]{7,}\b")   # not digit-only runs: those are numbers
 
 
 def digits(b: bytes) -> bytes:
@@ -112,8 +112,9 @@ _UUID = re.compile(rb"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 
 def digits_and_hex(b: bytes) -> bytes:
-    """:func:`digits` after UUIDs become ``U`` and hex strings of 7+ characters ``H`` (hashes, ids)."""
-    return digits(_HEX.sub(b"H", _UUID.sub(b"U", b)))
+    """:func:`digits` after UUIDs become ``U`` and hex strings of 7+ characters ``N`` (hashes, ids:
+    a random hex string is sometimes all digits, so both read as a number)."""
+    return digits(_HEX.sub(b"N", _UUID.sub(b"U", b)))
 
 
 def sorted_lines(b: bytes) -> bytes:
