@@ -75,14 +75,17 @@ def last_sys(name: str):
     return where
 
 
-def go_live_after_cut(argv, cwd, where, **kw) -> tuple[str, str, dict]:
+def go_live_after_cut(argv, cwd, where, slack: float = 60.0, **kw) -> tuple[str, str, dict]:
     """Record ``argv`` in ``cwd``, then run a backup fed the log before ``where`` in ``cwd``.
     Returns the recording's stdout, the backup's output (the program's stdout and stderr and
-    the supervisor's messages) and its result."""
+    the supervisor's messages) and its result.
+
+    ``slack``: the backup's FRESH_SLACK.  Here the records arrive once the whole recording is
+    over, seconds after the primary's effect (in a real failover, just before it)."""
     log = os.path.join(cwd, "rec.log")
     rec = record(argv, log, cwd=cwd, timeout=TIMEOUT)
     assert rec.returncode in (0, 1), rec.stderr
-    return rec.stdout.decode(), *backup_fed(_frames(_log.read_log(log), where), cwd, **kw)
+    return rec.stdout.decode(), *backup_fed(_frames(_log.read_log(log), where), cwd, slack=slack, **kw)
 
 
 def backup_fed(frames, cwd, *, channel=_CutChannel, slack: float | None = None) -> tuple[str, dict]:

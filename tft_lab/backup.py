@@ -66,8 +66,9 @@ def _nr(name: str) -> int:
 AT_FDCWD = -100
 _EXCL = fdtable.O_CREAT | fdtable.O_EXCL
 #: Seconds by which a file-system change the primary made may predate the arrival of the record
-#: before it (the record waits in a buffer, the pump thread waits for a CPU).
-FRESH_SLACK = 5.0
+#: before it (the pump thread waits for a CPU).  Small: a change older than the primary's last
+#: record by more is not the uncertain call's (a directory git made a second earlier).
+FRESH_SLACK = 1.0
 SOL_SOCKET, SO_REUSEADDR = 1, 2
 #: Live calls whose pid arguments the program took from the primary: index of each.
 _PID_ARGS = {"wait4": (0,), "kill": (0,), "tkill": (0,), "tgkill": (0, 1), "setpgid": (0, 1),
@@ -400,8 +401,9 @@ class Backup(Replayer):
         outcome, which died with it, so it is read from the file system:
 
         - the primary did it if the path now shows its effect *and* that effect is newer
-          than the last record the primary sent for this process (the inode's ctime for a
-          creation or a rename's target, the parent directory's for a removal): a lock file
+          than the last record the primary sent for this process (the birth time of what a
+          creation made, the ctime of a hard link or a rename's target, the parent
+          directory's for a removal): a lock file
           left by an earlier crash, or a name that was never there, is older, and the
           program then gets the failure it would have got from the primary;
         - then the program gets success: for an ``O_CREAT|O_EXCL`` open the file is opened
@@ -415,7 +417,7 @@ class Backup(Replayer):
         if res != want:
             return False
         path = fdtable.resolve_call(task, call)
-        if path is None or not self._done_by_primary(task, entry.redo, path):
+        if path is None or not self._done_by_primary(task, call, path):
             return False
         self.warn(f"pid {task.vpid}: {call.name} of {path} was done by the primary before it died "
                   "(its record was lost): the program gets success, not a second attempt")
@@ -429,14 +431,14 @@ class Backup(Replayer):
         call.note = "done-by-primary"
         return False
 
-    def _done_by_primary(self, task: Task, redo: str, path: str) -> bool:
+    def _done_by_primary(self, task: Task, call: Call, path: str) -> bool:
         since = self.received.get(task.vpid, 0.0) - FRESH_SLACK
-        try:
-            where = (os.path.dirname(path.rstrip("/")) or "/") if redo == "removes" else path
-            st = os.lstat(where)
-        except OSError:
-            return False
-        return st.st_ctime >= since
+        redo = call.entry.redo
+        if redo == "removes":
+            when = fdtable.changed_at(os.path.dirname(path.rstrip("/")) or "/")
+        else:   # what it made was born then (a hard link makes no inode: the link count changed)
+            when = fdtable.changed_at(path, born=call.name not in ("link", "linkat"))
+        return when is not None and when >= since
 
     @staticmethod
     def _primary_result(task: Task, call: Call, res: int) -> int:

@@ -178,6 +178,28 @@ def let_port_be_taken_over(pid: int, fd: int) -> None:
             s.detach()
 
 
+_STATX_CTIME, _STATX_BTIME, _AT_SYMLINK_NOFOLLOW = 0x80, 0x800, 0x100
+
+
+def changed_at(path: str, born: bool = False) -> float | None:
+    """When ``path`` (not followed if a symlink) last changed (its ctime), or with ``born`` when
+    it was created (its birth time, where the file system keeps one, else its ctime); None if
+    it is not there.  A directory's ctime moves whenever an entry is added: its birth time
+    says when it was made."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(256)
+    if _libc.statx(AT_FDCWD, path.encode(errors="surrogateescape"), _AT_SYMLINK_NOFOLLOW,
+                   _STATX_CTIME | _STATX_BTIME, buf) < 0:
+        return None
+    mask, = struct.unpack_from("<I", buf.raw, 0)
+    sec, nsec = struct.unpack_from("<qI", buf.raw, 0x50)    # stx_btime
+    if not (born and mask & _STATX_BTIME and sec > 0):       # (some file systems answer 0)
+        sec, nsec = struct.unpack_from("<qI", buf.raw, 0x60)   # stx_ctime
+    return sec + nsec / 1e9
+
+
 def open_call(call) -> tuple[int, int]:
     """(index of the path argument, flags) of an open, openat or creat call."""
     a = call.args
