@@ -22,6 +22,10 @@ backup replays what it received and then *goes live* (DESIGN.md §5):
   waitable, with its real status, and no other is;
 - the one output the primary announced but never confirmed runs again (the
   backup simply has no record of it): at most one duplicate per failover.
+
+A primary that stopped the program on a call tft_lab refuses (a thread) says so
+in its ``end`` record: the backup then stops its program too (PrimaryRefused),
+it does not go live.
 """
 from __future__ import annotations
 
@@ -37,8 +41,8 @@ import time
 from . import fdtable
 from . import log as _log
 from .engine import Call, Engine, Task, signed
-from .errors import DivergenceError, LogError, TftError
-from .faults import Fault
+from .errors import DivergenceError, LogError, TftError, UnsupportedError
+from .faults import Fault, not_injected
 from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, reaped_child
 from .primary import fail_stop
 from .outs import gather
@@ -72,6 +76,15 @@ _PID_RESULTS = frozenset(("wait4", "getpgid", "getsid", "getpgrp", "setsid"))
 _FD_CALLS = frozenset(("dup", "dup2", "dup3", "fcntl", "close", "close_range", "open", "openat", "creat",
                        "socket", "accept", "accept4", "pipe", "pipe2", "socketpair", "epoll_create",
                        "epoll_create1", "epoll_ctl", "lseek", "bind", "listen", "connect"))
+
+
+class PrimaryRefused(UnsupportedError):
+    """The primary stopped the program on a call tft_lab refuses: the backup stops too.
+
+    Its message is the primary's, which names the primary's pid, seq and call already."""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class _Pump(threading.Thread):
@@ -140,6 +153,7 @@ class Backup(Replayer):
         self.ordered = True
         self.faults = [f for f in faults if f.replica == "backup"]
         self.entries = 0
+        self.faults_not_injected: list[str] = []   # faults past the program's last call
         self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
         self.pipes: dict[str, _PipeFlow] = {}
         self.pids = PidMap()
@@ -176,6 +190,9 @@ class Backup(Replayer):
                 self.warn(f"primary failed ({self.failure}); the backup replays what it received and goes live")
             return False
         self.add(rec)
+        if rec.type == "end" and "refused" in rec:
+            # Not a crash: the program's end.  Going live would run it on, unsupervised.
+            raise PrimaryRefused(rec["refused"])
         return True
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -392,6 +409,12 @@ class Backup(Replayer):
         if self.is_live(task) or (self.primary_state == "failed" and self.peek(task) is None):
             return time.monotonic_ns() * 3, 0
         return super().on_rdtsc(task, rdtscp)
+
+    def on_finish(self, engine: Engine) -> None:
+        self.faults_not_injected = not_injected(self.faults, "backup", self.entries)
+        for msg in self.faults_not_injected:
+            self.warn(f"warning: {msg}")
+        super().on_finish(engine)
 
     def on_task_exit(self, task: Task, code, sig) -> None:
         self.waiting.pop(task.pid, None)
