@@ -184,6 +184,15 @@ def test_tft_backup_listen_leaves_nothing(tmp_path, tmpdir_env, pids_before):
     assert_no_leftovers(pids_before)
 
 
+def test_tft_demo_leaves_nothing(tmpdir_env, pids_before):
+    tmp, env = tmpdir_env
+    p = run_cli(["demo"], env=env, timeout=2 * TIMEOUT)
+    assert p.returncode == 0 and p.stdout.endswith(b"demo: ok\n"), p.stdout[-2000:]
+    assert left_in(tmp) == []
+    reap_adopted_zombies()
+    assert_no_leftovers(pids_before)
+
+
 # -- class 13: a refusal is not a failover ---------------------------------------------------------
 
 @pytest.mark.parametrize("program", ["py-http-server", "threads.c"])
