@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from tft_lab import channel
 from tft_lab import log as tft_log
 from tft_lab import session
 from tft_lab._process import start_cli
@@ -242,8 +243,39 @@ def test_a_remote_backup_stops_with_the_primary(tmp_path, tmpdir_env, pids_befor
     assert primary.returncode == EXIT_REFUSED and primary.stderr.startswith(REFUSAL), primary.stderr
     assert len(primary.stderr.splitlines()) == 1, primary.stderr
     assert backup.returncode == EXIT_REFUSED and out == b"", err
-    assert err.startswith(b"tft: backup: stopped with the primary: threads are not supported"), err
+    # (the backup may reach the thread itself before the primary's end record: both stop it)
+    assert err.startswith(b"tft: backup: stopped") and b"threads are not supported" in err, err
     assert len(err.splitlines()) == 1, err
+    assert left_in(tmp) == []
+    assert_no_leftovers(pids_before)
+
+
+def test_a_backup_told_of_a_refusal_stops_at_once(tmp_path, tmpdir_env, pids_before):
+    """A primary (played by the test over a real channel) sends its header, then an end record
+    that names a refusal: the backup stops at its program's first call, without going live
+    (it would print "hi") and without taking the end of the log for a divergence."""
+    tmp, env = tmpdir_env
+    log = tmp_path / "echo.log"
+    assert run_cli(["record", "--log", log, "--", "echo", "hi"], timeout=TIMEOUT).returncode == 0
+    header = dict(tft_log.read_log(log)[0])
+    header.pop("blobs", None)
+    key = tmp_path / "key"
+    assert run_cli(["keygen", key]).returncode == 0
+    port = free_port()
+    backup = start_cli(["backup", "--listen", f"127.0.0.1:{port}", "--key-file", key, "--accept-timeout", "60"],
+                       env=env)
+    try:
+        wait_listening(port, backup)
+        with channel.connect("127.0.0.1", port, channel.load_key(key), 0.5) as sender:
+            sender.send(tft_log.encode(header))
+            sender.send(tft_log.encode({"t": "end", "status": 1, "refused": "threads are not supported yet [canned]"}))
+        out, err = backup.communicate(timeout=TIMEOUT)
+    finally:
+        if backup.poll() is None:
+            backup.kill()
+            backup.wait()
+    assert (backup.returncode, out) == (EXIT_REFUSED, b""), err
+    assert err == b"tft: backup: stopped with the primary: threads are not supported yet [canned]\n"
     assert left_in(tmp) == []
     assert_no_leftovers(pids_before)
 

@@ -188,7 +188,9 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
     except UnsupportedError as e:
         # The primary's refusal (its end record says so), or the same call reached here first:
         # the backup stops its program, it does not go live.  Whoever started us reports it.
-        result.update(outcome="refused", error=str(e))
+        from .backup import PrimaryRefused
+
+        result.update(outcome="refused", error=str(e), by="primary" if isinstance(e, PrimaryRefused) else "backup")
     except TftError as e:
         result.update(outcome="diverged" if isinstance(e, DivergenceError) else "error", error=str(e),
                       pid=e.pid, seq=e.seq)
@@ -446,6 +448,7 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if result.get("outcome") == "refused":
-        print(f"tft: backup: stopped with the primary: {result.get('error')}", file=sys.stderr, flush=True)
+        how = "stopped with the primary" if result.get("by") == "primary" else "stopped the program"
+        print(f"tft: backup: {how}: {result.get('error')}", file=sys.stderr, flush=True)
         return EXIT_REFUSED
     return code
