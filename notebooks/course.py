@@ -8,6 +8,9 @@ with the same commands; :func:`setup` decides which and says so.
     from course import setup, program, example, canned
     LIVE = setup()
     r = %tft run $COUNTER 5 if LIVE else canned("counter-failover")
+
+It uses only tft_lab's public API (``tft_lab.session``, ``tft_lab.testing``). The
+exercise checks live beside it, in ``checks/``.
 """
 from __future__ import annotations
 
@@ -301,8 +304,8 @@ def repeated_lines(stdout: str) -> list[tuple[int, str]]:
     return [(i, line) for i, line in enumerate(lines) if i and line == lines[i - 1]]
 
 
-def uncertain_output(argv, *, tries: int = 20, commit: str = "output", first_at: float = 0.4,
-                     step: float = 0.15) -> tuple:
+def uncertain_output(argv, *, tries: int = 24, commit: str = "output", first_at: float = 0.4,
+                     step: float = 0.05) -> tuple:
     """Kill the primary at a moment in time until an output comes out twice.
 
     Runs ``argv`` (an output-heavy program) under ``tft run --commit COMMIT --fault

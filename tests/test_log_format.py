@@ -1,6 +1,6 @@
 """The log format: records survive a round trip; anything malformed is refused with LogError.
 
-Whoever writes the log decides what the backup's program sees (DESIGN.md §7),
+Whoever writes the log decides what the backup's program sees,
 so the reader trusts nothing: a bad blob list, a frame claiming an absurd
 length, an unknown record type and a record missing a field are each refused
 with :class:`tft_lab.LogError`, never half-read.

@@ -135,13 +135,17 @@ def test_each_content_is_logged_once(mapfile, tmp_path):
     assert rep.returncode == 0 and rep.stdout == rec.stdout
 
 
-def test_a_shared_writable_mapping_is_warned_about_and_replays(mapfile, tmp_path):
+def test_a_shared_writable_mapping_replays_and_tft_run_warns_about_it(mapfile, tmp_path):
     data = tmp_path / "shared.txt"
     data.write_text("shared content")
     log = new_log_path(tmp_path)
     rec = record([mapfile, data, "shared"], log)
     assert rec.returncode == 0, rec.stderr
-    assert b"shared and writable" in rec.stderr and str(data).encode() in rec.stderr
+    assert rec.stderr == b""           # a replay keeps those writes in its own copy: nothing to warn
+    data.write_text("shared content")
+    run = run_cli(["run", "--", mapfile, data, "shared"])
+    assert run.returncode == 0, run.stderr
+    assert b"shared and writable" in run.stderr and str(data).encode() in run.stderr   # a failover would lose them
     assert data.read_text() == "#hared content"               # the primary's write reached the file
     data.write_text("shared content")
     rep = replay(log)
@@ -246,6 +250,22 @@ def _records_of(log, data, lie):
             fields["zsize"] = len(lie)
             blobs = [lie]
         yield encode(fields, blobs)
+
+
+def test_a_changed_program_run_by_a_child_is_a_divergence(tmp_path, pids_before):
+    """The header checks the first program; each exec record checks the one a process runs."""
+    prog = tmp_path / "child"
+    shutil.copy(build_program("strerror"), prog)
+    log = new_log_path(tmp_path)
+    rec = record(["/bin/sh", "-c", f"{prog}; echo done"], log)
+    assert rec.returncode == 0 and rec.stdout.endswith(b"done\n")
+    assert replay(log).returncode == 0
+    with open(prog, "ab") as f:
+        f.write(b"\0")            # still runs the same: only the hash can tell
+    rep = replay(log)
+    assert rep.returncode == EXIT_DIVERGED
+    assert str(prog) in rep.stderr.decode() and "changed" in rep.stderr.decode()
+    assert_no_leftovers(pids_before)
 
 
 # --- the filter: only file-backed mmaps stop ---------------------------------------------------

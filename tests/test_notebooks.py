@@ -3,7 +3,7 @@
 The notebooks themselves run live under nbval (``pytest --nbval-lax notebooks/``)
 and in a browser (``tests/browser``). Here: every notebook is a course (its
 exercises each have a filled-in solution, a check cell that calls its check in
-``notebooks/checks.py``, and a solution note), and every canned run of
+``notebooks/checks/``, and a solution note), and every canned run of
 ``datasets/`` loads with this tft_lab. That every notebook runs green on the
 canned data alone (``TFT_CANNED=1``, as on a machine without ptrace), and that its
 checks reject wrong answers, is ``tests/test_exercises.py``.

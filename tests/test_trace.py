@@ -64,3 +64,14 @@ def test_save_writes_parquet_or_csv_readable_by_the_owner_only(tmp_path):
     assert mode(tmp_path / "t.parquet") == mode(tmp_path / "t.csv") == 0o600
     assert pd.read_parquet(tmp_path / "t.parquet")["syscall"].astype(str).tolist() == ["getpid"]
     assert pd.read_csv(tmp_path / "t.csv")["seq"].tolist() == [0]
+
+
+def test_every_action_of_a_record_and_its_replay_is_a_known_category(tmp_path, clocks):
+    from tft_lab import session
+
+    rec = session.record([clocks], str(tmp_path / "clocks.log"), progress=False)
+    rep = session.replay(rec.log, progress=False)
+    for run in (rec, rep):
+        assert run.returncode == 0, run.stderr
+        unknown = run.trace[run.trace["action"].isna()]
+        assert unknown.empty, f"actions missing from trace.ACTIONS in {run.command[3]}"

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Sequence
 
 _PR_SET_PDEATHSIG = 1
+# Looked up once, here: die_with_parent runs in a child forked from a process that may have
+# other threads, where loading a library (dlopen's lock) or importing could deadlock.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 _WALL = 0x40000000   # __WALL: clone children (and traced ones) too
 #: How ``tft`` is started as a child: this interpreter, this package's command line.
 CLI = (sys.executable, "-m", "tft_lab.cli")
@@ -31,7 +34,7 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     fires it when the *thread* that forked us ends, not only the process: fork
     from a thread that outlives the child (or from the main thread).
     """
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    _prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
 def reap_exited() -> None:

@@ -358,7 +358,7 @@ class Engine:
         self.argv, self.env, self.cwd = list(argv), env, cwd
         pt.set_subreaper()
         if self.cpu is not None:
-            # Tracer and tracee on one CPU: a stop round trip costs ~5 us instead of ~15 (DESIGN §6).
+            # Tracer and tracee on one CPU: a stop round trip costs ~5 us instead of ~15 (measured here: benchmarks/README.md).
             allowed = sorted(os.sched_getaffinity(0))
             cpu = allowed[0] if self.cpu < 0 or self.cpu not in allowed else self.cpu
             os.sched_setaffinity(0, {cpu})

@@ -66,6 +66,7 @@ SCHEMA: dict[str, dict[str, type]] = {
 }
 OPTIONAL: dict[str, dict[str, type]] = {
     "sys": {"oseq": _INT},
+    "exec": {"sha256": _STR},
     "header": {"created": _STR, "program": _STR},
     # the primary stopped the program on a call tft_lab refuses (its one-line message): a live
     # backup stops too instead of going live

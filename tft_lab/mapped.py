@@ -23,17 +23,19 @@ the file when it differs.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import zlib
+import pwd
 import stat
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
 from . import log as _log
-from .errors import DivergenceError, LogError
+from .errors import DivergenceError, LogError, TftError
 from .syscalls import TABLE
 
 #: Content is logged zlib-compressed, in pieces of at most this many bytes (a frame is at most 64 MiB).
@@ -50,12 +52,25 @@ AT_FDCWD = -100
 _NR = {name: TABLE[name].x64 for name in ("openat", "mmap", "close")}
 
 
+def _user_home() -> str:
+    """The user's own home (the password database's), not $HOME: a program run with HOME
+    pointing at its work folder must not find tft's cache there."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return os.path.expanduser("~")
+
+
 def cache_root() -> Path:
     """The per-user cache of mapped contents and hashes (created 0700)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(_user_home(), ".cache")
     root = Path(base) / "tft_lab" / "mapped"
-    for d in (root / "stat", root / "blobs", root / "z"):
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        for d in (root / "stat", root / "blobs", root / "z"):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise TftError(f"cannot use the cache folder {root} for mapped files: {e.strerror} "
+                       "(set XDG_CACHE_HOME to a folder of yours)") from None
     return root
 
 
@@ -69,17 +84,9 @@ def _write_atomically(path: Path, chunks) -> None:
                 f.write(c)
         os.replace(tmp, path)
     except BaseException:
-        with _quiet():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-class _quiet:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 class HashCache:
@@ -114,14 +121,15 @@ class HashCache:
     def remember(self, st: os.stat_result, length: int, digest: str) -> None:
         k = f"{self.key(st)}-{length:x}"
         self._mem[k] = digest
-        with _quiet():
+        with contextlib.suppress(OSError):
             _write_atomically(self.root / "stat" / k, [digest.encode()])
 
-    def sha256(self, path: str, length: int) -> str | None:
-        """The sha256 of the file's first ``length`` bytes (from the cache when known);
-        None if the file is shorter than that."""
+    def sha256(self, path: str, length: int | None = None) -> str | None:
+        """The sha256 of the file's first ``length`` bytes (all of it if None), from the cache
+        when known; None if the file is shorter than that."""
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
+            length = st.st_size if length is None else length
             if st.st_size < length:
                 return None
             h = self.lookup(st, length)
@@ -148,7 +156,7 @@ class HashCache:
         if data is None:
             return None
         z = zlib.compress(data, ZLEVEL)
-        with _quiet():
+        with contextlib.suppress(OSError):
             _write_atomically(path, [z])
         return z
 
@@ -165,11 +173,15 @@ def _fd_arg(call) -> int:
 
 class MapLogger:
     """The primary's side: log what each file-backed mmap maps.  ``emit(fields, blobs)`` writes
-    a record; ``small``: log hashes only (the replay needs the same files)."""
+    a record; ``small``: log hashes only (the replay needs the same files); ``live``: a backup
+    follows, so writes through a shared mapping (which a replay keeps in its own copy, and a
+    backup going live does not carry to the file) are warned about."""
 
-    def __init__(self, emit: Callable, small: bool = False, warn: Callable[[str], None] | None = None):
+    def __init__(self, emit: Callable, small: bool = False, live: bool = False,
+                 warn: Callable[[str], None] | None = None):
         self.emit = emit
         self.small = small
+        self.live = live     # a backup may go live: a shared writable mapping deserves a warning
         self.cache = HashCache()
         self.logged: set[str] = set()      # contents already in this log
         self.prefix: dict[str, tuple[int, str]] = {}   # file identity -> longest content logged
@@ -189,10 +201,13 @@ class MapLogger:
                 if not stat.S_ISREG(st.st_mode):
                     return   # a device (/dev/zero...): it exists on every machine, and runs for real
                 length, digest = self._content(f, st, call)
-        except OSError:
-            return   # not a file we can open (the kernel refused it too, or it raced away)
+        except OSError as e:
+            # Never silently: a replay of this call maps whatever the local file then holds.
+            self.warn(f"pid {task.vpid}: cannot log the content fd {fd} maps ({e.strerror or e}); "
+                      "a replay maps the local file there")
+            return
         writable = bool(call.args[3] & MAP_SHARED) and self._writable(task.pid, fd)
-        if writable and path not in self.warned:
+        if writable and self.live and path not in self.warned:
             self.warned.add(path)
             self.warn(f"pid {task.vpid} maps {path} shared and writable: what it writes there reaches "
                       "the file without a system call, so a backup cannot replicate it (a failover "
@@ -234,6 +249,14 @@ class MapLogger:
             self.logged.add(digest)
         self.prefix[ident] = (length, digest)
         return length, digest
+
+    def exec_facts(self, task) -> dict:
+        """Fields for an exec record: the sha256 of the program the process now runs, so a
+        replay of a changed program (a child's as much as the first) is a divergence."""
+        try:
+            return {"sha256": self.cache.sha256(f"/proc/{task.pid}/exe")}
+        except OSError:
+            return {}
 
     @staticmethod
     def _writable(pid: int, fd: int) -> bool:
@@ -327,15 +350,26 @@ class MapReplayer:
 
     def _drop(self, digest: str) -> None:
         part = self.partial.pop(digest)
-        with _quiet():
+        with contextlib.suppress(OSError):
             os.close(part.fd)
-        with _quiet():
+        with contextlib.suppress(OSError):
             os.unlink(part.tmp)
 
     def close(self) -> None:
         """Drop contents that never completed (a recording cut short)."""
         for digest in list(self.partial):
             self._drop(digest)
+
+    def check_exec(self, task, rec, path: str) -> None:
+        """At an exec stop: the program must be the one the primary ran (its sha256)."""
+        want = rec.get("sha256")
+        try:
+            here = self.cache.sha256(f"/proc/{task.pid}/exe") if want else None
+        except OSError:
+            here = None
+        if want and here != want:
+            raise DivergenceError(f"{path}: the program changed since it was recorded (sha256 differs)",
+                                  syscall="execve")
 
     # -- the mmap ------------------------------------------------------------------------
     def replay_mmap(self, task, call, rec) -> bool:
@@ -352,7 +386,7 @@ class MapReplayer:
                                           flags | os.O_CLOEXEC, 0))
         finally:
             if private_copy:
-                with _quiet():
+                with contextlib.suppress(OSError):
                     os.unlink(path)   # the program's mapping holds it; nobody else may see it
         if tmpfd < 0:
             raise DivergenceError(f"cannot open the logged content of {m['path']}: {os.strerror(-tmpfd)}",

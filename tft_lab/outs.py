@@ -1,7 +1,7 @@
 """What a call wrote into the program's memory: evaluating the table's out-buffer sizes.
 
 Used by the primary after a call returns, to copy exactly the bytes the
-kernel filled (DESIGN.md §2); the backup writes them back at the same
+kernel filled (docs/syscalls.md); the backup writes them back at the same
 addresses (ASLR is off, so they are the same on both replicas).
 """
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The recorder: the primary whose channel is a file.
 
 It runs every call for real and logs every answer that came from outside
-(DESIGN.md §2), holds asynchronous signals to epoch boundaries (§4) and logs
-where it delivered them, and logs rdtsc values and AT_RANDOM bytes (§3).
+(the classes of docs/syscalls.md), holds asynchronous signals to epoch boundaries
+and logs where it delivered them, and logs rdtsc values and AT_RANDOM bytes.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ PR_SET_TSC = 26
 SIGRTMIN = 32
 ARCH_SET_CPUID = 0x1012
 EPIPE = errno.EPIPE
-
 
 
 def file_sha256(path: str) -> str:
@@ -52,7 +51,8 @@ class Recorder(Policy):
     def __init__(self, sink, small_log: bool = False):
         self.sink = sink
         self.oseq = 0
-        self.maps = MapLogger(self.emit, small=small_log)   # mapped files are input
+        self.maps = MapLogger(self.emit, small=small_log,   # mapped files are input
+                              live=not isinstance(sink, _log.LogWriter))
         self.shown: set[tuple[int, int]] = set()   # (dev, ino) of the stdout/stderr a replay shows
 
     def emit(self, fields: dict, blobs=()) -> None:
@@ -88,7 +88,8 @@ class Recorder(Policy):
             call.note = "logged"
         rnd = task.read(at_random, 16) if at_random else bytes(16)
         path = os.readlink(f"/proc/{task.pid}/exe")
-        self.emit({"t": "exec", "pid": task.vpid, "seq": task.seq, "path": path}, [rnd])
+        self.emit({"t": "exec", "pid": task.vpid, "seq": task.seq, "path": path, **self.maps.exec_facts(task)},
+                  [rnd])
 
     def on_fork(self, parent: Task, child: Task) -> None:
         child.vpid = child.pid  # the primary's pids are the virtual ones

@@ -119,6 +119,7 @@ class Replayer(Policy):
         if os.path.basename(path) != os.path.basename(rec["path"]):
             raise DivergenceError(f"replay diverged: the log has execve of {rec['path']}, "
                                   f"the program executed {path}", syscall="execve")
+        self.mapped.check_exec(task, rec, path)
         self.streams[task.vpid].q.popleft()
         if at_random:
             task.write(at_random, rec["blobs"][0])

@@ -418,5 +418,8 @@ def markdown_table() -> str:
     rows = ["| syscall | x86_64 | class | trapped | out-buffers | facts |", "|---|---|---|---|---|---|"]
     for s in sorted(TABLE.values(), key=lambda s: (CLASSES.index(s.cls), s.name)):
         outs = ", ".join(f"arg{i}: {size}" for i, size in s.outs)
-        rows.append(f"| {s.name} | {s.x64} | {s.cls} | {'yes' if s.trap else 'no'} | {outs} | {', '.join(s.flags)} |")
+        trapped = "yes" if s.trap else "no"
+        if s.trap and s.untrapped_if:
+            trapped = f"unless arg{s.untrapped_if[0]} & {s.untrapped_if[1]:#x}"
+        rows.append(f"| {s.name} | {s.x64} | {s.cls} | {trapped} | {outs} | {', '.join(s.flags)} |")
     return "\n".join(rows)

@@ -31,6 +31,7 @@ ACTIONS = (
     "ran",          # executed for real by this replica's kernel
     "logged",       # executed for real and its answer logged (primary/recorder)
     "emulated",     # not executed; result and out-buffers written from the log
+    "mapped",       # a file mmap that maps the logged content instead of the local file (replay)
     "standin",      # executed on a stand-in object so fd numbers match
     "injected",     # executed, then the primary's value injected (pids)
     "deferred",     # a signal held back to the next epoch boundary

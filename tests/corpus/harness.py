@@ -74,16 +74,20 @@ class Shown:
 class Bench:
     """A workload's private space: ``work/`` (its folder, recreated fresh for every
     run at the same path, so printed paths agree), ``tmp/`` (its and tft's TMPDIR),
-    ``logs/`` and ``out/`` (stdout files), all under one temporary directory."""
+    ``logs/``, ``out/`` (stdout files) and ``cache/`` (tft's per-user cache), all under one
+    temporary directory."""
 
     def __init__(self, w: Workload):
         self.w = w
         self.base = Path(tempfile.mkdtemp(prefix=f"corpus-{w.name}-"))
-        self.work, self.tmp, self.logs, self.out = (self.base / d for d in ("work", "tmp", "logs", "out"))
-        for d in (self.tmp, self.logs, self.out):
+        self.work, self.tmp, self.logs, self.out, self.cache = (
+            self.base / d for d in ("work", "tmp", "logs", "out", "cache"))
+        for d in (self.tmp, self.logs, self.out, self.cache):
             d.mkdir()
         self.env = {
+            # tft keeps a per-user cache of mapped files under $XDG_CACHE_HOME: not in the folder
             "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.work), "TMPDIR": str(self.tmp),
+            "XDG_CACHE_HOME": str(self.cache),
             "LC_ALL": "C", "TZ": "UTC", "PYTHONDONTWRITEBYTECODE": "1", "CORPUS_PORT": str(_free_port()),
             "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "corpus", "GIT_AUTHOR_EMAIL": "c@example.org",
             "GIT_COMMITTER_NAME": "corpus", "GIT_COMMITTER_EMAIL": "c@example.org",
@@ -311,13 +315,15 @@ def judge(w: Workload) -> dict:
             rec = b.tft(["record", "--log", log, "--", *w.argv], kind, f"record ({kind})")
             if kind == "file":
                 times["record"] = rec.seconds
-            diffs = [f"record: {d}" for d in compare(w, rec, native[kind], strip_tft=False)]
+            diffs = [f"record: {d}" for d in compare(w, rec, native[kind])]   # tft's own warnings aside
             before = b.snapshot()
             rep = b.tft(["replay", log], kind, f"replay ({kind})")
             if rep.status is None:
                 diffs.append("replay hung")
             else:
-                if (rep.stdout, rep.stderr, rep.status) != (rec.stdout, rec.stderr, rec.status):
+                # what the program wrote, byte for byte (tft's own warnings are not the program's)
+                if (rep.stdout, without_tft_lines(rep.stderr), rep.status) != (
+                        rec.stdout, without_tft_lines(rec.stderr), rec.status):
                     diffs.append(f"replay: status {rep.status} (recorded {rec.status}), stdout {_short(rep.stdout)}"
                                  f" (recorded {_short(rec.stdout)}), stderr {_short(rep.stderr, 300)}")
                 if b.snapshot() != before:

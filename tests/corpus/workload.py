@@ -100,7 +100,7 @@ def workload(name: str, command: Command, *, kind: str, files: Mapping[str, Unio
 # --- normalisers: what "the same by structure" means for non-deterministic programs -------------
 
 _DIGITS = re.compile(rb"\d+")
-_HEX = re.compile(rb"\b[0-9a-f]{7,}\b")
+_HEX = re.compile(rb"\b(?=[0-9a-f]*[a-f])[0-9a-f]{7,}\b")   # not digit-only runs: those are numbers
 
 
 def digits(b: bytes) -> bytes:

@@ -220,7 +220,8 @@ workload("busybox", ["/bin/busybox", "sh", "-c",
 # --- CPython ---------------------------------------------------------------------------------------
 
 def _py(name: str, source: str, **kw):
-    return workload(name, [PY, "prog.py"], kind="python", files={"prog.py": source, **kw.pop("files", {})}, **kw)
+    kw.setdefault("kind", "python")
+    return workload(name, [PY, "prog.py"], files={"prog.py": source, **kw.pop("files", {})}, **kw)
 
 
 _py("py-tempfile", "import tempfile, os\nwith tempfile.TemporaryDirectory() as d:\n"
@@ -278,6 +279,11 @@ SERVER_PY = ("import socketserver, sys\nclass H(socketserver.StreamRequestHandle
 workload("py-socketserver-curl", f"{PY} server.py 3 & s=$!; while [ ! -e port ]; do sleep 0.02; done; "
          "for p in a b c; do curl -s http://127.0.0.1:$(cat port)/$p; done; wait $s; echo server-status=$?; rm port",
          kind="server", files={"server.py": SERVER_PY}, note="single-process socketserver and curl")
+_py("py-fork-server", "import os, socket\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+    "port = s.getsockname()[1]\nif os.fork() == 0:\n    c = socket.create_connection(('127.0.0.1', port))\n"
+    "    print('child got', c.recv(10), flush=True)\n    os._exit(0)\nconn, _ = s.accept()\n"
+    "for i in range(200):\n    os.getppid()\nconn.sendall(b'hello')\nos.wait()\nprint('parent done')\n",
+    kind="server", note="a forked client of its parent's listening socket: both ends inside the program")
 workload("busybox-httpd", "mkdir www; echo hello-web > www/index.html; "
          "busybox httpd -f -p 127.0.0.1:$CORPUS_PORT -h www & s=$!; "
          "for i in $(seq 100); do busybox wget -qO- http://127.0.0.1:$CORPUS_PORT/ 2>/dev/null && break; sleep 0.05; done; "

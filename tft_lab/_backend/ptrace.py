@@ -4,7 +4,7 @@ This module never imports a policy.  It turns ``waitpid`` statuses into stop
 values (:func:`decode`), performs ptrace requests through libc, and translates
 their failures once, here, into :class:`~tft_lab.errors.TracingError`.
 
-Costs measured on our VMs (DESIGN.md §6) drive the choices: registers through
+Costs measured on our VMs (benchmarks/README.md) drive the choices: registers through
 one GETREGS/SETREGS pair, syscall number and arguments through
 PTRACE_GET_SYSCALL_INFO, memory through ``/proc/PID/mem`` with pread/pwrite.
 """
