@@ -20,6 +20,7 @@ Classes found by this corpus (reproductions run in an empty folder, tft = .venv/
     threading ...ThreadingHTTPServer...'`` prints the refusal, then ``fd 3: connection
     reset``, a Python traceback (``listen: OSError: [Errno 22] Invalid argument``) and
     ``tft: failover: the backup went live and finished the program``.
+    (12 and 13 are fixed; their regression tests are in tests/test_run_regressions.py.)
 14. A listening socket bound to port 0 comes back on ANOTHER port after a failover
     (``fd 3: listening again on 127.0.0.1:0``): the program still believes the old port
     (getsockname was logged), clients that learned it are refused.
@@ -54,7 +55,6 @@ _C5 = "class 5: NUL bytes in the output file after a failover (an fd restored af
 _C6 = "class 6: children started before the failover cannot be waited for after it (ECHILD, wrong status)"
 
 KNOWN: dict[tuple[str, str], str] = {
-    ("*", "clean"): "new class 12: tft run leaves its tft-run-XXXX working folder in $TMPDIR",
     # class 5
     ("sh-redirects", "fault-50"): _C5,
     ("sh-cat-written-file", "fault-50"): _C5,
@@ -73,7 +73,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("unshare-r", "fault-50"): "class 10: after a failover the user namespace has no uid map (id -u prints 65534)",
     ("unshare-r", "fault-90"): "class 10: after a failover the user namespace has no uid map (id -u prints 65534)",
     # found by the corpus (see the module docstring)
-    ("py-http-server", "refused-run"): "new class 13: the primary's refusal of threads becomes a failover",
     ("py-socketserver-curl", "fault-90"): "new class 14: a port-0 listener comes back on another port",
     ("busybox-httpd", "fault-90"): "new class 15: a listener shared by forked processes is not rebuilt (flaky)",
     ("py-fork-server", "fault-90"): "new class 15: a listener shared by forked processes is not rebuilt (flaky)",
