@@ -172,3 +172,13 @@ def test_signals_of_one_kind_pending_together_replay_as_recorded(tmp_path):
     assert rec.returncode == 0, rec.stderr
     assert rec.stdout.startswith(b"usr1_handled=")
     assert outcome(rep) == outcome(rec)
+
+
+def test_a_held_back_signal_reaches_the_handler_it_arrived_for(tmp_path):
+    """A signal held back while the program computes is delivered before the program
+    changes that signal's handling (here: back to SIG_DFL, which would kill it), and the
+    replay delivers it at the same point."""
+    rec, rep, _ = record_and_replay([str(build_program("handler_reset"))], tmp_path, timeout=60)
+    assert rec.returncode == 0, rec.stderr
+    assert rec.stdout == b"handled=1\n"
+    assert rep.stdout == rec.stdout and rep.returncode == 0

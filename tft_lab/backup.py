@@ -40,7 +40,8 @@ import time
 
 from . import fdtable
 from . import log as _log
-from .engine import Call, Engine, Task, signed
+from .engine import Engine
+from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError, TftError, UnsupportedError
 from .faults import Fault, not_injected
 from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, reaped_child
@@ -481,7 +482,7 @@ class Backup(Replayer):
                     if target in task.fds:
                         addr = task.scratch(event)
                         task.inject(NR["epoll_ctl"], (fd, 1, target, addr))  # EPOLL_CTL_ADD
-        self.engine._emit(task, "failover", "go-live", "; ".join(n for n in notes if n), 0, "event", "live")
+        self.engine.emit(task, "failover", "go-live", "; ".join(n for n in notes if n), 0, "event", "live")
         if notes:
             self.warn(f"pid {task.vpid} went live at seq {task.seq}: " + "; ".join(n for n in notes if n))
 

@@ -10,7 +10,7 @@ import os
 import stat
 import struct
 
-from .engine import Call, Task
+from .guest import Call, Task
 from .syscalls import RESTART_CODES, ioctl_out_size
 
 MAX_OUT = 64 << 20

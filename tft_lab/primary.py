@@ -22,7 +22,8 @@ import time
 
 from . import log as _log
 from ._backend import ptrace as pt
-from .engine import Call, Engine, Task
+from .engine import Engine
+from .guest import Call, Task
 from .errors import AckTimeout, PeerFailed, PeerSilent, TftError
 from .faults import Fault, not_injected
 from .recorder import Recorder

@@ -15,8 +15,9 @@ import time
 
 from . import log as _log
 from .mapped import MapLogger
-from ._backend.ptrace import SigInfo
-from .engine import Call, Engine, Policy, Task, find_program, signed
+from ._backend.ptrace import SigInfo, find_program
+from .engine import Engine, Policy
+from .guest import Call, Task, signed
 from .errors import TracingError
 from .outs import MAX_MOVED, MOVED, capture, move_plan, moved
 
@@ -109,7 +110,8 @@ class Recorder(Policy):
             task.emulate(-errno.ENOSYS)
             call.action = "failed"
             return
-        if task.pending and entry is not None and entry.blocks and task.policy_state.get("before_seq") != call.seq:
+        if task.pending and entry is not None and self._deliver_before(task, call) \
+                and task.policy_state.get("before_seq") != call.seq:
             task.policy_state["before_seq"] = call.seq   # one such delivery point per call
             self._deliver_pending(task, mode="before")
             task.rewind()
@@ -167,6 +169,15 @@ class Recorder(Policy):
         held = task.policy_state.pop("in_call_signal", None)
         if held is not None:   # a signal delivered inside this (interrupted) call follows it
             self._log_signal(task, call.seq, *held, "in-call")
+
+    @staticmethod
+    def _deliver_before(task: Task, call: Call) -> bool:
+        """Whether the held-back signals are delivered before this call: it may wait long, or
+        it changes the handling of a signal that is held back."""
+        entry = call.entry
+        if entry.blocks:
+            return True
+        return entry.disposes and call.args[1] != 0 and any(s == call.args[0] for s, _ in task.pending)
 
     def after_call(self, task: Task, call: Call) -> None:
         if task.pending and task.seq % self.engine.epoch == 0:

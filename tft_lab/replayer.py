@@ -32,7 +32,8 @@ import stat
 
 from . import fdtable
 from . import log as _log
-from .engine import Call, Engine, Policy, Task, signed
+from .engine import Engine, Policy
+from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError
 from .mapped import MapReplayer
 from .outs import MOVED, gather

@@ -260,7 +260,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     and :class:`~tft_lab.errors.ProgramError` for a program that cannot be run, before
     anything starts.
     """
-    from .engine import find_program
+    from ._backend.ptrace import find_program
 
     faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
     kind, host, port = parse_backup(backup)

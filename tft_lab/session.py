@@ -180,7 +180,7 @@ def _control(control_fd: int | None) -> tuple[list[str], tuple[int, ...]]:
 
 def _check(argv: list[str], cwd=None) -> list[str]:
     """A missing or non-executable program raises ProgramError here, before anything starts."""
-    from .engine import find_program
+    from ._backend.ptrace import find_program
 
     find_program(argv, None, cwd)
     return argv

@@ -72,6 +72,10 @@ class Syscall:
     """For ``writes="fd"``: the argument that is the source file descriptor."""
     count_arg: int | None = None
     """For ``writes="fd"``: the argument that is the number of bytes to move."""
+    disposes: bool = False
+    """Changes how a signal (argument 0) is handled: held-back signals of that number are
+    delivered before it, where the program would have taken them natively (a handler that
+    is removed next would otherwise meet a signal that arrived while it was installed)."""
     kills: bool = False
     """Sends a signal (argument 0 is the target; for ``tgkill`` argument 1)."""
     opens: bool = False
@@ -97,7 +101,7 @@ class Syscall:
     @property
     def flags(self) -> tuple[str, ...]:
         """The names of the boolean facts set on this row, and ``writes=...``, for the docs."""
-        names = [f for f in ("blocks", "kills", "opens", "chdir", "noreturn", "forks", "execs", "resets")
+        names = [f for f in ("blocks", "disposes", "kills", "opens", "chdir", "noreturn", "forks", "execs", "resets")
                  if getattr(self, f)]
         if self.writes:
             names.append(f"writes={self.writes}" + (f"(fd a{self.src_arg})" if self.src_arg is not None else ""))
@@ -156,7 +160,7 @@ TABLE: dict[str, Syscall] = _t(
     S("alarm", 37, "local", check=False, nargs=1),         # remaining seconds: primary's
     S("timer_create", 222, "local", outs=((2, "4"),), check=False, nargs=2),
     S("timer_settime", 223, "local", outs=((3, "32"),), check=False, nargs=3),
-    S("rt_sigaction", 13, "local", trap=False),
+    S("rt_sigaction", 13, "local", disposes=True, nargs=1),
     S("rt_sigprocmask", 14, "local", trap=False),
     S("rt_sigreturn", 15, "local", trap=False),
     S("sigaltstack", 131, "local", trap=False),

@@ -13,7 +13,8 @@ from ptrace.func_call import FunctionCallOptions
 from ptrace.syscall import PtraceSyscall
 
 from ._backend import ptrace as pt
-from .engine import Call, Engine, Policy, Task, signed
+from .engine import Engine, Policy
+from .guest import Call, Task, signed
 
 
 class _ProcessView:

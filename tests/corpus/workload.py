@@ -112,8 +112,9 @@ _UUID = re.compile(rb"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 
 def digits_and_hex(b: bytes) -> bytes:
-    """:func:`digits` after UUIDs become ``U`` and hex strings of 7+ characters ``H`` (hashes, ids)."""
-    return digits(_HEX.sub(b"H", _UUID.sub(b"U", b)))
+    """:func:`digits` after UUIDs become ``U`` and hex strings of 7+ characters ``N`` (hashes, ids:
+    a random hex string is sometimes all digits, so both read as a number)."""
+    return digits(_HEX.sub(b"N", _UUID.sub(b"U", b)))
 
 
 def sorted_lines(b: bytes) -> bytes:

@@ -455,3 +455,20 @@ def read_spawn_error(fd: int) -> str | None:
 def set_subreaper() -> None:
     """Orphans of the supervised program become our children, so none is ever left behind."""
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def find_program(argv, env: dict | None = None, cwd: str | None = None) -> str:
+    """The absolute path execve will run for ``argv[0]`` (searched in PATH unless it has a
+    slash); ProgramError if there is none, or it is not an executable program."""
+    import shutil
+
+    if not argv:
+        raise ProgramError("no program given")
+    env = os.environ if env is None else env
+    prog = argv[0]
+    path = prog if "/" in prog else shutil.which(prog, path=env.get("PATH", os.defpath))
+    if path is None:
+        raise ProgramError(f"{prog}: command not found")
+    path = path if os.path.isabs(path) else os.path.join(cwd or os.getcwd(), path)
+    check_program(path)
+    return path
