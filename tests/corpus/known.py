@@ -51,24 +51,11 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-_C5 = "class 5: NUL bytes in the output file after a failover (an fd restored after a redirect reopened wrong)"
 _C6 = "class 6: children started before the failover cannot be waited for after it (ECHILD, wrong status)"
 
 KNOWN: dict[tuple[str, str], str] = {
-    # class 5
-    ("sh-redirects", "fault-50"): _C5,
-    ("sh-cat-written-file", "fault-50"): _C5,
-    ("sh-fd-restore", "fault-50"): _C5,
-    ("sh-exec-fd", "fault-50"): _C5,
     # class 6
     ("sh-trap", "fault-90"): _C6 + ": wait $p gives 0 instead of 143",
-    ("py-subprocess", "fault-90"): _C6 + ": subprocess.run returns 0 instead of 5",
-    ("tar-czf", "fault-90"): _C6 + ": tar: gzip: Cannot waitpid",
-    ("tar-xzf", "fault-50"): _C6 + ": tar: gzip: Cannot waitpid",
-    ("make-gcc", "fault-50"): _C6 + ": gcc: failed to get exit status",
-    ("make-gcc", "fault-90"): _C6 + ": collect2: cannot get program status",
-    ("gcc-direct", "fault-*"): _C6 + ": gcc/collect2 cannot get their children's status",
-    ("mmap-relative", "fault-*"): _C6 + ": gcc/collect2 cannot get their children's status",
     # class 10
     ("unshare-r", "fault-50"): "class 10: after a failover the user namespace has no uid map (id -u prints 65534)",
     ("unshare-r", "fault-90"): "class 10: after a failover the user namespace has no uid map (id -u prints 65534)",
