@@ -22,6 +22,10 @@ backup replays what it received and then *goes live* (DESIGN.md §5):
   waitable, with its real status, and no other is;
 - the one output the primary announced but never confirmed runs again (the
   backup simply has no record of it): at most one duplicate per failover.
+
+A primary that stopped the program on a call tft_lab refuses (a thread) says so
+in its ``end`` record: the backup then stops its program too (PrimaryRefused),
+it does not go live.
 """
 from __future__ import annotations
 
@@ -39,8 +43,8 @@ from . import log as _log
 from . import pairs
 from .engine import Engine
 from .guest import Call, Task, signed
-from .errors import DivergenceError, LogError, TftError
-from .faults import Fault
+from .errors import DivergenceError, LogError, TftError, UnsupportedError
+from .faults import Fault, not_injected
 from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, reaped_child
 from .primary import fail_stop
 from .outs import gather
@@ -79,6 +83,15 @@ _PID_RESULTS = frozenset(("wait4", "getpgid", "getsid", "getpgrp", "setsid"))
 _FD_CALLS = frozenset(("dup", "dup2", "dup3", "fcntl", "close", "close_range", "open", "openat", "creat",
                        "socket", "accept", "accept4", "pipe", "pipe2", "socketpair", "epoll_create",
                        "epoll_create1", "epoll_ctl", "lseek", "bind", "listen", "connect", "chdir", "fchdir"))
+
+
+class PrimaryRefused(UnsupportedError):
+    """The primary stopped the program on a call tft_lab refuses: the backup stops too.
+
+    Its message is the primary's, which names the primary's pid, seq and call already."""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class _Pump(threading.Thread):
@@ -147,6 +160,7 @@ class Backup(Replayer):
         self.ordered = True
         self.faults = [f for f in faults if f.replica == "backup"]
         self.entries = 0
+        self.faults_not_injected: list[str] = []   # faults past the program's last call
         self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
         self.pipes: dict[str, _PipeFlow] = {}
         self.flows: dict[tuple[bytes, bytes], pairs.Flow] = {}   # connections: (from, to) address
@@ -190,6 +204,9 @@ class Backup(Replayer):
         if rec.type == "sys":
             self.received[rec["pid"]] = time.time()
         self.add(rec)
+        if rec.type == "end" and "refused" in rec:
+            # Not a crash: the program's end.  Going live would run it on, unsupervised.
+            raise PrimaryRefused(rec["refused"])
         return True
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -481,6 +498,12 @@ class Backup(Replayer):
         if self.is_live(task) or (self.peek(task) is None and self.primary_state == "failed"):
             return time.monotonic_ns() * 3, 0
         return super().on_rdtsc(task, rdtscp)
+
+    def on_finish(self, engine: Engine) -> None:
+        self.faults_not_injected = not_injected(self.faults, "backup", self.entries)
+        for msg in self.faults_not_injected:
+            self.warn(f"warning: {msg}")
+        super().on_finish(engine)
 
     def on_task_exit(self, task: Task, code, sig) -> None:
         self.waiting.pop(task.pid, None)

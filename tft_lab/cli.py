@@ -155,9 +155,11 @@ def main(argv: list[str] | None = None) -> int:
             elif res.outcome == "backup-lost":
                 print(f"tft: redundancy lost: {res.redundancy_lost}; the primary finished the program ALONE "
                       f"(exit status {res.returncode})", file=sys.stderr)
+            elif res.outcome == "refused":
+                print(f"tft: {res.error}", file=sys.stderr)   # both replicas stopped the program
             elif res.outcome == "failed":
-                err = res.primary.get("error") or res.backup.get("error") or "both replicas failed"
-                print(f"tft: no replica finished the program: {err}", file=sys.stderr)
+                print(f"tft: no replica finished the program: {res.error or 'both replicas failed'}",
+                      file=sys.stderr)
             return res.returncode
         if args.cmd == "backup":
             from .channel import load_key

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,7 +37,21 @@ def _chain_ok(text: str) -> bool:
 
 
 def demo(workdir: str | None = None) -> int:
+    """Run the narrated demo in ``workdir`` (kept), or in a temporary directory removed at the end."""
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt   # SIGTERM as Ctrl-C: the directory is removed on the way out
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
     work = workdir or tempfile.mkdtemp(prefix="tft-demo-")
+    try:
+        return _demo(work)
+    finally:
+        if workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _demo(work: str) -> int:
     os.makedirs(work, exist_ok=True)
     counter = str(example("counter"))
     ok = True

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 import zlib
 from typing import BinaryIO, Iterator
@@ -67,6 +68,9 @@ OPTIONAL: dict[str, dict[str, type]] = {
     "sys": {"oseq": _INT},
     "exec": {"sha256": _STR},
     "header": {"created": _STR, "program": _STR},
+    # the primary stopped the program on a call tft_lab refuses (its one-line message): a live
+    # backup stops too instead of going live
+    "end": {"refused": _STR},
 }
 _SIG_MODES = ("boundary", "self", "in-call", "before")
 
@@ -219,15 +223,27 @@ def decode_payload(payload: bytes, offset: int = 0) -> Record:
     return rec
 
 
+def open_private(path: str, flags: int) -> int:
+    """``os.open`` for a file only its owner may read (a log or a trace holds what the program
+    read): mode 0600, also when it replaces an older regular file.  A device or a FIFO
+    (``/dev/null``, a pipe) keeps its mode: it is not ours to change."""
+    fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 class LogWriter:
-    """Appends records to a file; :meth:`close` flushes.  Records are batched in memory."""
+    """Appends records to a file (mode 0600); :meth:`close` flushes.  Records are batched in memory."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         try:
-            # 0600: a log holds everything the program read
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.fchmod(fd, 0o600)   # also when it replaces an older file
+            fd = open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             self._f: BinaryIO = os.fdopen(fd, "wb")
         except OSError as e:
             raise LogError(f"cannot write the log {self.path}: {e.strerror}") from None

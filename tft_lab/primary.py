@@ -7,7 +7,8 @@ Output commit (DESIGN.md §5):
 ``none``    never waits: fastest, and a failover may lose or repeat outputs
 
 A backup that leaves (channel closed, its supervisor gone) leaves the primary
-running alone, with a warning.  A backup that falls *silent* may be alive and
+running alone, with a warning.  A program the primary refuses (threads...) ends
+with an ``end`` record that says so: the backup stops with it (:meth:`Primary.refuse`).  A backup that falls *silent* may be alive and
 cut off — and about to go live — so the primary fences itself (kills its
 program) rather than risk two live replicas both emitting output.
 """
@@ -159,6 +160,14 @@ class Primary(Recorder):
             self.failed_program = True
             return
         super().on_task_exit(task, code, sig)
+
+    def refuse(self, err: TftError) -> None:
+        """The program made a call tft_lab refuses (``err``) and was stopped: tell the backup,
+        in an ``end`` record naming the refusal, that this is the program's end and not a
+        crash, so that it stops too instead of going live (it would run the program on,
+        unsupervised, to the same refusal or past it).  The caller then closes the channel."""
+        self.emit({"t": "end", "status": 1, "refused": str(err)})
+        self.sink.flush()
 
     def on_finish(self, engine: Engine) -> None:
         self.faults_not_injected = not_injected(self.faults, "primary", self.entries)

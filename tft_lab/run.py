@@ -7,12 +7,18 @@ joined by a socket pair; with ``backup="tcp://HOST:PORT"`` the backup is a
 and an event stream (:func:`tft_lab.trace.event_file`) in a private directory;
 the coordinator merges the streams (``--trace FILE``, parquet) and reports the
 program's status: the primary's if it finished, else the backup's after it
-went live.
+went live.  That directory is removed when :func:`run` returns or raises, unless
+the caller named it (``workdir``).
+
+A program that asks for what tft_lab refuses (threads, io_uring...) is stopped
+on both replicas: the primary tells the backup in its ``end`` record, so the
+backup does not take the refusal for a crash and go live (outcome ``refused``).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -21,7 +27,7 @@ from dataclasses import dataclass, field
 
 from . import channel as _channel
 from ._process import die_with_parent, reap_exited
-from .errors import ChannelError, DivergenceError, ProgramError, TftError
+from .errors import ChannelError, DivergenceError, ProgramError, TftError, UnsupportedError
 from .faults import Fault, parse_fault
 from .trace import event_file
 from .trace import load as load_trace
@@ -30,6 +36,8 @@ from .trace import save as save_trace
 #: ``tft run``'s status when the backup diverged and the program itself exited 0: the program
 #: ran, but unprotected from the point named in the message (``tft replay`` uses it too).
 EXIT_BACKUP_DIVERGED = 3
+#: ``tft run``'s status when the program asked for what tft_lab refuses (as ``tft record``'s).
+EXIT_REFUSED = 2
 SENDER_TIMEOUT_FACTOR = 2.0    # the primary gives up on a silent backup first ...
 RECEIVER_TIMEOUT_FACTOR = 4.0  # ... well before the backup takes over from a silent primary
 
@@ -43,7 +51,8 @@ class RunResult:
     of 0 when the backup diverged (the program ran unprotected from then on)."""
     outcome: str
     """``completed`` (no failure), ``failover`` (the backup went live and finished),
-    ``backup-lost`` (the primary finished alone), ``failed`` (no replica finished)."""
+    ``backup-lost`` (the primary finished alone), ``refused`` (the program made a call tft_lab
+    refuses, e.g. it started a thread: both replicas stopped it), ``failed`` (no replica finished)."""
     primary: dict = field(default_factory=dict)
     """The primary supervisor's result (``outcome``, ``status``, ``error``...), empty if it was killed."""
     backup: dict = field(default_factory=dict)
@@ -51,14 +60,22 @@ class RunResult:
     failover_ms: float | None = None
     """Primary failure detected -> first backup process live, in milliseconds."""
     trace_files: list = field(default_factory=list)
-    """The replicas' event streams (JSON lines), if a trace was asked for."""
+    """The replicas' event streams (JSON lines), if a trace was asked for and the caller named
+    the ``workdir`` (a run's own temporary directory is gone when :func:`run` returns)."""
     redundancy_lost: str | None = None
     """For ``backup-lost``: where and why the backup was lost (its error names pid and seq)."""
+    loaded_trace: object = field(default=None, repr=False)
+    """The trace, read before the run's temporary directory was removed (None: read ``trace_files``)."""
 
     @property
     def trace(self):
-        """Both replicas' trace as a DataFrame (see :mod:`tft_lab.trace`)."""
-        return load_trace(self.trace_files)
+        """Both replicas' trace as a DataFrame (see :mod:`tft_lab.trace`); empty without ``trace``/``workdir``."""
+        return self.loaded_trace if self.loaded_trace is not None else load_trace(self.trace_files)
+
+    @property
+    def error(self) -> str | None:
+        """For ``refused`` and ``failed``: why, in one line (the primary's reason first)."""
+        return self.primary.get("error") or self.backup.get("error")
 
 
 # -- supervisors (each runs in its own process) ----------------------------------------------
@@ -112,22 +129,33 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
                     if lost is not None and policy.backup_lost is None:
                         policy.backup_lost = str(lost)
                         policy.warn(f"the backup failed ({lost}); the primary finished the program ALONE")
-                    try:
-                        sender.close()
-                    except TftError:
-                        pass
+                    _close_quietly(sender)
             result.update(log_bytes=sink.bytes, calls=engine.stopped_calls, backup_lost=policy.backup_lost,
                           faults_not_injected=policy.faults_not_injected)
     except Fenced as e:
         result.update(outcome="fenced", error=str(e))
     except KeyboardInterrupt:
         result.update(outcome="interrupted")
+    except UnsupportedError as e:
+        # Not a failure of this replica: the program itself is refused (the coordinator says so).
+        result.update(outcome="refused", error=str(e))
+        if sender is not None and sink.sender is not None:
+            policy.refuse(e)   # the backup stops too instead of going live
+            _close_quietly(sender)
     except TftError as e:
         result.update(outcome="error", error=str(e))
         print(f"tft: {e}", file=sys.stderr, flush=True)
     finally:
         _write_result(result_path, result)
     return result["status"] if result["outcome"] == "completed" else 1
+
+
+def _close_quietly(sender) -> None:
+    """A clean close (the backup learns that the stream ended on purpose); a lost backup changes nothing."""
+    try:
+        sender.close()
+    except TftError:
+        pass
 
 
 def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) -> int:
@@ -154,8 +182,15 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
                           detected_ns=policy.failover_ns, live_ns=policy.live_ns)
         else:
             result.update(outcome="replayed", status=policy.end_status, program_status=status)
+        result.update(faults_not_injected=policy.faults_not_injected)
     except KeyboardInterrupt:
         result.update(outcome="interrupted")
+    except UnsupportedError as e:
+        # The primary's refusal (its end record says so), or the same call reached here first:
+        # the backup stops its program, it does not go live.  Whoever started us reports it.
+        from .backup import PrimaryRefused
+
+        result.update(outcome="refused", error=str(e), by="primary" if isinstance(e, PrimaryRefused) else "backup")
     except TftError as e:
         result.update(outcome="diverged" if isinstance(e, DivergenceError) else "error", error=str(e),
                       pid=e.pid, seq=e.seq)
@@ -217,7 +252,14 @@ def parse_backup(spec: str) -> tuple[str, str | None, int | None]:
 def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64, trace: str | None = None,
         faults=(), key: bytes | None = None, heartbeat: float = 0.5, env=None, cwd=None,
         workdir: str | None = None, control_fd: int | None = None) -> RunResult:
-    """Run ``argv`` replicated; return when the program has finished on a live replica."""
+    """Run ``argv`` replicated; return when the program has finished on a live replica.
+
+    The supervisors' results and event streams go to a new temporary directory that is
+    removed before this returns or raises (Ctrl-C, SIGTERM and SIGHUP included); with
+    ``workdir`` they go there and stay (``trace_files``).  Raises ValueError for bad options
+    and :class:`~tft_lab.errors.ProgramError` for a program that cannot be run, before
+    anything starts.
+    """
     from ._backend.ptrace import find_program
 
     faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
@@ -229,18 +271,36 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     env = dict(os.environ if env is None else env)
     cwd = cwd or os.getcwd()
     find_program(argv, env, cwd)   # a clear error before anything starts
+    if kind == "tcp" and key is None:
+        raise ValueError("a TCP backup needs --key-file")
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt   # stop the supervisors, remove the directory, then go
+
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     work = workdir or tempfile.mkdtemp(prefix="tft-run-")
+    try:
+        return _coordinate(argv, work, kind, host, port, key=key, commit=commit, epoch=epoch, trace=trace,
+                           faults=faults, heartbeat=heartbeat, env=env, cwd=cwd, keep=workdir is not None,
+                           control_fd=control_fd)
+    finally:
+        if workdir is None:
+            shutil.rmtree(work, ignore_errors=True)   # on every path: results, events, all
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, trace, faults, heartbeat,
+                env, cwd, keep: bool, control_fd) -> RunResult:
+    """:func:`run` in ``work``; ``keep``: the caller named it (its event streams stay there)."""
     os.makedirs(work, exist_ok=True)
-    traced = bool(trace or workdir)   # event streams cost a write per 0.2 s of events: only on demand
+    traced = bool(trace or keep)   # event streams cost a write per 0.2 s of events: only on demand
     paths = {r: (os.path.join(work, f"{r}.result.json"), event_file(work, r) if traced else None)
              for r in ("primary", "backup")}
     pids: dict[str, int] = {}
     a = b = None
     if kind == "local":
         a, b = _channel.socketpair_channel()
-    if kind == "tcp":
-        if key is None:
-            raise ValueError("a TCP backup needs --key-file")
 
     def primary_main():
         if b is not None:
@@ -271,10 +331,6 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         return supervise_backup(receiver, faults=faults, trace_path=paths["backup"][1],
                                 result_path=paths["backup"][0])
 
-    def _terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     from ._backend.ptrace import set_subreaper
 
     set_subreaper()   # a killed supervisor's program is reaped here, not left to whoever is above
@@ -297,15 +353,16 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
             _signal_quietly(pid, signal.SIGKILL)
         _wait_all(pids)
         raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     reap_exited()   # a killed supervisor's programs, adopted by us
     prim = _read_json(paths["primary"][0])
     back = _read_json(paths["backup"][0])
     trace_files = [p for p in (paths["primary"][1], paths["backup"][1]) if p]
+    frame = None
     if trace:
-        save_trace(load_trace(trace_files), trace)
+        frame = load_trace(trace_files)
+        save_trace(frame, trace)
+    if not keep:
+        trace_files = []   # they go with the run's directory; the trace was read above
     failover_ms = None
     if back.get("outcome") == "live":
         outcome, status = "failover", back["status"]
@@ -314,12 +371,14 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     elif prim.get("outcome") == "completed":
         lost = prim.get("backup_lost") or (kind == "local" and back.get("outcome") not in ("replayed",))
         outcome, status = ("backup-lost" if lost else "completed"), prim["status"]
+    elif "refused" in (prim.get("outcome"), back.get("outcome")):
+        outcome, status = "refused", EXIT_REFUSED
     else:
         outcome, status = "failed", 1
     why = _why_lost(prim, back) if outcome == "backup-lost" else None
     if outcome == "backup-lost" and back.get("outcome") == "diverged" and status == 0:
         status = EXIT_BACKUP_DIVERGED   # a script must not take an unprotected run for a good one
-    return RunResult(status, outcome, prim, back, failover_ms, trace_files, why)
+    return RunResult(status, outcome, prim, back, failover_ms, trace_files, why, frame)
 
 
 def _why_lost(prim: dict, back: dict) -> str:
@@ -354,11 +413,13 @@ def _wait_all(pids: dict[str, int], block: bool = True) -> None:
 
 def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | None = None,
                  heartbeat: float = 0.5, accept_timeout: float | None = None, ready=None) -> int:
-    """``tft backup --listen HOST:PORT``: wait for one primary, then be its backup in this process."""
+    """``tft backup --listen HOST:PORT``: wait for one primary, then be its backup in this process.
+
+    Returns the program's status (the primary's, or its own after going live);
+    :data:`EXIT_REFUSED` with a one-line ``tft: backup:`` message if the primary refused the
+    program.  Its temporary directory is removed on every path.
+    """
     faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
-    work = tempfile.mkdtemp(prefix="tft-backup-")
-    result_path = os.path.join(work, "backup.result.json")
-    trace_path = event_file(work, "backup") if trace else None
     listener = _channel.listen(host, port, key, heartbeat=heartbeat, timeout_factor=RECEIVER_TIMEOUT_FACTOR)
     deadline = None if accept_timeout is None else time.monotonic() + accept_timeout
     try:
@@ -376,7 +437,18 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
                     raise
     finally:
         listener.close()
-    code = supervise_backup(receiver, faults=faults, trace_path=trace_path, result_path=result_path)
-    if trace:
-        save_trace(load_trace([trace_path]), trace)
+    work = tempfile.mkdtemp(prefix="tft-backup-")
+    try:
+        result_path = os.path.join(work, "backup.result.json")
+        trace_path = event_file(work, "backup") if trace else None
+        code = supervise_backup(receiver, faults=faults, trace_path=trace_path, result_path=result_path)
+        if trace:
+            save_trace(load_trace([trace_path]), trace)
+        result = _read_json(result_path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if result.get("outcome") == "refused":
+        how = "stopped with the primary" if result.get("by") == "primary" else "stopped the program"
+        print(f"tft: backup: {how}: {result.get('error')}", file=sys.stderr, flush=True)
+        return EXIT_REFUSED
     return code

@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -190,23 +192,27 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     """``tft run`` from Python: a replicated run of ``argv`` (a list or a shell-like string)."""
     argv = _check(shlex.split(argv) if isinstance(argv, str) else list(argv), cwd)
     work = workdir or tempfile.mkdtemp(prefix="tft-nb-run-")
-    result_json = os.path.join(work, "result.json")
-    cmd = ["run", "--backup", backup, "--commit", commit, "--epoch", str(epoch),
-           "--heartbeat", str(heartbeat), "--workdir", work, "--result-json", result_json]
-    for f in ([fault] if isinstance(fault, str) else fault):
-        cmd += ["--fault", f]
-    ctl, pass_fds = _control(control_fd)
-    cmd += ctl
-    cmd += ["--", *argv]
-    files = [event_file(work, r) for r in _replicas("run", backup)]
-    rc, out, err, events = _execute(cmd, files, stdin=stdin, progress=progress, timeout=timeout,
-                                    pass_fds=pass_fds, cwd=cwd)
-    details = {}
     try:
-        with open(result_json) as f:
-            details = json.load(f)
-    except (OSError, ValueError):
-        pass
+        result_json = os.path.join(work, "result.json")
+        cmd = ["run", "--backup", backup, "--commit", commit, "--epoch", str(epoch),
+               "--heartbeat", str(heartbeat), "--workdir", work, "--result-json", result_json]
+        for f in ([fault] if isinstance(fault, str) else fault):
+            cmd += ["--fault", f]
+        ctl, pass_fds = _control(control_fd)
+        cmd += ctl
+        cmd += ["--", *argv]
+        files = [event_file(work, r) for r in _replicas("run", backup)]
+        rc, out, err, events = _execute(cmd, files, stdin=stdin, progress=progress, timeout=timeout,
+                                        pass_fds=pass_fds, cwd=cwd)
+        details = {}
+        try:
+            with open(result_json) as f:
+                details = json.load(f)
+        except (OSError, ValueError):
+            pass
+    finally:
+        if workdir is None:
+            shutil.rmtree(work, ignore_errors=True)   # the events were read above; nothing stays
     return Run([*CLI, *cmd], rc, out, err, to_dataframe(events), details.get("outcome", "failed" if rc else ""),
                None, details)
 
@@ -214,29 +220,55 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
 def record(argv, log: str | None = None, *, epoch: int = 64, stdin=None, progress=True,
            timeout: float | None = None, cwd=None, control_fd: int | None = None,
            workdir: str | None = None) -> Run:
-    """``tft record`` from Python; the log goes to ``log`` (a temporary file if None)."""
+    """``tft record`` from Python; the log goes to ``log``.
+
+    Without ``log`` (and ``workdir``) the log is a temporary file that lives as long as the
+    returned :class:`Run`: it is removed, with its directory, when the Run is garbage-collected
+    or at exit.  Nothing else is left behind.
+    """
     argv = _check(shlex.split(argv) if isinstance(argv, str) else list(argv), cwd)
     work = workdir or tempfile.mkdtemp(prefix="tft-nb-rec-")
-    log = log or os.path.join(work, "run.log")
-    events = event_file(work, "primary")
-    cmd = ["record", "--log", log, "--epoch", str(epoch), "--events", events]
-    ctl, pass_fds = _control(control_fd)
-    cmd += ctl
-    cmd += ["--", *argv]
-    rc, out, err, evs = _execute(cmd, [events], stdin=stdin, progress=progress, timeout=timeout,
-                                 pass_fds=pass_fds, cwd=cwd)
-    return Run([*CLI, *cmd], rc, out, err, to_dataframe(evs), log=log)
+    events, log_path = event_file(work, "primary"), log or os.path.join(work, "run.log")
+    try:
+        cmd = ["record", "--log", log_path, "--epoch", str(epoch), "--events", events]
+        ctl, pass_fds = _control(control_fd)
+        cmd += ctl
+        cmd += ["--", *argv]
+        rc, out, err, evs = _execute(cmd, [events], stdin=stdin, progress=progress, timeout=timeout,
+                                     pass_fds=pass_fds, cwd=cwd)
+    except BaseException:
+        if workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    run = Run([*CLI, *cmd], rc, out, err, to_dataframe(evs), log=log_path)
+    if workdir is None:
+        if log is None:
+            _remove_quietly(events)
+            weakref.finalize(run, shutil.rmtree, work, True)   # the log goes with its Run
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return run
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def replay(log: str, *, progress=True, timeout: float | None = None, control_fd: int | None = None) -> Run:
     """``tft replay`` from Python."""
     work = tempfile.mkdtemp(prefix="tft-nb-rep-")
-    events = event_file(work, "backup")
-    cmd = ["replay", "--events", events]
-    ctl, pass_fds = _control(control_fd)
-    cmd += ctl
-    cmd += [log]
-    rc, out, err, evs = _execute(cmd, [events], progress=progress, timeout=timeout, pass_fds=pass_fds)
+    try:
+        events = event_file(work, "backup")
+        cmd = ["replay", "--events", events]
+        ctl, pass_fds = _control(control_fd)
+        cmd += ctl
+        cmd += [log]
+        rc, out, err, evs = _execute(cmd, [events], progress=progress, timeout=timeout, pass_fds=pass_fds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return Run([*CLI, *cmd], rc, out, err, to_dataframe(evs), log=log)
 
 
@@ -247,6 +279,10 @@ class LiveSession:
     end of its socket.  ``step("next")`` returns the next paused event as a dict with keys
     ``event`` (the TraceEvent fields) and ``pending`` (signals held back), or None at the end.
     ``result()`` waits for the run and returns its :class:`Run`.
+
+    Without a ``workdir``, the event streams (and a record's log, unless ``log`` is given)
+    are in a temporary directory that lives as long as this object: it is removed by
+    :meth:`close` once the run has ended, when the object is garbage-collected, or at exit.
     """
 
     def __init__(self, kind: str, argv, **kw):
@@ -259,7 +295,11 @@ class LiveSession:
         self._awaiting = False
         fn = {"run": run, "record": record}[kind]
         kw.setdefault("progress", False)
-        work = kw.setdefault("workdir", tempfile.mkdtemp(prefix=f"tft-live-{kind}-"))
+        self._remove_work = None
+        if kw.get("workdir") is None:
+            kw["workdir"] = tempfile.mkdtemp(prefix=f"tft-live-{kind}-")
+            self._remove_work = weakref.finalize(self, shutil.rmtree, kw["workdir"], True)
+        work = kw["workdir"]
         self.epoch = kw.get("epoch", 64)
         #: replica -> the event stream its supervisor writes (:func:`tft_lab.trace.event_file`)
         self.event_files = {r: event_file(work, r) for r in _replicas(kind, kw.get("backup", "local"))}
@@ -308,8 +348,12 @@ class LiveSession:
         return self._result
 
     def close(self) -> None:
+        """Let go of the run (an unfinished program runs on, unattended); once it has ended,
+        remove the temporary directory (else that happens at garbage collection or exit)."""
         self.controller.close()
         self._thread.join(10)
+        if self._remove_work is not None and not self._thread.is_alive():
+            self._remove_work()
 
 
 def live(argv, kind: str = "run", **kw) -> LiveSession:

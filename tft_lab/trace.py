@@ -18,6 +18,8 @@ import json
 import os
 from typing import Iterable, NamedTuple
 
+from .log import open_private
+
 #: Values of the ``kind`` column.
 KINDS = ("syscall", "signal", "rdtsc", "exec", "exit", "failover")
 #: Values of the ``replica`` column.
@@ -100,8 +102,8 @@ def event_file(workdir: str | os.PathLike, replica: str) -> str:
 
 
 def _private(path: str, flags: int) -> int:
-    """Open for ``open(opener=...)``: a new file is readable by its owner only (traces show a program's data)."""
-    return os.open(path, flags | os.O_CLOEXEC, 0o600)
+    """Open for ``open(opener=...)``: readable by its owner only, as a log (traces show a program's data)."""
+    return open_private(path, flags)
 
 
 class EventWriter:

@@ -20,6 +20,7 @@ Classes found by this corpus (reproductions run in an empty folder, tft = .venv/
     threading ...ThreadingHTTPServer...'`` prints the refusal, then ``fd 3: connection
     reset``, a Python traceback (``listen: OSError: [Errno 22] Invalid argument``) and
     ``tft: failover: the backup went live and finished the program``.
+    (12 and 13 are fixed; their regression tests are in tests/test_run_regressions.py.)
 14. A listening socket bound to port 0 comes back on ANOTHER port after a failover
     (``fd 3: listening again on 127.0.0.1:0``): the program still believes the old port
     (getsockname was logged), clients that learned it are refused.
@@ -50,30 +51,15 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-_C5 = "class 5: NUL bytes in the output file after a failover (an fd restored after a redirect reopened wrong)"
 _C6 = "class 6: children started before the failover cannot be waited for after it (ECHILD, wrong status)"
 
 KNOWN: dict[tuple[str, str], str] = {
-    ("*", "clean"): "new class 12: tft run leaves its tft-run-XXXX working folder in $TMPDIR",
-    # class 5
-    ("sh-redirects", "fault-50"): _C5,
-    ("sh-cat-written-file", "fault-50"): _C5,
-    ("sh-fd-restore", "fault-50"): _C5,
-    ("sh-exec-fd", "fault-50"): _C5,
     # class 6
     ("sh-trap", "fault-90"): _C6 + ": wait $p gives 0 instead of 143",
-    ("py-subprocess", "fault-90"): _C6 + ": subprocess.run returns 0 instead of 5",
-    ("tar-czf", "fault-90"): _C6 + ": tar: gzip: Cannot waitpid",
-    ("tar-xzf", "fault-50"): _C6 + ": tar: gzip: Cannot waitpid",
-    ("make-gcc", "fault-50"): _C6 + ": gcc: failed to get exit status",
-    ("make-gcc", "fault-90"): _C6 + ": collect2: cannot get program status",
-    ("gcc-direct", "fault-*"): _C6 + ": gcc/collect2 cannot get their children's status",
-    ("mmap-relative", "fault-*"): _C6 + ": gcc/collect2 cannot get their children's status",
     # class 10
     ("unshare-r", "fault-50"): "class 10: after a failover the user namespace has no uid map (id -u prints 65534)",
     ("unshare-r", "fault-90"): "class 10: after a failover the user namespace has no uid map (id -u prints 65534)",
     # found by the corpus (see the module docstring)
-    ("py-http-server", "refused-run"): "new class 13: the primary's refusal of threads becomes a failover",
     ("py-socketserver-curl", "fault-90"): "new class 14: a port-0 listener comes back on another port",
     ("busybox-httpd", "fault-90"): "new class 15: a listener shared by forked processes is not rebuilt (flaky)",
     ("py-fork-server", "fault-90"): "new class 15: a listener shared by forked processes is not rebuilt (flaky)",
