@@ -4,7 +4,7 @@ While the primary lives, the backup replays every record as it arrives (and
 acknowledges each on receipt, which is what the primary's output rule waits
 for).  When the channel ends without a clean close — the primary's supervisor
 died, its program was killed, its host went silent — every process of the
-backup replays what it received and then *goes live* (DESIGN.md §5):
+backup replays what it received and then *goes live*:
 
 - files the primary wrote are reopened for real, at the primary's offset, with
   create/truncate dropped; real files whose reads were fed get their offset;

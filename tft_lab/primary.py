@@ -1,6 +1,6 @@
 """The primary of a live pair: a recorder whose log goes over a channel, under an output rule.
 
-Output commit (DESIGN.md §5):
+Output commit:
 
 ``output``  an output call runs only after the backup acknowledged every record before it
 ``epoch``   the primary waits for the backup at every epoch boundary (Hypervisor-based FT)
