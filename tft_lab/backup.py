@@ -118,30 +118,6 @@ class _Pump(threading.Thread):
             self.q.put(("failed", e))
 
 
-class _PipeFlow:
-    """Bytes through one of the program's pipes, as the primary's processes moved them."""
-
-    KEEP = 1 << 20
-
-    def __init__(self):
-        self.written = 0
-        self.consumed = 0
-        self.tail = bytearray()   # the last KEEP bytes written
-
-    def wrote(self, data: bytes) -> None:
-        self.written += len(data)
-        self.tail += data
-        if len(self.tail) > self.KEEP:
-            del self.tail[:len(self.tail) - self.KEEP]
-
-    def read(self, n: int) -> None:
-        self.consumed += n
-
-    def leftover(self) -> bytes:
-        n = self.written - self.consumed
-        return bytes(self.tail[-n:]) if n > 0 else b""
-
-
 class Backup(Replayer):
     """Backup replica over a channel Receiver."""
 
@@ -162,7 +138,7 @@ class Backup(Replayer):
         self.entries = 0
         self.faults_not_injected: list[str] = []   # faults past the program's last call
         self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
-        self.pipes: dict[str, _PipeFlow] = {}
+        self.pipes: dict[str, pairs.Flow] = {}
         self.flows: dict[tuple[bytes, bytes], pairs.Flow] = {}   # connections: (from, to) address
         self.stopped: list[Task] = []   # processes at a syscall entry while going live together
         self.pids = PidMap()
@@ -360,7 +336,7 @@ class Backup(Replayer):
                 return
             flow = self.flows.setdefault(key, pairs.Flow())
         elif info.kind == "pipe" and info.path:
-            flow = self.pipes.setdefault(info.path, _PipeFlow())
+            flow = self.pipes.setdefault(info.path, pairs.Flow())
         else:
             return
         if entry.cls == "output":
