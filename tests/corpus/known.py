@@ -4,7 +4,7 @@ Each reason starts with its failure class: ``class N`` for the classes of issue 
 (1-11), ``new class N`` for those this corpus found (12 and up, each with a minimal
 reproduction below).  The corpus tests mark these ``xfail(strict=True)``: when a fix
 lands the test XPASSes, which fails the run, and the entry must go.  A reason that
-says ``(flaky)`` is not strict: the failure depends on where the fault lands, and the
+says ``(flaky`` (``(flaky)``, ``(flaky: why)``) is not strict: the failure depends on where the fault lands, and the
 fault point (a share of the calls) moves by a few calls from run to run.  The
 workload and the check may be patterns (``*``, ``fault-*``); the first match wins.
 
@@ -74,4 +74,4 @@ def known_reason(workload: str, check: str) -> str:
 
 def is_strict(reason: str) -> bool:
     """A known failure must keep failing (an XPASS fails the run) unless it is marked flaky."""
-    return "(flaky)" not in reason
+    return "(flaky" not in reason
