@@ -15,6 +15,8 @@ program saw, that tft came back at all.
 - children started before the failover are waited for after it, with their
   real status (CPython's ``subprocess``);
 - no run hangs (a stress loop, each try bounded);
+- a write to the process's own ``/proc`` entry (``unshare -r``'s uid map) is made by the
+  backup too: it is the process's state, not an output;
 - a backup that diverges fails the run loudly: ``backup-lost``, exit status 3,
   one message naming the seq.
 """
@@ -205,6 +207,58 @@ def test_failovers_amid_subprocesses_and_pipes_never_hang(tmp_path):
                 wrong.append((argv[-1], n, p.returncode, p.stdout[-200:], time.monotonic() - t0))
     assert not hangs, f"{len(hangs)} of {tries} tries hung: {hangs}"
     assert not wrong, f"{len(wrong)} of {tries} tries went wrong: {wrong}"
+
+
+# -- class 10: writes to the process's own /proc entry change the process, not the world ----------
+
+def test_a_user_namespace_keeps_its_uid_map_after_a_failover(tmp_path):
+    """unshare -r writes /proc/self/uid_map, setgroups and gid_map: the backup skipped them as
+    outputs, so once live its namespace had no map and ``id -u`` printed 65534."""
+    if subprocess.run(["unshare", "-r", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare -r is not allowed here")
+    argv = ["unshare", "-r", "id", "-u"]
+    for n in fault_points(argv, str(tmp_path)):
+        p, res = tft_run(argv, str(tmp_path), fault=f"primary@{n}")
+        assert p.returncode == 0, (n, p.stderr)
+        assert p.stdout == b"0\n", (n, p.stdout, p.stderr)
+
+
+OOM = ["bash", "-c", "echo 500 > /proc/$$/oom_score_adj; /bin/echo one; /bin/echo two; "
+                     "cat /proc/self/oom_score_adj"]
+
+
+def test_a_write_to_proc_pid_of_the_program_is_made_by_the_backup_too(tmp_path):
+    """``/proc/$$`` names the primary's pid: replaying, the backup writes its own process's
+    entry; live, the path is translated to its own (not ENOENT for the dead primary's pid).
+    cat inherits the shell's oom_score_adj, so it prints what the shell set."""
+    for n in fault_points(OOM, str(tmp_path)):
+        p, res = tft_run(OOM, str(tmp_path), fault=f"primary@{n}")
+        assert p.returncode == 0, (n, p.stderr)
+        assert b"No such file" not in p.stderr, (n, p.stderr)
+        lines = p.stdout.decode().splitlines()
+        once_each(lines, ["one", "two", "500"])
+
+
+def test_only_the_programs_own_proc_state_is_its_own():
+    """Which paths are the process's own kernel state (written by the backup too): its entry,
+    by self, thread-self or its pid; not the links under it, not another process's entry."""
+    from types import SimpleNamespace
+
+    from tft_lab.fdtable import own_proc_path, proc_here
+
+    me = SimpleNamespace(pid=2000, vpid=1000)
+    task = SimpleNamespace(engine=SimpleNamespace(tasks={2000: me, 2001: SimpleNamespace(pid=2001, vpid=1001)}))
+    assert own_proc_path(task, "/proc/self/uid_map") == "/proc/self/uid_map"
+    assert own_proc_path(task, "/proc/thread-self/comm") == "/proc/thread-self/comm"
+    assert own_proc_path(task, "/proc/1000/oom_score_adj") == "/proc/2000/oom_score_adj"
+    assert own_proc_path(task, "/proc/1001/task/1001/comm") == "/proc/2001/task/1001/comm"
+    assert own_proc_path(task, "/proc/self/fd/1") is None             # the program's stdout: output
+    assert own_proc_path(task, "/proc/1000/task/1000/fd/3") is None
+    assert own_proc_path(task, "/proc/self/cwd/out.txt") is None
+    assert own_proc_path(task, "/proc/77/oom_score_adj") is None      # not the program's
+    assert own_proc_path(task, "/proc/sys/vm/overcommit_memory") is None
+    assert own_proc_path(task, "/procfs/self/x") is None
+    assert proc_here(task, "/proc/1000/fd/1") == "/proc/2000/fd/1"    # live, any path is translated
 
 
 # -- a backup that diverges fails the run, loudly ------------------------------------------------

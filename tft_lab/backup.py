@@ -276,6 +276,18 @@ class Backup(Replayer):
         if args != list(call.args):
             task.redirect(call.nr, tuple(args))
 
+    @staticmethod
+    def _translate_proc_path(task: Task, call: Call) -> None:
+        """A path under ``/proc/<pid>`` of one of the program's processes names the primary's
+        pid (the one the program knows): live, it is this replica's process's entry."""
+        path_arg = call.entry.path[1]
+        raw = task.mem.read_cstring(call.args[path_arg]).decode(errors="surrogateescape")
+        here = fdtable.proc_here(task, raw)
+        if here is not None and here != raw:
+            args = list(call.args)
+            args[path_arg] = task.scratch(here.encode(errors="surrogateescape") + b"\0")
+            task.redirect(call.nr, tuple(args))
+
     def output_turn(self, oseq) -> bool:
         return not self.ordered or oseq is None or oseq == self.next_oseq
 
@@ -505,6 +517,8 @@ class Backup(Replayer):
                 return task.emulate(-errno.ECONNRESET)
         if name in _PID_ARGS or name == "waitid":
             self._translate_pids(task, call)
+        elif entry is not None and entry.path is not None:
+            self._translate_proc_path(task, call)
         if task.policy_state.get("uncertain") and entry is not None:
             if entry.cls == "output":
                 task.policy_state.pop("uncertain")   # no later call can have run on the primary
@@ -512,7 +526,7 @@ class Backup(Replayer):
                 call.note = "uncertain"   # decided at its exit, from what the file system shows
         # The exit stop costs a stop; take it where we translate, or where someone watches.
         task.run(to_exit=name in _PID_ARGS or name in _PID_RESULTS or name in _FD_CALLS or name == "waitid"
-                 or call.note == "uncertain" or self.engine.tracing)
+                 or call.note == "uncertain" or call.saved_args is not None or self.engine.tracing)
 
     def go_live(self, task: Task) -> None:
         """From now on this process runs for real (rebuilt at its next system call).

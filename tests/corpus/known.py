@@ -58,9 +58,6 @@ _C6 = "class 6: children started before the failover cannot be waited for after 
 KNOWN: dict[tuple[str, str], str] = {
     # class 6
     ("sh-trap", "fault-90"): _C6 + ": wait $p gives 0 instead of 143 (flaky: passed in the last full run)",
-    # class 10
-    ("unshare-r", "fault-50"): "class 10: after a failover the user namespace has no uid map (id -u prints 65534)",
-    ("unshare-r", "fault-90"): "class 10: after a failover the user namespace has no uid map (id -u prints 65534)",
 }
 
 
