@@ -13,7 +13,8 @@ program saw, that tft came back at all.
   offset, shared, as in the kernel;
 - an inherited stdout opened for appending keeps what was there;
 - children started before the failover are waited for after it, with their
-  real status (CPython's ``subprocess``);
+  real status (CPython's ``subprocess``); a signal the program sent its own
+  processes before the failover reaches them after it;
 - no run hangs (a stress loop, each try bounded);
 - a write to the process's own ``/proc`` entry (``unshare -r``'s uid map) is made by the
   backup too: it is the process's state, not an output;
@@ -135,6 +136,46 @@ def test_children_started_before_a_failover_are_waited_for_with_their_status(tmp
         p, res = tft_run(argv, str(tmp_path), fault=f"primary@{n}")
         assert p.returncode == 0, (n, p.stderr)
         once_each(p.stdout.decode().splitlines(), want)
+
+
+KILLED = ["bash", "-c", "sleep 5 & p=$!; kill $p; wait $p; echo status=$?; "
+                        "trap 'echo caught' USR1; kill -USR1 $$; echo after"]
+
+
+def test_a_signal_the_program_sent_before_a_failover_is_received_after_it(tmp_path):
+    """The kill's record leaves at once (an output), the target's delivery waits for the next
+    output: a primary killed in between took the signal with it, the backup's sleep, live, ran
+    its 5 s and ``wait`` gave 0, not 143 (corpus workload sh-trap).  A kill to itself likewise."""
+    p, res = tft_run(KILLED, str(tmp_path))
+    calls = res["primary"]["calls"]
+    for n in range(calls // 2, calls + 1, max(1, calls // 30)):
+        t0 = time.monotonic()
+        p, res = tft_run(KILLED, str(tmp_path), fault=f"primary@{n}")
+        assert p.returncode == 0, (n, p.stderr)
+        once_each(p.stdout.decode().splitlines(), ["status=143", "caught", "after"])
+        assert time.monotonic() - t0 < 4.5, f"primary@{n}: the sleep was not killed"
+
+
+def test_a_sent_signal_is_owed_until_the_log_shows_it_delivered():
+    from tft_lab.pidmap import SentSignals, sent_siginfo
+
+    term = sent_siginfo("kill", 15, 100, 0)
+    chld = bytearray(sent_siginfo("kill", 17, 101, 0))
+    chld[8:12] = (1).to_bytes(4, "little")       # CLD_EXITED: the kernel's, not a kill's
+    s = SentSignals()
+    s.sent(101, 15, term)
+    assert s.owed(101) == [(15, term)] and s.owed(101) == []          # owed once, then forgotten
+    s.sent(101, 15, term)
+    s.sent(101, 15, term)
+    s.received(101, 15, term)                    # a standard signal: one delivery takes both
+    assert s.owed(101) == []
+    s.received(101, 15, term)                    # logged before the kill that sent it
+    s.sent(101, 15, term)
+    assert s.owed(101) == []
+    s.sent(101, 17, term)
+    s.received(101, 17, bytes(chld))             # a child's exit is not that kill's delivery
+    assert s.owed(101) == [(17, term)]
+    assert sent_siginfo("tgkill", 10, 100, 0)[8:12] == (-6).to_bytes(4, "little", signed=True)
 
 
 def test_tar_with_gzip_after_a_failover_waits_for_gzip_and_the_archive_is_whole(tmp_path):

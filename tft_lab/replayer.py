@@ -394,10 +394,15 @@ class Replayer(Policy):
             if rec is None or rec.type != "sig" or rec["seq"] != seq:
                 return
             stream.q.popleft()
+            self.signal_logged(task, rec)
             if rec["mode"] == "before":
                 task.policy_state.setdefault("before", []).append(rec)
             else:
                 task.inject_signal(rec["signo"], rec["blobs"][0])
+
+    def signal_logged(self, task: Task, rec) -> None:
+        """A logged signal of ``task``'s process is taken from the log, to be delivered now or
+        at its next call's entry (a hook: the backup counts the signals its processes received)."""
 
     def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
         return False  # the backup's own signals are not the program's: the log says which it gets
