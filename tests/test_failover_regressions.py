@@ -302,6 +302,42 @@ def test_only_the_programs_own_proc_state_is_its_own():
     assert proc_here(task, "/proc/1000/fd/1") == "/proc/2000/fd/1"    # live, any path is translated
 
 
+# -- a backup slow to start is not a failed backup -------------------------------------------------
+
+SLOW_IMPORT = """
+import sys, time
+
+class _Slow:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tft_lab.backup":
+            time.sleep(3)        # the backup's supervisor, importing on a loaded machine
+        return None
+
+sys.meta_path.insert(0, _Slow())
+"""
+
+
+def test_a_backup_slow_to_start_does_not_make_the_primary_fence_itself(tmp_path):
+    """The primary's first output waits for the backup's acknowledgement; the backup answers
+    only once its supervisor has started (imports, ptrace set-up).  A 3 s start, far over the
+    1 s the primary gives a backup that stopped answering, is not a failure: no fencing, no
+    failover, the backup replays to the end."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_IMPORT)
+    result = tmp_path / "result.json"
+    env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{REPO}")
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "tft_lab.cli", "run", "--result-json", str(result), "--",
+                        "/bin/echo", "hello"], cwd=tmp_path, env=env, capture_output=True, timeout=TRY_TIMEOUT)
+    assert time.monotonic() - t0 > 3, "the backup was not slowed down: the test proves nothing"
+    res = json.loads(result.read_text())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"hello\n"
+    assert res["outcome"] == "completed", (res, p.stderr)
+    assert b"fell silent" not in p.stderr and b"ALONE" not in p.stderr, p.stderr
+
+
 # -- a backup that diverges fails the run, loudly ------------------------------------------------
 
 def test_a_diverged_backup_fails_the_run_and_says_where(tmp_path):
