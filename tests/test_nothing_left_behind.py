@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tft_lab import session
-from tft_lab.testing import assert_no_leftovers
+from tft_lab.testing import nothing_left_running
 
 
 def _gone(path: str, within: float) -> bool:
@@ -35,7 +35,7 @@ def test_a_dropped_live_session_lets_its_program_finish_and_removes_its_folder(c
     del s
     gc.collect()
     assert _gone(work, 30), f"{work} is still there"
-    assert_no_leftovers(pids_before)
+    nothing_left_running(pids_before)   # (an orphaned tft, ended, is reaped here)
 
 
 def test_a_closed_live_session_that_ran_to_its_end_removes_its_folder(clocks):
@@ -44,6 +44,25 @@ def test_a_closed_live_session_that_ran_to_its_end_removes_its_folder(clocks):
     work = os.path.dirname(s.event_files["primary"])
     s.close()
     assert not os.path.exists(work)
+
+
+EXIT = """
+import os
+from tft_lab import session
+s = session.live([{clocks!r}])
+s.step("next")
+print(os.path.dirname(s.event_files["primary"]))
+"""
+
+
+def test_a_live_session_still_held_at_exit_has_its_folder_removed(clocks, tmp_path, pids_before):
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    p = subprocess.run([sys.executable, "-c", EXIT.format(clocks=clocks)], env=env, capture_output=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    work = p.stdout.decode().strip()
+    assert work.startswith(str(tmp_path)) and _gone(work, 10), work
+    nothing_left_running(pids_before)   # (an orphaned tft, ended, is reaped here)
 
 
 KERNEL = """

@@ -75,6 +75,11 @@ def remove(path: str) -> None:
         _tell("-", path)
 
 
+def pending() -> frozenset[str]:
+    """The directories still to be removed at exit (their objects are alive, or their runs)."""
+    return frozenset(_MINE)
+
+
 @atexit.register
 def _remove_all() -> None:
     for path in list(_MINE):
