@@ -278,8 +278,9 @@ class Backup(Replayer):
         if not 0 < signo < 65:
             return   # signal 0: a probe
         target = self.pids.to_real(a[0])
-        if target > 0:
-            targets = [t for t in self.engine.tasks.values() if t.pid == target]
+        if target > 0:   # a process of the program: by the pid the program knows (an outside one: none)
+            vpid = a[0] & 0xFFFFFFFF
+            targets = [t for t in self.engine.tasks.values() if t.vpid == vpid]
         elif call.name == "kill" and target != -1:   # a process group: 0 is the sender's own
             try:
                 group = os.getpgid(task.pid) if target == 0 else -target
