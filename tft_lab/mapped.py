@@ -29,7 +29,6 @@ import os
 import pwd
 import stat
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Callable
@@ -77,6 +76,8 @@ def cache_root() -> Path:
 def _write_atomically(path: Path, chunks) -> None:
     """Write ``path`` (0600) through a temporary file renamed into place: a reader never sees
     half a file, and two supervisors writing the same content do not clash."""
+    import tempfile   # here: most runs find every content cached (the CLI starts faster)
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -274,6 +275,8 @@ class _Partial:
     """A content being received: decompressed into a temporary file, hashed as it comes."""
 
     def __init__(self, blobs: Path, size: int, zsize: int):
+        import tempfile
+
         self.fd, self.tmp = tempfile.mkstemp(dir=blobs, prefix=".part-")
         self.size = size
         self.zsize = zsize
@@ -423,6 +426,8 @@ class MapReplayer:
         if not m["writable"]:
             return os.fspath(blob), False
         # Shared and writable: the program writes through the mapping, so it gets a private copy.
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".shared-")
         with os.fdopen(fd, "wb") as out, open(blob, "rb") as src:
             for chunk in iter(lambda: src.read(1 << 20), b""):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import platform
 import signal as _signal
 import time
 
@@ -75,7 +74,7 @@ class Recorder(Policy):
                 fds[str(fd)] = "closed"
         self.emit({"t": "header", "version": _log.VERSION, "argv": engine.argv, "env": engine.env,
                    "cwd": engine.cwd, "exe": engine.path, "exe_sha256": file_sha256(engine.path),
-                   "epoch": engine.epoch, "arch": platform.machine(), "pid": engine.root.pid,
+                   "epoch": engine.epoch, "arch": os.uname().machine, "pid": engine.root.pid,
                    "fds": fds, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def on_finish(self, engine: Engine) -> None:
