@@ -24,7 +24,6 @@ the file when it differs.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pwd
 import stat
@@ -48,6 +47,16 @@ PROT_WRITE = 0x2
 PAGE = 4096
 O_ACCMODE = 0o3
 AT_FDCWD = -100
+
+
+def new_sha256(data: bytes = b""):
+    """A new sha256 hash object.  hashlib is imported on first use: it loads OpenSSL (~3 ms),
+    and a run whose mapped files are all in the hash cache never hashes anything."""
+    import hashlib
+
+    return hashlib.sha256(data)
+
+
 _NR = {name: TABLE[name].x64 for name in ("openat", "mmap", "close")}
 
 
@@ -135,7 +144,7 @@ class HashCache:
                 return None
             h = self.lookup(st, length)
             if h is None:
-                d = hashlib.sha256()
+                d = new_sha256()
                 left = length
                 while left:
                     chunk = f.read(min(left, 1 << 20))
@@ -239,7 +248,7 @@ class MapLogger:
             if len(data) != length:
                 raise OSError("the file shrank while it was mapped")
         if digest is None:
-            digest = hashlib.sha256(data).hexdigest()
+            digest = new_sha256(data).hexdigest()
             self.cache.remember(st, length, digest)
             store = not self.small and length <= MAX_CONTENT and digest not in self.logged
         if store:
@@ -282,7 +291,7 @@ class _Partial:
         self.zsize = zsize
         self.zgot = 0      # compressed bytes taken
         self.got = 0       # content bytes written
-        self.h = hashlib.sha256()
+        self.h = new_sha256()
         self.z = zlib.decompressobj()
 
     def take(self, piece: bytes) -> None:

@@ -7,18 +7,17 @@ and logs where it delivered them, and logs rdtsc values and AT_RANDOM bytes.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import signal as _signal
 import time
 
 from . import fdtable
 from . import log as _log
-from .mapped import MapLogger
+from .mapped import HashCache, MapLogger, new_sha256
 from ._backend.ptrace import SigInfo, find_program
 from .engine import Engine, Policy
 from .guest import Call, Task, signed
-from .errors import TracingError
+from .errors import TftError, TracingError
 from .outs import MAX_MOVED, MOVED, capture, move_plan, moved
 
 PR_SET_TSC = 26
@@ -28,8 +27,17 @@ EPIPE = errno.EPIPE
 EINPROGRESS = errno.EINPROGRESS
 
 
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
+def file_sha256(path: str, cache: HashCache | None = None) -> str:
+    """The sha256 of the file at ``path``: from the per-user hash cache (keyed by the file's
+    identity and times, see :class:`~tft_lab.mapped.HashCache`) when it is known there, since
+    hashing a program as big as python3 costs ~10 ms on every command."""
+    try:
+        digest = (cache or HashCache()).sha256(path)
+    except TftError:   # no usable cache folder: hash it here
+        digest = None
+    if digest is not None:
+        return digest
+    h = new_sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -73,7 +81,7 @@ class Recorder(Policy):
             except OSError:
                 fds[str(fd)] = "closed"
         self.emit({"t": "header", "version": _log.VERSION, "argv": engine.argv, "env": engine.env,
-                   "cwd": engine.cwd, "exe": engine.path, "exe_sha256": file_sha256(engine.path),
+                   "cwd": engine.cwd, "exe": engine.path, "exe_sha256": file_sha256(engine.path, self.maps.cache),
                    "epoch": engine.epoch, "arch": os.uname().machine, "pid": engine.root.pid,
                    "fds": fds, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
