@@ -13,6 +13,7 @@ import time
 
 from . import fdtable
 from . import log as _log
+from .answers import Answerer
 from .mapped import HashCache, MapLogger, new_sha256
 from ._backend.ptrace import SigInfo, find_program
 from .engine import Engine, Policy
@@ -64,6 +65,7 @@ class Recorder(Policy):
         self.maps = MapLogger(self.emit, small=small_log,   # mapped files are input
                               live=not isinstance(sink, _log.LogWriter))
         self.shown: set[tuple[int, int]] = set()   # (dev, ino) of the stdout/stderr a replay shows
+        self.answers = Answerer()   # calls answered at their seccomp stop (one stop, not two)
 
     def emit(self, fields: dict, blobs=()) -> None:
         self.sink.write(fields, list(blobs))
@@ -86,6 +88,7 @@ class Recorder(Policy):
                    "fds": fds, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def on_finish(self, engine: Engine) -> None:
+        self.answers.close()
         self.emit({"t": "end", "status": engine.root_status if engine.root_status is not None else 1})
         if hasattr(self.sink, "flush"):
             self.sink.flush()
@@ -105,6 +108,7 @@ class Recorder(Policy):
         child.vpid = child.pid  # the primary's pids are the virtual ones
 
     def on_task_exit(self, task: Task, code, sig) -> None:
+        self.answers.forget(task)
         self.emit({"t": "exit", "pid": task.vpid, "code": -1 if code is None else code,
                    "signal": sig or 0})
 
@@ -125,6 +129,12 @@ class Recorder(Policy):
             self._deliver_pending(task, mode="before")
             task.rewind()
             return
+        if entry is not None and entry.answered:
+            result = self.answers.answer(task, call)
+            if result is not None:   # answered here, logged at on_exit as if it had run
+                task.emulate(result)
+                call.action = "logged"
+                return
         if entry is not None and entry.writes == "fd":
             # Bytes moved from another fd: the replay has no copy of them in memory, so they
             # are logged where the replay shows them; where they cannot be, the program is told
