@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     if shutil.which("strace") is None:
         raise SystemExit("bench: strace not found (apt-get install strace)")
 
-    out = Path(args.out)
+    out = Path(args.out).resolve()   # the runs happen in a scratch folder
     out.mkdir(parents=True, exist_ok=True)
     bindir = out / "bin"
     syscall_loop = str(compile_c(PROGRAMS / "syscall_loop.c", bindir))

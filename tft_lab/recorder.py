@@ -31,7 +31,7 @@ EINPROGRESS = errno.EINPROGRESS
 def file_sha256(path: str, cache: HashCache | None = None) -> str:
     """The sha256 of the file at ``path``: from the per-user hash cache (keyed by the file's
     identity and times, see :class:`~tft_lab.mapped.HashCache`) when it is known there, since
-    hashing a program as big as python3 costs ~10 ms on every command."""
+    hashing a program as big as python3 costs milliseconds on every command."""
     try:
         digest = (cache or HashCache()).sha256(path)
     except TftError:   # no usable cache folder: hash it here
