@@ -211,6 +211,9 @@ def run_tft(plan: Plan, point: int, *, keep_events: str | None = None) -> Ran:
                 timed_out = True
                 _terminate(proc)
                 out, err = proc.communicate()
+            except BaseException:   # Ctrl-C in the thread that waits (the reference run)
+                _terminate(proc)
+                raise
         finally:
             with _lock:
                 _live.get(plan.sweep_id, set()).discard(proc)
