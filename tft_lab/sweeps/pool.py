@@ -116,7 +116,7 @@ class DaskPool:
                                   pure=False, key=[f"tft-sweep-{plan.sweep_id}-{n}-{uuid.uuid4().hex[:6]}"
                                                    for n in points])
         try:
-            for f in distributed.as_completed(futures):
+            for f in distributed.as_completed(futures, loop=self.client.loop):
                 row = f.result()
                 if row is not None:
                     rows.append(row)
