@@ -1,7 +1,8 @@
 """Pictures of a trace: each a pure function from a DataFrame to a plotly figure.
 
 The functions take the DataFrames of :func:`tft_lab.trace.to_dataframe`,
-:func:`tft_lab.compare` or a benchmark table and return a
+:func:`tft_lab.compare`, a benchmark table or a crash-point sweep's
+(:func:`tft_lab.sweep`) and return a
 ``plotly.graph_objects.Figure`` (:func:`overhead_ratios`, the table behind
 :func:`overhead`, returns its DataFrame); they never display anything
 themselves.  :func:`deferrals` (the signal arrival/delivery pairs that

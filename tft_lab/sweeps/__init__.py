@@ -233,7 +233,8 @@ def sweep(argv, *, at: str = "every", victim: str = "primary", commit="output", 
         sweep_id = uuid.uuid4().hex
         for c in commits:
             for e in epochs:
-                plan = Plan(tuple(argv), victim, c, e, check, timeout or 30.0, sweep_id)
+                # the reference has no yardstick yet: a generous limit, only against a program that never ends
+                plan = Plan(tuple(argv), victim, c, e, check, timeout or 600.0, sweep_id)
                 ref = reference(plan)
                 if timeout is None:
                     plan = Plan(tuple(argv), victim, c, e, check, max(30.0, 10 * ref.wall_s), sweep_id)
