@@ -92,12 +92,13 @@ def make(names: list[str] | None = None) -> dict:
         # 05: failover and crash sweeps
         "counter-failover": lambda n: _run(n, [counter, "10"], epoch=16, fault=["primary@40"]),
         "counter-sweep": lambda n: _table(n, tft_lab.sweep([counter, "6"], at="every:3", epoch=16, workers=2,
-                                                           check=course.chain_check_command(6), progress=False),
+                                                           check=course.chain_check_command(6), progress=False,
+                                                           heartbeat=2.0),
                                           "tft sweep --at every:3 --epoch 16 --check 'course.py check-chain 6' "
                                           "-- counter 6"),
         "kv-sweep": lambda n: _table(n, tft_lab.sweep(course.kv_session(), at="sample:3", commit=["output", "none"],
                                                       epoch=[16, 256], check=course.kv_check_command(), workers=2,
-                                                      progress=False),
+                                                      progress=False, heartbeat=2.0),
                                      "tft_lab.sweep(course.kv_session(), at='sample:3', commit=[output, none], "
                                      "epoch=[16, 256], check=course.kv_check_command())"),
         "writes-duplicate": lambda n: _duplicate(n, writes),

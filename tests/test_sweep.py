@@ -30,6 +30,7 @@ from tft_lab.testing import build_program, nothing_left_running, run_cli
 HERE = Path(__file__).resolve().parent
 K = 2                                     # chain lines: a short program, ~30 crash points
 CHECK = f"{sys.executable} {HERE / 'chain_check.py'} {K}"
+HB = "2"                                  # tft run --heartbeat: a loaded CI machine must not fail runs for silence
 SAME = ["point", "seq", "syscall", "cls", "outcome", "run_outcome", "returncode", "lines", "check_ok",
         "victim", "commit", "epoch"]     # what must not depend on where a point ran
 
@@ -77,8 +78,8 @@ def test_parse_at_chooses_the_points():
 
 def test_a_sweep_of_the_chain_guest_over_every_point_is_green(chain, tmp_path, private_tmp, pids_before):
     out = tmp_path / "results.parquet"
-    p = run_cli(["sweep", "--at", "every", "--workers", "2", "--epoch", "8", "--check", CHECK, "--out", out,
-                 "--", chain, str(K)], timeout=900)
+    p = run_cli(["sweep", "--at", "every", "--workers", "2", "--epoch", "8", "--heartbeat", HB, "--check", CHECK,
+                 "--out", out, "--", chain, str(K)], timeout=900)
     err = p.stderr.decode()
     df = pd.read_parquet(out)
     assert list(df.columns) == list(COLUMNS)
@@ -101,8 +102,8 @@ def test_a_checker_that_fails_at_one_point_fails_the_sweep_and_names_the_point(c
                                                                               pids_before):
     picky = f'{CHECK} && test "$TFT_SWEEP_POINT" != 21'
     out = private_tmp.parent / "table.csv"
-    p = run_cli(["sweep", "--at", "11,21,25", "--workers", "2", "--check", picky, "--out", out, "--", chain, str(K)],
-                timeout=300)
+    p = run_cli(["sweep", "--at", "11,21,25", "--workers", "2", "--heartbeat", HB, "--check", picky, "--out", out,
+                 "--", chain, str(K)], timeout=300)
     err = p.stderr.decode()
     assert p.returncode == 1, err
     assert "FAILED point 21 (" in err and "diverged: the checker exited 1" in err
@@ -143,7 +144,8 @@ def test_bad_input_is_one_line_and_nothing_runs(chain, private_tmp):
 
 def test_ctrl_c_stops_every_point_and_leaves_nothing_behind(chain, private_tmp, pids_before):
     check = f"{sys.executable} {HERE / 'chain_check.py'} 5"
-    proc = start_cli(["sweep", "--at", "every", "--workers", "2", "--check", check, "--", chain, "5", "-", "300"])
+    proc = start_cli(["sweep", "--at", "every", "--workers", "2", "--heartbeat", HB, "--check", check,
+                      "--", chain, "5", "-", "300"])
     try:
         deadline = time.monotonic() + 300
         # wait until the points themselves run (their folders are there), not just the reference
@@ -164,13 +166,13 @@ def test_ctrl_c_stops_every_point_and_leaves_nothing_behind(chain, private_tmp, 
 
 
 def test_from_python_and_the_magic_the_same_table(chain, private_tmp):
-    df = tft_lab.sweep([chain, str(K)], at="2,4", check=CHECK, workers=2, progress=False)
+    df = tft_lab.sweep([chain, str(K)], at="2,4", check=CHECK, workers=2, progress=False, heartbeat=2.0)
     assert df["point"].tolist() == [2, 4] and not_masked(df).empty
     assert df.attrs["backend"] == "a local pool of 2 workers"
     assert df.attrs["reference"][0]["lines"] == K + 1
     # a Python checker: the stdout as a string in, a verdict out
     py = tft_lab.sweep([chain, str(K)], at="2", check=lambda out: out.count(" chain=") == K, progress=False,
-                       workers=1)
+                       workers=1, heartbeat=2.0)
     assert not_masked(py).empty, py.to_dict("records")
 
     from IPython.testing.globalipapp import start_ipython
@@ -178,7 +180,8 @@ def test_from_python_and_the_magic_the_same_table(chain, private_tmp):
     ip = start_ipython()
     ip.run_line_magic("load_ext", "tft_lab")
     ip.user_ns["CHECK"] = CHECK
-    ip.run_cell(f'df = %tft sweep --at 2,4 --workers 2 --check "$CHECK" {chain} {K}', store_history=False)
+    ip.run_cell(f'df = %tft sweep --at 2,4 --workers 2 --heartbeat 2 --check "$CHECK" {chain} {K}',
+                store_history=False)
     got = ip.user_ns["df"]
     assert got[["point", "seq", "syscall", "cls"]].equals(df[["point", "seq", "syscall", "cls"]])
     assert not_masked(got).empty
@@ -237,8 +240,9 @@ def dask_cluster(tmp_path_factory):
 
 
 def test_the_dask_back_end_gives_the_same_table(chain, dask_cluster, private_tmp):
-    local = tft_lab.sweep([chain, str(K)], at="every:4", check=CHECK, workers=2, progress=False)
-    remote = tft_lab.sweep([chain, str(K)], at="every:4", check=CHECK, cluster=dask_cluster, progress=False)
+    local = tft_lab.sweep([chain, str(K)], at="every:4", check=CHECK, workers=2, progress=False, heartbeat=2.0)
+    remote = tft_lab.sweep([chain, str(K)], at="every:4", check=CHECK, cluster=dask_cluster, progress=False,
+                           heartbeat=2.0)
     assert remote.attrs["backend"] == f"the Dask cluster at {dask_cluster} (2 workers)"
     assert not_masked(remote).empty and not_masked(local).empty
     same = remote[SAME].equals(local[SAME])

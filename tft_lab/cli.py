@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--workers", type=int, help="points run in parallel here (default: the number of CPUs)")
     sw.add_argument("--cluster", help="tcp://HOST:PORT of a Dask scheduler to run the points on instead")
     sw.add_argument("--timeout", type=float, help="a point running longer is 'hung' (default: 10x the reference)")
+    sw.add_argument("--heartbeat", type=float, default=0.5, help="tft run's heartbeat period (default 0.5 s)")
     sw.add_argument("--out", help="write the table here (parquet; .csv for CSV); else print it")
     sw.add_argument("prog", nargs=argparse.REMAINDER)
 
@@ -231,7 +232,8 @@ def _sweep(args) -> int:
     except ValueError:
         _usage(f"bad --epoch {args.epoch!r}: epoch lengths, comma-separated")
     df = sweep(_prog(args), at=args.at, victim=args.victim, commit=args.commit.split(","), epoch=epochs,
-               check=args.check, workers=args.workers, cluster=args.cluster, timeout=args.timeout)
+               check=args.check, workers=args.workers, cluster=args.cluster, timeout=args.timeout,
+               heartbeat=args.heartbeat)
     if args.out:
         print(f"tft: sweep: wrote {len(df)} rows to {write_table(df, args.out)}", file=sys.stderr)
     else:

@@ -86,7 +86,7 @@ class TftMagics(Magics):
             a = _opts("sweep", words)
             df = sweep(_prog(a), at=a.at, victim=a.victim, commit=a.commit.split(","),
                        epoch=[int(e) for e in a.epoch.split(",")], check=a.check, workers=a.workers,
-                       cluster=a.cluster, timeout=a.timeout, out=a.out)
+                       cluster=a.cluster, timeout=a.timeout, heartbeat=a.heartbeat, out=a.out)
             print(summary(df))
             return df
         raise ValueError(USAGE)

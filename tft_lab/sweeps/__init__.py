@@ -192,7 +192,8 @@ def _as_list(value, kind) -> list:
 
 def sweep(argv, *, at: str = "every", victim: str = "primary", commit="output", epoch=64,
           check: str | Callable[[str], bool] | None = None, workers: int | None = None, cluster: str | None = None,
-          timeout: float | None = None, progress=True, out: str | None = None) -> pd.DataFrame:
+          timeout: float | None = None, heartbeat: float = 0.5, progress=True,
+          out: str | None = None) -> pd.DataFrame:
     """Fail ``victim`` at every point ``at`` chooses (:func:`parse_at`); one row per point (:data:`COLUMNS`).
 
     ``commit`` and ``epoch`` may be lists (or ``"output,none"``): every combination is
@@ -201,6 +202,7 @@ def sweep(argv, *, at: str = "every", victim: str = "primary", commit="output", 
     exits 0), or ``f(stdout) -> bool``.  ``workers``: the local pool's size (default: the
     CPUs); ``cluster``: a Dask scheduler's ``tcp://HOST:PORT`` instead.  ``timeout``: a
     point running longer is ``hung`` (default: 10 times the reference run, at least 30 s).
+    ``heartbeat``: ``tft run --heartbeat`` for every run.
     ``progress``: True (a bar in a notebook, text on stderr elsewhere), False, or
     ``f(done, total, failed, points_per_s)``.  ``out``: also write the table there
     (:func:`write_table`).  The frame's ``attrs`` say which back end ran it and what the
@@ -214,6 +216,8 @@ def sweep(argv, *, at: str = "every", victim: str = "primary", commit="output", 
     for c in commits:
         if c not in ("output", "epoch", "none"):
             raise ValueError(f"bad commit policy {c!r}: output, epoch or none")
+    if heartbeat <= 0:
+        raise ValueError("--heartbeat must be positive")
     if any(e < 1 for e in epochs):
         raise ValueError("--epoch must be at least 1")
     if callable(progress):
@@ -234,10 +238,10 @@ def sweep(argv, *, at: str = "every", victim: str = "primary", commit="output", 
         for c in commits:
             for e in epochs:
                 # the reference has no yardstick yet: a generous limit, only against a program that never ends
-                plan = Plan(tuple(argv), victim, c, e, check, timeout or 600.0, sweep_id)
+                plan = Plan(tuple(argv), victim, c, e, check, timeout or 600.0, heartbeat, sweep_id)
                 ref = reference(plan)
                 if timeout is None:
-                    plan = Plan(tuple(argv), victim, c, e, check, max(30.0, 10 * ref.wall_s), sweep_id)
+                    plan = Plan(tuple(argv), victim, c, e, check, max(30.0, 10 * ref.wall_s), heartbeat, sweep_id)
                 points = parse_at(at, len(ref.calls[victim]))
                 refs.append(dict(commit=c, epoch=e, returncode=ref.returncode, lines=len(ref.lines),
                                  primary_calls=len(ref.calls["primary"]), backup_calls=len(ref.calls["backup"]),

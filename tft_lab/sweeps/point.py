@@ -71,6 +71,8 @@ class Plan:
     None: compare with the reference's output and files (deterministic programs)."""
     timeout: float = 60.0
     """A point still running after this many seconds is ``hung`` (and stopped)."""
+    heartbeat: float = 0.5
+    """``tft run --heartbeat``: a longer one keeps a loaded machine from failing a run for silence."""
     sweep_id: str = ""
     """Names this sweep's processes, so :func:`stop` stops this sweep's only."""
 
@@ -194,7 +196,8 @@ def run_tft(plan: Plan, point: int, *, keep_events: str | None = None) -> Ran:
         port = str(free_port()) if any("{port}" in a for a in plan.argv) else ""
         argv = [a.replace("{port}", port) for a in plan.argv]
         result_path = os.path.join(folder, "result.json")
-        cmd = ["run", "--commit", plan.commit, "--epoch", str(plan.epoch), "--result-json", result_path]
+        cmd = ["run", "--commit", plan.commit, "--epoch", str(plan.epoch), "--heartbeat", str(plan.heartbeat),
+               "--result-json", result_path]
         if keep_events:
             cmd += ["--workdir", keep_events]
         if point:
