@@ -40,7 +40,7 @@ __all__ = ["sweep", "parse_at", "reference", "failed", "write_table", "summary",
 #: The table's columns, one row per crash point.
 COLUMNS = {
     "point": "the victim failed on entry to its N-th intercepted call (counted from 1, all its processes)",
-    "seq": "that call's seq in the reference run's trace (N - 1)",
+    "seq": "that call's seq in the reference run's trace (its process's own count: N - 1 with one process)",
     "syscall": "the call at that point in the reference run",
     "cls": "its replication class (input, output, local...)",
     "outcome": "masked, lost output, duplicated output, diverged, hung or error",
@@ -127,7 +127,9 @@ def reference(plan: Plan) -> Reference:
                        f"{', hung' if ran.timed_out else ''}): {why[-1][:200] if why else 'no message'}")
     calls = {}
     for replica in ("primary", "backup"):
-        rows = df[(df["replica"] == replica) & (df["kind"] == "syscall")].sort_values("seq")
+        # in the order the supervisor stopped them: a fault counts calls over all the processes,
+        # while seq counts each process's own
+        rows = df[(df["replica"] == replica) & (df["kind"] == "syscall")].sort_values("t_ns", kind="stable")
         calls[replica] = tuple(zip(rows["seq"].astype(int), rows["syscall"].astype(str), rows["cls"].astype(str)))
     lines = tuple(collapse(ran.stdout.splitlines())[0])
     files = {k: tuple(collapse(v)[0]) for k, v in ran.files.items()}
