@@ -266,3 +266,36 @@ def test_dask_refuses_a_worker_that_lacks_the_program_and_names_it(chain, dask_c
         pool.check_files({chain: sha256(chain)})
     finally:
         pool.close()
+
+
+def test_each_outcome_is_named_from_what_the_run_left():
+    """The judge on canned runs (the real runs above give only masked points and the known race)."""
+    from tft_lab.sweeps.point import Plan, Ran, Reference, judge
+
+    ref = Reference(0, (b"a", b"b", b"c"), {"out.txt": (b"x",)})
+    plan = Plan(("prog",), timeout=9)
+
+    def ran(stdout=b"a\nb\nc\n", rc=0, outcome="failover", files=None, timed_out=False, backup=None):
+        result = {"outcome": outcome, "backup": backup or {}} if outcome else {}
+        return Ran(rc, stdout, b"tft: something\n", result, {"out.txt": [b"x"]} if files is None else files, 1.0,
+                   timed_out)
+
+    assert judge(plan, ref, ran()) == ("masked", "")
+    assert judge(plan, ref, ran(b"a\nb\nb\nc\n"))[0] == "masked"               # the one uncertain output
+    assert judge(plan, ref, ran(b"a\nb\nb\nc\nc\n"))[0] == "duplicated output"
+    assert judge(plan, ref, ran(b"a\nb\nc\nd\n"))[0] == "duplicated output"
+    assert judge(plan, ref, ran(b"a\nc\n")) == ("lost output", "2 distinct lines, the reference 3")
+    assert judge(plan, ref, ran(b"a\nB\nc\n")) == ("diverged", "the output differs from the reference's")
+    assert judge(plan, ref, ran(files={"out.txt": [b"y"]}))[0] == "diverged"
+    assert judge(plan, ref, ran(rc=1)) == ("diverged", "exit status 1, the reference 0")
+    assert judge(plan, ref, ran(timed_out=True)) == ("hung", "still running after 9 s")
+    assert judge(plan, ref, ran(outcome="failed"))[0] == "error"
+    assert judge(plan, ref, ran(outcome=None)) == ("error", "tft run: no result: tft: something")
+    assert judge(plan, ref, ran(outcome="backup-lost", backup={"outcome": "diverged", "error": "at seq 4"})) == \
+        ("diverged", "the backup diverged: at seq 4")
+    checked = Plan(("prog",), check="true")
+    r = ran(b"a\nB\nc\n")
+    r.check_ok = True
+    assert judge(checked, ref, r)[0] == "masked"                 # a checker decides what "the same" means
+    r.check_ok, r.check_note = False, "the checker exited 1"
+    assert judge(checked, ref, r) == ("diverged", "the checker exited 1")
