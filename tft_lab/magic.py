@@ -9,8 +9,9 @@
 The options are the command line's (``tft run --help``).  Each returns a
 :class:`tft_lab.session.Run` (``.trace``, ``.returncode``, ``.stdout``...),
 ``step`` a :class:`tft_lab.widgets.LiveStepper`, ``sweep`` the table of
-:func:`tft_lab.sweep` (a DataFrame, one row per crash point) with a progress bar.  The supervisors run in their
-own processes; interrupting the cell stops them and the program.
+:func:`tft_lab.sweep` (a DataFrame, one row per crash point; a progress bar
+while it runs).  The supervisors run in their own processes; interrupting the
+cell stops them and the program.
 """
 from __future__ import annotations
 
