@@ -175,9 +175,10 @@ def test_from_python_and_the_magic_the_same_table(chain, private_tmp):
                        workers=1, heartbeat=2.0)
     assert not_masked(py).empty, py.to_dict("records")
 
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing import globalipapp
 
-    ip = start_ipython()
+    globalipapp.start_ipython()          # once per test session: then get_ipython() is the shell
+    ip = globalipapp.get_ipython()
     ip.run_line_magic("load_ext", "tft_lab")
     ip.user_ns["CHECK"] = CHECK
     ip.run_cell(f'df = %tft sweep --at 2,4 --workers 2 --heartbeat 2 --check "$CHECK" {chain} {K}',
