@@ -38,6 +38,8 @@ from .trace import save as save_trace
 EXIT_BACKUP_DIVERGED = 3
 #: ``tft run``'s status when the program asked for what tft_lab refuses (as ``tft record``'s).
 EXIT_REFUSED = 2
+#: ``tft backup --listen`` prints this many refused peers one by one, then only their number.
+REFUSALS_SHOWN = 10
 SENDER_TIMEOUT_FACTOR = 2.0    # the primary gives up on a silent backup first ...
 RECEIVER_TIMEOUT_FACTOR = 4.0  # ... well before the backup takes over from a silent primary
 
@@ -422,6 +424,7 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
     faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
     listener = _channel.listen(host, port, key, heartbeat=heartbeat, timeout_factor=RECEIVER_TIMEOUT_FACTOR)
     deadline = None if accept_timeout is None else time.monotonic() + accept_timeout
+    refused = 0
     try:
         if ready is not None:
             ready(listener.address)
@@ -431,12 +434,18 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
                 receiver = listener.accept(left)
                 break
             except ChannelError as e:
-                # A peer that is not our primary changes nothing: refuse it and keep waiting.
-                print(f"tft: backup: refused a peer: {e}", file=sys.stderr, flush=True)
+                # A peer that is not our primary changes nothing (its handshake held up no
+                # other): refuse it and keep waiting.  A flood is summed up, not printed whole.
+                refused += 1
+                if refused <= REFUSALS_SHOWN:
+                    print(f"tft: backup: refused a peer: {e}", file=sys.stderr, flush=True)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise
     finally:
         listener.close()
+        if refused > REFUSALS_SHOWN:
+            print(f"tft: backup: refused {refused} peers in all ({refused - REFUSALS_SHOWN} not shown)",
+                  file=sys.stderr, flush=True)
     work = tempfile.mkdtemp(prefix="tft-backup-")
     try:
         result_path = os.path.join(work, "backup.result.json")
