@@ -76,10 +76,11 @@ class Sender(abc.ABC):
         """Highest frame sequence number acknowledged so far (0: none); never blocks."""
 
     @abc.abstractmethod
-    def close(self) -> None:
+    def close(self, timeout: float | None = 10.0) -> None:
         """End the stream cleanly (the backup's ``recv`` returns ``None``) and release everything.
 
-        Idempotent; never raises because the backup is gone.
+        Waits up to *timeout* seconds (``None``: while the backup lives) for the
+        backup to confirm.  Idempotent; never raises because the backup is gone.
         """
 
     @abc.abstractmethod
