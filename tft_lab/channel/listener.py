@@ -107,8 +107,6 @@ class Listener:
             self._expire(now)
             if self._refused:
                 raise self._refused.pop(0)
-            if deadline is not None and now >= deadline:
-                raise TimeoutError(f"no primary connected to {self.address} within {timeout:g} s")
             wait = min((p.deadline for p in self._pending.values()), default=None)
             if deadline is not None:
                 wait = deadline if wait is None else min(wait, deadline)
@@ -119,6 +117,8 @@ class Listener:
                     ready = self._advance(key.data, events)
                     if ready is not None:
                         return ready   # the other ready sockets stay ready for the next call
+            if deadline is not None and time.monotonic() >= deadline and not self._refused:
+                raise TimeoutError(f"no primary connected to {self.address} within {timeout:g} s")
 
     def _accept_all(self, now: float) -> None:
         """Take every connection the kernel has queued, each with its handshake started."""
