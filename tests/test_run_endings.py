@@ -13,13 +13,17 @@
 """
 from __future__ import annotations
 
+import _thread
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
+
+from tft_lab import channel
 
 from tft_lab.run import EXIT_HANDED_OVER, EXIT_INTERRUPTED
 from tft_lab._process import start_cli
@@ -28,6 +32,7 @@ from tft_lab.testing import (assert_no_leftovers, build_program, processes, reap
 
 TIMEOUT = 120
 LOOPBACK = "127.0.0.1"
+KEY = bytes(range(32))
 
 
 def free_port() -> int:
@@ -117,6 +122,46 @@ def test_an_operators_stop_stops_both_replicas(sig, pair, counter):
     assert b_err == (b"tft: backup: stopped with the primary: the operator stopped tft run: both replicas stop, "
                      b"the backup does not go live\n")
     assert time.monotonic() - started < 5, "the backup did not stop at once"
+
+
+def test_a_write_interrupted_by_the_stop_leaves_the_stream_whole():
+    """The stop often comes while the primary waits for a slow backup to take more bytes: the
+    KeyboardInterrupt must not leave half a message on the wire, or the backup refuses the
+    primary's last word (its end record) and takes that for a crash."""
+    a, b = channel.socketpair_channel()
+    receivers: list = []
+    handshake = threading.Thread(target=lambda: receivers.append(channel.Receiver.from_socket(b, KEY)))
+    handshake.start()
+    sender = channel.Sender.from_socket(a, KEY)
+    handshake.join(5)
+    receiver = receivers[0]
+    frame = bytes(range(256)) * 4096                     # 1 MiB
+    timer = threading.Timer(1.0, _thread.interrupt_main)  # the stop, while send() waits on a full socket
+    sent = 0
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in range(200):                          # the backup does not read: 32 MiB queue, then full
+                sender.send(frame)
+                sent += 1
+    finally:
+        timer.cancel()
+    assert 0 < sent < 200
+    got: list = []
+
+    def drain():
+        while (f := receiver.recv(timeout=10)) is not None:
+            got.append(f)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    sender.send(b"the last word")
+    sender.close(timeout=10)
+    reader.join(30)
+    receiver.close()
+    assert receiver.closed_cleanly
+    assert got[-1] == b"the last word"
+    assert all(f == frame for f in got[:-1]) and len(got) - 1 in (sent, sent + 1)
 
 
 # --- a remote failover ------------------------------------------------------------------------------

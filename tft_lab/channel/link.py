@@ -106,32 +106,42 @@ class _Link:
 
     def _write_all(self, data: bytearray, in_thread: bool) -> None:
         view = memoryview(data)
+        sent = 0
         progress = time.monotonic()
         # The link's thread keeps reading while it waits to write, so that it
         # never stops noticing acks, heartbeats and the peer's failure.
         sel = self._tsel if in_thread else self._wsel
-        while view.nbytes:
-            self.raise_if_failed()
-            try:
-                n = self.sock.send(view, _MSG_NOSIGNAL)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except OSError as exc:
-                raise self.fail(PeerFailed(f"lost the connection to the {self.peer} while sending: "
-                                           f"{exc.strerror or exc}")) from None
-            now = time.monotonic()
-            if n:
-                view = view[n:]
-                progress = self.last_write = now
-                continue
-            # Stalled: fine while the peer shows signs of life (it is merely slow).
-            if now - max(progress, self.last_heard) > self.silence:
-                raise self.fail(PeerSilent(
-                    f"the {self.peer} stopped reading and sent nothing for {now - progress:.1f} s: "
-                    f"its host is down, hung or cut off"))
-            for _, events in sel.select(_POLL):
-                if events & selectors.EVENT_READ and not self._eof:
-                    self._read_available()
+        try:
+            while sent < len(view):
+                self.raise_if_failed()
+                try:
+                    n = self.sock.send(view[sent:], _MSG_NOSIGNAL)
+                    sent += n   # at once: no call (where a signal handler may run) in between
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except OSError as exc:
+                    raise self.fail(PeerFailed(f"lost the connection to the {self.peer} while sending: "
+                                               f"{exc.strerror or exc}")) from None
+                now = time.monotonic()
+                if n:
+                    progress = self.last_write = now
+                    continue
+                # Stalled: fine while the peer shows signs of life (it is merely slow).
+                if now - max(progress, self.last_heard) > self.silence:
+                    raise self.fail(PeerSilent(
+                        f"the {self.peer} stopped reading and sent nothing for {now - progress:.1f} s: "
+                        f"its host is down, hung or cut off"))
+                for _, events in sel.select(_POLL):
+                    if events & selectors.EVENT_READ and not self._eof:
+                        self._read_available()
+        except BaseException:
+            # Interrupted (the operator's stop raises KeyboardInterrupt while we wait for a slow
+            # peer): what was not sent goes back in front of the buffer, so the stream stays
+            # whole and the owner can still say its last word; a message cut in two would make
+            # the peer refuse everything after it, and take that for a crash.
+            if self.error is None:
+                self.wbuf[:0] = view[sent:]
+            raise
 
     def send_now(self, mtype: int, payload: bytes) -> None:
         with self.wlock:

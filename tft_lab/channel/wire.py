@@ -168,12 +168,19 @@ class _Session:
         return h.digest()
 
     def seal(self, mtype: int, payload, out: bytearray) -> None:
-        """Append one numbered (and, if keyed, tagged) message to *out*."""
-        self.out_seq += 1
-        out += _HEADER.pack(len(payload), mtype, self.out_seq)
-        out += payload
-        if self._mac is not None:
-            out += self._tag(self.role, self.out_seq, mtype, payload)
+        """Append one numbered (and, if keyed, tagged) message to *out*: all of it or, if
+        interrupted (KeyboardInterrupt), none of it, its number unused."""
+        seq = self.out_seq + 1
+        start = len(out)
+        try:
+            out += _HEADER.pack(len(payload), mtype, seq)
+            out += payload
+            if self._mac is not None:
+                out += self._tag(self.role, seq, mtype, payload)
+            self.out_seq = seq
+        except BaseException:
+            del out[start:]
+            raise
 
     def check(self, mtype: int, seq: int, payload, tag) -> None:
         """Accept the next incoming message or raise ``ChannelError``; on refusal nothing changes."""
