@@ -117,7 +117,7 @@ def test_an_operators_stop_stops_both_replicas(sig, pair, counter):
     started = time.monotonic()
     b_out, b_err = pair.backup.communicate(timeout=TIMEOUT)
     assert primary.returncode == EXIT_INTERRUPTED and p_err.endswith(b"tft: interrupted; the program was stopped\n"), p_err
-    assert b_out == b"", "the backup went live and ran the program on"
+    assert b_out == b"", f"the backup went live and ran the program on: {b_err!r} {p_err!r}"
     assert pair.backup.returncode == EXIT_INTERRUPTED, b_err
     assert b_err == (b"tft: backup: stopped with the primary: the operator stopped tft run: both replicas stop, "
                      b"the backup does not go live\n")

@@ -8,6 +8,7 @@ keeps that.
 from __future__ import annotations
 
 import selectors
+import signal
 import socket
 import threading
 import time
@@ -25,6 +26,7 @@ _RECV_CHUNK = 256 * 1024
 _POLL = 0.05                          # how often a blocked writer re-checks the link's state
 _STOP_JOIN = 5.0
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)  # EPIPE instead of SIGPIPE
+_HELD = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}   # during a send (see _Link._send)
 
 
 class _Link:
@@ -100,48 +102,60 @@ class _Link:
     # -- writing (callers hold wlock)
 
     def flush_locked(self, in_thread: bool = False) -> None:
-        if self.wbuf:
-            data, self.wbuf = self.wbuf, bytearray()
-            self._write_all(data, in_thread)
+        """Write ``wbuf`` out, removing from its front what the socket took.
 
-    def _write_all(self, data: bytearray, in_thread: bool) -> None:
-        view = memoryview(data)
-        sent = 0
+        Interrupted (the operator's stop raises KeyboardInterrupt in the owner's thread while it
+        waits for a slow peer), ``wbuf`` still holds exactly what was not sent: the stream stays
+        whole and the owner can still say its last word.  A message cut in two, or sent twice,
+        would make the peer refuse everything after it and take that for a crash.
+        """
+        buf = self.wbuf
         progress = time.monotonic()
         # The link's thread keeps reading while it waits to write, so that it
         # never stops noticing acks, heartbeats and the peer's failure.
         sel = self._tsel if in_thread else self._wsel
+        while buf:
+            self.raise_if_failed()
+            n = self._send(buf, hold_signals=not in_thread)
+            now = time.monotonic()
+            if n:
+                progress = self.last_write = now
+                continue
+            # Stalled: fine while the peer shows signs of life (it is merely slow).
+            if now - max(progress, self.last_heard) > self.silence:
+                raise self.fail(PeerSilent(
+                    f"the {self.peer} stopped reading and sent nothing for {now - progress:.1f} s: "
+                    f"its host is down, hung or cut off"))
+            for _, events in sel.select(_POLL):
+                if events & selectors.EVENT_READ and not self._eof:
+                    self._read_available()
+
+    def _send(self, buf: bytearray, hold_signals: bool) -> int:
+        """Send what the socket takes of *buf* and delete it from *buf*; the number of bytes.
+
+        In the owner's thread, signals are held meanwhile: a Python handler runs between the
+        send and the bookkeeping otherwise (at the end of the call), and one that raises would
+        leave sent bytes in *buf*, to be sent again.
+        """
+        if hold_signals:
+            # Read the mask first (an interrupt here changes nothing), then block: an interrupt
+            # right after the block is undone by the finally.
+            before = signal.pthread_sigmask(signal.SIG_BLOCK, ())
         try:
-            while sent < len(view):
-                self.raise_if_failed()
-                try:
-                    n = self.sock.send(view[sent:], _MSG_NOSIGNAL)
-                    sent += n   # at once: no call (where a signal handler may run) in between
-                except (BlockingIOError, InterruptedError):
-                    n = 0
-                except OSError as exc:
-                    raise self.fail(PeerFailed(f"lost the connection to the {self.peer} while sending: "
-                                               f"{exc.strerror or exc}")) from None
-                now = time.monotonic()
-                if n:
-                    progress = self.last_write = now
-                    continue
-                # Stalled: fine while the peer shows signs of life (it is merely slow).
-                if now - max(progress, self.last_heard) > self.silence:
-                    raise self.fail(PeerSilent(
-                        f"the {self.peer} stopped reading and sent nothing for {now - progress:.1f} s: "
-                        f"its host is down, hung or cut off"))
-                for _, events in sel.select(_POLL):
-                    if events & selectors.EVENT_READ and not self._eof:
-                        self._read_available()
-        except BaseException:
-            # Interrupted (the operator's stop raises KeyboardInterrupt while we wait for a slow
-            # peer): what was not sent goes back in front of the buffer, so the stream stays
-            # whole and the owner can still say its last word; a message cut in two would make
-            # the peer refuse everything after it, and take that for a crash.
-            if self.error is None:
-                self.wbuf[:0] = view[sent:]
-            raise
+            if hold_signals:
+                signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+            try:
+                n = self.sock.send(buf, _MSG_NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                return 0
+            except OSError as exc:
+                raise self.fail(PeerFailed(f"lost the connection to the {self.peer} while sending: "
+                                           f"{exc.strerror or exc}")) from None
+            del buf[:n]
+            return n
+        finally:
+            if hold_signals:
+                signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
     def send_now(self, mtype: int, payload: bytes) -> None:
         with self.wlock:
