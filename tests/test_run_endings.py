@@ -136,7 +136,9 @@ def test_a_write_interrupted_by_the_stop_leaves_the_stream_whole():
     handshake.join(5)
     receiver = receivers[0]
     frame = bytes(range(256)) * 4096                     # 1 MiB
-    timer = threading.Timer(1.0, _thread.interrupt_main)  # the stop, while send() waits on a full socket
+    # The stop, as the supervisor takes it, while send() waits on a full socket.
+    previous = signal.signal(signal.SIGINT, lambda signum, _: channel.interrupt_when_safe())
+    timer = threading.Timer(1.0, _thread.interrupt_main)
     sent = 0
     timer.start()
     try:
@@ -146,6 +148,7 @@ def test_a_write_interrupted_by_the_stop_leaves_the_stream_whole():
                 sent += 1
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert 0 < sent < 200
     got: list = []
 

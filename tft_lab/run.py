@@ -105,7 +105,9 @@ def _supervisor_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the program's (and the coordinator's)
 
     def _term(signum, frame):
-        raise KeyboardInterrupt
+        # KeyboardInterrupt, but never between a send and its bookkeeping: the primary's last
+        # word (its end record) goes out after it, over a stream that must be whole.
+        _channel.interrupt_when_safe()
 
     signal.signal(signal.SIGTERM, _term)
 

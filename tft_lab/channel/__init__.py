@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from .endpoints import Receiver, Sender, connect, socketpair_channel
 from .keys import MIN_KEY_BYTES, generate_key, load_key
-from .link import DEFAULT_HEARTBEAT, DEFAULT_TIMEOUT_FACTOR
+from .link import DEFAULT_HEARTBEAT, DEFAULT_TIMEOUT_FACTOR, interrupt_when_safe
 from .listener import MAX_PENDING, PREAUTH_TIMEOUT, Listener, listen
 from .wire import HANDSHAKE_TIMEOUT, MAGIC, MAX_FRAME, MessageType
 
@@ -46,5 +46,5 @@ __all__ = [
     "MAGIC", "MAX_FRAME", "MIN_KEY_BYTES", "DEFAULT_HEARTBEAT", "DEFAULT_TIMEOUT_FACTOR", "HANDSHAKE_TIMEOUT",
     "PREAUTH_TIMEOUT", "MAX_PENDING",
     "MessageType", "Sender", "Receiver", "Listener",
-    "socketpair_channel", "connect", "listen", "load_key", "generate_key",
+    "socketpair_channel", "connect", "listen", "load_key", "generate_key", "interrupt_when_safe",
 ]

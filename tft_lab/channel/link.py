@@ -8,7 +8,6 @@ keeps that.
 from __future__ import annotations
 
 import selectors
-import signal
 import socket
 import threading
 import time
@@ -26,7 +25,30 @@ _RECV_CHUNK = 256 * 1024
 _POLL = 0.05                          # how often a blocked writer re-checks the link's state
 _STOP_JOIN = 5.0
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)  # EPIPE instead of SIGPIPE
-_HELD = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}   # during a send (see _Link._send)
+_MAIN_THREAD = threading.main_thread().ident
+
+
+class _Interrupts:
+    """Whether the main thread is between a send and its bookkeeping (see :func:`interrupt_when_safe`)."""
+
+    sending = False
+    pending = False
+
+
+_interrupts = _Interrupts()
+
+
+def interrupt_when_safe() -> None:
+    """Raise ``KeyboardInterrupt`` now, or, if the main thread is between sending bytes and
+    noting that it sent them, as soon as it has noted it.  For a signal handler (which runs
+    in the main thread) that stops the process by raising: the stream stays whole, so the
+    owner can still say its last word over it (a message sent twice, or cut in two, would
+    make the peer refuse everything after it and take that for a crash).
+    """
+    if _interrupts.sending:
+        _interrupts.pending = True
+        return
+    raise KeyboardInterrupt
 
 
 class _Link:
@@ -116,7 +138,7 @@ class _Link:
         sel = self._tsel if in_thread else self._wsel
         while buf:
             self.raise_if_failed()
-            n = self._send(buf, hold_signals=not in_thread)
+            n = self._send(buf, in_owner=not in_thread)
             now = time.monotonic()
             if n:
                 progress = self.last_write = now
@@ -130,32 +152,35 @@ class _Link:
                 if events & selectors.EVENT_READ and not self._eof:
                     self._read_available()
 
-    def _send(self, buf: bytearray, hold_signals: bool) -> int:
+    def _send(self, buf: bytearray, in_owner: bool) -> int:
         """Send what the socket takes of *buf* and delete it from *buf*; the number of bytes.
 
-        In the owner's thread, signals are held meanwhile: a Python handler runs between the
-        send and the bookkeeping otherwise (at the end of the call), and one that raises would
-        leave sent bytes in *buf*, to be sent again.
+        A signal handler runs between the send and the bookkeeping otherwise (at the end of
+        the call), and one that raised would leave sent bytes in *buf*, to be sent again: in
+        the main thread an interrupt asked for by :func:`interrupt_when_safe` waits until
+        the bookkeeping is done.
         """
-        if hold_signals:
-            # Read the mask first (an interrupt here changes nothing), then block: an interrupt
-            # right after the block is undone by the finally.
-            before = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+        if not (in_owner and threading.get_ident() == _MAIN_THREAD):
+            return self._send_now(buf)
+        _interrupts.sending = True
         try:
-            if hold_signals:
-                signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
-            try:
-                n = self.sock.send(buf, _MSG_NOSIGNAL)
-            except (BlockingIOError, InterruptedError):
-                return 0
-            except OSError as exc:
-                raise self.fail(PeerFailed(f"lost the connection to the {self.peer} while sending: "
-                                           f"{exc.strerror or exc}")) from None
-            del buf[:n]
-            return n
+            return self._send_now(buf)
         finally:
-            if hold_signals:
-                signal.pthread_sigmask(signal.SIG_SETMASK, before)
+            _interrupts.sending = False
+            if _interrupts.pending:
+                _interrupts.pending = False
+                raise KeyboardInterrupt
+
+    def _send_now(self, buf: bytearray) -> int:
+        try:
+            n = self.sock.send(buf, _MSG_NOSIGNAL)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            raise self.fail(PeerFailed(f"lost the connection to the {self.peer} while sending: "
+                                       f"{exc.strerror or exc}")) from None
+        del buf[:n]
+        return n
 
     def send_now(self, mtype: int, payload: bytes) -> None:
         with self.wlock:
