@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 
 from .errors import DivergenceError, TftError
@@ -101,6 +103,23 @@ def _write_trace(engine, path: str | None) -> None:
         save(to_dataframe(engine.events), path)
 
 
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops the program as Ctrl-C does: the supervisor's clean-up runs (the log is
+    flushed and closed, no process is left) and tft exits with the usual message."""
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -109,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.epoch < 1:
                 _usage("--epoch must be at least 1")
+            _stop_on_sigterm()   # the log is closed as a whole (its last frames flushed)
             status, engine = record(_prog(args), args.log, epoch=args.epoch, events=args.events,
                                     control_fd=args.control_fd, keep_trace=bool(args.trace_out),
                                     small_log=args.small_log)
@@ -117,7 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "replay":
             from .replayer import replay
 
+            if sys.stdout is None or not _is_open(1):
+                # The replay shows the program's output on our stdout: closed, it could only fail
+                # later, or land in whatever file next took fd 1.
+                _usage("standard output is closed: the replay writes the program's output there "
+                       "(use >/dev/null to discard it)")
             sys.stdout.flush()
+            _stop_on_sigterm()
             status, engine = replay(args.log, events=args.events, control_fd=args.control_fd,
                                     keep_trace=bool(args.trace_out))
             _write_trace(engine, args.trace_out)
@@ -191,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except ValueError as e:   # a bad option value (a fault spec, a --backup address)
         print(f"tft: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:      # a timeout waiting for a peer, a file we were named and cannot use
+        what = f"{e.filename}: " if e.filename else ""
+        print(f"tft: {what}{e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE
 
