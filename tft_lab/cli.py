@@ -1,6 +1,6 @@
 """The ``tft`` command line.
 
-    tft record --log FILE [--epoch N] [--trace-out F] [--small-log] -- PROG [ARGS...]
+    tft record --log FILE [--epoch N] [--trace-out F] [--small-log] [--record-env] -- PROG [ARGS...]
     tft replay [--trace-out F] FILE
     tft trace [-o FILE] -- PROG [ARGS...]
     tft run [--backup local|none|tcp://HOST:PORT] [--commit output|epoch|none] [--epoch N]
@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--trace-out", help="also write the trace (parquet, or .csv)")
     r.add_argument("--small-log", action="store_true",
                    help="log only the sha256 of mapped files (libraries...): replays only where they are unchanged")
+    r.add_argument("--record-env", action="store_true",
+                   help="keep every environment variable's value in the log (default: only PATH, HOME, "
+                        "locale, terminal and the like; the others are masked, see docs/log-format.md)")
     r.add_argument("--events", help=argparse.SUPPRESS)       # stream the trace (JSON lines): live views
     r.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)   # live stepping socket
     r.add_argument("prog", nargs=argparse.REMAINDER)
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             _stop_on_sigterm()   # the log is closed as a whole (its last frames flushed)
             status, engine = record(_prog(args), args.log, epoch=args.epoch, events=args.events,
                                     control_fd=args.control_fd, keep_trace=bool(args.trace_out),
-                                    small_log=args.small_log)
+                                    small_log=args.small_log, record_env=args.record_env)
             _write_trace(engine, args.trace_out)
             return status
         if args.cmd == "replay":
