@@ -290,6 +290,9 @@ def _child(path: Path, out: Path, err: Path) -> None:
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.dup2(fd, target)
             os.close(fd)
+        # Python's own streams on those fds (under pytest they are its capture objects)
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False)
         rc = _cli.main(["replay", str(path)])
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else 1

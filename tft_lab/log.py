@@ -117,7 +117,7 @@ def _check_record(rec: dict, offset: int) -> None:
     for name in (*fields, *OPTIONAL.get(t, {})):
         v = rec.get(name)
         if isinstance(v, int) and not _in(v, *_I64):
-            raise LogError(f"record {t!r} at byte {offset}: field {name!r} out of range")
+            raise LogError(f"record {t!r} at byte {offset}: field {name!r} out of range (corrupt log)")
     if "pid" in fields and not 0 < rec["pid"] < MAX_PID:
         raise LogError(f"{t} record at byte {offset}: pid out of range")
     if "seq" in fields and not _in(rec["seq"], -1, 1 << 62):
