@@ -23,7 +23,8 @@ import pytest
 from test_bad_input import one_line_error, write_log
 from tft_lab.log import MAGIC, LogReader, read_log
 from tft_lab.recorder import KEPT_ENV
-from tft_lab.testing import assert_no_leftovers, nothing_left_running, record, replay, run_cli
+from tft_lab.testing import (assert_no_leftovers, build_program, nothing_left_running, record, replay,
+                             run_cli)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import fuzz_logs  # noqa: E402
@@ -91,6 +92,28 @@ def test_the_reader_holds_one_frame_at_a_time(lines_log):
     assert first.type == "header" and reader.count == 1 and reader.pos < os.path.getsize(lines_log)
     rest = list(reader)
     assert rest[-1].type == "end" and reader.ended and reader.pos == os.path.getsize(lines_log)
+
+
+def _peak_kb(argv: list) -> int:
+    """Run ``tft ARGV`` to its end; its peak memory (max RSS, KiB, of it and what it reaped)."""
+    p = subprocess.Popen([sys.executable, "-m", "tft_lab.cli", *map(str, argv)], stdout=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    assert p.returncode == 0
+    return usage.ru_maxrss
+
+
+def test_replay_memory_does_not_grow_with_the_log(tmp_path):
+    """A replay streams its log: 30 times the calls, the same memory (it held ~600 bytes per
+    record when it read the log whole: 18 MB more here)."""
+    prog = build_program("syscall_loop")
+    peaks = []
+    for n in (1000, 30000):
+        log = tmp_path / f"{n}.log"
+        assert record([prog, n, "clock"], log, timeout=300).returncode == 0
+        peaks.append(_peak_kb(["replay", log]))
+    assert peaks[1] - peaks[0] < 6 * 1024, peaks
 
 
 # --- a recorder that dies ---------------------------------------------------------------------------
