@@ -347,6 +347,12 @@ def test_a_log_keeps_no_secret_of_the_environment(tmp_path):
         assert rep.returncode == 0 and rep.stdout == rec.stdout
 
 
+def test_a_trace_file_is_private(tmp_path):
+    out = tmp_path / "trace.txt"
+    assert run_cli(["trace", "-o", out, "--", "/bin/true"]).returncode == 0
+    assert "<local>" in out.read_text() and oct(out.stat().st_mode & 0o777) == "0o600"
+
+
 # --- the fuzzer ---------------------------------------------------------------------------------------
 
 FUZZ_SECONDS = float(os.environ.get("TFT_FUZZ_SECONDS", "35"))

@@ -154,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "trace":
             from .tracer import trace
 
-            out = open(args.output, "w") if args.output else sys.stderr
+            if args.output:
+                from .log import open_private
+
+                out = os.fdopen(open_private(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w")
+            else:
+                out = sys.stderr
             try:
                 status, _ = trace(_prog(args), out)
             finally:

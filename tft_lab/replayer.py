@@ -109,17 +109,14 @@ class Replayer(Policy):
         if self._source is None:
             return False
         try:
-            rec = next(self._source)
-            if rec is not None:
-                self.add(rec)
+            self.add(next(self._source))
+            return True
         except StopIteration:
-            rec = None
+            pass
         except LogError as e:
-            rec, self.log_stop = None, e
-        if rec is None:
-            self._source = None
-            return False
-        return True
+            self.log_stop = e
+        self._source = None
+        return False
 
     def stopped_short(self) -> LogError | None:
         """Why the log has no more records although the recording went on (None: it is whole
