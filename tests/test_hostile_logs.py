@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 
 from test_bad_input import one_line_error, write_log
+from tft_lab.errors import LogError
 from tft_lab.log import MAGIC, LogReader, read_log
+from tft_lab.syscalls import name_of
 from tft_lab.recorder import KEPT_ENV
 from tft_lab.testing import (assert_no_leftovers, build_program, nothing_left_running, record, replay,
                              run_cli)
@@ -143,6 +145,30 @@ def test_a_killed_recorder_leaves_a_log_that_replays(sig, tmp_path, pids_before)
     assert recorded.startswith(rep.stdout)
     assert rep.stdout.count(b"\n") >= recorded.count(b"\n") - 1
     nothing_left_running(pids_before)   # a killed recorder's program dies, adopted by us: reaped
+
+
+def test_a_silent_program_s_log_reaches_the_file_as_it_runs(tmp_path, pids_before):
+    """No output at all, and still every record made so far is on disk within 100 ms (plus the
+    scheduler's delay on a busy machine): the writer flushes on a timer too."""
+    log = tmp_path / "silent.log"
+    p = subprocess.Popen([sys.executable, "-m", "tft_lab.cli", "record", "--small-log", "--log", str(log), "--",
+                          "/bin/sh", "-c", "read x < /etc/hostname; sleep 30"], stdin=subprocess.DEVNULL)
+    try:
+        records, deadline = [], time.monotonic() + 60
+        while not any(r.type == "exec" and r["path"].endswith("/sleep") for r in records) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                records = list(LogReader(log))
+            except LogError:   # a frame being written as we read: look again
+                pass
+        # sleep is sleeping (its nanosleep's record comes when it returns): the log so far is on disk
+        assert any(r.type == "exec" and r["path"].endswith("/sleep") for r in records)
+        assert "read" in [name_of(r["nr"]) for r in records if r.type == "sys"]
+    finally:
+        p.kill()
+        p.wait()
+    nothing_left_running(pids_before)
 
 
 def test_a_log_without_its_end_stops_where_the_program_needs_more(lines_log, tmp_path):
