@@ -152,9 +152,9 @@ def test_a_silent_program_s_log_reaches_the_file_as_it_runs(tmp_path, pids_befor
     scheduler's delay on a busy machine): the writer flushes on a timer too."""
     log = tmp_path / "silent.log"
     p = subprocess.Popen([sys.executable, "-m", "tft_lab.cli", "record", "--small-log", "--log", str(log), "--",
-                          "/bin/sh", "-c", "read x < /etc/hostname; sleep 30"], stdin=subprocess.DEVNULL)
+                          "/bin/sh", "-c", "read x < /etc/hostname; sleep 60"], stdin=subprocess.DEVNULL)
     try:
-        records, deadline = [], time.monotonic() + 60
+        records, deadline = [], time.monotonic() + 20
         while not any(r.type == "exec" and r["path"].endswith("/sleep") for r in records) \
                 and time.monotonic() < deadline:
             time.sleep(0.2)
