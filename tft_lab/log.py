@@ -165,8 +165,20 @@ def _check_header(rec: dict, offset: int) -> None:
         raise LogError(f"header at byte {offset}: bad cwd, program path or inherited fds (corrupt log)")
     if not 1 <= rec["epoch"] < 1 << 31:
         raise LogError(f"header at byte {offset}: epoch length out of range (corrupt log)")
-    if "\0" in "".join((rec["cwd"], rec["exe"], *rec["argv"], *env, *env.values())):
-        raise LogError(f"header at byte {offset}: a NUL byte in argv, env, cwd or program path (corrupt log)")
+    text = "".join((rec["cwd"], rec["exe"], *rec["argv"], *env, *env.values()))
+    if "\0" in text or not _encodable(text) or any(not k or "=" in k for k in env):
+        raise LogError(f"header at byte {offset}: argv, env, cwd or program path cannot be passed to a "
+                       "program (a NUL byte, a bad name or character; corrupt log)")
+
+
+def _encodable(s: str) -> bool:
+    """Whether ``s`` turns back into the bytes a program gets (the recorder decoded them with
+    surrogateescape; another lone surrogate is not such bytes)."""
+    try:
+        s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 MAX_CONTENT = 1 << 30   # a mapped file's size (larger ones are logged by hash only)

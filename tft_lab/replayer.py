@@ -483,6 +483,8 @@ def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True
                 raise LogError(f"{h['exe']}: the recorded program is missing")
             if digest != h["exe_sha256"]:
                 raise DivergenceError(f"{h['exe']}: the program changed since it was recorded (sha256 differs)")
+        if not os.path.isdir(h["cwd"]):
+            raise LogError(f"{h['cwd']}: the recorded working directory is not here (the replay runs there)")
         engine = Engine(policy, epoch=h["epoch"], keep_trace=keep_trace)
         with engine.watched(events, control_fd):
             engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
