@@ -334,11 +334,14 @@ class LogWriter:
         self._lock = threading.Lock()      # the buffer and the fd: the flusher thread shares them
         self._failed: LogError | None = None
         self._stop = threading.Event()
+        # Started at the first record, not here: the recorder forks its program after creating
+        # the log, and a fork is simplest without a second thread.
         self._flusher = threading.Thread(target=self._flush_often, name="tft-log-flush", daemon=True)
-        self._flusher.start()
 
     def write(self, fields: dict, blobs: list[bytes] = ()) -> None:
         frame = encode(fields, blobs)
+        if self._flusher.ident is None and not self._stop.is_set():
+            self._flusher.start()
         with self._lock:
             if self._failed is not None:
                 raise self._failed
@@ -381,7 +384,7 @@ class LogWriter:
     def close(self) -> None:
         """Flush and close (also after a failure, which it then raises)."""
         self._stop.set()
-        if self._flusher.is_alive() and self._flusher is not threading.current_thread():
+        if self._flusher.ident is not None and self._flusher is not threading.current_thread():
             self._flusher.join()
         with self._lock:
             fd, self._fd = self._fd, None
