@@ -20,8 +20,10 @@ Every case must end in one of:
 - ``error``: a non-zero exit whose stderr ends with one ``tft:`` line, what came
   before being the start of what the unmutated replay printed;
 - ``forged-input``: the mutation changed only what an input call returned (its
-  result or its bytes): a consistent log of another run, whose replay may print
-  something else (a log is checksummed, not signed).
+  result or its bytes), or the header's argv or environment (the program's
+  inputs too): a consistent log of another run, whose replay may print
+  something else (a log is checksummed, not signed; the outputs' bytes are not
+  in it, so nothing can tell).
 
 and never in ``hang`` (the time limit), ``traceback`` (or any stderr that is not
 a ``tft:`` line), ``memory`` (the address-space limit reached), ``effect`` (the
@@ -138,7 +140,8 @@ def flip_fixed(rng: random.Random, data: bytes, spans) -> Case:
     i = rng.randrange(len(payload))
     payload[i] ^= 1 << rng.randrange(8)
     # res (bytes 17..24 of a packed record) or the out-buffers' bytes of an input call: another run's input
-    forged = False
+    # The header's argv and environment are the program's inputs too (a log is checksummed, not signed)
+    forged = off == len(_log.MAGIC)
     if _input_call(bytes(payload)):
         try:
             rec = _log.decode_payload(data[off + FRAME.size:off + total])
@@ -202,7 +205,7 @@ def _forged_record(rng: random.Random, data: bytes, spans) -> tuple[int, bytes, 
         else:
             fields[name] = rng.choice(BOUNDARY + WRONG_TYPES)
         forged = (rec.type == "sys" and name == "res" and _CLASS.get(rec["nr"]) in ("input", "identity")) \
-            or (rec.type == "tsc" and name in ("value", "aux"))
+            or (rec.type == "tsc" and name in ("value", "aux")) or (rec.type == "header" and name in ("argv", "env"))
     try:
         frame = _log.encode(fields, blobs)
     except (TypeError, ValueError, OverflowError):
