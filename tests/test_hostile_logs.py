@@ -403,3 +403,11 @@ def test_mutated_real_logs_replay_identically_or_end_in_one_line(tmp_path, monke
     assert sum(counts.values()) >= 10
     assert {o for _, o in counts} & {"error"}   # the mutations do reach the checks
     assert_no_leftovers(pids_before)
+
+
+def test_a_record_after_the_end_record_is_a_corrupt_log(lines_log, tmp_path):
+    def change(records):
+        records.append(records[-2])   # the exit record again, after the end
+    rep = replay(forged(lines_log, tmp_path / "trailing.log", change))
+    assert rep.stdout.count(b"line") == 6
+    assert "after the end record" in one_line_error(rep)

@@ -502,6 +502,9 @@ def _finish(policy: Replayer, engine: Engine) -> None:
     short = policy.stopped_short()
     if short is not None:
         raise short
+    policy.pull()   # nothing may follow the end record (the reader says so if something does)
+    if policy.log_stop is not None:
+        raise policy.log_stop
     left = [(pid, s.q[0]) for pid, s in policy.streams.items() if s.q]
     if left:
         pid, rec = left[0]
