@@ -25,7 +25,7 @@ backup replays what it received and then *goes live*:
 
 A primary that stopped the program on a call tft_lab refuses (a thread) says so
 in its ``end`` record: the backup then stops its program too (PrimaryRefused),
-it does not go live.
+it does not go live.  So does a primary the operator stopped (PrimaryStopped).
 """
 from __future__ import annotations
 
@@ -89,6 +89,14 @@ class PrimaryRefused(UnsupportedError):
     """The primary stopped the program on a call tft_lab refuses: the backup stops too.
 
     Its message is the primary's, which names the primary's pid, seq and call already."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class PrimaryStopped(TftError):
+    """The operator stopped ``tft run``: the primary stopped the program and said so; the
+    backup stops too instead of going live.  Its message is the primary's reason."""
 
     def __str__(self) -> str:
         return self.message
@@ -183,6 +191,8 @@ class Backup(Replayer):
         if rec.type == "end" and "refused" in rec:
             # Not a crash: the program's end.  Going live would run it on, unsupervised.
             raise PrimaryRefused(rec["refused"])
+        if rec.type == "end" and "stopped" in rec:
+            raise PrimaryStopped(rec["stopped"])   # the operator's stop: both replicas stop
         return True
 
     # -- lifecycle -----------------------------------------------------------------------

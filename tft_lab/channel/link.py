@@ -25,6 +25,30 @@ _RECV_CHUNK = 256 * 1024
 _POLL = 0.05                          # how often a blocked writer re-checks the link's state
 _STOP_JOIN = 5.0
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)  # EPIPE instead of SIGPIPE
+_MAIN_THREAD = threading.main_thread().ident
+
+
+class _Interrupts:
+    """Whether the main thread is between a send and its bookkeeping (see :func:`interrupt_when_safe`)."""
+
+    sending = False
+    pending = False
+
+
+_interrupts = _Interrupts()
+
+
+def interrupt_when_safe() -> None:
+    """Raise ``KeyboardInterrupt`` now, or, if the main thread is between sending bytes and
+    noting that it sent them, as soon as it has noted it.  For a signal handler (which runs
+    in the main thread) that stops the process by raising: the stream stays whole, so the
+    owner can still say its last word over it (a message sent twice, or cut in two, would
+    make the peer refuse everything after it and take that for a crash).
+    """
+    if _interrupts.sending:
+        _interrupts.pending = True
+        return
+    raise KeyboardInterrupt
 
 
 class _Link:
@@ -35,12 +59,16 @@ class _Link:
     message numbers reach the wire in order.  ``cond`` guards the owner's state
     (acks, the frame queue) and wakes its waiters; ``on_message`` runs on the
     link's thread for every accepted message.
+
+    With *drain*, a failed write does not end the reading: what the peer sent before it
+    died is still in our socket's buffer, and the owner gets it before the error (a backup
+    whose ack or heartbeat hit a dead primary must still replay every frame that arrived).
     """
 
     def __init__(self, sock: socket.socket, session: _Session, *, heartbeat: float,
                  timeout_factor: float, on_message: Callable[[int, bytes], None],
                  close_payload: Callable[[], int],
-                 wants_input: Callable[[], bool] = lambda: True) -> None:
+                 wants_input: Callable[[], bool] = lambda: True, drain: bool = False) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.session = session
@@ -56,6 +84,8 @@ class _Link:
         self.peer_closed = False   # the peer's CLOSE arrived
         self.sent_close = False    # our CLOSE is written and our write side shut down
         self.closing = False       # our owner is closing: the peer's EOF is expected
+        self.drain = drain
+        self.draining = False      # a write failed; the thread still reads what already arrived
         self.wlock = threading.Lock()
         self.wbuf = bytearray()
         self.last_write = self.last_heard = time.monotonic()
@@ -76,14 +106,24 @@ class _Link:
 
     # -- failure
 
-    def fail(self, err: TftError) -> TftError:
-        """Record *err* unless an error is recorded already, drop the connection, return the first error."""
+    def fail(self, err: TftError, *, writing: bool = False) -> TftError:
+        """Record *err* unless an error is recorded already, drop the connection, return the first error.
+
+        A failed write (*writing*) on a draining link only stops our writes: the thread
+        reads on until the peer's end of stream, then drops the connection."""
         with self.cond:
             if self.error is None:
                 self.error = err
+                self.draining = writing and self.drain and not (self._eof or self._stop)
             first = self.error
             self.cond.notify_all()
-        self.drop()
+        if self.draining:
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        else:
+            self.drop()
         return first
 
     def drop(self) -> None:
@@ -100,28 +140,23 @@ class _Link:
     # -- writing (callers hold wlock)
 
     def flush_locked(self, in_thread: bool = False) -> None:
-        if self.wbuf:
-            data, self.wbuf = self.wbuf, bytearray()
-            self._write_all(data, in_thread)
+        """Write ``wbuf`` out, removing from its front what the socket took.
 
-    def _write_all(self, data: bytearray, in_thread: bool) -> None:
-        view = memoryview(data)
+        Interrupted (the operator's stop raises KeyboardInterrupt in the owner's thread while it
+        waits for a slow peer), ``wbuf`` still holds exactly what was not sent: the stream stays
+        whole and the owner can still say its last word.  A message cut in two, or sent twice,
+        would make the peer refuse everything after it and take that for a crash.
+        """
+        buf = self.wbuf
         progress = time.monotonic()
         # The link's thread keeps reading while it waits to write, so that it
         # never stops noticing acks, heartbeats and the peer's failure.
         sel = self._tsel if in_thread else self._wsel
-        while view.nbytes:
+        while buf:
             self.raise_if_failed()
-            try:
-                n = self.sock.send(view, _MSG_NOSIGNAL)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except OSError as exc:
-                raise self.fail(PeerFailed(f"lost the connection to the {self.peer} while sending: "
-                                           f"{exc.strerror or exc}")) from None
+            n = self._send(buf, in_owner=not in_thread)
             now = time.monotonic()
             if n:
-                view = view[n:]
                 progress = self.last_write = now
                 continue
             # Stalled: fine while the peer shows signs of life (it is merely slow).
@@ -132,6 +167,36 @@ class _Link:
             for _, events in sel.select(_POLL):
                 if events & selectors.EVENT_READ and not self._eof:
                     self._read_available()
+
+    def _send(self, buf: bytearray, in_owner: bool) -> int:
+        """Send what the socket takes of *buf* and delete it from *buf*; the number of bytes.
+
+        A signal handler runs between the send and the bookkeeping otherwise (at the end of
+        the call), and one that raised would leave sent bytes in *buf*, to be sent again: in
+        the main thread an interrupt asked for by :func:`interrupt_when_safe` waits until
+        the bookkeeping is done.
+        """
+        if not (in_owner and threading.get_ident() == _MAIN_THREAD):
+            return self._send_now(buf)
+        _interrupts.sending = True
+        try:
+            return self._send_now(buf)
+        finally:
+            _interrupts.sending = False
+            if _interrupts.pending:
+                _interrupts.pending = False
+                raise KeyboardInterrupt
+
+    def _send_now(self, buf: bytearray) -> int:
+        try:
+            n = self.sock.send(buf, _MSG_NOSIGNAL)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            raise self.fail(PeerFailed(f"lost the connection to the {self.peer} while sending: "
+                                       f"{exc.strerror or exc}"), writing=True) from None
+        del buf[:n]
+        return n
 
     def send_now(self, mtype: int, payload: bytes) -> None:
         with self.wlock:
@@ -219,42 +284,59 @@ class _Link:
         del rbuf[:off]
 
     def _run(self) -> None:
-        paused = False
         try:
-            while not (self._stop or self._eof or self.error is not None):
-                if self.peer_closed and not self.sent_close:
-                    self.send_close(self.close_payload(), in_thread=True)
-                self._maybe_heartbeat(time.monotonic())
-                if not self.wants_input():
-                    # The backup's frame queue is full: let TCP flow control slow the primary.
-                    paused = True
-                    time.sleep(0.01)
-                    continue
-                now = time.monotonic()
-                if paused:
-                    paused = False
-                    self.last_heard = now  # we were not listening; give the peer a full period
-                wait = self.last_write + self.heartbeat - now if not self.sent_close else 1.0
-                if wait <= 0:
-                    wait = _POLL  # the heartbeat was skipped because a write is under way
-                if not self.peer_closed:
-                    left = self.last_heard + self.silence - now
-                    if left <= 0:
-                        raise PeerSilent(
-                            f"no message or heartbeat from the {self.peer} for {now - self.last_heard:.1f} s "
-                            f"(limit {self.silence:g} s = {self.timeout_factor:g} x its "
-                            f"{self.session.peer_heartbeat:g} s heartbeat): its host is down, hung or cut off")
-                    wait = min(wait, left)
-                if self._select_read(wait):
-                    self._read_available()
-        except TftError as exc:
-            if not self._stop:
-                self.fail(exc)
+            try:
+                self._serve()
+            except TftError as exc:
+                if not self._stop:
+                    self.fail(exc)
+            if self.draining:
+                self._drain()
+        except TftError:
+            pass   # the first error is recorded; draining ends at the peer's end of stream
         except Exception as exc:  # a bug here must not leave the owner waiting forever
             self.fail(ChannelError(f"the channel thread crashed: {exc!r}"))
         finally:
+            if self.draining:
+                self.drop()
             with self.cond:
+                self.draining = False
                 self.cond.notify_all()
+
+    def _serve(self) -> None:
+        paused = False
+        while not (self._stop or self._eof or self.error is not None):
+            if self.peer_closed and not self.sent_close:
+                self.send_close(self.close_payload(), in_thread=True)
+            self._maybe_heartbeat(time.monotonic())
+            if not self.wants_input():
+                # The backup's frame queue is full: let TCP flow control slow the primary.
+                paused = True
+                time.sleep(0.01)
+                continue
+            now = time.monotonic()
+            if paused:
+                paused = False
+                self.last_heard = now  # we were not listening; give the peer a full period
+            wait = self.last_write + self.heartbeat - now if not self.sent_close else 1.0
+            if wait <= 0:
+                wait = _POLL  # the heartbeat was skipped because a write is under way
+            if not self.peer_closed:
+                left = self.last_heard + self.silence - now
+                if left <= 0:
+                    raise PeerSilent(
+                        f"no message or heartbeat from the {self.peer} for {now - self.last_heard:.1f} s "
+                        f"(limit {self.silence:g} s = {self.timeout_factor:g} x its "
+                        f"{self.session.peer_heartbeat:g} s heartbeat): its host is down, hung or cut off")
+                wait = min(wait, left)
+            if self._select_read(wait):
+                self._read_available()
+
+    def _drain(self) -> None:
+        """After a failed write: read what the peer sent before it went (a dead peer sends no
+        more, so only what is already buffered), up to its end of stream."""
+        while not (self._stop or self._eof) and self._select_read(_POLL):
+            self._read_available()
 
     def _select_read(self, timeout: float) -> bool:
         return any(events & selectors.EVENT_READ for _, events in self._rsel.select(max(timeout, 0.0)))
