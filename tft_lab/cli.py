@@ -1,6 +1,6 @@
 """The ``tft`` command line.
 
-    tft record --log FILE [--epoch N] [--trace-out F] [--small-log] -- PROG [ARGS...]
+    tft record --log FILE [--epoch N] [--trace-out F] [--small-log] [--record-env] -- PROG [ARGS...]
     tft replay [--trace-out F] FILE
     tft trace [-o FILE] -- PROG [ARGS...]
     tft run [--backup local|none|tcp://HOST:PORT] [--commit output|epoch|none] [--epoch N]
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 
@@ -41,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--trace-out", help="also write the trace (parquet, or .csv)")
     r.add_argument("--small-log", action="store_true",
                    help="log only the sha256 of mapped files (libraries...): replays only where they are unchanged")
+    r.add_argument("--record-env", action="store_true",
+                   help="keep every environment variable's value in the log (default: only PATH, HOME, "
+                        "locale, terminal and the like; the others are masked, see docs/log-format.md)")
     r.add_argument("--events", help=argparse.SUPPRESS)       # stream the trace (JSON lines): live views
     r.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)   # live stepping socket
     r.add_argument("prog", nargs=argparse.REMAINDER)
@@ -121,6 +125,23 @@ def _write_trace(engine, path: str | None) -> None:
         save(to_dataframe(engine.events), path)
 
 
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops the program as Ctrl-C does: the supervisor's clean-up runs (the log is
+    flushed and closed, no process is left) and tft exits with the usual message."""
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -129,15 +150,22 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.epoch < 1:
                 _usage("--epoch must be at least 1")
+            _stop_on_sigterm()   # the log is closed as a whole (its last frames flushed)
             status, engine = record(_prog(args), args.log, epoch=args.epoch, events=args.events,
                                     control_fd=args.control_fd, keep_trace=bool(args.trace_out),
-                                    small_log=args.small_log)
+                                    small_log=args.small_log, record_env=args.record_env)
             _write_trace(engine, args.trace_out)
             return status
         if args.cmd == "replay":
             from .replayer import replay
 
+            if sys.stdout is None or not _is_open(1):
+                # The replay shows the program's output on our stdout: closed, it could only fail
+                # later, or land in whatever file next took fd 1.
+                _usage("standard output is closed: the replay writes the program's output there "
+                       "(use >/dev/null to discard it)")
             sys.stdout.flush()
+            _stop_on_sigterm()
             status, engine = replay(args.log, events=args.events, control_fd=args.control_fd,
                                     keep_trace=bool(args.trace_out))
             _write_trace(engine, args.trace_out)
@@ -145,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "trace":
             from .tracer import trace
 
-            out = open(args.output, "w") if args.output else sys.stderr
+            if args.output:
+                from .log import open_private
+
+                out = os.fdopen(open_private(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w")
+            else:
+                out = sys.stderr
             try:
                 status, _ = trace(_prog(args), out)
             finally:
@@ -217,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except ValueError as e:   # a bad option value (a fault spec, a --backup address)
         print(f"tft: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:      # a timeout waiting for a peer, a file we were named and cannot use
+        what = f"{e.filename}: " if e.filename else ""
+        print(f"tft: {what}{e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE
 

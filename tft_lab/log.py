@@ -17,6 +17,11 @@ checked against :data:`SCHEMA` and every size is bounded before use.
 The first record is a ``header`` carrying :data:`VERSION`; a log of another
 version, a foreign file, a frame whose checksum fails or a file cut off
 mid-frame each raise :class:`~tft_lab.errors.LogError` with the byte offset.
+
+A log is read as a stream (:class:`LogReader`): one frame at a time, so a
+replay's memory does not grow with the log's length.  Only a regular file is
+read (a device or a FIFO is refused before any byte is), and a frame's length
+is checked against its bound and against the file's size before its bytes are.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import json
 import os
 import stat
 import struct
+import threading
 import zlib
 from typing import BinaryIO, Iterator
 
@@ -32,6 +38,8 @@ from .errors import LogError
 MAGIC = b"TFTLOG\n\x00"
 VERSION = 3
 MAX_FRAME = 64 << 20
+#: The header holds argv and the environment, which the kernel bounds (ARG_MAX, ~2 MiB here).
+MAX_HEADER = 4 << 20
 MAX_BLOBS = 32
 _FRAME = struct.Struct("<II")
 _JLEN = struct.Struct("<I")
@@ -73,6 +81,15 @@ OPTIONAL: dict[str, dict[str, type]] = {
     "end": {"refused": _STR, "stopped": _STR},
 }
 _SIG_MODES = ("boundary", "self", "in-call", "before")
+_I64 = (-(1 << 63), 1 << 64)       # any integer a register holds (signed or not)
+#: Highest user-space address + 1 on x86-64 with 5-level page tables: an out-buffer is below it.
+USER_TOP = 1 << 57
+MAX_PID = 1 << 22                  # the kernel's pid_max limit
+MAX_STATUS = 255                   # an exit status, or 128 + a signal number
+
+
+def _in(v: int, lo: int, hi: int) -> bool:
+    return lo <= v < hi
 
 
 class Record(dict):
@@ -95,13 +112,34 @@ def _check_record(rec: dict, offset: int) -> None:
     for name, typ in OPTIONAL.get(t, {}).items():
         if name in rec and not isinstance(rec[name], typ):
             raise LogError(f"record {t!r} at byte {offset}: field {name!r} is not {typ.__name__}")
+    # Every number is bounded before anything uses it (a forged 10**30 must not reach a register,
+    # a struct or an exit status); the checks per type below narrow them further.
+    for name in (*fields, *OPTIONAL.get(t, {})):
+        v = rec.get(name)
+        if isinstance(v, int) and not _in(v, *_I64):
+            raise LogError(f"record {t!r} at byte {offset}: field {name!r} out of range (corrupt log)")
+    if "pid" in fields and not 0 < rec["pid"] < MAX_PID:
+        raise LogError(f"{t} record at byte {offset}: pid out of range")
+    if "seq" in fields and not _in(rec["seq"], -1, 1 << 62):
+        raise LogError(f"{t} record at byte {offset}: seq out of range")
     if t == "sys":
-        if rec["seq"] < 0 or rec["pid"] <= 0 or not 0 <= rec["nr"] < 1024:
-            raise LogError(f"sys record at byte {offset}: pid/seq/nr out of range")
-        if len(rec["args"]) > 6 or not all(isinstance(a, int) for a in rec["args"]):
+        if rec["seq"] < 0 or not 0 <= rec["nr"] < 1024 or not _in(rec.get("oseq", 1), 1, 1 << 62):
+            raise LogError(f"sys record at byte {offset}: seq, nr or output order out of range")
+        if len(rec["args"]) > 6 or not all(isinstance(a, int) and _in(a, *_I64) for a in rec["args"]):
             raise LogError(f"sys record at byte {offset}: bad args")
-        if len(rec["addrs"]) != len(rec["blobs"]) or not all(isinstance(a, int) and 0 <= a < 1 << 64 for a in rec["addrs"]):
+        if len(rec["addrs"]) != len(rec["blobs"]) or not all(isinstance(a, int) and 0 <= a < USER_TOP for a in rec["addrs"]):
             raise LogError(f"sys record at byte {offset}: out-buffer addresses do not match its data")
+    elif t == "header":
+        _check_header(rec, offset)
+    elif t == "end":
+        if not 0 <= rec["status"] <= MAX_STATUS:
+            raise LogError(f"end record at byte {offset}: exit status {rec['status']} out of range (corrupt log)")
+    elif t == "exit":
+        if not -1 <= rec["code"] <= MAX_STATUS or not 0 <= rec["signal"] <= 64:
+            raise LogError(f"exit record at byte {offset}: exit code or signal out of range (corrupt log)")
+    elif t == "tsc":
+        if not _in(rec["value"], 0, 1 << 64) or not _in(rec["aux"], 0, 1 << 32):
+            raise LogError(f"tsc record at byte {offset}: value out of range")
     elif t == "sig":
         if not 1 <= rec["signo"] <= 64 or rec["mode"] not in _SIG_MODES or len(rec["blobs"]) != 1 or len(rec["blobs"][0]) != 128:
             raise LogError(f"sig record at byte {offset}: bad signal number, mode or siginfo")
@@ -110,8 +148,37 @@ def _check_record(rec: dict, offset: int) -> None:
             raise LogError(f"exec record at byte {offset}: AT_RANDOM must be 16 bytes")
     elif t in ("blob", "map"):
         _check_content(rec, offset)
-    elif t == "header" and rec["version"] != VERSION:
+
+
+def _strs(v) -> bool:
+    return all(isinstance(x, str) for x in v)
+
+
+def _check_header(rec: dict, offset: int) -> None:
+    if rec["version"] != VERSION:
         raise LogError(f"log version {rec['version']} is not supported (this tft_lab reads version {VERSION})")
+    env, fds = rec["env"], rec["fds"]
+    if not rec["argv"] or not _strs(rec["argv"]) or not _strs(env) or not _strs(env.values()):
+        raise LogError(f"header at byte {offset}: argv must be a non-empty list of strings, env a "
+                       "mapping of strings (corrupt log)")
+    if not rec["cwd"].startswith("/") or not rec["exe"].startswith("/") or not _strs(fds.values()):
+        raise LogError(f"header at byte {offset}: bad cwd, program path or inherited fds (corrupt log)")
+    if not 1 <= rec["epoch"] < 1 << 31:
+        raise LogError(f"header at byte {offset}: epoch length out of range (corrupt log)")
+    text = "".join((rec["cwd"], rec["exe"], *rec["argv"], *env, *env.values()))
+    if "\0" in text or not _encodable(text) or any(not k or "=" in k for k in env):
+        raise LogError(f"header at byte {offset}: argv, env, cwd or program path cannot be passed to a "
+                       "program (a NUL byte, a bad name or character; corrupt log)")
+
+
+def _encodable(s: str) -> bool:
+    """Whether ``s`` turns back into the bytes a program gets (the recorder decoded them with
+    surrogateescape; another lone surrogate is not such bytes)."""
+    try:
+        s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 MAX_CONTENT = 1 << 30   # a mapped file's size (larger ones are logged by hash only)
@@ -189,7 +256,12 @@ def _decode_sys(payload: bytes, offset: int) -> Record:
         blobs.append(payload[pos:pos + n])
         pos += n
     rec["blobs"] = blobs
-    _check_record(rec, offset)
+    # The struct gave every field its type and width: only the ranges are left to check (the
+    # general _check_record costs more than the decoding, on the log's most common record).
+    if not (0 < pid < MAX_PID and seq >= 0 and 0 <= nr < 1024 and 1 <= rec.get("oseq", 1) < 1 << 62
+            and all(a < USER_TOP for a in rec["addrs"])):
+        raise LogError(f"sys record at byte {offset}: pid, seq, nr, output order or an out-buffer "
+                       "address out of range")
     return rec
 
 
@@ -203,7 +275,7 @@ def decode_payload(payload: bytes, offset: int = 0) -> Record:
     start = 1 + _JLEN.size
     try:
         head = json.loads(payload[start:start + jlen])
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):   # RecursionError: "[[[[...": too deep
         raise LogError(f"frame at byte {offset} is not a tft record")
     if not isinstance(head, dict):
         raise LogError(f"frame at byte {offset} is not a tft record")
@@ -238,78 +310,197 @@ def open_private(path: str, flags: int) -> int:
 
 
 class LogWriter:
-    """Appends records to a file (mode 0600); :meth:`close` flushes.  Records are batched in memory."""
+    """Appends records to a file (mode 0600), written as the program runs: a recorder that is
+    killed leaves a log that replays up to its last complete frame.
+
+    Records are batched in memory (a tracer's time is precious) but reach the file, as whole
+    frames, at every output's record (what the user saw is in the log), every
+    :data:`FLUSH_EVERY` seconds (a background thread: a program that sleeps or spins still has
+    its log written) and at :meth:`close`.  A write that fails (a full disk) raises
+    :class:`LogError` naming the log, at the next :meth:`write` or :meth:`close` if the thread
+    met it; nothing more is written after it.
+    """
+
+    FLUSH_EVERY = 0.1
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         try:
-            fd = open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            self._f: BinaryIO = os.fdopen(fd, "wb")
+            self._fd: int | None = open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         except OSError as e:
             raise LogError(f"cannot write the log {self.path}: {e.strerror}") from None
-        self._f.write(MAGIC)
-        self._buf: list[bytes] = []
-        self._size = 0
+        self._buf: list[bytes] = [MAGIC]
+        self._size = len(MAGIC)
+        self._lock = threading.Lock()      # the buffer and the fd: the flusher thread shares them
+        self._failed: LogError | None = None
+        self._stop = threading.Event()
+        # Started at the first record, not here: the recorder forks its program after creating
+        # the log, and a fork is simplest without a second thread.
+        self._flusher = threading.Thread(target=self._flush_often, name="tft-log-flush", daemon=True)
 
     def write(self, fields: dict, blobs: list[bytes] = ()) -> None:
         frame = encode(fields, blobs)
-        self._buf.append(frame)
-        self._size += len(frame)
-        if self._size > 1 << 20:
-            self.flush()
+        if self._flusher.ident is None and not self._stop.is_set():
+            self._flusher.start()
+        with self._lock:
+            if self._failed is not None:
+                raise self._failed
+            self._buf.append(frame)
+            self._size += len(frame)
+            if self._size > 1 << 20 or "oseq" in fields:
+                self._write_out()
+
+    def _write_out(self) -> None:
+        # Holding the lock.  Whole frames, in order; a short write (a disk filling up) is retried
+        # until the kernel says why it cannot go on.
+        if not self._buf or self._fd is None or self._failed is not None:
+            return
+        data = memoryview(b"".join(self._buf))
+        self._buf.clear()
+        self._size = 0
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+        except OSError as e:
+            self._failed = LogError(f"cannot write the log {self.path}: {e.strerror}; "
+                                    "the program was stopped")
+            raise self._failed from None
+
+    def _flush_often(self) -> None:
+        while not self._stop.wait(self.FLUSH_EVERY):
+            with self._lock:
+                try:
+                    self._write_out()
+                except LogError:
+                    return   # kept in _failed: the recording thread raises it
 
     def flush(self) -> None:
-        if self._buf:
-            self._f.write(b"".join(self._buf))
-            self._buf.clear()
-            self._size = 0
-        self._f.flush()
+        """Write every buffered record to the file now."""
+        with self._lock:
+            if self._failed is not None:
+                raise self._failed
+            self._write_out()
 
     def close(self) -> None:
-        if not self._f.closed:
-            self.flush()
-            self._f.close()
+        """Flush and close (also after a failure, which it then raises)."""
+        self._stop.set()
+        if self._flusher.ident is not None and self._flusher is not threading.current_thread():
+            self._flusher.join()
+        with self._lock:
+            fd, self._fd = self._fd, None
+            try:
+                if fd is not None and self._failed is None:
+                    self._fd = fd
+                    self._write_out()
+            finally:
+                self._fd = None
+                if fd is not None:
+                    os.close(fd)
+            if self._failed is not None:
+                raise self._failed
+
+
+class LogReader:
+    """The records of a log file, one frame at a time (a replay's memory is flat in the log's
+    length).  Iterating yields checked :class:`Record`\\ s, the header first; it raises
+    :class:`LogError` (with the byte offset) where the file stops being a sound log, and stops
+    at a clean end of file.  :attr:`pos` is the offset of the next frame, :attr:`count` the
+    records read so far; :attr:`ended` tells whether the ``end`` record was among them.
+
+    Only a regular file is read: a device (``/dev/zero``) or a FIFO is refused when opened,
+    before any byte is read, and so is a frame longer than its bound or than the file.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        try:
+            # O_NONBLOCK: opening a FIFO must not wait for a writer before we can refuse it.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise LogError(f"{self.path}: no such log file") from None
+        except OSError as e:
+            raise LogError(f"{self.path}: cannot read the log: {e.strerror}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise LogError(f"{self.path}: is {what}, not a log")
+        self._f: BinaryIO = os.fdopen(fd, "rb", buffering=1 << 16)
+        self.size = st.st_size
+        self.pos = len(MAGIC)
+        self.count = 0
+        self.ended = False
+        try:
+            magic = self._f.read(len(MAGIC))
+        except OSError as e:
+            self.close()
+            raise LogError(f"{self.path}: cannot read the log: {e.strerror}") from None
+        if not magic:
+            self.close()
+            raise LogError(f"{self.path}: empty file, not a tft log")
+        if magic != MAGIC:
+            self.close()
+            raise LogError(f"{self.path}: not a tft log (bad magic)")
+
+    def __iter__(self) -> "LogReader":
+        return self
+
+    def __next__(self) -> Record:
+        try:
+            rec = self._next()
+        except BaseException:
+            self.close()
+            raise
+        if rec is None:
+            self.close()
+            raise StopIteration
+        return rec
+
+    def _next(self) -> Record | None:
+        pos, path = self.pos, self.path
+        if self._f.closed:
+            return None
+        head = self._f.read(_FRAME.size)
+        if not head:
+            if not self.count:
+                raise LogError(f"{path}: empty log (no header)")
+            return None
+        if len(head) < _FRAME.size:
+            raise LogError(f"{path}: truncated at byte {pos} (cut off mid-frame header)")
+        length, crc = _FRAME.unpack(head)
+        limit = MAX_HEADER if not self.count else MAX_FRAME
+        if length > limit:
+            raise LogError(f"{path}: frame at byte {pos} claims {length} bytes (corrupt)")
+        start = pos + _FRAME.size
+        if start + length > self.size:
+            self.size = os.fstat(self._f.fileno()).st_size   # it may have grown since we looked
+        if start + length > self.size:
+            raise LogError(f"{path}: truncated at byte {pos} (the recorder stopped mid-write?)")
+        payload = self._f.read(length)
+        if len(payload) < length:
+            raise LogError(f"{path}: truncated at byte {pos} (the recorder stopped mid-write?)")
+        if zlib.crc32(payload) != crc:
+            raise LogError(f"{path}: frame at byte {pos} is corrupt (checksum mismatch)")
+        if self.ended:
+            raise LogError(f"{path}: a record at byte {pos}, after the end record (corrupt)")
+        rec = decode_payload(payload, pos)
+        if not self.count and rec.type != "header":
+            raise LogError(f"{path}: does not start with a header record")
+        if self.count and rec.type == "header":
+            raise LogError(f"{path}: a second header at byte {pos} (corrupt)")
+        self.ended = rec.type == "end"
+        self.count += 1
+        self.pos = start + length
+        return rec
+
+    def close(self) -> None:
+        self._f.close()
 
 
 def read_log(path: str | os.PathLike) -> list[Record]:
-    """Read and check a whole log file.  Raises LogError on anything that is not a sound tft log."""
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise LogError(f"{path}: no such log file")
-    except IsADirectoryError:
-        raise LogError(f"{path}: is a directory, not a log")
-    if not data:
-        raise LogError(f"{path}: empty file, not a tft log")
-    if not data.startswith(MAGIC):
-        raise LogError(f"{path}: not a tft log (bad magic)")
-    return list(_frames(data, len(MAGIC), path))
-
-
-def _frames(data: bytes, pos: int, path: str) -> Iterator[Record]:
-    first = True
-    while pos < len(data):
-        if pos + _FRAME.size > len(data):
-            raise LogError(f"{path}: truncated at byte {pos} (cut off mid-frame header)")
-        length, crc = _FRAME.unpack_from(data, pos)
-        if length > MAX_FRAME:
-            raise LogError(f"{path}: frame at byte {pos} claims {length} bytes (corrupt)")
-        start = pos + _FRAME.size
-        if start + length > len(data):
-            raise LogError(f"{path}: truncated at byte {pos} (the recorder stopped mid-write?)")
-        payload = data[start:start + length]
-        if zlib.crc32(payload) != crc:
-            raise LogError(f"{path}: frame at byte {pos} is corrupt (checksum mismatch)")
-        rec = decode_payload(payload, pos)
-        if first and rec.type != "header":
-            raise LogError(f"{path}: does not start with a header record")
-        first = False
-        yield rec
-        pos = start + length
-    if first:
-        raise LogError(f"{path}: empty log (no header)")
+    """Read and check a whole log file.  Raises LogError on anything that is not a sound tft log.
+    (A replay streams it with :class:`LogReader` instead: this holds every record at once.)"""
+    return list(LogReader(path))
 
 
 def decode_frame(frame: bytes) -> Record:

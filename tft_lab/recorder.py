@@ -54,13 +54,49 @@ def refused_by_determinism(call: Call) -> int | None:
     return None
 
 
+#: Environment variables a log keeps the value of: those that commonly change what a program
+#: does (its search paths, locale, terminal, time zone, who and where it runs) and hold no
+#: secret.  Every other variable is kept by name with its value masked (see :func:`log_env`).
+KEPT_ENV = frozenset((
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "OLDPWD", "HOSTNAME", "SHLVL", "_",
+    "LANG", "LANGUAGE", "TERM", "COLORTERM", "NO_COLOR", "CLICOLOR", "COLUMNS", "LINES", "TZ",
+    "TMPDIR", "PAGER", "EDITOR", "VISUAL", "LD_LIBRARY_PATH", "LD_PRELOAD", "GLIBC_TUNABLES",
+    "PYTHONPATH", "PYTHONHASHSEED", "PYTHONHOME", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
+    "VIRTUAL_ENV", "CONDA_PREFIX", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
+    "XDG_RUNTIME_DIR", "MALLOC_ARENA_MAX", "OMP_NUM_THREADS",
+))
+_KEPT_PREFIXES = ("LC_",)
+MASK = "*"
+
+
+def log_env(env: dict[str, str], record_env: bool = False) -> dict[str, str]:
+    """The environment as a log stores it.
+
+    A log is a file that outlives the run: it must not hold the tokens and passwords an
+    environment carries.  It keeps the value of each variable in :data:`KEPT_ENV` (and
+    ``LC_*``); every other variable keeps its name and the *length* of its value, the value
+    replaced by as many ``*``.  The replay starts the program with exactly this environment,
+    so the program's stack (where the environment lives, and many out-buffers with it) has the
+    same layout as on the primary.  A program whose behaviour depends on a masked value
+    diverges on replay (or shows the ``*``): record it with ``record_env`` (``tft record
+    --record-env``) to keep every value.
+    """
+    if record_env:
+        return dict(env)
+    return {k: v if k in KEPT_ENV or k.startswith(_KEPT_PREFIXES) else MASK * len(v) for k, v in env.items()}
+
+
 class Recorder(Policy):
-    """Primary / recorder.  ``sink`` receives ``(fields, blobs)`` records (a LogWriter or a channel)."""
+    """Primary / recorder.  ``sink`` receives ``(fields, blobs)`` records (a LogWriter or a channel).
+
+    ``record_env``: the header carries the whole environment (a live backup needs it to run the
+    program as the primary does); False (a log file, by default): see :func:`log_env`."""
 
     replica = "primary"
 
-    def __init__(self, sink, small_log: bool = False):
+    def __init__(self, sink, small_log: bool = False, record_env: bool = True):
         self.sink = sink
+        self.record_env = record_env
         self.oseq = 0
         self.maps = MapLogger(self.emit, small=small_log,   # mapped files are input
                               live=not isinstance(sink, _log.LogWriter))
@@ -82,7 +118,8 @@ class Recorder(Policy):
                     self.shown.add((st.st_dev, st.st_ino))
             except OSError:
                 fds[str(fd)] = "closed"
-        self.emit({"t": "header", "version": _log.VERSION, "argv": engine.argv, "env": engine.env,
+        self.emit({"t": "header", "version": _log.VERSION, "argv": engine.argv,
+                   "env": log_env(engine.env, self.record_env),
                    "cwd": engine.cwd, "exe": engine.path, "exe_sha256": file_sha256(engine.path, self.maps.cache),
                    "epoch": engine.epoch, "arch": os.uname().machine, "pid": engine.root.pid,
                    "fds": fds, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -260,8 +297,11 @@ class Recorder(Policy):
 
 def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=None,
            keep_trace: bool = True, events: str | None = None, control_fd: int | None = None,
-           small_log: bool = False) -> tuple[int, Engine]:
+           small_log: bool = False, record_env: bool = False) -> tuple[int, Engine]:
     """Record ``argv`` into ``log_path``; returns (exit status, engine).
+
+    ``record_env``: keep every environment variable's value in the log; by default only those
+    a replay commonly needs are kept, the others masked (:func:`log_env`).
 
     ``small_log``: log only the sha256 of mapped files (libraries...), not their content: the
     log then replays only where those files are unchanged.
@@ -272,7 +312,8 @@ def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=Non
     env = dict(os.environ if env is None else env)
     find_program(argv, env, cwd)   # a clear error before the log is created
     writer = _log.LogWriter(log_path)
-    engine = Engine(Recorder(writer, small_log=small_log), epoch=epoch, keep_trace=keep_trace)
+    engine = Engine(Recorder(writer, small_log=small_log, record_env=record_env), epoch=epoch,
+                    keep_trace=keep_trace)
     with engine.watched(events, control_fd):
         try:
             engine.start(argv, env=env, cwd=cwd)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import collections
 import os
 import stat
+from typing import Iterable, Iterator
 
 from . import fdtable
 from . import log as _log
@@ -67,25 +68,34 @@ class Stream:
 
 
 class Replayer(Policy):
-    """Backup / replayer over records, from a file (all at once) or a channel (as they come)."""
+    """Backup / replayer over records, from a log file (read as the replay needs them) or a
+    channel (as they come).
+
+    ``records``: the header, then the rest, from any iterable (a :class:`~tft_lab.log.LogReader`
+    streams a file: memory stays flat in the log's length).  Where the log stops before its
+    ``end`` record (cut off, corrupt, its recorder killed), every process replays all it has
+    and the replay then stops with a :class:`LogError` saying where and why."""
 
     replica = "backup"
 
-    def __init__(self, records: list, *, out_fds: dict[str, int] | None = None):
-        if not records or records[0].type != "header":
+    def __init__(self, records: Iterable, *, out_fds: dict[str, int] | None = None):
+        source = iter(records)
+        first = next(source, None)
+        if first is None or first.type != "header":
             raise LogError("log has no header")
-        self.header = records[0]
+        self.header = first
+        self._source: Iterator | None = source   # the records not read yet (None: no more)
+        self.source_name: str = getattr(records, "path", "the log")
+        self.log_stop: LogError | None = None    # why the log stopped being readable, if it did
         self.mapped = MapReplayer()   # mapped files: the logged contents
         self.streams: dict[int, Stream] = collections.defaultdict(Stream)
         self.end_status: int | None = None
-        for rec in records[1:]:
-            self.add(rec)
         self.next_oseq = 1
         self.parked: dict[int, Task] = {}   # oseq -> task waiting for its turn to output
         self.out_fds = out_fds if out_fds is not None else {"stdout": 1, "stderr": 2}
 
     def add(self, rec) -> None:
-        """Take one more record (a file is read whole; a live channel adds as records arrive)."""
+        """Take one more record (from the file or, on a live channel, as records arrive)."""
         t = rec.type
         if t == "end":
             self.end_status = rec["status"]
@@ -99,8 +109,29 @@ class Replayer(Policy):
             raise LogError(f"unexpected {t!r} record after the header")
 
     def pull(self) -> bool:
-        """Wait for one more record; False when none will come (a file: all are loaded)."""
+        """Read one more record; False when none will come: the log's end, or the place where it
+        stops being a sound log (kept in :attr:`log_stop`, reported once a process needs more)."""
+        if self._source is None:
+            return False
+        try:
+            self.add(next(self._source))
+            return True
+        except StopIteration:
+            pass
+        except LogError as e:
+            self.log_stop = e
+        self._source = None
         return False
+
+    def stopped_short(self) -> LogError | None:
+        """Why the log has no more records although the recording went on (None: it is whole
+        so far, or ended with its end record)."""
+        if self._source is not None or self.end_status is not None:
+            return None
+        why = (str(self.log_stop) if self.log_stop is not None else
+               f"{self.source_name}: the log ends without an end record: the recording did not finish "
+               "(was its recorder killed?)")
+        return LogError(f"{why}; everything recorded before it was replayed")
 
     def peek(self, task: Task):
         """The next record of ``task``'s process, waiting for it if the channel is live."""
@@ -119,6 +150,8 @@ class Replayer(Policy):
     def on_exec(self, task: Task, at_random: int | None) -> None:
         rec = self.peek(task)
         path = os.readlink(f"/proc/{task.pid}/exe")
+        if rec is None and self.stopped_short() is not None:
+            raise self.stopped_short()
         if rec is None or rec.type != "exec" or rec["seq"] != task.seq:
             raise DivergenceError(f"replay diverged: the program executed {path} where the log has "
                                   f"{_describe(rec)}", syscall="execve")
@@ -191,8 +224,12 @@ class Replayer(Policy):
         if cls == "output":
             oseq = rec.get("oseq")
             if not self.output_turn(oseq):
+                if oseq < self.next_oseq or oseq in self.parked:
+                    raise DivergenceError(f"replay diverged: the log numbers two outputs {oseq} "
+                                          "(corrupt log)", pid=task.vpid, seq=call.seq, syscall=call.name)
                 self.parked[oseq] = task
                 task.park()
+                self.check_stalled()
                 return
             if self.changes_itself(task, call):
                 call.action = "ran"     # checked against the primary's result at its exit
@@ -220,6 +257,17 @@ class Replayer(Policy):
             return   # mapped the logged content, not the local file
         call.action = "ran"
         task.run(to_exit=not (entry is not None and entry.noreturn))
+
+    def check_stalled(self) -> None:
+        """Every process waits for its turn to output, and the turn's output is in none of them:
+        nothing can ever run again.  Replay never waits on the log: that is a divergence."""
+        tasks = [t for t in self.engine.tasks.values() if t.state != "gone"]
+        if self.parked and all(t.call is not None and t.call.parked for t in tasks):
+            raise DivergenceError(f"replay diverged: every process waits to output, none has output "
+                                  f"#{self.next_oseq} of the log's order (corrupt log?)")
+
+    def on_task_exit(self, task: Task, code, sig) -> None:
+        self.check_stalled()
 
     def output_turn(self, oseq: int | None) -> bool:
         """Outputs are replayed in the primary's order (its oseq), whichever process makes them."""
@@ -409,6 +457,8 @@ class Replayer(Policy):
 
     def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
         rec = self.peek(task)
+        if rec is None and self.stopped_short() is not None:
+            raise self.stopped_short()
         if rec is None or rec.type != "tsc" or rec["seq"] != task.seq - 1:
             raise DivergenceError("replay diverged: the program read the time-stamp counter where the "
                                   f"log has {_describe(rec)}", syscall="rdtsc")
@@ -423,6 +473,9 @@ class Replayer(Policy):
             task.run(to_exit=False)
             call.action = "failed"
             return
+        short = self.stopped_short()
+        if short is not None:
+            raise short
         raise DivergenceError(f"replay diverged: the log ends, the program called {call.name} at seq {call.seq}",
                               pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
 
@@ -447,21 +500,48 @@ def _describe(rec) -> str:
 
 def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True,
            events: str | None = None, control_fd: int | None = None) -> tuple[int, Engine]:
-    """Replay the log at ``log_path``; returns (the recorded exit status, engine)."""
-    records = _log.read_log(log_path)
-    policy = Replayer(records)
-    if policy.end_status is None:
-        raise LogError(f"{log_path}: the log is incomplete (no end record): the recording did not finish")
-    h = policy.header
-    if check_program:
-        try:
-            digest = file_sha256(h["exe"])
-        except OSError:
-            raise LogError(f"{h['exe']}: the recorded program is missing")
-        if digest != h["exe_sha256"]:
-            raise DivergenceError(f"{h['exe']}: the program changed since it was recorded (sha256 differs)")
-    engine = Engine(policy, epoch=h["epoch"], keep_trace=keep_trace)
-    with engine.watched(events, control_fd):
-        engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
-        engine.run()
+    """Replay the log at ``log_path``; returns (the recorded exit status, engine).
+
+    The log is streamed (memory flat in its length).  A log that stops before its end record
+    (cut off, corrupt, its recorder killed) is replayed up to there, then :class:`LogError`
+    says where and why; a replay that ends otherwise than the recording is a divergence."""
+    reader = _log.LogReader(log_path)
+    try:
+        policy = Replayer(reader)
+        h = policy.header
+        if check_program:
+            try:
+                digest = file_sha256(h["exe"])
+            except OSError:
+                raise LogError(f"{h['exe']}: the recorded program is missing")
+            if digest != h["exe_sha256"]:
+                raise DivergenceError(f"{h['exe']}: the program changed since it was recorded (sha256 differs)")
+        if not os.path.isdir(h["cwd"]):
+            raise LogError(f"{h['cwd']}: the recorded working directory is not here (the replay runs there)")
+        engine = Engine(policy, epoch=h["epoch"], keep_trace=keep_trace)
+        with engine.watched(events, control_fd):
+            engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
+            engine.run()
+        _finish(policy, engine)
+    finally:
+        reader.close()
     return policy.end_status, engine
+
+
+def _finish(policy: Replayer, engine: Engine) -> None:
+    """After the program: the rest of the log is its processes' exits and the end record."""
+    while policy.end_status is None and policy.pull():
+        pass
+    short = policy.stopped_short()
+    if short is not None:
+        raise short
+    policy.pull()   # nothing may follow the end record (the reader says so if something does)
+    if policy.log_stop is not None:
+        raise policy.log_stop
+    left = [(pid, s.q[0]) for pid, s in policy.streams.items() if s.q]
+    if left:
+        pid, rec = left[0]
+        raise DivergenceError(f"replay diverged: the program ended, the log still has {_describe(rec)}", pid=pid)
+    if engine.root_status != policy.end_status:
+        raise DivergenceError(f"replay diverged: the program exited with status {engine.root_status}, "
+                              f"the log's exit status is {policy.end_status}")

@@ -52,6 +52,9 @@ def load_key(path: str | os.PathLike[str]) -> bytes:
         raise ChannelError(f"key file {p} does not exist; create one with generate_key({p!r})") from None
     except OSError as exc:
         raise ChannelError(f"cannot open key file {p}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):   # before fdopen, which refuses a directory itself
+        os.close(fd)
+        raise ChannelError(f"key file {p} is not a regular file")
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())  # of the opened file, not of whatever the path names now
         if not stat.S_ISREG(st.st_mode):
