@@ -31,7 +31,7 @@ import stat
 import struct
 import threading
 import zlib
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .errors import LogError
 
