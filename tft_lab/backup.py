@@ -44,9 +44,8 @@ from . import pairs
 from .engine import Engine
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError, TftError, UnsupportedError
-from .faults import Fault, not_injected
+from .faults import Fault, Injector
 from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, reaped_child
-from .primary import fail_stop
 from .outs import gather
 from .replayer import Replayer
 from .syscalls import TABLE
@@ -134,8 +133,7 @@ class Backup(Replayer):
             raise LogError(f"the primary sent no header ({self.failure or 'stream ended'})")
         super().__init__([first], out_fds={})
         self.ordered = True
-        self.faults = [f for f in faults if f.replica == "backup"]
-        self.entries = 0
+        self.faults = Injector(faults, "backup")
         self.faults_not_injected: list[str] = []   # faults past the program's last call
         self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
         self.pipes: dict[str, pairs.Flow] = {}
@@ -189,11 +187,7 @@ class Backup(Replayer):
     def on_start(self, engine: Engine) -> None:
         super().on_start(engine)
         self.pids.add(engine.root.vpid, engine.root.pid)
-        for f in self.faults:
-            if f.after_seconds is not None:
-                t = threading.Timer(f.after_seconds, fail_stop, args=(engine,))
-                t.daemon = True
-                t.start()
+        self.faults.start(engine)
 
     @staticmethod
     def is_live(task: Task) -> bool:
@@ -218,10 +212,7 @@ class Backup(Replayer):
 
     # -- calls ---------------------------------------------------------------------------
     def on_entry(self, task: Task, call: Call) -> None:
-        self.entries += 1
-        for f in self.faults:
-            if f.at_call == self.entries:
-                fail_stop(self.engine)
+        self.faults.entry()
         if not self.ordered and self.parked:
             parked, self.parked = self.parked, {}
             for other in parked.values():
@@ -476,7 +467,7 @@ class Backup(Replayer):
         return super().on_rdtsc(task, rdtscp)
 
     def on_finish(self, engine: Engine) -> None:
-        self.faults_not_injected = not_injected(self.faults, "backup", self.entries)
+        self.faults_not_injected = self.faults.finish()
         for msg in self.faults_not_injected:
             self.warn(f"warning: {msg}")
         super().on_finish(engine)
