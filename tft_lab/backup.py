@@ -41,7 +41,7 @@ import time
 from . import fdtable
 from . import log as _log
 from . import pairs
-from .engine import Engine
+from .engine import Engine, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError, TftError, UnsupportedError
 from .faults import Fault, Injector
@@ -450,20 +450,20 @@ class Backup(Replayer):
         for signo, info in pending:
             task.inject_signal(signo, info)
 
-    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> SignalAction:
         if self.is_live(task):
-            return True
+            return SignalAction.DELIVER
         if self.primary_state == "failed":
             task.pending.append((signo, siginfo))   # the primary cannot have seen it: ours, once live
-        return False
+        return SignalAction.DROP
 
-    def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
+    def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:
         # peek() first: it waits for the primary's next record, and it is while waiting that a
         # failure is noticed.  A process with nothing more in the log once the primary failed
         # reads the counter live (it goes live at its next system call), whatever the state
         # was before the wait.
         if self.is_live(task) or (self.peek(task) is None and self.primary_state == "failed"):
-            return time.monotonic_ns() * 3, 0
+            return Tsc(time.monotonic_ns() * 3)
         return super().on_rdtsc(task, rdtscp)
 
     def on_finish(self, engine: Engine) -> None:

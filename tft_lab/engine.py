@@ -13,6 +13,7 @@ CLI loops on it, the notebook's stepper calls it one at a time.
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import os
 import signal as _signal
@@ -37,6 +38,32 @@ _DEFAULT_IGNORED = frozenset((_signal.SIGCHLD, _signal.SIGURG, _signal.SIGWINCH,
 _STOP_SIGNALS = frozenset((_signal.SIGSTOP, _signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU))
 
 
+class SignalAction(enum.Enum):
+    """What a policy does with an asynchronous signal (:meth:`Policy.on_signal`); the value
+    is the trace's ``action`` for its arrival."""
+
+    DELIVER = "delivered"
+    """Now, where it arrived (and it interrupts the call in progress, if any)."""
+    DEFER = "deferred"
+    """Held back by the policy, which delivers it later (``Task.inject_signal``)."""
+    MERGE = "merged"
+    """The same standard signal is held back already: one delivery, as in the kernel."""
+    DROP = "dropped"
+    """Not the program's (a backup's own: the log says which signals it gets)."""
+
+
+class Tsc(NamedTuple):
+    """The time-stamp counter a policy answers an rdtsc/rdtscp with (:meth:`Policy.on_rdtsc`)."""
+
+    value: int
+    """The 64-bit counter value."""
+    aux: int = 0
+    """What rdtscp puts in ecx (the processor id)."""
+    action: str = "emulated"
+    """The trace's ``action``: ``logged`` (read here, logged), ``emulated`` (from the log or a
+    clock, not logged)."""
+
+
 class Policy:
     """What to do at each event.  Every hook has a pass-through default."""
 
@@ -51,12 +78,13 @@ class Policy:
     def on_exit(self, task: Task, call: Call) -> None: ...
     def after_call(self, task: Task, call: Call) -> None:
         """The call is counted (``task.seq`` is past it); signals may be injected here."""
-    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool | str:
-        """An asynchronous signal arrived.  Return True to deliver it now, False to suppress it
-        (or the trace's action for it: "delivered", "deferred", "merged", "dropped")."""
-        return True
-    def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
-        return time.monotonic_ns(), 0
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> SignalAction:
+        """An asynchronous signal arrived (not a fault of the program's own instruction, not one
+        the policy injected).  The engine delivers it only for ``DELIVER``."""
+        return SignalAction.DELIVER
+    def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:
+        """The program read the time-stamp counter (which traps): what it reads."""
+        return Tsc(time.monotonic_ns())
     def on_fork(self, parent: Task, child: Task) -> None: ...
     def on_task_exit(self, task: Task, code: int | None, sig: int | None) -> None: ...
     def on_finish(self, engine: "Engine") -> None: ...
@@ -391,15 +419,11 @@ class Engine:
         if sig in _FAULT_SIGNALS and info.code > 0:
             self._resume(task, sig)  # synchronous fault: happens on every replica by itself
             return Status(task.pid, "signal", None)
-        decision = self.policy.on_signal(task, sig, raw)
-        if isinstance(decision, str):
-            action, deliver = decision, decision == "delivered"
-        else:
-            deliver = bool(decision)
-            action = "delivered" if deliver else ("deferred" if self.policy.replica == "primary" else "dropped")
+        action = self.policy.on_signal(task, sig, raw)
+        deliver = action is SignalAction.DELIVER
         if deliver and task.interrupted is not None:
             self._close_interrupted(task, task.interrupted.result)
-        ev = self.emit(task, "signal", name, "", 0, "event", action, "arrived" if not deliver else "delivered",
+        ev = self.emit(task, "signal", name, "", 0, "event", action.value, "delivered" if deliver else "arrived",
                         seq=task.seq - 1)
         self._resume(task, sig if deliver else 0)
         return Status(task.pid, "signal", ev)
@@ -416,9 +440,10 @@ class Engine:
         else:
             return False
         if task.state == "pre-exec":  # our own set-up code, not the program: not logged
-            value, aux = time.monotonic_ns() * 3, 0
+            tsc = Tsc(time.monotonic_ns() * 3)
         else:
-            value, aux = self.policy.on_rdtsc(task, rdtscp)
+            tsc = self.policy.on_rdtsc(task, rdtscp)
+        value, aux = tsc.value, tsc.aux
         regs = pt.get_regs(task.pid)
         regs.rax = value & 0xFFFFFFFF
         regs.rdx = (value >> 32) & 0xFFFFFFFF
@@ -427,8 +452,8 @@ class Engine:
         regs.rip += length
         pt.set_regs(task.pid, regs)
         if task.state != "pre-exec":
-            self.emit(task, "rdtsc", "rdtscp" if rdtscp else "rdtsc", "", value, "input",
-                       "emulated" if self.policy.replica == "backup" else "logged", seq=task.seq - 1)
+            self.emit(task, "rdtsc", "rdtscp" if rdtscp else "rdtsc", "", value, "input", tsc.action,
+                      seq=task.seq - 1)
         pt.resume(task.pid, 0)
         return True
 

@@ -17,7 +17,7 @@ from . import fdtable
 from . import log as _log
 from .mapped import MapLogger
 from ._backend.ptrace import SigInfo, find_program
-from .engine import Engine, Policy
+from .engine import Engine, Policy, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import TracingError
 from .outs import MAX_MOVED, MOVED, capture, move_plan, moved
@@ -196,14 +196,14 @@ class Recorder(Policy):
             self._deliver_pending(task)
 
     # -- signals -------------------------------------------------------------------------
-    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> SignalAction:
         info = SigInfo.parse(siginfo)
         if task.expect_self_signal and info.pid == task.pid:
             # Raised by the program's own call (kill(getpid()), raise, abort, SIGPIPE): it is
             # delivered right after that call on every replica.
             task.expect_self_signal = False
             self._log_signal(task, task.seq - 1, signo, siginfo, "self")
-            return True
+            return SignalAction.DELIVER
         itr = task.interrupted
         if itr is not None:
             disp = task.signal_disposition(signo)
@@ -213,11 +213,11 @@ class Recorder(Policy):
                 # It interrupted a blocking call (a sleep, a read, pause): deliver it there, or the
                 # program would wait forever.  The backup re-creates the interruption.
                 task.policy_state["in_call_signal"] = (signo, siginfo)  # logged after the call
-                return True
+                return SignalAction.DELIVER
         if signo < SIGRTMIN and any(s == signo for s, _ in task.pending):
-            return "merged"   # a standard signal is pending at most once, as in the kernel
+            return SignalAction.MERGE   # a standard signal is pending at most once, as in the kernel
         task.pending.append((signo, siginfo))
-        return "deferred"
+        return SignalAction.DEFER
 
     def _deliver_pending(self, task: Task, mode: str = "boundary") -> None:
         seen = set()
@@ -234,11 +234,11 @@ class Recorder(Policy):
     def _log_signal(self, task: Task, seq: int, signo: int, siginfo: bytes, mode: str) -> None:
         self.emit({"t": "sig", "pid": task.vpid, "seq": seq, "signo": signo, "mode": mode}, [siginfo])
 
-    def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
+    def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:
         value = time.monotonic_ns() * 3  # a 3 GHz-like counter; only its monotonicity matters
         aux = 0
         self.emit({"t": "tsc", "pid": task.vpid, "seq": task.seq - 1, "value": value, "aux": aux})
-        return value, aux
+        return Tsc(value, aux, "logged")
 
 
 def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=None,

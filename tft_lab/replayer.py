@@ -32,7 +32,7 @@ import stat
 
 from . import fdtable
 from . import log as _log
-from .engine import Engine, Policy
+from .engine import Engine, Policy, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError
 from .mapped import MapReplayer
@@ -371,16 +371,16 @@ class Replayer(Policy):
             else:
                 task.inject_signal(rec["signo"], rec["blobs"][0])
 
-    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
-        return False  # the backup's own signals are not the program's: the log says which it gets
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> SignalAction:
+        return SignalAction.DROP  # the backup's own signals are not the program's: the log says which it gets
 
-    def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
+    def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:
         rec = self.peek(task)
         if rec is None or rec.type != "tsc" or rec["seq"] != task.seq - 1:
             raise DivergenceError("replay diverged: the program read the time-stamp counter where the "
                                   f"log has {_describe(rec)}", syscall="rdtsc")
         self.streams[task.vpid].q.popleft()
-        return rec["value"], rec["aux"]
+        return Tsc(rec["value"], rec["aux"])
 
     def log_exhausted(self, task: Task, call: Call) -> None:
         """The log has nothing more for this process (a file replay: the primary died here)."""
