@@ -37,6 +37,7 @@ import struct
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 
 from . import fdtable
 from . import log as _log
@@ -47,7 +48,7 @@ from .errors import DivergenceError, LogError, TftError, UnsupportedError
 from .faults import Fault, Injector
 from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, reaped_child
 from .outs import gather
-from .replayer import Replayer
+from .replayer import Replayer, ReplayTaskState
 from .syscalls import TABLE
 
 NR = {name: TABLE[name].x64 for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt", "chdir",
@@ -91,6 +92,24 @@ class PrimaryRefused(UnsupportedError):
 
     def __str__(self) -> str:
         return self.message
+
+
+@dataclass(slots=True)
+class BackupTaskState(ReplayTaskState):
+    """What the backup keeps about one process, beyond what any replay keeps."""
+
+    live: bool = False
+    """It runs for real now (:meth:`Backup.go_live`); it never goes back."""
+    reconciled: bool = False
+    """Live, and what the primary's kernel had for it is rebuilt (:meth:`Backup.reconcile`):
+    at its first live call, or at birth for a child of a live process (its fds are copies of
+    its parent's, real already)."""
+    uncertain: bool = False
+    """Live after a failure, and no output run live yet: its calls may have run on the primary
+    already, their records lost with it (see :meth:`Backup.go_live`)."""
+    pending: list[tuple[int, bytes]] = field(default_factory=list)
+    """Its own signals since the primary failed (the primary cannot have seen them), and
+    those that arrive while it is live but stopped: delivered once it is live."""
 
 
 class _Pump(threading.Thread):
@@ -189,17 +208,29 @@ class Backup(Replayer):
         self.pids.add(engine.root.vpid, engine.root.pid)
         self.faults.start(engine)
 
+    def new_task_state(self) -> BackupTaskState:
+        return BackupTaskState()
+
+    def held_signals(self, task: Task) -> list[int]:
+        return [s for s, _ in task.policy_state.pending]
+
+    def hold_signal(self, task: Task, signo: int, siginfo: bytes) -> None:
+        if self.is_live(task) or self.primary_state == "failed":
+            task.policy_state.pending.append((signo, siginfo))   # ours: delivered once live
+
     @staticmethod
     def is_live(task: Task) -> bool:
-        return task.policy_state.get("live", False)
+        return task.policy_state.live
 
     def on_fork(self, parent: Task, child: Task) -> None:
         if self.is_live(parent):
             child.vpid = child.pid
-            child.policy_state["live"] = True
+            st: BackupTaskState = child.policy_state
+            st.fds = fdtable.copy_table(parent.policy_state.fds)
+            st.live = True
             # Its fds are copies of its parent's, which are real already: rebuilding them again
             # from the table would undo what the parent did since it went live.
-            child.policy_state["reconciled"] = True
+            st.reconciled = True
         else:
             super().on_fork(parent, child)
         self.pids.add(child.vpid, child.pid)
@@ -207,7 +238,9 @@ class Backup(Replayer):
     def on_exec(self, task: Task, at_random: int | None) -> None:
         if not self.is_live(task) and self.peek(task) is None and self.primary_state == "failed":
             self.go_live(task)   # the primary died before it could tell us about this exec
-        if not self.is_live(task):
+        if self.is_live(task):
+            fdtable.after_exec(task.policy_state.fds)   # the kernel closed its close-on-exec fds
+        else:
             super().on_exec(task, at_random)
 
     # -- calls ---------------------------------------------------------------------------
@@ -224,7 +257,7 @@ class Backup(Replayer):
                 # must not stay parked, it may be waiting for them (a pipe, a wait).
                 self._go_live_all(current=None)
             return self.live_entry(task, call)
-        if not task.policy_state.get("before"):
+        if not task.policy_state.before:
             if call.name in ("wait4", "waitid") and self._replay_reap(task, call):
                 return
             if call.name == "setpgid":
@@ -317,7 +350,7 @@ class Backup(Replayer):
         entry = call.entry
         if entry is None or entry.fd_arg is None or call.result <= 0:
             return
-        info = task.fds.get(call.args[entry.fd_arg])
+        info = task.policy_state.fds.get(call.args[entry.fd_arg])
         if info is None:
             return
         if info.kind == "conn":   # a connection: both ends may be the program's (see pairs.py)
@@ -342,7 +375,7 @@ class Backup(Replayer):
             if not data:
                 continue
             for t in self.engine.tasks.values():
-                fd = next((fd for fd, info in t.fds.items() if info.kind == "pipe" and info.path == ident), None)
+                fd = next((fd for fd, info in t.policy_state.fds.items() if info.kind == "pipe" and info.path == ident), None)
                 if fd is None:
                     continue
                 try:
@@ -376,7 +409,7 @@ class Backup(Replayer):
             task.set_result(res)   # also puts back the arguments we translated
         call.result = res
         if call.name in _FD_CALLS:
-            fdtable.update(task, call, res, standin=False)
+            fdtable.update(task, task.policy_state.fds, call, res, standin=False)
 
     def _redone(self, task: Task, call: Call, res: int) -> bool:
         """An uncertain non-idempotent call ran live and failed as it does when it was done
@@ -400,7 +433,7 @@ class Backup(Replayer):
         want = {"creates": -errno.EEXIST, "removes": -errno.ENOENT, "renames": -errno.ENOENT}[entry.redo]
         if res != want:
             return False
-        path = fdtable.resolve_call(task, call)
+        path = fdtable.resolve_call(task, task.policy_state.fds, call)
         if path is None or not self._done_by_primary(task, call, path):
             return False
         self.warn(f"pid {task.vpid}: {call.name} of {path} was done by the primary before it died "
@@ -446,7 +479,8 @@ class Backup(Replayer):
     def after_call(self, task: Task, call: Call) -> None:
         if not self.is_live(task):
             return super().after_call(task, call)
-        pending, task.pending = task.pending, []
+        st: BackupTaskState = task.policy_state
+        pending, st.pending = st.pending, []
         for signo, info in pending:
             task.inject_signal(signo, info)
 
@@ -454,7 +488,7 @@ class Backup(Replayer):
         if self.is_live(task):
             return SignalAction.DELIVER
         if self.primary_state == "failed":
-            task.pending.append((signo, siginfo))   # the primary cannot have seen it: ours, once live
+            task.policy_state.pending.append((signo, siginfo))   # the primary cannot have seen it: ours, once live
         return SignalAction.DROP
 
     def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:
@@ -483,7 +517,8 @@ class Backup(Replayer):
         """Run the call for real; keep pids virtual and dead connections reset."""
         name = call.name
         call.action = "live"
-        if not task.policy_state.get("reconciled"):
+        st: BackupTaskState = task.policy_state
+        if not st.reconciled:
             self.reconcile(task)
         if name in ("getpid", "gettid"):
             return task.emulate(task.vpid)
@@ -491,14 +526,14 @@ class Backup(Replayer):
             return task.emulate(task.parent.vpid)
         entry = call.entry
         if entry is not None and entry.fd_arg is not None and entry.resets:
-            info = task.fds.get(call.args[entry.fd_arg])
+            info = task.policy_state.fds.get(call.args[entry.fd_arg])
             if info is not None and info.kind == "dead":
                 return task.emulate(-errno.ECONNRESET)
         if name in _PID_ARGS or name == "waitid":
             self._translate_pids(task, call)
-        if task.policy_state.get("uncertain") and entry is not None:
+        if st.uncertain and entry is not None:
             if entry.cls == "output":
-                task.policy_state.pop("uncertain")   # no later call can have run on the primary
+                st.uncertain = False   # no later call can have run on the primary
             if entry.redo and (not entry.opens or fdtable.open_call(call)[1] & _EXCL == _EXCL):
                 call.note = "uncertain"   # decided at its exit, from what the file system shows
         # The exit stop costs a stop; take it where we translate, or where someone watches.
@@ -513,17 +548,17 @@ class Backup(Replayer):
         records wait for the next output to leave; the output itself is logged after it ran).
         Under the output rule no later output can have run (it waits for the acknowledgement
         of a record we never got), so the window closes at the first output run live."""
-        task.policy_state["live"] = True
+        task.policy_state.live = True
         if self.primary_state == "failed":
-            task.policy_state["uncertain"] = True
+            task.policy_state.uncertain = True
 
     def reconcile(self, task: Task) -> None:
         """Rebuild what the primary's kernel had for this process.  Precondition: at a syscall entry."""
-        task.policy_state["reconciled"] = True
+        task.policy_state.reconciled = True
         if self.live_ns is None:
             self.live_ns = time.monotonic_ns()   # the first process of the program is live
         notes = [self._enter_cwd(task)]
-        for fd, info in sorted(task.fds.items()):
+        for fd, info in sorted(task.policy_state.fds.items()):
             try:
                 rebuilt = info.desc in self.rebuilt
                 if rebuilt and self._share(task, fd, info):
@@ -539,7 +574,7 @@ class Backup(Replayer):
                         self._reset(task, fd, info)
                         note = f"fd {fd}: connection reset"
                     else:
-                        self.rebuilt[peer[0].fds[peer[1]].desc] = peer
+                        self.rebuilt[peer[0].policy_state.fds[peer[1]].desc] = peer
                     notes.append(note)
                 elif info.kind in ("conn", "socket", "dead") and (info.standin or rebuilt):
                     self._reset(task, fd, info)
@@ -553,10 +588,10 @@ class Backup(Replayer):
                 self.rebuilt[info.desc] = (task, fd)
             except TftError as e:
                 notes.append(f"fd {fd}: could not be rebuilt ({e})")
-        for fd, info in sorted(task.fds.items()):
+        for fd, info in sorted(task.policy_state.fds.items()):
             if info.kind == "epoll":
                 for target, event in info.epoll.items():
-                    if target in task.fds:
+                    if target in task.policy_state.fds:
                         addr = task.scratch(event)
                         task.inject(NR["epoll_ctl"], (fd, 1, target, addr))  # EPOLL_CTL_ADD
         self.engine.emit(task, "failover", "go-live", "; ".join(n for n in notes if n), 0, "event", "live")
@@ -568,7 +603,7 @@ class Backup(Replayer):
         not follow a chdir into a directory missing here then (made by the program's mkdir, an
         output the replay skips); live, the program's relative paths must resolve where the
         primary's did.  Returns a note ("" when nothing had to move)."""
-        info = task.fds.get(fdtable.AT_FDCWD)
+        info = task.policy_state.fds.get(fdtable.AT_FDCWD)
         if info is None or not info.path.startswith("/"):
             return ""
         try:
@@ -586,7 +621,7 @@ class Backup(Replayer):
         one process, fds inherited across fork in another: pidfd_getfd), so that they share
         one offset as they did on the primary.  False if that object is gone."""
         owner, ofd = self.rebuilt[info.desc]
-        held = owner.fds.get(ofd)
+        held = owner.policy_state.fds.get(ofd)
         if owner.pid not in self.engine.tasks or held is None or held.desc is not info.desc:
             return False   # the process that holds it exited, or closed or replaced that fd
         if owner is task:

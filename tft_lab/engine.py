@@ -19,9 +19,9 @@ import os
 import signal as _signal
 import struct
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from . import fdtable, syscalls
+from . import syscalls
 from ._backend import ptrace as pt
 from ._process import reap_exited
 from .errors import ProgramError, TftError, TracingError, UnsupportedError
@@ -71,6 +71,10 @@ class Policy:
     #: Syscall numbers to trap ([] = all).  None: the table's subscription.
     subscribe: list[int] | None = None
 
+    def new_task_state(self) -> Any:
+        """The state only this policy keeps about a new process (``Task.policy_state``), of the
+        policy's own type; the engine makes one per task and never looks inside it."""
+        return None
     def on_start(self, engine: "Engine") -> None: ...
     def on_exec(self, task: Task, at_random_addr: int | None) -> None: ...
     def on_entry(self, task: Task, call: Call) -> None:
@@ -82,6 +86,13 @@ class Policy:
         """An asynchronous signal arrived (not a fault of the program's own instruction, not one
         the policy injected).  The engine delivers it only for ``DELIVER``."""
         return SignalAction.DELIVER
+    def held_signals(self, task: Task) -> list[int]:
+        """The signals the policy holds back for ``task``, not delivered yet (the trace shows
+        them on every call row)."""
+        return []
+    def hold_signal(self, task: Task, signo: int, siginfo: bytes) -> None:
+        """``signo`` arrived while the supervisor ran a call of its own in ``task``
+        (``Task.inject``), where it cannot be delivered: keep it for later or drop it."""
     def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:
         """The program read the time-stamp counter (which traps): what it reads."""
         return Tsc(time.monotonic_ns())
@@ -167,7 +178,6 @@ class Engine:
                                     syscalls.untrapped_if() if self.policy.subscribe is None else None)
         task = Task(self, pid, None, None)
         task.state = "pre-exec"
-        task.fds = fdtable.inherited()
         self.tasks[pid] = task
         self.root = task
         try:
@@ -269,7 +279,7 @@ class Engine:
             self.trace_file.write(ev)
         if self.gate is not None:
             self.flush_trace()   # the stepper shows this event while we wait for its command
-            self.gate(ev, [_signame(s) for s, _ in task.pending])
+            self.gate(ev, [_signame(s) for s in self.policy.held_signals(task)])
         return ev
 
     def flush_trace(self) -> None:
@@ -371,9 +381,11 @@ class Engine:
     def _count(self, task: Task, call: Call) -> TraceEvent | None:
         self.stopped_calls += 1
         task.seq = call.seq + 1
-        return self.emit(task, "syscall", call.name, _fmt_args(call), call.result, call.cls,
-                          call.action, ",".join(_signame(s) for s, _ in task.pending), seq=call.seq,
-                          wait_ns=call.wait_ns)
+        if not self.tracing:
+            return None
+        return self.emit(task, "syscall", call.name, _fmt_args(call), call.result, call.cls, call.action,
+                         ",".join(_signame(s) for s in self.policy.held_signals(task)), seq=call.seq,
+                         wait_ns=call.wait_ns)
 
     def _close_interrupted(self, task: Task, result: int) -> None:
         call = task.interrupted
@@ -464,9 +476,7 @@ class Engine:
             child = Task(self, child_pid, None, parent)
             self.tasks[child_pid] = child
         child.parent = parent
-        child.fds = fdtable.copy_table(parent.fds)
         child.mem = pt.Memory(child_pid) if os.path.exists(f"/proc/{child_pid}") else None
-        child.exec_count = parent.exec_count
         self.policy.on_fork(parent, child)
         if child.state == "born":
             child.state = "running"
@@ -485,8 +495,6 @@ class Engine:
             if self._errfd is not None:
                 pt.read_spawn_error(self._errfd)
                 self._errfd = None
-        task.exec_count += 1
-        fdtable.after_exec(task.fds)
         at_random = self._rewrite_auxv(task)
         self.policy.on_exec(task, at_random)
         self.emit(task, "exec", "execve", "", 0, "local", "ran", seq=task.seq)

@@ -68,7 +68,7 @@ def find_peer(info: fdtable.Fd, tasks, rebuilt) -> tuple[Task, int] | None:
     if not info.addr or not info.peer:
         return None
     for t in tasks:
-        for fd, other in sorted(t.fds.items()):
+        for fd, other in sorted(t.policy_state.fds.items()):
             if (other.kind == "conn" and other.desc is not info.desc and other.desc not in rebuilt
                     and other.addr == info.peer and other.peer == info.addr):
                 return t, fd
@@ -83,7 +83,7 @@ def reconnect(task: Task, fd: int, info: fdtable.Fd, peer: Task, pfd: int, flows
     if task.inject(NR["socketpair"], (socket.AF_UNIX, socket.SOCK_STREAM, 0, pair)) < 0:
         return ""
     a, b = int.from_bytes(task.read(pair, 4), "little"), int.from_bytes(task.read(pair + 4, 4), "little")
-    other = peer.fds[pfd]
+    other = peer.policy_state.fds[pfd]
     _dup_into(task, a, fd, info.cloexec)
     if peer is task:
         _dup_into(task, b, pfd, other.cloexec)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import os
 import stat
+from dataclasses import dataclass, field
 
 from . import fdtable
 from . import log as _log
@@ -61,10 +62,26 @@ class Stream:
         self.exit = None
 
 
+@dataclass(slots=True)
+class ReplayTaskState:
+    """What the replaying side (:class:`Replayer`, and the backup built on it) keeps about one
+    process."""
+
+    fds: dict[int, fdtable.Fd] = field(default_factory=dict)
+    """What each fd stands for on the primary (:mod:`tft_lab.fdtable`): a real object or a
+    stand-in; the working directory under ``AT_FDCWD``.  Copied at fork, pruned at exec."""
+    before: list = field(default_factory=list)
+    """``sig`` records the primary delivered just before this process's next call: raised at
+    that call's entry, which then starts afresh."""
+
+
 class Replayer(Policy):
     """Backup / replayer over records, from a file (all at once) or a channel (as they come)."""
 
     replica = "backup"
+
+    def new_task_state(self) -> ReplayTaskState:
+        return ReplayTaskState()
 
     def __init__(self, records: list, *, out_fds: dict[str, int] | None = None):
         if not records or records[0].type != "header":
@@ -109,9 +126,11 @@ class Replayer(Policy):
     def on_start(self, engine: Engine) -> None:
         self.engine = engine
         engine.root.vpid = self.header["pid"]
-        fdtable.set_cwd(engine.root.fds, self.header["cwd"])
+        engine.root.policy_state.fds = fdtable.inherited()
+        fdtable.set_cwd(engine.root.policy_state.fds, self.header["cwd"])
 
     def on_exec(self, task: Task, at_random: int | None) -> None:
+        fdtable.after_exec(task.policy_state.fds)
         rec = self.peek(task)
         path = os.readlink(f"/proc/{task.pid}/exe")
         if rec is None or rec.type != "exec" or rec["seq"] != task.seq:
@@ -126,6 +145,7 @@ class Replayer(Policy):
             task.write(at_random, rec["blobs"][0])
 
     def on_fork(self, parent: Task, child: Task) -> None:
+        child.policy_state.fds = fdtable.copy_table(parent.policy_state.fds)
         call = parent.call
         if call is None or call.rec is None:
             raise DivergenceError("a process was created outside a logged fork/clone", pid=parent.vpid)
@@ -150,8 +170,9 @@ class Replayer(Policy):
         return self.streams[task.vpid].q.popleft()
 
     def on_entry(self, task: Task, call: Call) -> None:
-        before = task.policy_state.pop("before", None)
-        if before:   # the primary delivered these just before this call: so do we
+        st: ReplayTaskState = task.policy_state
+        if st.before:   # the primary delivered these just before this call: so do we
+            before, st.before = st.before, []
             for rec in before:
                 task.inject_signal(rec["signo"], rec["blobs"][0])
             task.rewind()
@@ -221,7 +242,7 @@ class Replayer(Policy):
         that moved them: the table's ``writes`` fact says where its bytes are)."""
         if res <= 0 or call.entry is None or not call.entry.writes:
             return
-        info = task.fds.get(call.args[call.entry.fd_arg])
+        info = task.policy_state.fds.get(call.args[call.entry.fd_arg])
         fd = self.out_fds.get(info.kind) if info else None
         if fd is None:
             return
@@ -242,7 +263,7 @@ class Replayer(Policy):
             return
         if call.entry.opens:
             path_arg, flags = fdtable.open_call(call)
-            where = fdtable.resolve_call(task, call)
+            where = fdtable.resolve_call(task, task.policy_state.fds, call)
             if flags & O_ACCMODE == 0 and not flags & (O_CREAT | O_TRUNC) and self._exists(task, call, path_arg, where):
                 # Read-only and present here: the real file (its mmaps map the logged content), or directory (so
                 # that a backup going live has it).  A relative path is resolved against the
@@ -293,11 +314,12 @@ class Replayer(Policy):
             task.emulate(res)
             return
         call.action = "ran"
-        info = task.fds.get(call.args[0]) if call.name == "fchdir" else None
+        fds = task.policy_state.fds
+        info = fds.get(call.args[0]) if call.name == "fchdir" else None
         if info is not None and info.standin and info.path.startswith("/"):
             target = info.path     # a stand-in cannot be entered: go by the path it stands for
         elif call.name == "chdir":
-            target = fdtable.resolve_call(task, call)
+            target = fdtable.resolve_call(task, fds, call)
         else:
             target = None          # a real directory fd: fchdir it for real
         if target is not None and os.path.isdir(target):
@@ -339,7 +361,7 @@ class Replayer(Policy):
                 call.action = "standin"
                 return
             elif got < 0 <= want and call.entry is not None and call.entry.execs:
-                where = fdtable.resolve_call(task, call) or "?"
+                where = fdtable.resolve_call(task, task.policy_state.fds, call) or "?"
                 raise DivergenceError(f"replay diverged: {call.name} of {where} failed here ({os.strerror(-got)}), "
                                       "it ran on the primary: a replay runs the programs the recording ran, "
                                       "and this one is not here (did the recorded program make it?)",
@@ -352,7 +374,7 @@ class Replayer(Policy):
             call.result = got
         else:
             call.result = want
-        fdtable.update(task, call, call.result, standin=call.action == "standin")
+        fdtable.update(task, task.policy_state.fds, call, call.result, standin=call.action == "standin")
 
     def after_call(self, task: Task, call: Call) -> None:
         self.inject_signals(task, call.seq)
@@ -367,7 +389,7 @@ class Replayer(Policy):
                 return
             stream.q.popleft()
             if rec["mode"] == "before":
-                task.policy_state.setdefault("before", []).append(rec)
+                task.policy_state.before.append(rec)
             else:
                 task.inject_signal(rec["signo"], rec["blobs"][0])
 
