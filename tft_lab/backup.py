@@ -41,38 +41,21 @@ from dataclasses import dataclass, field
 
 from . import fdtable
 from . import log as _log
-from . import pairs
+from . import pairs, redo
 from .engine import Engine, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError, TftError, UnsupportedError
 from .faults import Fault, Injector
+from .redo import Uncertain
 from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, reaped_child
-from .outs import gather
 from .replayer import Replayer, ReplayTaskState
-from .syscalls import TABLE
+from .syscalls import number
 
-NR = {name: TABLE[name].x64 for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt", "chdir",
-                                          "bind", "listen", "socketpair", "epoll_ctl")}
-# Not replicated calls (the program never makes them through us), so not in the table: the
-# numbers come from python-ptrace's list, by name.
-_PTRACE_NR = None
-
-
-def _nr(name: str) -> int:
-    global _PTRACE_NR
-    if _PTRACE_NR is None:
-        from ptrace.syscall import SYSCALL_NAMES
-
-        _PTRACE_NR = {v: k for k, v in SYSCALL_NAMES.items()}
-    return _PTRACE_NR[name]
+NR = {name: number(name) for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt", "chdir",
+                                      "bind", "listen", "socketpair", "epoll_ctl", "pidfd_open", "pidfd_getfd")}
 
 
 AT_FDCWD = -100
-_EXCL = fdtable.O_CREAT | fdtable.O_EXCL
-#: Seconds by which a file-system change the primary made may predate the arrival of the record
-#: before it (the pump thread waits for a CPU).  Small: a change older than the primary's last
-#: record by more is not the uncertain call's (a directory git made a second earlier).
-FRESH_SLACK = 1.0
 SOL_SOCKET, SO_REUSEADDR = 1, 2
 #: Live calls whose pid arguments the program took from the primary: index of each.
 _PID_ARGS = {"wait4": (0,), "kill": (0,), "tkill": (0,), "tgkill": (0, 1), "setpgid": (0, 1),
@@ -155,16 +138,13 @@ class Backup(Replayer):
         self.faults = Injector(faults, "backup")
         self.faults_not_injected: list[str] = []   # faults past the program's last call
         self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
-        self.pipes: dict[str, pairs.Flow] = {}
-        self.flows: dict[tuple[bytes, bytes], pairs.Flow] = {}   # connections: (from, to) address
+        self.in_flight = pairs.InFlight()   # bytes between the program's own processes
         self.stopped: list[Task] = []   # processes at a syscall entry while going live together
         self.pids = PidMap()
         # Descriptions rebuilt at go-live -> (task, fd) holding the rebuilt object: every other fd
         # (of any process) that shared the description gets that same object, not a copy.
         self.rebuilt: dict[fdtable.Description, tuple[Task, int]] = {}
-        # Wall-clock time each (virtual) process's last record arrived: what the primary did
-        # after it is newer than that (see _done_by_primary).
-        self.received: dict[int, float] = {}
+        self.uncertain_calls = Uncertain(self.warn)   # what a process's first live calls answer
 
     def _get(self, timeout=None):
         try:
@@ -195,7 +175,7 @@ class Backup(Replayer):
                 self.warn(f"primary failed ({self.failure}); the backup replays what it received and goes live")
             return False
         if rec.type == "sys":
-            self.received[rec["pid"]] = time.time()
+            self.uncertain_calls.heard(rec["pid"])
         self.add(rec)
         if rec.type == "end" and "refused" in rec:
             # Not a crash: the program's end.  Going live would run it on, unsupervised.
@@ -264,7 +244,7 @@ class Backup(Replayer):
                 self._translate_pids(task, call)   # run for real: with the backup's pids
         super().on_entry(task, call)
         if call.emulated and call.rec is not None and not call.parked:
-            self._account_pipe(task, call)
+            self.in_flight.account(task, call)
 
     def _exited(self, vpid: int) -> bool:
         stream = self.streams.get(vpid)
@@ -340,54 +320,10 @@ class Backup(Replayer):
                 self.reconcile(t)
         finally:
             self.stopped = []
-        self._refill_pipes()
+        self.in_flight.refill_pipes(self.engine.tasks.values(), self.warn)
         for t in tasks:
             if t is not current and t.pid in self.engine.tasks:
                 self.engine.retry(t)
-
-    def _account_pipe(self, task: Task, call: Call) -> None:
-        """Follow the bytes the primary's processes put into and took out of their pipes."""
-        entry = call.entry
-        if entry is None or entry.fd_arg is None or call.result <= 0:
-            return
-        info = task.policy_state.fds.get(call.args[entry.fd_arg])
-        if info is None:
-            return
-        if info.kind == "conn":   # a connection: both ends may be the program's (see pairs.py)
-            writing = entry.cls == "output" and bool(entry.writes)
-            key = pairs.direction(info, writing)
-            if key is None or not (writing or call.name in pairs.READS):
-                return
-            flow = self.flows.setdefault(key, pairs.Flow())
-        elif info.kind == "pipe" and info.path:
-            flow = self.pipes.setdefault(info.path, pairs.Flow())
-        else:
-            return
-        if entry.cls == "output":
-            flow.wrote(gather(task, call, call.result))
-        elif call.name in pairs.READS:
-            flow.read(call.result)
-
-    def _refill_pipes(self) -> None:
-        """Put back what the primary had written to its pipes and not yet read."""
-        for ident, flow in self.pipes.items():
-            data = flow.leftover()
-            if not data:
-                continue
-            for t in self.engine.tasks.values():
-                fd = next((fd for fd, info in t.policy_state.fds.items() if info.kind == "pipe" and info.path == ident), None)
-                if fd is None:
-                    continue
-                try:
-                    w = os.open(f"/proc/{t.pid}/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK)
-                    try:
-                        os.write(w, data)
-                    finally:
-                        os.close(w)
-                    self.warn(f"put back {len(data)} bytes the primary had left in {ident}")
-                except OSError as e:
-                    self.warn(f"could not put back {len(data)} bytes into {ident}: {e.strerror}")
-                break
 
     def on_exit(self, task: Task, call: Call) -> None:
         if call.note == "reap":
@@ -395,10 +331,10 @@ class Backup(Replayer):
         if not self.is_live(task):
             return super().on_exit(task, call)
         res = signed(call.result)
-        if call.note == "uncertain" and self._redone(task, call, res):
-            return   # made again (an exclusive open without O_EXCL): its next exit decides
-        if call.note == "done-by-primary":
-            res = self._primary_result(task, call, res)
+        if call.note in (redo.UNCERTAIN, redo.DONE):
+            res = self.uncertain_calls.settle(task, task.policy_state.fds, call, res)
+            if res is None:
+                return   # made again (an exclusive open without O_EXCL): its next exit decides
         if call.name in _PID_RESULTS and res > 0:
             res = self.pids.to_virtual(res)
         elif call.name == "waitid" and res == 0 and call.args[2]:
@@ -410,60 +346,6 @@ class Backup(Replayer):
         call.result = res
         if call.name in _FD_CALLS:
             fdtable.update(task, task.policy_state.fds, call, res, standin=False)
-
-    def _redone(self, task: Task, call: Call, res: int) -> bool:
-        """An uncertain non-idempotent call ran live and failed as it does when it was done
-        already (the table's ``redo`` fact: EEXIST for a creation, ENOENT for a removal or a
-        rename).  Redoing is safe for a write at an offset; this one needs the primary's
-        outcome, which died with it, so it is read from the file system:
-
-        - the primary did it if the path now shows its effect *and* that effect is newer
-          than the last record the primary sent for this process (the birth time of what a
-          creation made, the ctime of a hard link or a rename's target, the parent
-          directory's for a removal): a lock file
-          left by an earlier crash, or a name that was never there, is older, and the
-          program then gets the failure it would have got from the primary;
-        - then the program gets success: for an ``O_CREAT|O_EXCL`` open the file is opened
-          again without ``O_EXCL`` (it is the one the primary created: nothing was written to
-          it, writes are outputs that wait for the acknowledgement we never sent), for
-          mkdir/link/symlink/mknod/unlink/rmdir/rename the result is 0.
-
-        True if the call is made again (its next exit stop completes it)."""
-        entry = call.entry
-        want = {"creates": -errno.EEXIST, "removes": -errno.ENOENT, "renames": -errno.ENOENT}[entry.redo]
-        if res != want:
-            return False
-        path = fdtable.resolve_call(task, task.policy_state.fds, call)
-        if path is None or not self._done_by_primary(task, call, path):
-            return False
-        self.warn(f"pid {task.vpid}: {call.name} of {path} was done by the primary before it died "
-                  "(its record was lost): the program gets success, not a second attempt")
-        if entry.opens:
-            args = list(call.args)
-            idx = 2 if call.name == "openat" else 1
-            args[idx] &= ~fdtable.O_EXCL
-            call.note = "done-by-primary"
-            task.redo_as(call.nr, tuple(args))
-            return True
-        call.note = "done-by-primary"
-        return False
-
-    def _done_by_primary(self, task: Task, call: Call, path: str) -> bool:
-        since = self.received.get(task.vpid, 0.0) - FRESH_SLACK
-        redo = call.entry.redo
-        if redo == "removes":
-            when = fdtable.changed_at(os.path.dirname(path.rstrip("/")) or "/")
-        else:   # what it made was born then (a hard link makes no inode: the link count changed)
-            when = fdtable.changed_at(path, born=call.name not in ("link", "linkat"))
-        return when is not None and when >= since
-
-    @staticmethod
-    def _primary_result(task: Task, call: Call, res: int) -> int:
-        """The result the primary got for a call it did (see :meth:`_redone`)."""
-        if call.entry.opens:
-            return res        # the fd of the file, opened again
-        task.set_result(0)
-        return 0
 
     def _reaped(self, task: Task, call: Call) -> None:
         rec = call.rec
@@ -531,23 +413,17 @@ class Backup(Replayer):
                 return task.emulate(-errno.ECONNRESET)
         if name in _PID_ARGS or name == "waitid":
             self._translate_pids(task, call)
-        if st.uncertain and entry is not None:
-            if entry.cls == "output":
-                st.uncertain = False   # no later call can have run on the primary
-            if entry.redo and (not entry.opens or fdtable.open_call(call)[1] & _EXCL == _EXCL):
-                call.note = "uncertain"   # decided at its exit, from what the file system shows
+        if st.uncertain:
+            st.uncertain = self.uncertain_calls.enter(call)
         # The exit stop costs a stop; take it where we translate, or where someone watches.
         task.run(to_exit=name in _PID_ARGS or name in _PID_RESULTS or name in _FD_CALLS or name == "waitid"
-                 or call.note == "uncertain" or self.engine.tracing)
+                 or call.note == redo.UNCERTAIN or self.engine.tracing)
 
     def go_live(self, task: Task) -> None:
         """From now on this process runs for real (rebuilt at its next system call).
 
-        Its first calls are *uncertain* until it makes an output: the primary may have made
-        them already, their records lost with it (a resource call is logged after it ran, and
-        records wait for the next output to leave; the output itself is logged after it ran).
-        Under the output rule no later output can have run (it waits for the acknowledgement
-        of a record we never got), so the window closes at the first output run live."""
+        After a failure its first calls are *uncertain* until it makes an output: the primary
+        may have made them already (:mod:`tft_lab.redo` answers those)."""
         task.policy_state.live = True
         if self.primary_state == "failed":
             task.policy_state.uncertain = True
@@ -569,7 +445,7 @@ class Backup(Replayer):
                     notes.append(self._relisten(task, fd, info))
                 elif info.kind == "conn" and info.standin and (peer := pairs.find_peer(
                         info, self.stopped or [task], self.rebuilt)) is not None:
-                    note = pairs.reconnect(task, fd, info, *peer, self.flows)
+                    note = pairs.reconnect(task, fd, info, *peer, self.in_flight.conns)
                     if not note:
                         self._reset(task, fd, info)
                         note = f"fd {fd}: connection reset"
@@ -628,20 +504,15 @@ class Backup(Replayer):
             if ofd != fd:
                 task.inject(NR["dup3"], (ofd, fd, fdtable.O_CLOEXEC if info.cloexec else 0))
             return True
-        pidfd = task.inject(_nr("pidfd_open"), (owner.pid, 0))
+        pidfd = task.inject(NR["pidfd_open"], (owner.pid, 0))
         if pidfd < 0:
             return False
-        tmp = task.inject(_nr("pidfd_getfd"), (pidfd, ofd, 0))
+        tmp = task.inject(NR["pidfd_getfd"], (pidfd, ofd, 0))
         task.inject(NR["close"], (pidfd,))
         if tmp < 0:
             return False
-        self._dup_into(task, tmp, fd, info.cloexec)
+        pairs.dup_into(task, tmp, fd, info.cloexec)
         return True
-
-    def _dup_into(self, task: Task, tmp: int, fd: int, cloexec: bool) -> None:
-        if tmp != fd:
-            task.inject(NR["dup3"], (tmp, fd, fdtable.O_CLOEXEC if cloexec else 0))
-            task.inject(NR["close"], (tmp,))
 
     def _reopen(self, task: Task, fd: int, info: fdtable.Fd) -> str:
         flags = info.flags & ~(fdtable.O_CREAT | fdtable.O_TRUNC | fdtable.O_EXCL)
@@ -651,7 +522,7 @@ class Backup(Replayer):
             raise DivergenceError(f"cannot reopen {info.path}: {os.strerror(-tmp)}")
         if not info.flags & fdtable.O_APPEND:
             task.inject(NR["lseek"], (tmp, info.offset, fdtable.SEEK_SET))
-        self._dup_into(task, tmp, fd, info.cloexec)
+        pairs.dup_into(task, tmp, fd, info.cloexec)
         info.standin = False
         return f"fd {fd}: reopened {info.path} at offset {info.offset}"
 
@@ -679,7 +550,7 @@ class Backup(Replayer):
             task.inject(NR["close"], (tmp,))
             raise DivergenceError(f"cannot bind {where}: {os.strerror(-res)}")
         task.inject(NR["listen"], (tmp, info.backlog))
-        self._dup_into(task, tmp, fd, info.cloexec)
+        pairs.dup_into(task, tmp, fd, info.cloexec)
         info.standin = False
         return f"fd {fd}: listening again on {where}"
 
@@ -688,7 +559,7 @@ class Backup(Replayer):
         if task.inject(NR["socketpair"], (socket.AF_UNIX, socket.SOCK_STREAM, 0, pair)) < 0:
             return
         a, b = struct.unpack("<ii", task.read(pair, 8))
-        self._dup_into(task, a, fd, info.cloexec)
+        pairs.dup_into(task, a, fd, info.cloexec)
         task.inject(NR["close"], (b,))
         info.kind = "dead"
         info.standin = False
