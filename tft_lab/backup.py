@@ -22,6 +22,10 @@ backup replays what it received and then *goes live*:
   waitable, with its real status, and no other is;
 - the one output the primary announced but never confirmed runs again (the
   backup simply has no record of it): at most one duplicate per failover.
+- a creation or removal the primary may have made before it died (its record
+  lost with it) is answered from what the file system shows (:mod:`tft_lab.redo`);
+- bytes the program's processes had in flight between them (pipes, connections
+  with both ends in the program) are put back (:mod:`tft_lab.pairs`).
 
 A primary that stopped the program on a call tft_lab refuses (a thread) says so
 in its ``end`` record: the backup then stops its program too (PrimaryRefused),
