@@ -50,7 +50,6 @@ from .engine import Engine, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError, TftError, UnsupportedError
 from .faults import Fault, Injector
-from .redo import Uncertain
 from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, reaped_child
 from .replayer import Replayer, ReplayTaskState
 from .syscalls import number
@@ -148,7 +147,7 @@ class Backup(Replayer):
         # Descriptions rebuilt at go-live -> (task, fd) holding the rebuilt object: every other fd
         # (of any process) that shared the description gets that same object, not a copy.
         self.rebuilt: dict[fdtable.Description, tuple[Task, int]] = {}
-        self.uncertain_calls = Uncertain(self.warn)   # what a process's first live calls answer
+        self.uncertain_calls = redo.Uncertain(self.warn)   # what a process's first live calls answer
 
     def _get(self, timeout=None):
         try:

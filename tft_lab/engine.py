@@ -5,7 +5,9 @@ interrupted, gone) and the mechanics every policy shares: skipping a call and
 setting its result, redirecting a call to a stand-in, injecting a signal with
 its original siginfo, emulating rdtsc, hiding the vDSO.  A :class:`Policy`
 decides *what* happens; the engine decides *how*.  A policy that overrides
-nothing is a valid pass-through.
+nothing is a valid pass-through.  A policy answers in typed values
+(:class:`SignalAction`, :class:`Tsc`) and keeps what it knows of each process in
+its own object (``Task.policy_state``): the engine never asks which policy it runs.
 
 :meth:`Engine.step` handles exactly one stop and returns a :class:`Status`; the
 CLI loops on it, the notebook's stepper calls it one at a time.
