@@ -62,6 +62,7 @@ def _table(name: str, df, note: str) -> dict:
 def make(names: list[str] | None = None) -> dict:
     import course
 
+    import tft_lab
     from tft_lab import session
 
     clocks = course.program("clocks")
@@ -90,8 +91,16 @@ def make(names: list[str] | None = None) -> dict:
                                          "course.bench(writes 1000): native, record, run x commit x epoch, 3 each"),
         # 05: failover and crash sweeps
         "counter-failover": lambda n: _run(n, [counter, "10"], epoch=16, fault=["primary@40"]),
-        "counter-sweep": lambda n: _table(n, course.crash_sweep([counter, "6"], range(4, 40, 3)),
-                                          "course.crash_sweep(counter 6, primary@4..37 step 3, epoch 16)"),
+        "counter-sweep": lambda n: _table(n, tft_lab.sweep([counter, "6"], at="every:3", epoch=16, workers=2,
+                                                           check=course.chain_check_command(6), progress=False,
+                                                           heartbeat=2.0),
+                                          "tft sweep --at every:3 --epoch 16 --check 'course.py check-chain 6' "
+                                          "-- counter 6"),
+        "kv-sweep": lambda n: _table(n, tft_lab.sweep(course.kv_session(), at="sample:3", commit=["output", "none"],
+                                                      epoch=[16, 256], check=course.kv_check_command(), workers=2,
+                                                      progress=False, heartbeat=2.0),
+                                     "tft_lab.sweep(course.kv_session(), at='sample:3', commit=[output, none], "
+                                     "epoch=[16, 256], check=course.kv_check_command())"),
         "writes-duplicate": lambda n: _duplicate(n, writes),
         # 06: OS objects
         "ids": lambda n: _run(n, [course.program("ids")]),

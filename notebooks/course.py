@@ -236,25 +236,35 @@ def kv(port: int, *commands: str, wait: float = 20.0) -> list[str]:
 
 # -- experiments the notebooks (and datasets/make_datasets.py) run --------------------------
 
-def crash_sweep(argv, points, *, epoch: int = 16, workers: int = 2) -> pd.DataFrame:
-    """Kill the primary at each call number in ``points`` (``--fault primary@N``) and check the output.
+def chain_check_command(lines: int) -> str:
+    """A ``tft sweep --check`` command for the counter: passes iff its stdin is ``lines`` lines
+    of one unbroken chain (:func:`check_chain`), at most one line repeated right after itself."""
+    return f"{PYTHON} {HERE / 'course.py'} check-chain {lines}"
 
-    ``argv`` is a counter command line. One row per N: ``n_fault, outcome, returncode,
-    lines`` (distinct), ``duplicates``, ``chain_ok`` (see :func:`check_chain`), ``failover_ms``.
-    Runs ``workers`` cases at a time.
-    """
-    from concurrent.futures import ThreadPoolExecutor
 
-    from tft_lab import session
+def kv_session() -> list[str]:
+    """The kvserver and one client in one program (``programs/kv_session.py``), for ``tft sweep``:
+    its argv, with ``{port}`` for the sweep to fill in (each crash point gets its own port).
+    ``-S`` (no ``site``) spares the sweep a few hundred start-up calls per run."""
+    return [PYTHON, "-S", str(HERE / "programs" / "kv_session.py"), example("kvserver"), "{port}"]
 
-    def one(n):
-        r = session.run(list(argv), epoch=epoch, fault=[f"primary@{n}"], progress=False, timeout=120)
-        c = check_chain(r.stdout)
-        return dict(n_fault=n, outcome=r.outcome, returncode=r.returncode, lines=c["lines"],
-                    duplicates=c["duplicates"], chain_ok=c["ok"], failover_ms=r.failover_ms)
 
-    with ThreadPoolExecutor(workers) as pool:
-        return pd.DataFrame(list(pool.map(one, points)))
+#: What kv_session prints, and what its server appends to ``kv.journal``, on every good run.
+KV_REPLIES = [f"SET k{i} value-{i * i} -> OK" for i in range(5)] + \
+    [f"GET k{i} -> value-{i * i}" for i in range(5)] + ["SHUTDOWN -> BYE", "kvserver stopped"]
+KV_JOURNAL = [f"SET k{i} value-{i * i}" for i in range(5)]
+
+
+def kv_check_command() -> str:
+    """A ``tft sweep --check`` command for :func:`kv_session`: its stdin must be :data:`KV_REPLIES`
+    and the run's ``kv.journal`` :data:`KV_JOURNAL` (each may repeat one line right after itself,
+    the uncertain output of a failover)."""
+    return f"{PYTHON} {HERE / 'course.py'} check-kv"
+
+
+def _once(lines: list[str]) -> tuple[list[str], int]:
+    kept = [line for i, line in enumerate(lines) if not i or line != lines[i - 1]]
+    return kept, len(lines) - len(kept)
 
 
 def kv_failover(*, fault: str = "primary@3s", journal: str | None = None, port: int | None = None):
@@ -378,3 +388,23 @@ def bench(workloads: dict, *, modes=("native", "record", "run"), commits=("outpu
                     s = measure(argv, mode, commit=commit or "output", epoch=epoch or 64)
                     rows.append(dict(workload=name, mode=mode, commit=commit, epoch=epoch, seconds=s))
     return pd.DataFrame(rows)
+
+
+if __name__ == "__main__":
+    # python course.py check-chain N: the counter's checker for tft sweep (stdin: one run's stdout)
+    if len(sys.argv) == 3 and sys.argv[1] == "check-chain":
+        c = check_chain(sys.stdin.read())
+        good = c["ok"] and c["lines"] == int(sys.argv[2]) and c["duplicates"] <= 1
+        if not good:
+            print(f"{c['lines']} chain lines, {c['duplicates']} repeated: {c['problem'] or 'wrong count'}",
+                  file=sys.stderr)
+        sys.exit(0 if good else 1)
+    if sys.argv[1:] == ["check-kv"]:   # the kv_session's checker, in the run's folder
+        out, out_dups = _once(sys.stdin.read().splitlines())
+        journal, j_dups = _once(Path("kv.journal").read_text().splitlines() if Path("kv.journal").exists() else [])
+        problems = [what for what, bad in (("replies", out != KV_REPLIES), ("journal", journal != KV_JOURNAL),
+                                           ("repeats", out_dups + j_dups > 1)) if bad]
+        if problems:
+            print(f"kv_session: wrong {', '.join(problems)}", file=sys.stderr)
+        sys.exit(1 if problems else 0)
+    sys.exit("usage: course.py check-chain LINES | check-kv")

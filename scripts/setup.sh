@@ -30,7 +30,7 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-extras="test,lab"
+extras="test,lab,sweep"   # sweep: Dask for tft sweep --cluster (its test starts a local cluster)
 [ "${TFT_BROWSER:-0}" = 1 ] && extras="$extras,browser"
 .venv/bin/python -m pip install -q -e ".[$extras]"
 echo "setup: ok ($(.venv/bin/python --version), tft at .venv/bin/tft)"

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tft_lab import channel
+from tft_lab.channel import endpoints
 from tft_lab.errors import AckTimeout, ChannelError, PeerFailed, TftError
 
 LOOPBACK = "127.0.0.1"
@@ -582,3 +583,25 @@ def test_unsafe_or_bad_key_files_are_refused(tmp_path, content, mode, error):
 def test_all_channel_errors_are_tft_errors():
     assert issubclass(ChannelError, TftError) and issubclass(PeerFailed, TftError)
     assert issubclass(AckTimeout, PeerFailed)
+
+
+def test_frames_that_arrived_before_a_failed_ack_are_still_delivered(monkeypatch):
+    # The backup's reader pauses with frames still in its socket (its queue is "full"); the
+    # primary dies; the backup's next heartbeat hits the dead socket (EPIPE).  What the primary
+    # sent before it died must still reach the backup, then the failure: a primary killed
+    # right after its first frames must not leave its backup without its log's header.
+    monkeypatch.setattr(endpoints, "_RECV_QUEUE_LIMIT", 1)
+    sender, receiver = socket_pair(KEY, heartbeat=0.05)
+    with sender, receiver:
+        sender.send(b"one")
+        sender.flush()
+        time.sleep(0.3)               # read and queued: the reader now waits for the queue to drain
+        sender.send(b"two")
+        sender.send(b"three")
+        sender.flush()                # in the backup's socket buffer, not yet read
+        sender.abort()
+        time.sleep(0.3)               # several heartbeats: each one hits the dead end
+        assert [receiver.recv(timeout=5) for _ in range(3)] == [b"one", b"two", b"three"]
+        with pytest.raises(PeerFailed):
+            receiver.recv(timeout=5)
+        assert not receiver.closed_cleanly

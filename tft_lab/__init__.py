@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AckTimeout", "ChannelError", "DivergenceError", "LogError", "PeerFailed", "PeerSilent", "ProgramError", "TftError",
     "TracingError", "UnsupportedError", "TraceEvent", "to_dataframe", "record", "replay", "trace",
-    "compare", "load_ipython_extension",
+    "compare", "sweep", "load_ipython_extension",
 ]
 
 
@@ -49,6 +49,13 @@ def trace(argv, out=None):
     from .tracer import trace as _trace
 
     return _trace(list(argv), out or sys.stderr)
+
+
+def sweep(argv, **kw):
+    """Crash-point sweep of ``argv``: a DataFrame, one row per point (see :func:`tft_lab.sweeps.sweep`)."""
+    from .sweeps import sweep as _sweep
+
+    return _sweep(argv, **kw)
 
 
 def load_ipython_extension(ipython):  # pragma: no cover - exercised by the notebooks

@@ -11,16 +11,21 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import subprocess
 
 _PR_SET_PDEATHSIG = 1
 # Looked up once, here: die_with_parent runs in a child forked from a process that may have
 # other threads, where loading a library (dlopen's lock) or importing could deadlock.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
 _WALL = 0x40000000   # __WALL: clone children (and traced ones) too
+# subprocess.DEVNULL and subprocess.PIPE (fixed values): the engine imports this module, and
+# importing subprocess (selectors, threading) costs a few ms on every tft command.
+_DEVNULL, _PIPE = -3, -1
 #: How ``tft`` is started as a child: this interpreter, this package's command line.
 CLI = (sys.executable, "-m", "tft_lab.cli")
 #: The directory the running ``tft_lab`` package was imported from.
@@ -60,8 +65,8 @@ def cli_env(env: dict | None = None) -> dict:
     return env
 
 
-def start_cli(args: Sequence[str | os.PathLike], *, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-              stderr=subprocess.PIPE, cwd: str | os.PathLike | None = None, env: dict | None = None,
+def start_cli(args: Sequence[str | os.PathLike], *, stdin=_DEVNULL, stdout=_PIPE,
+              stderr=_PIPE, cwd: str | os.PathLike | None = None, env: dict | None = None,
               pass_fds: Sequence[int] = ()) -> subprocess.Popen:
     """Start ``tft ARGS...`` (``python -m tft_lab.cli``) as a child that dies (SIGTERM) with its parent.
 
@@ -69,12 +74,14 @@ def start_cli(args: Sequence[str | os.PathLike], *, stdin=subprocess.DEVNULL, st
     caller that dies leaves nothing running.  The other parameters are
     :class:`subprocess.Popen`'s.
     """
+    import subprocess
+
     return subprocess.Popen([*CLI, *map(str, args)], stdin=stdin,
                             stdout=stdout, stderr=stderr, cwd=cwd, env=cli_env(env), pass_fds=tuple(pass_fds),
                             preexec_fn=die_with_parent)
 
 
-def run_cli(args: Sequence[str | os.PathLike], *, input: bytes | None = None, stdin=subprocess.DEVNULL,
+def run_cli(args: Sequence[str | os.PathLike], *, input: bytes | None = None, stdin=_DEVNULL,
             timeout: float | None = None, cwd: str | os.PathLike | None = None,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """:func:`start_cli`, wait for it and return its exit status, stdout and stderr (bytes).
@@ -83,6 +90,8 @@ def run_cli(args: Sequence[str | os.PathLike], *, input: bytes | None = None, st
     timeout (``subprocess.TimeoutExpired``) or an interrupt the child is killed
     before the exception goes on: the call never leaves it running.
     """
+    import subprocess
+
     with start_cli(args, stdin=subprocess.PIPE if input is not None else stdin, cwd=cwd, env=env) as proc:
         try:
             out, err = proc.communicate(input, timeout=timeout)

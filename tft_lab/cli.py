@@ -5,6 +5,9 @@
     tft trace [-o FILE] -- PROG [ARGS...]
     tft run [--backup local|none|tcp://HOST:PORT] [--commit output|epoch|none] [--epoch N]
             [--trace FILE] [--fault primary@N|primary@Ts|backup@N|backup@Ts]... -- PROG [ARGS...]
+    tft sweep --at every|N,M,...|sample:K|every:S [--victim primary|backup] [--commit C[,C...]]
+              [--epoch N[,N...]] [--check CMD] [--workers W] [--cluster tcp://HOST:PORT]
+              [--out results.parquet] -- PROG [ARGS...]
     tft backup --listen HOST:PORT --key-file F
     tft keygen FILE
     tft demo
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from .errors import DivergenceError, TftError
@@ -63,6 +67,20 @@ def _parser() -> argparse.ArgumentParser:
     ru.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)
     ru.add_argument("--result-json", help=argparse.SUPPRESS)
     ru.add_argument("prog", nargs=argparse.REMAINDER)
+
+    sw = sub.add_parser("sweep", help="fail a replica at every chosen crash point, in parallel, and judge each run")
+    sw.add_argument("--at", default="every", help="every (default), every:S, sample:K or N,M,... (calls, from 1)")
+    sw.add_argument("--victim", default="primary", choices=("primary", "backup"), help="the replica to fail")
+    sw.add_argument("--commit", default="output", help="output rule(s), comma-separated: output, epoch, none")
+    sw.add_argument("--epoch", default="64", help="epoch length(s), comma-separated (default 64)")
+    sw.add_argument("--check", help="shell command given each run's stdout on stdin; passes if it exits 0 "
+                                    "(default: compare output and files with the fault-free run)")
+    sw.add_argument("--workers", type=int, help="points run in parallel here (default: the number of CPUs)")
+    sw.add_argument("--cluster", help="tcp://HOST:PORT of a Dask scheduler to run the points on instead")
+    sw.add_argument("--timeout", type=float, help="a point running longer is 'hung' (default: 10x the reference)")
+    sw.add_argument("--heartbeat", type=float, default=0.5, help="tft run's heartbeat period (default 0.5 s)")
+    sw.add_argument("--out", help="write the table here (parquet; .csv for CSV); else print it")
+    sw.add_argument("prog", nargs=argparse.REMAINDER)
 
     bk = sub.add_parser("backup", help="wait for a primary (tft run --backup tcp://...) and be its backup")
     bk.add_argument("--listen", required=True, help="HOST:PORT to listen on")
@@ -161,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"tft: no replica finished the program: {res.error or 'both replicas failed'}",
                       file=sys.stderr)
             return res.returncode
+        if args.cmd == "sweep":
+            return _sweep(args)
         if args.cmd == "backup":
             from .channel import load_key
             from .run import serve_backup
@@ -193,6 +213,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tft: {e}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE
+
+
+def _sweep(args) -> int:
+    """``tft sweep``: the table to ``--out`` (or stdout), the summary on stderr; 1 if any point failed."""
+    import pandas as pd
+
+    from .sweeps import failed, summary, sweep, write_table
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt   # stop every point and remove every folder, then go
+
+    signal.signal(signal.SIGTERM, _terminate)
+    if args.workers is not None and args.workers < 1:
+        _usage("--workers must be at least 1")
+    try:
+        epochs = [int(e) for e in args.epoch.split(",")]
+    except ValueError:
+        _usage(f"bad --epoch {args.epoch!r}: epoch lengths, comma-separated")
+    df = sweep(_prog(args), at=args.at, victim=args.victim, commit=args.commit.split(","), epoch=epochs,
+               check=args.check, workers=args.workers, cluster=args.cluster, timeout=args.timeout,
+               heartbeat=args.heartbeat)
+    if args.out:
+        print(f"tft: sweep: wrote {len(df)} rows to {write_table(df, args.out)}", file=sys.stderr)
+    else:
+        with pd.option_context("display.max_rows", None, "display.width", 200):
+            print(df.drop(columns=["note"]).to_string(index=False))
+    print(summary(df), file=sys.stderr)
+    return 1 if len(failed(df)) else 0
 
 
 if __name__ == "__main__":

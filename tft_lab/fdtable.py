@@ -27,9 +27,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import socket
 import struct
-from dataclasses import dataclass, field, fields
 
 O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o200, 0o1000, 0o2000, 0o2000000
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
@@ -44,34 +42,42 @@ EINPROGRESS = 115
 LOGGED = 0
 
 
-@dataclass(eq=False)
 class Description:
-    """One open file description as the primary had it (shared by every fd that refers to it)."""
+    """One open file description as the primary had it (shared by every fd that refers to it).
 
-    kind: str
-    """``stdin``/``stdout``/``stderr`` (inherited), ``file`` (opened by path: a regular file or a
-    directory; ``path`` is absolute when it was resolved against the recorded directories),
-    ``pipe``, ``socket``, ``listen``, ``conn`` (a connection: lived in the primary's kernel),
-    ``dead`` (a reset connection), ``epoll``, ``other``; and ``cwd``, the working directory,
-    kept under the key ``AT_FDCWD`` (per process: a fork copies it, a chdir replaces it)."""
-    standin: bool = False
-    """The backup's kernel holds ``/dev/null`` here, not the real object."""
-    path: str = ""
-    flags: int = 0
-    offset: int = 0
-    domain: int = 0
-    type: int = 0
-    proto: int = 0
-    addr: bytes = b""
-    """A socket's own address (bound, or the primary's kernel's answer: see :func:`local_address`)."""
-    peer: bytes = b""
-    """A connection's peer address, as the primary's kernel had it (logged at accept and connect)."""
-    backlog: int = 0
-    sockopts: list = field(default_factory=list)
-    epoll: dict = field(default_factory=dict)   # for kind "epoll": fd -> (events u32, data u64)
+    A plain slotted class, not a dataclass: importing dataclasses (and the inspect module it
+    pulls in) costs ~5 ms on every tft command.  Compared by identity: two fds share one
+    description exactly when they are the same object.
+
+    ``kind``: ``stdin``/``stdout``/``stderr`` (inherited), ``file`` (opened by path: a regular
+    file or a directory; ``path`` is absolute when it was resolved against the recorded
+    directories), ``pipe``, ``socket``, ``listen``, ``conn`` (a connection: lived in the
+    primary's kernel), ``dead`` (a reset connection), ``epoll``, ``other``; and ``cwd``, the
+    working directory, kept under the key ``AT_FDCWD`` (per process: a fork copies it, a chdir
+    replaces it).
+    ``standin``: the backup's kernel holds ``/dev/null`` here, not the real object.
+    ``addr``: a socket's own address (bound, or the primary's kernel's answer: see
+    :func:`local_address`).  ``peer``: a connection's peer address, as the primary's kernel had
+    it (logged at accept and connect).  ``epoll``: for kind "epoll", fd -> (events u32, data u64).
+    """
+
+    __slots__ = ("kind", "standin", "path", "flags", "offset", "domain", "type", "proto", "addr", "peer",
+                 "backlog", "sockopts", "epoll")
+
+    def __init__(self, kind: str, standin: bool = False, path: str = "", flags: int = 0, offset: int = 0,
+                 domain: int = 0, type: int = 0, proto: int = 0, addr: bytes = b"", peer: bytes = b"",
+                 backlog: int = 0, sockopts: list | None = None, epoll: dict | None = None):
+        self.kind, self.standin, self.path, self.flags, self.offset = kind, standin, path, flags, offset
+        self.domain, self.type, self.proto, self.addr, self.peer = domain, type, proto, addr, peer
+        self.backlog = backlog
+        self.sockopts = [] if sockopts is None else sockopts
+        self.epoll = {} if epoll is None else epoll
+
+    def __repr__(self) -> str:
+        return "Description(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__) + ")"
 
 
-_DESC_FIELDS = tuple(f.name for f in fields(Description))
+_DESC_FIELDS = Description.__slots__
 
 
 class Fd:
@@ -168,6 +174,8 @@ def let_port_be_taken_over(pid: int, fd: int) -> None:
     with borrowed(pid, fd) as mine:
         if mine is None:
             return
+        import socket   # here: only a program with a listener needs it (the CLI starts faster)
+
         s = socket.socket(fileno=mine)
         try:
             if s.type == socket.SOCK_STREAM and s.family in (socket.AF_INET, socket.AF_INET6):

@@ -4,11 +4,14 @@
     r = %tft record [--epoch N] [--log FILE] ./app ARGS
     r = %tft replay FILE
     s = %tft step ./app ARGS          # a live stepper: the program pauses at every event
+    df = %tft sweep [--at every] [--commit ...] [--epoch ...] [--check CMD] ./app ARGS
 
 The options are the command line's (``tft run --help``).  Each returns a
 :class:`tft_lab.session.Run` (``.trace``, ``.returncode``, ``.stdout``...),
-``step`` a :class:`tft_lab.widgets.LiveStepper`.  The supervisors run in their
-own processes; interrupting the cell stops them and the program.
+``step`` a :class:`tft_lab.widgets.LiveStepper`, ``sweep`` the table of
+:func:`tft_lab.sweep` (a DataFrame, one row per crash point; a progress bar
+while it runs).  The supervisors run in their own processes; interrupting the
+cell stops them and the program.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from . import session
 
-USAGE = "usage: %tft run|record|replay|step [options] PROG [ARGS...]   (see tft run --help)"
+USAGE = "usage: %tft run|record|replay|step|sweep [options] PROG [ARGS...]   (see tft run --help)"
 
 
 def _split(line: str) -> tuple[str, list[str]]:
@@ -32,7 +35,7 @@ def _opts(cmd: str, words: list[str]):
     """Parse with the CLI's own parser, so the options are the same everywhere."""
     from .cli import _parser
 
-    if cmd in ("run", "record") and "--" not in words:
+    if cmd in ("run", "record", "sweep") and "--" not in words:
         # %tft run --epoch 7 ./app x: options first, then the program.
         i = 0
         while i < len(words) and words[i].startswith("-"):
@@ -78,6 +81,15 @@ class TftMagics(Magics):
             a = _opts("run", words)
             return LiveStepper(session.live(_prog(a), backup=a.backup, commit=a.commit, epoch=a.epoch,
                                             heartbeat=a.heartbeat))
+        if cmd == "sweep":
+            from .sweeps import sweep, summary
+
+            a = _opts("sweep", words)
+            df = sweep(_prog(a), at=a.at, victim=a.victim, commit=a.commit.split(","),
+                       epoch=[int(e) for e in a.epoch.split(",")], check=a.check, workers=a.workers,
+                       cluster=a.cluster, timeout=a.timeout, heartbeat=a.heartbeat, out=a.out)
+            print(summary(df))
+            return df
         raise ValueError(USAGE)
 
 

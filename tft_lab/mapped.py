@@ -24,12 +24,10 @@ the file when it differs.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pwd
 import stat
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Callable
@@ -49,6 +47,16 @@ PROT_WRITE = 0x2
 PAGE = 4096
 O_ACCMODE = 0o3
 AT_FDCWD = -100
+
+
+def new_sha256(data: bytes = b""):
+    """A new sha256 hash object.  hashlib is imported on first use: it loads OpenSSL (~3 ms),
+    and a run whose mapped files are all in the hash cache never hashes anything."""
+    import hashlib
+
+    return hashlib.sha256(data)
+
+
 _NR = {name: TABLE[name].x64 for name in ("openat", "mmap", "close")}
 
 
@@ -77,6 +85,8 @@ def cache_root() -> Path:
 def _write_atomically(path: Path, chunks) -> None:
     """Write ``path`` (0600) through a temporary file renamed into place: a reader never sees
     half a file, and two supervisors writing the same content do not clash."""
+    import tempfile   # here: most runs find every content cached (the CLI starts faster)
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -134,7 +144,7 @@ class HashCache:
                 return None
             h = self.lookup(st, length)
             if h is None:
-                d = hashlib.sha256()
+                d = new_sha256()
                 left = length
                 while left:
                     chunk = f.read(min(left, 1 << 20))
@@ -238,7 +248,7 @@ class MapLogger:
             if len(data) != length:
                 raise OSError("the file shrank while it was mapped")
         if digest is None:
-            digest = hashlib.sha256(data).hexdigest()
+            digest = new_sha256(data).hexdigest()
             self.cache.remember(st, length, digest)
             store = not self.small and length <= MAX_CONTENT and digest not in self.logged
         if store:
@@ -274,12 +284,14 @@ class _Partial:
     """A content being received: decompressed into a temporary file, hashed as it comes."""
 
     def __init__(self, blobs: Path, size: int, zsize: int):
+        import tempfile
+
         self.fd, self.tmp = tempfile.mkstemp(dir=blobs, prefix=".part-")
         self.size = size
         self.zsize = zsize
         self.zgot = 0      # compressed bytes taken
         self.got = 0       # content bytes written
-        self.h = hashlib.sha256()
+        self.h = new_sha256()
         self.z = zlib.decompressobj()
 
     def take(self, piece: bytes) -> None:
@@ -423,6 +435,8 @@ class MapReplayer:
         if not m["writable"]:
             return os.fspath(blob), False
         # Shared and writable: the program writes through the mapping, so it gets a private copy.
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".shared-")
         with os.fdopen(fd, "wb") as out, open(blob, "rb") as src:
             for chunk in iter(lambda: src.read(1 << 20), b""):

@@ -1,7 +1,8 @@
 """Pictures of a trace: each a pure function from a DataFrame to a plotly figure.
 
 The functions take the DataFrames of :func:`tft_lab.trace.to_dataframe`,
-:func:`tft_lab.compare` or a benchmark table and return a
+:func:`tft_lab.compare`, a benchmark table or a crash-point sweep's
+(:func:`tft_lab.sweep`) and return a
 ``plotly.graph_objects.Figure`` (:func:`overhead_ratios`, the table behind
 :func:`overhead`, returns its DataFrame); they never display anything
 themselves.  :func:`deferrals` (the signal arrival/delivery pairs that
@@ -25,7 +26,7 @@ from .strace import format_call, format_result
 from .trace import CLASSES
 
 __all__ = ["epoch_timeline", "signal_deferral", "side_by_side", "overhead", "overhead_ratios", "deferrals",
-           "CLASS_COLORS"]
+           "CLASS_COLORS", "sweep_outcomes", "failover_by_class", "sweep_heatmap", "OUTCOME_COLORS"]
 
 #: One colour per replication class (and the one for signals, rdtsc...).
 CLASS_COLORS = {
@@ -36,6 +37,15 @@ CLASS_COLORS = {
     "resource": "#ff7f0e",
     "unsupported": "#000000",
     "event": "#2ca02c",
+}
+#: One colour per crash-point outcome (the table of :func:`tft_lab.sweep`), best first.
+OUTCOME_COLORS = {
+    "masked": "#2ca02c",
+    "lost output": "#d62728",
+    "duplicated output": "#ff7f0e",
+    "diverged": "#9467bd",
+    "hung": "#8c564b",
+    "error": "#000000",
 }
 DIVERGED_ROW = "#ffd6d6"
 DIVERGED_CELL = "#ff7a7a"
@@ -417,4 +427,94 @@ def overhead(bench_df: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(rangemode="tozero")
     fig.update_yaxes(title_text="time / native time", row=1, col=1)
     fig.update_layout(title="Overhead against native", height=450, hovermode="closest")
+    return fig
+
+
+# --------------------------------------------------------------------------
+# crash-point sweeps (the table of tft_lab.sweep: one row per point)
+
+
+def _outcomes(df: pd.DataFrame) -> list[str]:
+    seen = set(df["outcome"].astype(str))
+    return [o for o in OUTCOME_COLORS if o in seen] + sorted(seen - set(OUTCOME_COLORS))
+
+
+def sweep_outcomes(df: pd.DataFrame) -> go.Figure:
+    """Outcome by crash point: one marker per point, one row per outcome (``name`` = the outcome).
+
+    A point whose check failed is drawn as an ``x``; the hover names the call at
+    that point and why the outcome is not ``masked``.
+    """
+    if df.empty:
+        return _empty("Outcome by crash point")
+    fig = go.Figure()
+    order = _outcomes(df)
+    for outcome in order:
+        g = df[df["outcome"].astype(str) == outcome]
+        text = [f"point {p} ({s})<br>{outcome}" + (f": {html.escape(str(n))}" if n else "")
+                for p, s, n in zip(g["point"], g["syscall"], g["note"].fillna(""))]
+        fig.add_trace(go.Scatter(
+            x=g["point"], y=[outcome] * len(g), mode="markers", name=outcome, text=text,
+            marker=dict(color=OUTCOME_COLORS.get(outcome, "#7f7f7f"), size=9,
+                        symbol=["circle" if ok else "x" for ok in g["check_ok"].astype(bool)]),
+            hovertemplate="%{text}<extra></extra>"))
+    victim = ", ".join(sorted(set(df["victim"].astype(str))))
+    fig.update_yaxes(categoryorder="array", categoryarray=order[::-1])
+    fig.update_layout(title=f"Outcome by crash point ({len(df)} points, {victim} failed)",
+                      xaxis_title="crash point (intercepted call N)", height=160 + 40 * len(order))
+    return fig
+
+
+def failover_by_class(df: pd.DataFrame) -> go.Figure:
+    """Failover time (ms) by the class of the call the primary died at: a box per class
+    (``name`` = the class), over the points that failed over."""
+    f = df[df["failover_ms"].notna()] if "failover_ms" in df else df.iloc[0:0]
+    if f.empty:
+        return _empty("Failover time by syscall class")
+    fig = go.Figure()
+    for cls in [c for c in CLASS_COLORS if c in set(f["cls"])] + sorted(set(f["cls"]) - set(CLASS_COLORS)):
+        g = f[f["cls"] == cls]
+        fig.add_trace(go.Box(y=g["failover_ms"], name=cls, boxpoints="all", jitter=0.4,
+                             marker_color=CLASS_COLORS.get(cls, "#7f7f7f"),
+                             text=[f"point {p}: {s}" for p, s in zip(g["point"], g["syscall"])]))
+    fig.update_layout(title="Failover time by the class of the call the primary died at",
+                      yaxis_title="detection to live (ms)", showlegend=False)
+    return fig
+
+
+def sweep_heatmap(df: pd.DataFrame, value: str = "masked") -> go.Figure:
+    """Commit policy × epoch length: the share of crash points ``masked`` (``value="masked"``)
+    or the median ``wall_s`` of a point (``value="wall_s"``, the cost), one cell per pair.
+
+    The hover gives both, and the points behind each cell.
+    """
+    if df.empty:
+        return _empty("Crash points masked by commit policy and epoch length")
+    d = df.assign(masked=(df["outcome"].astype(str) == "masked") & df["check_ok"].astype(bool))
+    g = d.groupby(["commit", "epoch"], observed=True).agg(masked=("masked", "mean"), wall_s=("wall_s", "median"),
+                                                          points=("point", "size")).reset_index()
+    commits = [c for c in ("output", "epoch", "none") if c in set(g["commit"])] + \
+        sorted(set(g["commit"]) - {"output", "epoch", "none"})
+    epochs = sorted(g["epoch"].unique())
+    z, text = [], []
+    for c in commits:
+        zr, tr = [], []
+        for e in epochs:
+            cell = g[(g["commit"] == c) & (g["epoch"] == e)]
+            if cell.empty:
+                zr.append(None)
+                tr.append("")
+                continue
+            r = cell.iloc[0]
+            zr.append(float(r[value]))
+            tr.append(f"{r['masked']:.0%} masked of {r['points']}<br>median point {r['wall_s']:.2f} s")
+        z.append(zr)
+        text.append(tr)
+    masked = value == "masked"
+    fig = go.Figure(go.Heatmap(z=z, x=[str(e) for e in epochs], y=commits, text=text, texttemplate="%{text}",
+                               colorscale="RdYlGn" if masked else "Blues", zmin=0 if masked else None,
+                               zmax=1 if masked else None, hovertemplate="commit %{y}, epoch %{x}<br>%{text}"
+                               "<extra></extra>", colorbar_title="masked" if masked else "s / point"))
+    fig.update_layout(title="Crash points masked" if masked else "Cost: median seconds per crash point",
+                      xaxis_title="epoch length (system calls)", yaxis_title="commit policy")
     return fig

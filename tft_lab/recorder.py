@@ -7,20 +7,19 @@ and logs where it delivered them, and logs rdtsc values and AT_RANDOM bytes.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
-import platform
 import signal as _signal
 import time
 from dataclasses import dataclass, field
 
 from . import fdtable
 from . import log as _log
-from .mapped import MapLogger
+from .answers import Answerer
+from .mapped import HashCache, MapLogger, new_sha256
 from ._backend.ptrace import SigInfo, find_program
 from .engine import Engine, Policy, SignalAction, Tsc
 from .guest import Call, Task, signed
-from .errors import TracingError
+from .errors import TftError, TracingError
 from .outs import MAX_MOVED, MOVED, capture, move_plan, moved
 
 PR_SET_TSC = 26
@@ -30,8 +29,17 @@ EPIPE = errno.EPIPE
 EINPROGRESS = errno.EINPROGRESS
 
 
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
+def file_sha256(path: str, cache: HashCache | None = None) -> str:
+    """The sha256 of the file at ``path``: from the per-user hash cache (keyed by the file's
+    identity and times, see :class:`~tft_lab.mapped.HashCache`) when it is known there, since
+    hashing a program as big as python3 costs milliseconds on every command."""
+    try:
+        digest = (cache or HashCache()).sha256(path)
+    except TftError:   # no usable cache folder: hash it here
+        digest = None
+    if digest is not None:
+        return digest
+    h = new_sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -83,6 +91,7 @@ class Recorder(Policy):
         self.maps = MapLogger(self.emit, small=small_log,   # mapped files are input
                               live=not isinstance(sink, _log.LogWriter))
         self.shown: set[tuple[int, int]] = set()   # (dev, ino) of the stdout/stderr a replay shows
+        self.answers = Answerer()   # calls answered at their seccomp stop (one stop, not two)
 
     def emit(self, fields: dict, blobs=()) -> None:
         self.sink.write(fields, list(blobs))
@@ -100,11 +109,12 @@ class Recorder(Policy):
             except OSError:
                 fds[str(fd)] = "closed"
         self.emit({"t": "header", "version": _log.VERSION, "argv": engine.argv, "env": engine.env,
-                   "cwd": engine.cwd, "exe": engine.path, "exe_sha256": file_sha256(engine.path),
-                   "epoch": engine.epoch, "arch": platform.machine(), "pid": engine.root.pid,
+                   "cwd": engine.cwd, "exe": engine.path, "exe_sha256": file_sha256(engine.path, self.maps.cache),
+                   "epoch": engine.epoch, "arch": os.uname().machine, "pid": engine.root.pid,
                    "fds": fds, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def on_finish(self, engine: Engine) -> None:
+        self.answers.close()
         self.emit({"t": "end", "status": engine.root_status if engine.root_status is not None else 1})
         if hasattr(self.sink, "flush"):
             self.sink.flush()
@@ -124,6 +134,7 @@ class Recorder(Policy):
         child.vpid = child.pid  # the primary's pids are the virtual ones
 
     def on_task_exit(self, task: Task, code, sig) -> None:
+        self.answers.forget(task)
         self.emit({"t": "exit", "pid": task.vpid, "code": -1 if code is None else code,
                    "signal": sig or 0})
 
@@ -144,6 +155,12 @@ class Recorder(Policy):
             self._deliver_pending(task, mode="before")
             task.rewind()
             return
+        if entry is not None and entry.answered:
+            result = self.answers.answer(task, call)
+            if result is not None:   # answered here, logged at on_exit as if it had run
+                task.emulate(result)
+                call.action = "logged"
+                return
         if entry is not None and entry.writes == "fd":
             # Bytes moved from another fd: the replay has no copy of them in memory, so they
             # are logged where the replay shows them; where they cannot be, the program is told

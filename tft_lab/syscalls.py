@@ -33,13 +33,14 @@ expression, evaluated after the call on the primary:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 CLASSES = ("local", "input", "identity", "output", "resource", "unsupported")
 
 
-@dataclass(frozen=True)
-class Syscall:
+class Syscall(NamedTuple):
+    # A NamedTuple, not a frozen dataclass: importing dataclasses (and the inspect module it
+    # pulls in) costs ~5 ms on every tft command.
     name: str
     """The kernel's name (``__NR_<name>``)."""
     x64: int
@@ -104,6 +105,13 @@ class Syscall:
     untrapped_if: tuple[int, int] | None = None
     """``(arg_index, bits)``: the seccomp filter lets the call run untrapped when that argument
     has any of these bits set (an anonymous mmap costs nothing; a file-backed one is input)."""
+    answered: str = ""
+    """How the primary answers the call itself at its seccomp stop, without running it (one
+    stop instead of two; logged as if it had run, so the backup and the replay do not change):
+    ``pid`` (the task's own pid), ``stat`` (a field of ``/proc/PID/stat``), ``clock`` (the
+    supervisor reads the same system-wide clock), ``gettimeofday``, ``time``, ``random``
+    (getrandom: bytes the supervisor draws).  Only where its answer is the kernel's; otherwise
+    the call runs (see :mod:`tft_lab.answers`)."""
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -114,6 +122,8 @@ class Syscall:
             names.append(f"writes={self.writes}" + (f"(fd a{self.src_arg})" if self.src_arg is not None else ""))
         if self.redo:
             names.append(f"redo={self.redo}")
+        if self.answered:
+            names.append(f"answered={self.answered}")
         if self.path is not None:
             d, p = self.path
             names.append(f"path=a{p}" + (f"@a{d}" if d is not None else ""))
@@ -195,11 +205,11 @@ TABLE: dict[str, Syscall] = _t(
       blocks=True, resets=True),
     S("recvmsg", 47, "input", outs=((1, "msghdr"),), fd_arg=0, nargs=3, blocks=True, resets=True),
     S("lseek", 8, "input", fd_arg=0, nargs=3),           # offsets of stand-ins differ
-    S("clock_gettime", 228, "input", outs=((1, "16"),), nargs=1),
+    S("clock_gettime", 228, "input", outs=((1, "16"),), nargs=1, answered="clock"),
     S("clock_getres", 229, "input", outs=((1, "16"),), nargs=1),
-    S("gettimeofday", 96, "input", outs=((0, "16"), (1, "8")), nargs=0),
-    S("time", 201, "input", outs=((0, "8"),), nargs=0),
-    S("getrandom", 318, "input", outs=((0, "ret"),), nargs=3),
+    S("gettimeofday", 96, "input", outs=((0, "16"), (1, "8")), nargs=0, answered="gettimeofday"),
+    S("time", 201, "input", outs=((0, "8"),), nargs=0, answered="time"),
+    S("getrandom", 318, "input", outs=((0, "ret"),), nargs=3, answered="random"),
     S("uname", 63, "input", outs=((0, "390"),), nargs=0),
     S("sysinfo", 99, "input", outs=((0, "112"),), nargs=0),
     S("getrusage", 98, "input", outs=((1, "144"),), nargs=1),
@@ -256,12 +266,12 @@ TABLE: dict[str, Syscall] = _t(
     S("getpriority", 140, "input", nargs=0),
 
     # --- identity: process ids, virtualized ---------------------------------------------------
-    S("getpid", 39, "identity", nargs=0),
-    S("getppid", 110, "identity", nargs=0),
-    S("gettid", 186, "identity", nargs=0),
-    S("getpgrp", 111, "identity", nargs=0),
-    S("getpgid", 121, "identity", nargs=0),
-    S("getsid", 124, "identity", nargs=0),
+    S("getpid", 39, "identity", nargs=0, answered="pid"),
+    S("getppid", 110, "identity", nargs=0, answered="stat"),
+    S("gettid", 186, "identity", nargs=0, answered="pid"),
+    S("getpgrp", 111, "identity", nargs=0, answered="stat"),
+    S("getpgid", 121, "identity", nargs=0, answered="stat"),
+    S("getsid", 124, "identity", nargs=0, answered="stat"),
     # user and group ids: a user namespace's maps are written through files (outputs, skipped
     # by the replay), so what the kernel answers is the primary's to say
     S("getuid", 102, "identity", nargs=0),

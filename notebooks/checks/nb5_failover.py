@@ -72,13 +72,13 @@ def _sweep_rows(sweep: pd.DataFrame) -> list[dict]:
 
 
 def _bad_runs(sweep: pd.DataFrame, lines: int) -> list[tuple[str, dict, bool]]:
-    base = dict(_sweep_rows(sweep)[0], returncode=0, lines=lines, chain_ok=True, duplicates=0)
+    base = dict(_sweep_rows(sweep)[0], returncode=0, lines=lines, check_ok=True, duplicates=0)
     return [("a clean run", base, True),
             ("one line repeated", dict(base, duplicates=1), True),
             ("two lines repeated", dict(base, duplicates=2), False),
             ("a line missing", dict(base, lines=lines - 1), False),
             ("a line too many", dict(base, lines=lines + 1), False),
-            ("a broken chain", dict(base, chain_ok=False), False),
+            ("a broken chain", dict(base, check_ok=False), False),
             ("exit status 1", dict(base, returncode=1), False)]
 
 
@@ -90,14 +90,14 @@ def ex_5_2(run_ok, all_good, sweep: pd.DataFrame, lines: int) -> None:
         got = run_ok(row)
         _expect(got is not None and bool(got) is right, f"run_ok gave {got!r} for {what}; should be {right}")
     _expect(isinstance(all_good, bool), "all_good should be True or False")
-    right = all(bool(r["returncode"] == 0 and r["lines"] == lines and r["chain_ok"] and r["duplicates"] <= 1)
+    right = all(bool(r["returncode"] == 0 and r["lines"] == lines and r["check_ok"] and r["duplicates"] <= 1)
                 for r in _sweep_rows(sweep))
     _expect(all_good == right, f"all_good should be {right}: apply run_ok to every row")
 
 
 def _run_ok(dups=1, lines_ok=lambda n, want: n == want, rc=True):
     return lambda lines: (lambda row: bool((not rc or row["returncode"] == 0) and lines_ok(row["lines"], lines)
-                                           and row["chain_ok"] and row["duplicates"] <= dups))
+                                           and row["check_ok"] and row["duplicates"] <= dups))
 
 
 _wrong("5.2", "placeholder None")(lambda c: (None, None))
@@ -109,7 +109,7 @@ _wrong("5.2", "all_good hard-coded False")(lambda c: (c.answer[0], False))
 
 
 def _failovers(sweep):
-    return sweep.loc[sweep["outcome"] == "failover", "failover_ms"]
+    return sweep.loc[sweep["run_outcome"] == "failover", "failover_ms"]
 
 
 @_exercise("5.3")
@@ -117,7 +117,7 @@ def ex_5_3(median_failover_ms, sweep: pd.DataFrame) -> None:
     """``median_failover_ms``: the median ``failover_ms`` of the sweep's failovers."""
     _expect(_is_number(median_failover_ms), "median_failover_ms should be a number")
     _expect(_close(median_failover_ms, float(_failovers(sweep).median())),
-            f"{median_failover_ms:.3f} ms: the median of failover_ms over the rows whose outcome is failover")
+            f"{median_failover_ms:.3f} ms: the median of failover_ms over the rows whose run_outcome is failover")
 
 
 _wrong("5.3", "placeholder None")(lambda c: None)
@@ -125,7 +125,7 @@ _wrong("5.3", "the mean")(lambda c: float(_failovers(c.data[0]).mean()))
 _wrong("5.3", "in seconds")(lambda c: c.answer / 1e3)
 _wrong("5.3", "the longest")(lambda c: float(_failovers(c.data[0]).max()))
 _wrong("5.3", "every row, completed runs as 0")(lambda c: float(c.data[0]["failover_ms"].fillna(0).where(
-    c.data[0]["outcome"] == "failover", 0).median()))
+    c.data[0]["run_outcome"] == "failover", 0).median()))
 
 
 def _writes(trace, replica, action):
@@ -149,3 +149,40 @@ _wrong("5.4", "the backup's emulated writes too")(
 _wrong("5.4", "every write of each replica")(
     lambda c: tuple(int(((c.data[0]["syscall"] == "write") & (c.data[0]["replica"] == r)).sum())
                     for r in ("primary", "backup")))
+
+
+def _pairs(sweeps: pd.DataFrame):
+    return sweeps.groupby(["commit", "epoch"])
+
+
+def _safe(sweeps: pd.DataFrame) -> set:
+    good = (sweeps["outcome"] == "masked") & sweeps["check_ok"].astype(bool)
+    return {(c, int(e)) for (c, e), g in good.groupby([sweeps["commit"], sweeps["epoch"]]) if g.all()}
+
+
+def _cost(sweeps: pd.DataFrame, how: str = "median") -> dict:
+    return {(c, int(e)): float(v) for (c, e), v in _pairs(sweeps)["wall_s"].agg(how).items()}
+
+
+@_exercise("5.5", answers=2)
+def ex_5_5(safe, cost, sweeps: pd.DataFrame) -> None:
+    """``safe``: the (commit, epoch) pairs whose every point is masked and checked;
+    ``cost``: (commit, epoch) -> the median ``wall_s`` of its points."""
+    _expect(isinstance(safe, (set, frozenset, list)), "safe should be a set of (commit, epoch) pairs")
+    got = {(c, int(e)) for c, e in safe} if all(isinstance(p, tuple) and len(p) == 2 for p in safe) else None
+    _expect(got is not None, "each element of safe should be a (commit, epoch) pair")
+    right = _safe(sweeps)
+    _expect(got == right, f"safe={sorted(got)}; a pair is safe when every one of its rows is masked with "
+                          f"check_ok True ({len(right)} of {len(_cost(sweeps))} pairs are)")
+    _expect(isinstance(cost, dict), "cost should be a dict: (commit, epoch) -> seconds")
+    want = _cost(sweeps)
+    _expect(set(cost) == set(want), f"cost should have one key per (commit, epoch) pair: {sorted(want)}")
+    for key, seconds in want.items():
+        _expect(_close(cost[key], seconds), f"cost[{key}]={cost[key]!r}: the median wall_s of that pair's points")
+
+
+_wrong("5.5", "placeholder None")(lambda c: (None, None))
+_wrong("5.5", "a pair that is not in the table counted safe")(lambda c: (c.answer[0] | {("none", 0)}, c.answer[1]))
+_wrong("5.5", "cost in milliseconds")(lambda c: (c.answer[0], {k: v * 1e3 for k, v in c.answer[1].items()}))
+_wrong("5.5", "the slowest point, not the median")(lambda c: (c.answer[0], _cost(c.data[0], "max")))
+_wrong("5.5", "keys as (epoch, commit)")(lambda c: (c.answer[0], {(e, k): v for (k, e), v in c.answer[1].items()}))

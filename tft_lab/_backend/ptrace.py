@@ -17,8 +17,6 @@ import signal
 import struct
 from typing import NamedTuple
 
-from ptrace.binding.linux_struct import user_regs_struct
-
 from ..errors import ProgramError, TracingError
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -72,6 +70,17 @@ SECCOMP_RET_TRACE = 0x7FF00000
 SECCOMP_RET_ALLOW = 0x7FFF0000
 AUDIT_ARCH_X86_64 = 0xC000003E
 NR_TGKILL = 234
+
+
+
+class user_regs_struct(ctypes.Structure):
+    """x86_64 ``struct user_regs_struct`` (sys/user.h), what GETREGS/SETREGS move.
+
+    Declared here rather than taken from python-ptrace: importing that package costs
+    ~15 ms (logging, its C-library bindings) on every ``tft`` command."""
+    _fields_ = tuple((name, ctypes.c_ulonglong) for name in (
+        "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi", "rdi",
+        "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs"))
 
 
 # --- stops: values, matched on -------------------------------------------------------------
@@ -457,16 +466,24 @@ def set_subreaper() -> None:
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+def _which(prog: str, search: str) -> str | None:
+    """The first executable file ``prog`` in the ``search`` path (as execvp looks; an empty
+    entry is the working directory).  Not shutil.which: importing shutil costs a few ms."""
+    for d in search.split(os.pathsep):
+        cand = os.path.join(d or ".", prog)
+        if os.access(cand, os.X_OK) and not os.path.isdir(cand):
+            return cand
+    return None
+
+
 def find_program(argv, env: dict | None = None, cwd: str | None = None) -> str:
     """The absolute path execve will run for ``argv[0]`` (searched in PATH unless it has a
     slash); ProgramError if there is none, or it is not an executable program."""
-    import shutil
-
     if not argv:
         raise ProgramError("no program given")
     env = os.environ if env is None else env
     prog = argv[0]
-    path = prog if "/" in prog else shutil.which(prog, path=env.get("PATH", os.defpath))
+    path = prog if "/" in prog else _which(prog, env.get("PATH", os.defpath))
     if path is None:
         raise ProgramError(f"{prog}: command not found")
     path = path if os.path.isabs(path) else os.path.join(cwd or os.getcwd(), path)

@@ -282,7 +282,7 @@ class _SocketReceiver(Receiver):
         self._closed = False
         self._link = _Link(sock, session, heartbeat=heartbeat, timeout_factor=timeout_factor,
                            on_message=self._on_message, close_payload=lambda: self._acked,
-                           wants_input=lambda: self._queued_bytes < _RECV_QUEUE_LIMIT)
+                           wants_input=lambda: self._queued_bytes < _RECV_QUEUE_LIMIT, drain=True)
         self._link.start()
 
     def _on_message(self, mtype: int, payload: bytes) -> None:
@@ -313,7 +313,8 @@ class _SocketReceiver(Receiver):
                     return frame
                 if self._ended:
                     return None
-                link.raise_if_failed()
+                if not link.draining:   # frames that arrived before a failed ack come first
+                    link.raise_if_failed()
                 if self._closed:
                     raise ValueError("the Receiver is closed")
                 remaining = None if deadline is None else deadline - time.monotonic()

@@ -35,12 +35,16 @@ class _Link:
     message numbers reach the wire in order.  ``cond`` guards the owner's state
     (acks, the frame queue) and wakes its waiters; ``on_message`` runs on the
     link's thread for every accepted message.
+
+    With *drain*, a failed write does not end the reading: what the peer sent before it
+    died is still in our socket's buffer, and the owner gets it before the error (a backup
+    whose ack or heartbeat hit a dead primary must still replay every frame that arrived).
     """
 
     def __init__(self, sock: socket.socket, session: _Session, *, heartbeat: float,
                  timeout_factor: float, on_message: Callable[[int, bytes], None],
                  close_payload: Callable[[], int],
-                 wants_input: Callable[[], bool] = lambda: True) -> None:
+                 wants_input: Callable[[], bool] = lambda: True, drain: bool = False) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.session = session
@@ -56,6 +60,8 @@ class _Link:
         self.peer_closed = False   # the peer's CLOSE arrived
         self.sent_close = False    # our CLOSE is written and our write side shut down
         self.closing = False       # our owner is closing: the peer's EOF is expected
+        self.drain = drain
+        self.draining = False      # a write failed; the thread still reads what already arrived
         self.wlock = threading.Lock()
         self.wbuf = bytearray()
         self.last_write = self.last_heard = time.monotonic()
@@ -76,14 +82,24 @@ class _Link:
 
     # -- failure
 
-    def fail(self, err: TftError) -> TftError:
-        """Record *err* unless an error is recorded already, drop the connection, return the first error."""
+    def fail(self, err: TftError, *, writing: bool = False) -> TftError:
+        """Record *err* unless an error is recorded already, drop the connection, return the first error.
+
+        A failed write (*writing*) on a draining link only stops our writes: the thread
+        reads on until the peer's end of stream, then drops the connection."""
         with self.cond:
             if self.error is None:
                 self.error = err
+                self.draining = writing and self.drain and not (self._eof or self._stop)
             first = self.error
             self.cond.notify_all()
-        self.drop()
+        if self.draining:
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        else:
+            self.drop()
         return first
 
     def drop(self) -> None:
@@ -118,7 +134,7 @@ class _Link:
                 n = 0
             except OSError as exc:
                 raise self.fail(PeerFailed(f"lost the connection to the {self.peer} while sending: "
-                                           f"{exc.strerror or exc}")) from None
+                                           f"{exc.strerror or exc}"), writing=True) from None
             now = time.monotonic()
             if n:
                 view = view[n:]
@@ -219,42 +235,59 @@ class _Link:
         del rbuf[:off]
 
     def _run(self) -> None:
-        paused = False
         try:
-            while not (self._stop or self._eof or self.error is not None):
-                if self.peer_closed and not self.sent_close:
-                    self.send_close(self.close_payload(), in_thread=True)
-                self._maybe_heartbeat(time.monotonic())
-                if not self.wants_input():
-                    # The backup's frame queue is full: let TCP flow control slow the primary.
-                    paused = True
-                    time.sleep(0.01)
-                    continue
-                now = time.monotonic()
-                if paused:
-                    paused = False
-                    self.last_heard = now  # we were not listening; give the peer a full period
-                wait = self.last_write + self.heartbeat - now if not self.sent_close else 1.0
-                if wait <= 0:
-                    wait = _POLL  # the heartbeat was skipped because a write is under way
-                if not self.peer_closed:
-                    left = self.last_heard + self.silence - now
-                    if left <= 0:
-                        raise PeerSilent(
-                            f"no message or heartbeat from the {self.peer} for {now - self.last_heard:.1f} s "
-                            f"(limit {self.silence:g} s = {self.timeout_factor:g} x its "
-                            f"{self.session.peer_heartbeat:g} s heartbeat): its host is down, hung or cut off")
-                    wait = min(wait, left)
-                if self._select_read(wait):
-                    self._read_available()
-        except TftError as exc:
-            if not self._stop:
-                self.fail(exc)
+            try:
+                self._serve()
+            except TftError as exc:
+                if not self._stop:
+                    self.fail(exc)
+            if self.draining:
+                self._drain()
+        except TftError:
+            pass   # the first error is recorded; draining ends at the peer's end of stream
         except Exception as exc:  # a bug here must not leave the owner waiting forever
             self.fail(ChannelError(f"the channel thread crashed: {exc!r}"))
         finally:
+            if self.draining:
+                self.drop()
             with self.cond:
+                self.draining = False
                 self.cond.notify_all()
+
+    def _serve(self) -> None:
+        paused = False
+        while not (self._stop or self._eof or self.error is not None):
+            if self.peer_closed and not self.sent_close:
+                self.send_close(self.close_payload(), in_thread=True)
+            self._maybe_heartbeat(time.monotonic())
+            if not self.wants_input():
+                # The backup's frame queue is full: let TCP flow control slow the primary.
+                paused = True
+                time.sleep(0.01)
+                continue
+            now = time.monotonic()
+            if paused:
+                paused = False
+                self.last_heard = now  # we were not listening; give the peer a full period
+            wait = self.last_write + self.heartbeat - now if not self.sent_close else 1.0
+            if wait <= 0:
+                wait = _POLL  # the heartbeat was skipped because a write is under way
+            if not self.peer_closed:
+                left = self.last_heard + self.silence - now
+                if left <= 0:
+                    raise PeerSilent(
+                        f"no message or heartbeat from the {self.peer} for {now - self.last_heard:.1f} s "
+                        f"(limit {self.silence:g} s = {self.timeout_factor:g} x its "
+                        f"{self.session.peer_heartbeat:g} s heartbeat): its host is down, hung or cut off")
+                wait = min(wait, left)
+            if self._select_read(wait):
+                self._read_available()
+
+    def _drain(self) -> None:
+        """After a failed write: read what the peer sent before it went (a dead peer sends no
+        more, so only what is already buffered), up to its end of stream."""
+        while not (self._stop or self._eof) and self._select_read(_POLL):
+            self._read_available()
 
     def _select_read(self, timeout: float) -> bool:
         return any(events & selectors.EVENT_READ for _, events in self._rsel.select(max(timeout, 0.0)))
