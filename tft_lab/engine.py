@@ -479,6 +479,7 @@ class Engine:
             self.tasks[child_pid] = child
         child.parent = parent
         child.mem = pt.Memory(child_pid) if os.path.exists(f"/proc/{child_pid}") else None
+        child.exec_count = parent.exec_count
         self.policy.on_fork(parent, child)
         if child.state == "born":
             child.state = "running"
@@ -497,6 +498,7 @@ class Engine:
             if self._errfd is not None:
                 pt.read_spawn_error(self._errfd)
                 self._errfd = None
+        task.exec_count += 1
         at_random = self._rewrite_auxv(task)
         self.policy.on_exec(task, at_random)
         self.emit(task, "exec", "execve", "", 0, "local", "ran", seq=task.seq)

@@ -72,6 +72,7 @@ class Task:
         self.call: Call | None = None
         self.interrupted: Call | None = None
         self.injecting: dict[int, bytes] = {}          # signals we tgkill'ed, awaiting delivery
+        self.exec_count = 0                            # execs it made (a fork's child: its parent's)
         # What only the policy reads and writes about this process: an object of the policy's
         # own type (recorder.PrimaryTaskState, replayer.ReplayTaskState, backup.BackupTaskState),
         # made by Policy.new_task_state.  The engine never looks inside.
