@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tft_lab._build import example
+from tft_lab.run import EXIT_HANDED_OVER
 from tft_lab.testing import reap_adopted_zombies, REPO, assert_no_leftovers, build_program, run_cli
 
 pytestmark = pytest.mark.netns
@@ -233,8 +234,9 @@ def test_when_the_primarys_link_goes_down_the_backup_finishes_and_the_primary_fe
 
     code, err = primary.finish()
     fenced = time.monotonic() - cut
-    assert code != 0                                     # it did not finish the program ...
+    assert code == EXIT_HANDED_OVER                      # it did not finish the program ...
     assert b"fell silent" in err and b"primary stops" in err, err   # ... it fenced itself
+    assert err.splitlines()[-1].startswith(b"tft: handed over: this primary stopped (primary fenced itself"), err
     assert fenced < LIVE_WITHIN, f"the primary ran on for {fenced:.1f} s after the cut"
 
     b_code, b_err = b_lines.finish()

@@ -29,7 +29,7 @@ backup replays what it received and then *goes live*:
 
 A primary that stopped the program on a call tft_lab refuses (a thread) says so
 in its ``end`` record: the backup then stops its program too (PrimaryRefused),
-it does not go live.
+it does not go live.  So does a primary the operator stopped (PrimaryStopped).
 """
 from __future__ import annotations
 
@@ -96,6 +96,14 @@ class BackupTaskState(ReplayTaskState):
     pending: list[tuple[int, bytes]] = field(default_factory=list)
     """Its own signals since the primary failed (the primary cannot have seen them), and
     those that arrive while it is live but stopped: delivered once it is live."""
+
+
+class PrimaryStopped(TftError):
+    """The operator stopped ``tft run``: the primary stopped the program and said so; the
+    backup stops too instead of going live.  Its message is the primary's reason."""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class _Pump(threading.Thread):
@@ -183,6 +191,8 @@ class Backup(Replayer):
         if rec.type == "end" and "refused" in rec:
             # Not a crash: the program's end.  Going live would run it on, unsupervised.
             raise PrimaryRefused(rec["refused"])
+        if rec.type == "end" and "stopped" in rec:
+            raise PrimaryStopped(rec["stopped"])   # the operator's stop: both replicas stop
         return True
 
     # -- lifecycle -----------------------------------------------------------------------

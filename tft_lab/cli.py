@@ -13,8 +13,10 @@
     tft demo
 
 Errors are one line on stderr (``tft: ...``) and a non-zero exit: 2 for bad
-usage or input, 3 for a divergence.  Otherwise tft exits with the program's
-status (128+signal if it was killed).
+usage or input, 3 for a divergence, 4 when ``tft run``'s primary stopped and
+left the program to its remote backup (whose ``tft backup`` reports how it
+ends), 130 when the operator stopped ``tft run`` (then both replicas stop).
+Otherwise tft exits with the program's status (128+signal if it was killed).
 """
 from __future__ import annotations
 
@@ -173,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             elif res.outcome == "backup-lost":
                 print(f"tft: redundancy lost: {res.redundancy_lost}; the primary finished the program ALONE "
                       f"(exit status {res.returncode})", file=sys.stderr)
+            elif res.outcome == "handed-over":
+                print(f"tft: handed over: this primary stopped ({res.error}); the program goes on at the "
+                      f"backup ({args.backup}) if it lives, and tft backup there reports its output and "
+                      f"exit status", file=sys.stderr)
             elif res.outcome == "refused":
                 print(f"tft: {res.error}", file=sys.stderr)   # both replicas stopped the program
             elif res.outcome == "failed":

@@ -69,8 +69,8 @@ OPTIONAL: dict[str, dict[str, type]] = {
     "exec": {"sha256": _STR},
     "header": {"created": _STR, "program": _STR},
     # the primary stopped the program on a call tft_lab refuses (its one-line message): a live
-    # backup stops too instead of going live
-    "end": {"refused": _STR},
+    # backup stops too instead of going live; or the operator stopped `tft run` (why): the same
+    "end": {"refused": _STR, "stopped": _STR},
 }
 _SIG_MODES = ("boundary", "self", "in-call", "before")
 

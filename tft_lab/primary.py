@@ -129,7 +129,7 @@ class Primary(Recorder):
     def on_entry(self, task: Task, call: Call) -> None:
         self.faults.entry()
         entry = call.entry
-        if entry is not None and entry.cls == "output" and self.commit != "epoch":
+        if entry is not None and self.commit != "epoch" and (entry.cls == "output" or _creates_a_name(call)):
             self._commit(call)
         super().on_entry(task, call)
 
@@ -158,6 +158,13 @@ class Primary(Recorder):
         self.emit({"t": "end", "status": 1, "refused": str(err)})
         self.sink.flush()
 
+    def stop_backup(self, why: str) -> None:
+        """The operator stopped ``tft run`` (``why``), and this primary its program: tell the
+        backup in an ``end`` record, so that it stops too instead of taking the silence that
+        follows for a crash and going live.  The caller then closes the channel."""
+        self.emit({"t": "end", "status": 130, "stopped": why})
+        self.sink.flush()
+
     def on_finish(self, engine: Engine) -> None:
         self.faults_not_injected = self.faults.finish()
         for msg in self.faults_not_injected:
@@ -165,4 +172,17 @@ class Primary(Recorder):
         if self.failed_program:
             return  # no end record: to the backup this primary failed
         super().on_finish(engine)
+
+
+def _creates_a_name(call: Call) -> bool:
+    """An exclusive create (``O_CREAT|O_EXCL``: mkstemp, a lock file) is committed like an
+    output.  Its name is often made of random input (gcc's ``/tmp/ccXXXXXX.s``): should this
+    primary die right after it, the backup must hold that input to make the same name, find
+    the file there and take it for its own (then remove it as the program does), instead of
+    making another name and leaving the primary's file behind."""
+    entry = call.entry
+    return entry.opens and bool(entry.redo) and fdtable.open_call(call)[1] & _EXCL == _EXCL
+
+
+_EXCL = fdtable.O_CREAT | fdtable.O_EXCL
 

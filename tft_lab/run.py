@@ -38,6 +38,18 @@ from .trace import save as save_trace
 EXIT_BACKUP_DIVERGED = 3
 #: ``tft run``'s status when the program asked for what tft_lab refuses (as ``tft record``'s).
 EXIT_REFUSED = 2
+#: ``tft backup --listen`` prints this many refused peers one by one, then only their number.
+REFUSALS_SHOWN = 10
+#: ``tft run``'s status when this primary stopped (it fenced itself, or it or its program was
+#: killed) while its backup was remote: the program is the backup's now, and ``tft backup``
+#: there reports its output and exit status (outcome ``handed-over``).
+EXIT_HANDED_OVER = 4
+#: ``tft run``'s status when the operator stopped it (SIGTERM, SIGHUP, Ctrl-C); a remote
+#: ``tft backup`` the primary told so exits with it too.
+EXIT_INTERRUPTED = 130
+#: Why the backup stops when the operator stopped ``tft run`` (its ``end`` record says so).
+OPERATOR_STOP = "the operator stopped tft run: both replicas stop, the backup does not go live"
+STOP_CLOSE_TIMEOUT = 2.0   # seconds a stopped primary waits for the backup to confirm (of the 5 it has)
 SENDER_TIMEOUT_FACTOR = 2.0    # the primary gives up on a silent backup first ...
 RECEIVER_TIMEOUT_FACTOR = 4.0  # ... well before the backup takes over from a silent primary
 
@@ -52,7 +64,9 @@ class RunResult:
     outcome: str
     """``completed`` (no failure), ``failover`` (the backup went live and finished),
     ``backup-lost`` (the primary finished alone), ``refused`` (the program made a call tft_lab
-    refuses, e.g. it started a thread: both replicas stopped it), ``failed`` (no replica finished)."""
+    refuses, e.g. it started a thread: both replicas stopped it), ``handed-over`` (the primary
+    stopped and the backup is remote: the program goes on there, if that backup lives; see
+    :data:`EXIT_HANDED_OVER`), ``failed`` (no replica finished)."""
     primary: dict = field(default_factory=dict)
     """The primary supervisor's result (``outcome``, ``status``, ``error``...), empty if it was killed."""
     backup: dict = field(default_factory=dict)
@@ -74,7 +88,7 @@ class RunResult:
 
     @property
     def error(self) -> str | None:
-        """For ``refused`` and ``failed``: why, in one line (the primary's reason first)."""
+        """For ``refused``, ``handed-over`` and ``failed``: why, in one line (the primary's reason first)."""
         return self.primary.get("error") or self.backup.get("error")
 
 
@@ -91,7 +105,9 @@ def _supervisor_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the program's (and the coordinator's)
 
     def _term(signum, frame):
-        raise KeyboardInterrupt
+        # KeyboardInterrupt, but never between a send and its bookkeeping: the primary's last
+        # word (its end record) goes out after it, over a stream that must be whole.
+        _channel.interrupt_when_safe()
 
     signal.signal(signal.SIGTERM, _term)
 
@@ -135,7 +151,12 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
     except Fenced as e:
         result.update(outcome="fenced", error=str(e))
     except KeyboardInterrupt:
-        result.update(outcome="interrupted")
+        # The operator's stop (the program is dead already: the engine kills it on the way
+        # out).  Tell the backup before going, or it takes our silence for a crash and goes live.
+        result.update(outcome="interrupted", error="the primary's supervisor was stopped (SIGTERM)")
+        if sender is not None and sink.sender is not None and sink.lost is None:
+            policy.stop_backup(OPERATOR_STOP)
+            _close_quietly(sender, timeout=STOP_CLOSE_TIMEOUT)
     except UnsupportedError as e:
         # Not a failure of this replica: the program itself is refused (the coordinator says so).
         result.update(outcome="refused", error=str(e))
@@ -150,17 +171,17 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
     return result["status"] if result["outcome"] == "completed" else 1
 
 
-def _close_quietly(sender) -> None:
+def _close_quietly(sender, timeout: float = 10.0) -> None:
     """A clean close (the backup learns that the stream ended on purpose); a lost backup changes nothing."""
     try:
-        sender.close()
+        sender.close(timeout)
     except TftError:
         pass
 
 
 def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) -> int:
     """Run the backup replica fed by ``receiver`` until the program ends (replayed or live)."""
-    from .backup import Backup
+    from .backup import Backup, PrimaryStopped
     from .engine import Engine
     from .replayer import file_sha256
 
@@ -185,6 +206,8 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
         result.update(faults_not_injected=policy.faults_not_injected)
     except KeyboardInterrupt:
         result.update(outcome="interrupted")
+    except PrimaryStopped as e:
+        result.update(outcome="stopped", error=str(e), status=EXIT_INTERRUPTED)
     except UnsupportedError as e:
         # The primary's refusal (its end record says so), or the same call reached here first:
         # the backup stops its program, it does not go live.  Whoever started us reports it.
@@ -315,7 +338,7 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
         except TftError as e:
             print(f"tft: {e}", file=sys.stderr, flush=True)
             _write_result(paths["primary"][0], {"role": "primary", "outcome": "error", "status": None,
-                                                "error": f"no channel to the backup: {e}"})
+                                                "error": f"no channel to the backup: {e}", "connected": False})
             return 1
         return supervise_primary(argv, sender, commit=commit, epoch=epoch, faults=faults,
                                  trace_path=paths["primary"][1], result_path=paths["primary"][0],
@@ -373,6 +396,13 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
         outcome, status = ("backup-lost" if lost else "completed"), prim["status"]
     elif "refused" in (prim.get("outcome"), back.get("outcome")):
         outcome, status = "refused", EXIT_REFUSED
+    elif kind == "tcp" and prim.get("connected", True) and prim.get("outcome") != "interrupted":
+        # This primary stopped with the channel up (fenced, failed, killed): the remote backup
+        # goes live, and only it can tell how the program ends.  Not "no replica finished".
+        outcome, status = "handed-over", EXIT_HANDED_OVER
+        injected = any(f.replica == "primary" for f in faults)
+        prim["error"] = prim.get("error") or ("killed by the injected fault" if injected else
+                                              "its supervisor was killed")
     else:
         outcome, status = "failed", 1
     why = _why_lost(prim, back) if outcome == "backup-lost" else None
@@ -422,6 +452,7 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
     faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
     listener = _channel.listen(host, port, key, heartbeat=heartbeat, timeout_factor=RECEIVER_TIMEOUT_FACTOR)
     deadline = None if accept_timeout is None else time.monotonic() + accept_timeout
+    refused = 0
     try:
         if ready is not None:
             ready(listener.address)
@@ -431,12 +462,18 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
                 receiver = listener.accept(left)
                 break
             except ChannelError as e:
-                # A peer that is not our primary changes nothing: refuse it and keep waiting.
-                print(f"tft: backup: refused a peer: {e}", file=sys.stderr, flush=True)
+                # A peer that is not our primary changes nothing (its handshake held up no
+                # other): refuse it and keep waiting.  A flood is summed up, not printed whole.
+                refused += 1
+                if refused <= REFUSALS_SHOWN:
+                    print(f"tft: backup: refused a peer: {e}", file=sys.stderr, flush=True)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise
     finally:
         listener.close()
+        if refused > REFUSALS_SHOWN:
+            print(f"tft: backup: refused {refused} peers in all ({refused - REFUSALS_SHOWN} not shown)",
+                  file=sys.stderr, flush=True)
     work = tempfile.mkdtemp(prefix="tft-backup-")
     try:
         result_path = os.path.join(work, "backup.result.json")
@@ -451,4 +488,6 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
         how = "stopped with the primary" if result.get("by") == "primary" else "stopped the program"
         print(f"tft: backup: {how}: {result.get('error')}", file=sys.stderr, flush=True)
         return EXIT_REFUSED
+    if result.get("outcome") == "stopped":
+        print(f"tft: backup: stopped with the primary: {result.get('error')}", file=sys.stderr, flush=True)
     return code

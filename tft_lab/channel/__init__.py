@@ -29,18 +29,22 @@ One mechanism per module:
   is the protocol's specification);
 - :mod:`.link`: one connected socket and the thread that reads it, sends
   heartbeats and declares a silent peer failed;
-- :mod:`.endpoints`: :class:`Sender`, :class:`Receiver`, :class:`Listener`,
-  :func:`connect`, :func:`listen`, :func:`socketpair_channel`.
+- :mod:`.endpoints`: :class:`Sender`, :class:`Receiver`, :func:`connect`,
+  :func:`socketpair_channel`;
+- :mod:`.listener`: :class:`Listener` and :func:`listen`, which run every
+  pending handshake at once and bound what an unauthenticated peer costs.
 """
 from __future__ import annotations
 
-from .endpoints import Listener, Receiver, Sender, connect, listen, socketpair_channel
+from .endpoints import Receiver, Sender, connect, socketpair_channel
 from .keys import MIN_KEY_BYTES, generate_key, load_key
-from .link import DEFAULT_HEARTBEAT, DEFAULT_TIMEOUT_FACTOR
+from .link import DEFAULT_HEARTBEAT, DEFAULT_TIMEOUT_FACTOR, interrupt_when_safe
+from .listener import MAX_PENDING, PREAUTH_TIMEOUT, Listener, listen
 from .wire import HANDSHAKE_TIMEOUT, MAGIC, MAX_FRAME, MessageType
 
 __all__ = [
     "MAGIC", "MAX_FRAME", "MIN_KEY_BYTES", "DEFAULT_HEARTBEAT", "DEFAULT_TIMEOUT_FACTOR", "HANDSHAKE_TIMEOUT",
+    "PREAUTH_TIMEOUT", "MAX_PENDING",
     "MessageType", "Sender", "Receiver", "Listener",
-    "socketpair_channel", "connect", "listen", "load_key", "generate_key",
+    "socketpair_channel", "connect", "listen", "load_key", "generate_key", "interrupt_when_safe",
 ]

@@ -76,10 +76,11 @@ class Sender(abc.ABC):
         """Highest frame sequence number acknowledged so far (0: none); never blocks."""
 
     @abc.abstractmethod
-    def close(self) -> None:
+    def close(self, timeout: float | None = 10.0) -> None:
         """End the stream cleanly (the backup's ``recv`` returns ``None``) and release everything.
 
-        Idempotent; never raises because the backup is gone.
+        Waits up to *timeout* seconds (``None``: while the backup lives) for the
+        backup to confirm.  Idempotent; never raises because the backup is gone.
         """
 
     @abc.abstractmethod
@@ -357,71 +358,6 @@ def socketpair_channel() -> tuple[socket.socket, socket.socket]:
     with :meth:`Sender.from_socket` / :meth:`Receiver.from_socket`.
     """
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-
-
-class Listener:
-    """A listening TCP socket that hands out authenticated :class:`Receiver` s (see :func:`listen`)."""
-
-    def __init__(self, sock: socket.socket, key: bytes, heartbeat: float, timeout_factor: float,
-                 handshake_timeout: float) -> None:
-        self._sock = sock
-        self._key = key
-        self._heartbeat = heartbeat
-        self._timeout_factor = timeout_factor
-        self._handshake_timeout = handshake_timeout
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)`` actually bound: the port to give :func:`connect` when 0 was asked for."""
-        host, port = self._sock.getsockname()[:2]
-        return host, port
-
-    def accept(self, timeout: float | None = None) -> Receiver:
-        """Wait up to *timeout* seconds (``None``: forever) for a primary; authenticate it.
-
-        Raises the builtin ``TimeoutError`` if nobody connects in time, and
-        ``ChannelError`` (naming the remote address) if whoever connected is
-        refused: wrong key, not a tft peer, too slow a handshake.  The listener
-        stays usable after either; call :meth:`accept` again.
-        """
-        self._sock.settimeout(timeout)
-        try:
-            conn, addr = self._sock.accept()
-        except TimeoutError:
-            raise TimeoutError(f"no primary connected to {self.address} within {timeout:g} s") from None
-        try:
-            return _open(_SocketReceiver, conn, self._key, self._heartbeat, self._timeout_factor,
-                                         self._handshake_timeout)
-        except ChannelError as exc:
-            raise ChannelError(f"{exc.message} (connection from {addr[0]}:{addr[1]})") from None
-
-    def close(self) -> None:
-        """Stop listening (Receivers already accepted are unaffected)."""
-        self._sock.close()
-
-    def __enter__(self) -> Listener:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-
-def listen(host: str, port: int, key: bytes, *, heartbeat: float = DEFAULT_HEARTBEAT,
-           timeout_factor: float = DEFAULT_TIMEOUT_FACTOR,
-           handshake_timeout: float = HANDSHAKE_TIMEOUT) -> Listener:
-    """Listen for a primary on TCP *host*:*port* (0: any free port, see :attr:`Listener.address`).
-
-    *key* (mandatory, :func:`load_key`) authenticates the primary; the other
-    parameters are as for :meth:`Receiver.from_socket`.
-    """
-    key = _check_key(key, required=True)
-    _check_timing(heartbeat, timeout_factor)
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
-    try:
-        sock = socket.create_server((host, port), family=family)
-    except OSError as exc:
-        raise ChannelError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    return Listener(sock, key, heartbeat, timeout_factor, handshake_timeout)
 
 
 def connect(host: str, port: int, key: bytes, heartbeat: float = DEFAULT_HEARTBEAT, *,

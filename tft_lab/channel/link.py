@@ -25,6 +25,30 @@ _RECV_CHUNK = 256 * 1024
 _POLL = 0.05                          # how often a blocked writer re-checks the link's state
 _STOP_JOIN = 5.0
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)  # EPIPE instead of SIGPIPE
+_MAIN_THREAD = threading.main_thread().ident
+
+
+class _Interrupts:
+    """Whether the main thread is between a send and its bookkeeping (see :func:`interrupt_when_safe`)."""
+
+    sending = False
+    pending = False
+
+
+_interrupts = _Interrupts()
+
+
+def interrupt_when_safe() -> None:
+    """Raise ``KeyboardInterrupt`` now, or, if the main thread is between sending bytes and
+    noting that it sent them, as soon as it has noted it.  For a signal handler (which runs
+    in the main thread) that stops the process by raising: the stream stays whole, so the
+    owner can still say its last word over it (a message sent twice, or cut in two, would
+    make the peer refuse everything after it and take that for a crash).
+    """
+    if _interrupts.sending:
+        _interrupts.pending = True
+        return
+    raise KeyboardInterrupt
 
 
 class _Link:
@@ -116,28 +140,23 @@ class _Link:
     # -- writing (callers hold wlock)
 
     def flush_locked(self, in_thread: bool = False) -> None:
-        if self.wbuf:
-            data, self.wbuf = self.wbuf, bytearray()
-            self._write_all(data, in_thread)
+        """Write ``wbuf`` out, removing from its front what the socket took.
 
-    def _write_all(self, data: bytearray, in_thread: bool) -> None:
-        view = memoryview(data)
+        Interrupted (the operator's stop raises KeyboardInterrupt in the owner's thread while it
+        waits for a slow peer), ``wbuf`` still holds exactly what was not sent: the stream stays
+        whole and the owner can still say its last word.  A message cut in two, or sent twice,
+        would make the peer refuse everything after it and take that for a crash.
+        """
+        buf = self.wbuf
         progress = time.monotonic()
         # The link's thread keeps reading while it waits to write, so that it
         # never stops noticing acks, heartbeats and the peer's failure.
         sel = self._tsel if in_thread else self._wsel
-        while view.nbytes:
+        while buf:
             self.raise_if_failed()
-            try:
-                n = self.sock.send(view, _MSG_NOSIGNAL)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except OSError as exc:
-                raise self.fail(PeerFailed(f"lost the connection to the {self.peer} while sending: "
-                                           f"{exc.strerror or exc}"), writing=True) from None
+            n = self._send(buf, in_owner=not in_thread)
             now = time.monotonic()
             if n:
-                view = view[n:]
                 progress = self.last_write = now
                 continue
             # Stalled: fine while the peer shows signs of life (it is merely slow).
@@ -148,6 +167,36 @@ class _Link:
             for _, events in sel.select(_POLL):
                 if events & selectors.EVENT_READ and not self._eof:
                     self._read_available()
+
+    def _send(self, buf: bytearray, in_owner: bool) -> int:
+        """Send what the socket takes of *buf* and delete it from *buf*; the number of bytes.
+
+        A signal handler runs between the send and the bookkeeping otherwise (at the end of
+        the call), and one that raised would leave sent bytes in *buf*, to be sent again: in
+        the main thread an interrupt asked for by :func:`interrupt_when_safe` waits until
+        the bookkeeping is done.
+        """
+        if not (in_owner and threading.get_ident() == _MAIN_THREAD):
+            return self._send_now(buf)
+        _interrupts.sending = True
+        try:
+            return self._send_now(buf)
+        finally:
+            _interrupts.sending = False
+            if _interrupts.pending:
+                _interrupts.pending = False
+                raise KeyboardInterrupt
+
+    def _send_now(self, buf: bytearray) -> int:
+        try:
+            n = self.sock.send(buf, _MSG_NOSIGNAL)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            raise self.fail(PeerFailed(f"lost the connection to the {self.peer} while sending: "
+                                       f"{exc.strerror or exc}"), writing=True) from None
+        del buf[:n]
+        return n
 
     def send_now(self, mtype: int, payload: bytes) -> None:
         with self.wlock:

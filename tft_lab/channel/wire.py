@@ -168,12 +168,19 @@ class _Session:
         return h.digest()
 
     def seal(self, mtype: int, payload, out: bytearray) -> None:
-        """Append one numbered (and, if keyed, tagged) message to *out*."""
-        self.out_seq += 1
-        out += _HEADER.pack(len(payload), mtype, self.out_seq)
-        out += payload
-        if self._mac is not None:
-            out += self._tag(self.role, self.out_seq, mtype, payload)
+        """Append one numbered (and, if keyed, tagged) message to *out*: all of it or, if
+        interrupted (KeyboardInterrupt), none of it, its number unused."""
+        seq = self.out_seq + 1
+        start = len(out)
+        try:
+            out += _HEADER.pack(len(payload), mtype, seq)
+            out += payload
+            if self._mac is not None:
+                out += self._tag(self.role, seq, mtype, payload)
+            self.out_seq = seq
+        except BaseException:
+            del out[start:]
+            raise
 
     def check(self, mtype: int, seq: int, payload, tag) -> None:
         """Accept the next incoming message or raise ``ChannelError``; on refusal nothing changes."""
@@ -197,51 +204,104 @@ class _Session:
                                f"{payload_size} byte payload, expected {size}")
 
 
-def _recv_exact(sock: socket.socket, size: int, deadline: float, what: str, magic: bool = False) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        sock.settimeout(max(deadline - time.monotonic(), 0.001))
-        chunk = sock.recv(size - len(buf))
-        if not chunk:
-            raise ChannelError(f"the {what} closed the connection during the handshake "
-                               f"(it refused this end: wrong key, wrong role, or not a tft peer)")
-        buf += chunk
-        if magic:
-            _check_magic(buf, what)  # refuse an HTTP client after its first byte, not after 46
-    return bytes(buf)
+def _closed_in_handshake(what: str) -> ChannelError:
+    return ChannelError(f"the {what} closed the connection during the handshake "
+                        f"(it refused this end: wrong key, wrong role, or not a tft peer)")
+
+
+class _Handshake:
+    """One end's handshake as a state machine that does no I/O, so that a listener can run
+    many at once (one slow peer must not hold up the next).
+
+    Send :meth:`take_outgoing`'s bytes, read at most :attr:`need` bytes (never more: what
+    follows the handshake is the link's) and :meth:`feed` them; repeat until :attr:`session`
+    is set.  :meth:`feed` raises ``ChannelError`` to refuse the peer.
+    """
+
+    __slots__ = ("role", "key", "peer_name", "hello", "peer", "session", "_out", "_in")
+
+    def __init__(self, role: bytes, key: bytes | None, heartbeat: float) -> None:
+        self.role = role
+        self.key = key
+        self.peer_name = _PEER_NAME[_OTHER[role]]
+        self.hello = _HELLO.pack(MAGIC, role, _FLAG_KEYED if key is not None else 0,
+                                 max(1, round(heartbeat * 1000)), secrets.token_bytes(_NONCE_SIZE))
+        self.peer: _Hello | None = None        # set once the peer's HELLO passed its checks
+        self.session: _Session | None = None   # set once the peer is accepted
+        self._out = bytearray(self.hello)
+        self._in = bytearray()
+
+    @property
+    def need(self) -> int:
+        """How many bytes to read next (0 once done)."""
+        if self.session is not None:
+            return 0
+        return (_HELLO.size if self.peer is None else _TAG_SIZE) - len(self._in)
+
+    def take_outgoing(self) -> bytes:
+        """The bytes to send now (then they are the caller's)."""
+        out, self._out = bytes(self._out), bytearray()
+        return out
+
+    def feed(self, data: bytes) -> None:
+        """Take bytes read from the peer (at most :attr:`need`); raise ``ChannelError`` to refuse it."""
+        if not 0 < len(data) <= self.need:
+            raise ValueError(f"fed {len(data)} bytes where {self.need} were needed")
+        self._in += data
+        if self.peer is None:
+            _check_magic(self._in, "peer")  # refuse an HTTP client after its first byte, not after 46
+            if len(self._in) == _HELLO.size:
+                hello, self._in = bytes(self._in), bytearray()
+                self._on_hello(_Hello(hello, "peer"))
+        elif len(self._in) == _TAG_SIZE:
+            self._on_proof(bytes(self._in))
+
+    def _transcript(self) -> bytes:
+        return self.hello + self.peer.raw if self.role == _P else self.peer.raw + self.hello
+
+    def _on_hello(self, peer: _Hello) -> None:
+        if peer.role == self.role:
+            ends = "Senders" if self.role == _P else "Receivers"
+            raise ChannelError(f"both ends are {ends}: connect a Sender to a Receiver")
+        if peer.keyed != (self.key is not None):
+            mine, theirs = ("has", "has none") if self.key is not None else ("has none", "has one")
+            raise ChannelError(f"peer failed authentication: this end {mine} a key, the {self.peer_name} {theirs}")
+        if not 1 <= round(peer.heartbeat * 1000) <= _MAX_HEARTBEAT_MS:
+            raise ChannelError(f"the {self.peer_name} announced an invalid heartbeat of {peer.heartbeat} s")
+        self.peer = peer
+        if self.key is None:
+            self.session = _Session(self.role, None, peer.heartbeat, self.peer_name)
+        else:
+            self._out += _proof(self.key, self.role, self._transcript())
+
+    def _on_proof(self, theirs: bytes) -> None:
+        transcript = self._transcript()
+        if not hmac.compare_digest(theirs, _proof(self.key, self.peer.role, transcript)):
+            raise ChannelError(f"peer failed authentication: wrong key? (the {self.peer_name}'s proof "
+                               f"does not match this end's key)")
+        self.session = _Session(self.role, _session_key(self.key, transcript), self.peer.heartbeat,
+                                self.peer_name)
 
 
 def _handshake(sock: socket.socket, role: bytes, key: bytes | None, heartbeat: float,
                timeout: float) -> _Session:
-    """Run the handshake on a connected stream socket; return the session or raise ``ChannelError``."""
-    peer_name = _PEER_NAME[_OTHER[role]]
+    """Run the handshake on a connected blocking socket; return the session or raise ``ChannelError``."""
+    hs = _Handshake(role, key, heartbeat)
     deadline = time.monotonic() + timeout
-    hello = _HELLO.pack(MAGIC, role, _FLAG_KEYED if key is not None else 0,
-                        max(1, round(heartbeat * 1000)), secrets.token_bytes(_NONCE_SIZE))
     try:
-        sock.settimeout(timeout)
-        sock.sendall(hello)
-        peer = _Hello(_recv_exact(sock, _HELLO.size, deadline, "peer", magic=True), "peer")
-        if peer.role == role:
-            ends = "Senders" if role == _P else "Receivers"
-            raise ChannelError(f"both ends are {ends}: connect a Sender to a Receiver")
-        if peer.keyed != (key is not None):
-            mine, theirs = ("has", "has none") if key is not None else ("has none", "has one")
-            raise ChannelError(f"peer failed authentication: this end {mine} a key, the {peer_name} {theirs}")
-        if not 1 <= round(peer.heartbeat * 1000) <= _MAX_HEARTBEAT_MS:
-            raise ChannelError(f"the {peer_name} announced an invalid heartbeat of {peer.heartbeat} s")
-        if key is None:
-            return _Session(role, None, peer.heartbeat, peer_name)
-        transcript = hello + peer.raw if role == _P else peer.raw + hello
-        sock.sendall(_proof(key, role, transcript))
-        theirs = _recv_exact(sock, _TAG_SIZE, deadline, "peer")
-        if not hmac.compare_digest(theirs, _proof(key, peer.role, transcript)):
-            raise ChannelError(f"peer failed authentication: wrong key? (the {peer_name}'s proof "
-                               f"does not match this end's key)")
-        return _Session(role, _session_key(key, transcript), peer.heartbeat, peer_name)
+        while hs.session is None:
+            out = hs.take_outgoing()
+            if out:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                sock.sendall(out)
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            chunk = sock.recv(hs.need)
+            if not chunk:
+                raise _closed_in_handshake("peer")
+            hs.feed(chunk)
+        return hs.session
     except TimeoutError:
         raise ChannelError(f"handshake timed out after {timeout:g} s: the peer does not speak "
                            f"the tft protocol, or is hung") from None
     except OSError as exc:
         raise ChannelError(f"handshake failed: {exc.strerror or exc}") from None
-
