@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -107,6 +108,14 @@ def elapsed_ms(stdout: str) -> float:
     if m is None:
         raise ValueError(f"no elapsed_ns= in the output: {stdout[-200:]!r}")
     return int(m.group(1)) / 1e6
+
+
+def scratch_dir() -> str:
+    """A new temporary folder for a notebook's files, removed when the kernel ends, however
+    it ends (the notebook need not clean up)."""
+    from tft_lab import session
+
+    return session.scratch_dir("tft-course-")
 
 
 # -- live or canned ------------------------------------------------------------------------
@@ -274,14 +283,23 @@ def kv_failover(*, fault: str = "primary@3s", journal: str | None = None, port: 
     connection (to the same port: the backup re-created the listening socket) reads
     them back, sets one more and shuts the server down. Returns the :class:`Run` and a
     dict with ``port``, ``before`` and ``after`` (the client's commands and replies)
-    and ``journal`` (the journal's lines).
+    and ``journal`` (the journal's lines).  Without ``journal`` the journal is a temporary
+    file, removed before returning.
     """
+    port = port or free_port()
+    scratch = None if journal else tempfile.mkdtemp(prefix="tft-kv-")
+    try:
+        return _kv_failover(fault, journal or os.path.join(scratch, "kv.journal"), port)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)   # its lines are in the result
+
+
+def _kv_failover(fault: str, journal: str, port: int):
     import threading
 
     from tft_lab import session
 
-    port = port or free_port()
-    journal = journal or os.path.join(tempfile.mkdtemp(prefix="tft-kv-"), "kv.journal")
     argv = [PYTHON, example("kvserver"), str(port), "--journal", journal]
     box: dict = {}
 

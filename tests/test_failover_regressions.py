@@ -13,8 +13,11 @@ program saw, that tft came back at all.
   offset, shared, as in the kernel;
 - an inherited stdout opened for appending keeps what was there;
 - children started before the failover are waited for after it, with their
-  real status (CPython's ``subprocess``);
+  real status (CPython's ``subprocess``); a signal the program sent its own
+  processes before the failover reaches them after it;
 - no run hangs (a stress loop, each try bounded);
+- a write to the process's own ``/proc`` entry (``unshare -r``'s uid map) is made by the
+  backup too: it is the process's state, not an output;
 - a backup that diverges fails the run loudly: ``backup-lost``, exit status 3,
   one message naming the seq.
 """
@@ -135,6 +138,46 @@ def test_children_started_before_a_failover_are_waited_for_with_their_status(tmp
         once_each(p.stdout.decode().splitlines(), want)
 
 
+KILLED = ["bash", "-c", "sleep 5 & p=$!; kill $p; wait $p; echo status=$?; "
+                        "trap 'echo caught' USR1; kill -USR1 $$; echo after"]
+
+
+def test_a_signal_the_program_sent_before_a_failover_is_received_after_it(tmp_path):
+    """The kill's record leaves at once (an output), the target's delivery waits for the next
+    output: a primary killed in between took the signal with it, the backup's sleep, live, ran
+    its 5 s and ``wait`` gave 0, not 143 (corpus workload sh-trap).  A kill to itself likewise."""
+    p, res = tft_run(KILLED, str(tmp_path))
+    calls = res["primary"]["calls"]
+    for n in range(calls // 2, calls + 1, max(1, calls // 30)):
+        t0 = time.monotonic()
+        p, res = tft_run(KILLED, str(tmp_path), fault=f"primary@{n}")
+        assert p.returncode == 0, (n, p.stderr)
+        once_each(p.stdout.decode().splitlines(), ["status=143", "caught", "after"])
+        assert time.monotonic() - t0 < 4.5, f"primary@{n}: the sleep was not killed"
+
+
+def test_a_sent_signal_is_owed_until_the_log_shows_it_delivered():
+    from tft_lab.pidmap import SentSignals, sent_siginfo
+
+    term = sent_siginfo("kill", 15, 100, 0)
+    chld = bytearray(sent_siginfo("kill", 17, 101, 0))
+    chld[8:12] = (1).to_bytes(4, "little")       # CLD_EXITED: the kernel's, not a kill's
+    s = SentSignals()
+    s.sent(101, 15, term)
+    assert s.owed(101) == [(15, term)] and s.owed(101) == []          # owed once, then forgotten
+    s.sent(101, 15, term)
+    s.sent(101, 15, term)
+    s.received(101, 15, term)                    # a standard signal: one delivery takes both
+    assert s.owed(101) == []
+    s.received(101, 15, term)                    # logged before the kill that sent it
+    s.sent(101, 15, term)
+    assert s.owed(101) == []
+    s.sent(101, 17, term)
+    s.received(101, 17, bytes(chld))             # a child's exit is not that kill's delivery
+    assert s.owed(101) == [(17, term)]
+    assert sent_siginfo("tgkill", 10, 100, 0)[8:12] == (-6).to_bytes(4, "little", signed=True)
+
+
 def test_tar_with_gzip_after_a_failover_waits_for_gzip_and_the_archive_is_whole(tmp_path):
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
@@ -205,6 +248,94 @@ def test_failovers_amid_subprocesses_and_pipes_never_hang(tmp_path):
                 wrong.append((argv[-1], n, p.returncode, p.stdout[-200:], time.monotonic() - t0))
     assert not hangs, f"{len(hangs)} of {tries} tries hung: {hangs}"
     assert not wrong, f"{len(wrong)} of {tries} tries went wrong: {wrong}"
+
+
+# -- class 10: writes to the process's own /proc entry change the process, not the world ----------
+
+def test_a_user_namespace_keeps_its_uid_map_after_a_failover(tmp_path):
+    """unshare -r writes /proc/self/uid_map, setgroups and gid_map: the backup skipped them as
+    outputs, so once live its namespace had no map and ``id -u`` printed 65534."""
+    if subprocess.run(["unshare", "-r", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare -r is not allowed here")
+    argv = ["unshare", "-r", "id", "-u"]
+    for n in fault_points(argv, str(tmp_path)):
+        p, res = tft_run(argv, str(tmp_path), fault=f"primary@{n}")
+        assert p.returncode == 0, (n, p.stderr)
+        assert p.stdout == b"0\n", (n, p.stdout, p.stderr)
+
+
+OOM = ["bash", "-c", "echo 500 > /proc/$$/oom_score_adj; /bin/echo one; /bin/echo two; "
+                     "cat /proc/self/oom_score_adj"]
+
+
+def test_a_write_to_proc_pid_of_the_program_is_made_by_the_backup_too(tmp_path):
+    """``/proc/$$`` names the primary's pid: replaying, the backup writes its own process's
+    entry; live, the path is translated to its own (not ENOENT for the dead primary's pid).
+    cat inherits the shell's oom_score_adj, so it prints what the shell set."""
+    for n in fault_points(OOM, str(tmp_path)):
+        p, res = tft_run(OOM, str(tmp_path), fault=f"primary@{n}")
+        assert p.returncode == 0, (n, p.stderr)
+        assert b"No such file" not in p.stderr, (n, p.stderr)
+        lines = p.stdout.decode().splitlines()
+        once_each(lines, ["one", "two", "500"])
+
+
+def test_only_the_programs_own_proc_state_is_its_own():
+    """Which paths are the process's own kernel state (written by the backup too): its entry,
+    by self, thread-self or its pid; not the links under it, not another process's entry."""
+    from types import SimpleNamespace
+
+    from tft_lab.fdtable import own_proc_path, proc_here
+
+    me = SimpleNamespace(pid=2000, vpid=1000)
+    task = SimpleNamespace(engine=SimpleNamespace(tasks={2000: me, 2001: SimpleNamespace(pid=2001, vpid=1001)}))
+    assert own_proc_path(task, "/proc/self/uid_map") == "/proc/self/uid_map"
+    assert own_proc_path(task, "/proc/thread-self/comm") == "/proc/thread-self/comm"
+    assert own_proc_path(task, "/proc/1000/oom_score_adj") == "/proc/2000/oom_score_adj"
+    assert own_proc_path(task, "/proc/1001/task/1001/comm") == "/proc/2001/task/1001/comm"
+    assert own_proc_path(task, "/proc/self/fd/1") is None             # the program's stdout: output
+    assert own_proc_path(task, "/proc/1000/task/1000/fd/3") is None
+    assert own_proc_path(task, "/proc/self/cwd/out.txt") is None
+    assert own_proc_path(task, "/proc/77/oom_score_adj") is None      # not the program's
+    assert own_proc_path(task, "/proc/sys/vm/overcommit_memory") is None
+    assert own_proc_path(task, "/procfs/self/x") is None
+    assert proc_here(task, "/proc/1000/fd/1") == "/proc/2000/fd/1"    # live, any path is translated
+
+
+# -- a backup slow to start is not a failed backup -------------------------------------------------
+
+SLOW_IMPORT = """
+import sys, time
+
+class _Slow:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tft_lab.backup":
+            time.sleep(3)        # the backup's supervisor, importing on a loaded machine
+        return None
+
+sys.meta_path.insert(0, _Slow())
+"""
+
+
+def test_a_backup_slow_to_start_does_not_make_the_primary_fence_itself(tmp_path):
+    """The primary's first output waits for the backup's acknowledgement; the backup answers
+    only once its supervisor has started (imports, ptrace set-up).  A 3 s start, far over the
+    1 s the primary gives a backup that stopped answering, is not a failure: no fencing, no
+    failover, the backup replays to the end."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_IMPORT)
+    result = tmp_path / "result.json"
+    env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{REPO}")
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "tft_lab.cli", "run", "--result-json", str(result), "--",
+                        "/bin/echo", "hello"], cwd=tmp_path, env=env, capture_output=True, timeout=TRY_TIMEOUT)
+    assert time.monotonic() - t0 > 3, "the backup was not slowed down: the test proves nothing"
+    res = json.loads(result.read_text())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"hello\n"
+    assert res["outcome"] == "completed", (res, p.stderr)
+    assert b"fell silent" not in p.stderr and b"ALONE" not in p.stderr, p.stderr
 
 
 # -- a backup that diverges fails the run, loudly ------------------------------------------------

@@ -36,6 +36,7 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import signal
 import socket
 import struct
 import sys
@@ -50,7 +51,7 @@ from .engine import Engine, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError, TftError, UnsupportedError
 from .faults import Fault, Injector
-from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, reaped_child
+from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, SentSignals, reaped_child, sent_siginfo
 from .replayer import Replayer, ReplayTaskState
 from .syscalls import number
 
@@ -152,6 +153,7 @@ class Backup(Replayer):
         self.in_flight = pairs.InFlight()   # bytes between the program's own processes
         self.stopped: list[Task] = []   # processes at a syscall entry while going live together
         self.pids = PidMap()
+        self.sent_signals = SentSignals()   # what the program's kills sent its own processes
         # Descriptions rebuilt at go-live -> (task, fd) holding the rebuilt object: every other fd
         # (of any process) that shared the description gets that same object, not a copy.
         self.rebuilt: dict[fdtable.Description, tuple[Task, int]] = {}
@@ -258,6 +260,8 @@ class Backup(Replayer):
         super().on_entry(task, call)
         if call.emulated and call.rec is not None and not call.parked:
             self.in_flight.account(task, call)
+            if call.entry is not None and call.entry.kills and call.result == 0:
+                self._account_kill(task, call)
 
     def _exited(self, vpid: int) -> bool:
         stream = self.streams.get(vpid)
@@ -283,6 +287,37 @@ class Backup(Replayer):
         call.action = "emulated"
         return True
 
+    def _account_kill(self, task: Task, call: Call) -> None:
+        """A replayed kill reached processes of the program on the primary: count the signal as
+        owed to each until the log shows it delivered (see :class:`pidmap.SentSignals`)."""
+        a = call.args
+        signo = (a[2] if call.name == "tgkill" else a[1]) & 0xFFFFFFFF
+        if not 0 < signo < 65:
+            return   # signal 0: a probe
+        target = self.pids.to_real(a[0])
+        if target > 0:   # a process of the program: by the pid the program knows (an outside one: none)
+            vpid = a[0] & 0xFFFFFFFF
+            targets = [t for t in self.engine.tasks.values() if t.vpid == vpid]
+        elif call.name == "kill" and target != -1:   # a process group: 0 is the sender's own
+            try:
+                group = os.getpgid(task.pid) if target == 0 else -target
+                targets = [t for t in self.engine.tasks.values() if os.getpgid(t.pid) == group]
+            except OSError:
+                return
+        else:
+            return
+        try:
+            uid = os.stat(f"/proc/{task.pid}").st_uid
+        except OSError:
+            uid = 0
+        queued = task.read(a[2], 128) if call.name == "rt_sigqueueinfo" and a[2] else None
+        info = sent_siginfo(call.name, signo, task.vpid, uid, queued)
+        for t in targets:
+            self.sent_signals.sent(t.vpid, signo, info)
+
+    def signal_logged(self, task: Task, rec) -> None:
+        self.sent_signals.received(task.vpid, rec["signo"], rec["blobs"][0])
+
     def _translate_pids(self, task: Task, call: Call) -> None:
         idx = _PID_ARGS.get(call.name, ())
         if call.name == "waitid" and call.args[0] in (P_PID, P_PGID):
@@ -291,6 +326,18 @@ class Backup(Replayer):
         for i in idx:
             args[i] = self.pids.to_real(args[i])
         if args != list(call.args):
+            task.redirect(call.nr, tuple(args))
+
+    @staticmethod
+    def _translate_proc_path(task: Task, call: Call) -> None:
+        """A path under ``/proc/<pid>`` of one of the program's processes names the primary's
+        pid (the one the program knows): live, it is this replica's process's entry."""
+        path_arg = call.entry.path[1]
+        raw = task.mem.read_cstring(call.args[path_arg]).decode(errors="surrogateescape")
+        here = fdtable.proc_here(task, raw)
+        if here is not None and here != raw:
+            args = list(call.args)
+            args[path_arg] = task.scratch(here.encode(errors="surrogateescape") + b"\0")
             task.redirect(call.nr, tuple(args))
 
     def output_turn(self, oseq) -> bool:
@@ -426,11 +473,13 @@ class Backup(Replayer):
                 return task.emulate(-errno.ECONNRESET)
         if name in _PID_ARGS or name == "waitid":
             self._translate_pids(task, call)
+        elif entry is not None and entry.path is not None:
+            self._translate_proc_path(task, call)
         if st.uncertain:
             st.uncertain = self.uncertain_calls.enter(call)
         # The exit stop costs a stop; take it where we translate, or where someone watches.
         task.run(to_exit=name in _PID_ARGS or name in _PID_RESULTS or name in _FD_CALLS or name == "waitid"
-                 or call.note == redo.UNCERTAIN or self.engine.tracing)
+                 or call.note == redo.UNCERTAIN or call.saved_args is not None or self.engine.tracing)
 
     def go_live(self, task: Task) -> None:
         """From now on this process runs for real (rebuilt at its next system call).
@@ -483,6 +532,11 @@ class Backup(Replayer):
                     if target in task.policy_state.fds:
                         addr = task.scratch(event)
                         task.inject(NR["epoll_ctl"], (fd, 1, target, addr))  # EPOLL_CTL_ADD
+        for signo, info in self.sent_signals.owed(task.vpid):
+            # Sent by the program before the failover, its delivery lost with the primary.
+            task.inject_signal(signo, info)
+            sender = struct.unpack_from("<i", info, SI_PID)[0]
+            notes.append(f"{_signame(signo)} sent by pid {sender} before the failover, delivered now")
         self.engine.emit(task, "failover", "go-live", "; ".join(n for n in notes if n), 0, "event", "live")
         if any(notes):
             self.warn(f"pid {task.vpid} went live at seq {task.seq}: " + "; ".join(n for n in notes if n))
@@ -576,6 +630,13 @@ class Backup(Replayer):
         task.inject(NR["close"], (b,))
         info.kind = "dead"
         info.standin = False
+
+
+def _signame(signo: int) -> str:
+    try:
+        return signal.Signals(signo).name
+    except ValueError:
+        return f"signal {signo}"
 
 
 def _fmt_sockaddr(addr: bytes) -> str:

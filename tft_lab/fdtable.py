@@ -59,19 +59,23 @@ class Description:
     ``addr``: a socket's own address (bound, or the primary's kernel's answer: see
     :func:`local_address`).  ``peer``: a connection's peer address, as the primary's kernel had
     it (logged at accept and connect).  ``epoll``: for kind "epoll", fd -> (events u32, data u64).
+    ``own``: a file of the ``/proc`` entry of one of the program's own processes, open for real
+    here (see :func:`own_proc_path`): what is written to it changes that process's kernel state,
+    so the backup writes it too.
     """
 
     __slots__ = ("kind", "standin", "path", "flags", "offset", "domain", "type", "proto", "addr", "peer",
-                 "backlog", "sockopts", "epoll")
+                 "backlog", "sockopts", "epoll", "own")
 
     def __init__(self, kind: str, standin: bool = False, path: str = "", flags: int = 0, offset: int = 0,
                  domain: int = 0, type: int = 0, proto: int = 0, addr: bytes = b"", peer: bytes = b"",
-                 backlog: int = 0, sockopts: list | None = None, epoll: dict | None = None):
+                 backlog: int = 0, sockopts: list | None = None, epoll: dict | None = None, own: bool = False):
         self.kind, self.standin, self.path, self.flags, self.offset = kind, standin, path, flags, offset
         self.domain, self.type, self.proto, self.addr, self.peer = domain, type, proto, addr, peer
         self.backlog = backlog
         self.sockopts = [] if sockopts is None else sockopts
         self.epoll = {} if epoll is None else epoll
+        self.own = own
 
     def __repr__(self) -> str:
         return "Description(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__) + ")"
@@ -260,6 +264,53 @@ def resolve_call(task, fds: dict[int, Fd], call) -> str | None:
     return resolve(fds, AT_FDCWD if at_arg is None else call.args[at_arg], raw)
 
 
+#: Entries of ``/proc/<pid>/`` that are links to other files (``/proc/self/fd/1`` is the
+#: program's stdout, not its own state): what is written through them is output.
+_PROC_LINKS = frozenset(("fd", "cwd", "root", "exe", "map_files"))
+
+
+def proc_here(task, path: str) -> str | None:
+    """If ``path`` is under the ``/proc`` entry of one of the program's own processes —
+    ``/proc/self``, ``/proc/thread-self``, or ``/proc/<pid>`` for a pid of the program (the
+    primary's pid: the one the program knows) — the same path for this replica's process;
+    else None (not under ``/proc``, or another process's entry: the outside world)."""
+    if not path.startswith("/proc/"):
+        return None
+    parts = path.split("/")
+    who = parts[2]
+    if who in ("self", "thread-self"):
+        return path
+    if not who.isdigit():
+        return None
+    real = next((t.pid for t in task.engine.tasks.values() if t.vpid == int(who)), None)
+    if real is None:
+        return None
+    parts[2] = str(real)
+    return "/".join(parts)
+
+
+def own_proc_path(task, path: str) -> str | None:
+    """If ``path`` (as the primary resolved it) names a file of the ``/proc`` entry of one of
+    the program's own processes (see :func:`proc_here`), the same file for this replica's
+    process; else None.
+
+    Why: such a file is the process's own kernel state (``uid_map``, ``setgroups`` and
+    ``gid_map`` after ``unshare(CLONE_NEWUSER)``, ``oom_score_adj``, ``comm``, ``mem``).
+    A write to it is not an output to the world but a change of the process itself, like a
+    local call: the backup's process must make it too, or it differs from the primary's
+    (``unshare -r id -u`` printed 65534 after a failover: no uid map).  The links under an
+    entry (``fd/1``, ``cwd/...``, ``exe``) name other files and are not its state."""
+    here = proc_here(task, path)
+    if here is None:
+        return None
+    rest = path.split("/")[3:]
+    if rest[:1] == ["task"]:
+        rest = rest[2:]
+    if rest[:1] and rest[0] in _PROC_LINKS:
+        return None
+    return here
+
+
 def inherited() -> dict[int, Fd]:
     return {0: Fd("stdin"), 1: Fd("stdout"), 2: Fd("stderr")}
 
@@ -314,7 +365,8 @@ def update(task, fds: dict[int, Fd], call, res: int, standin: bool) -> None:
     if call.entry is not None and call.entry.opens:
         path_arg, flags = open_call(call)
         path = resolve_call(task, fds, call) or task.mem.read_cstring(a[path_arg]).decode(errors="surrogateescape")
-        fds[res] = Fd("file", standin=standin, path=path, flags=flags, cloexec=bool(flags & O_CLOEXEC))
+        fds[res] = Fd("file", standin=standin, path=path, flags=flags, cloexec=bool(flags & O_CLOEXEC),
+                      own=not standin and own_proc_path(task, path) is not None)
     elif call.entry is not None and call.entry.chdir:
         if name == "fchdir":
             where = fds[a[0]].path if a[0] in fds and fds[a[0]].path.startswith("/") else None

@@ -100,3 +100,66 @@ def reaped_child(name: str, args, rec, exited: Callable[[int], bool]) -> int | N
         return pid if pid > 0 and code in (CLD_EXITED, CLD_KILLED, CLD_DUMPED) else None
     return None
 
+
+
+SI_USER, SI_QUEUE, SI_TKILL = 0, -1, -6
+_SIGINFO_SIZE = 128
+
+
+def sent_siginfo(name: str, signo: int, sender: int, uid: int, queued: bytes | None = None) -> bytes:
+    """The siginfo a ``kill``/``tkill``/``tgkill`` by process ``sender`` (its virtual pid) puts
+    on its target (``rt_sigqueueinfo``: the one the program gave, ``queued``)."""
+    if queued is not None and len(queued) >= SI_PID + 8:
+        info = bytearray(queued[:_SIGINFO_SIZE].ljust(_SIGINFO_SIZE, b"\0"))
+        struct.pack_into("<i", info, 0, signo)
+        return bytes(info)
+    info = bytearray(_SIGINFO_SIZE)
+    struct.pack_into("<iii", info, 0, signo, 0, SI_USER if name == "kill" else SI_TKILL)
+    struct.pack_into("<iI", info, SI_PID, sender, uid)
+    return bytes(info)
+
+
+class SentSignals:
+    """Signals that logged kills sent to processes of the program, which the log does not (yet)
+    show them receiving: what a backup going live owes each process.
+
+    Why: a kill from one process of the program to another (or to itself) is an output, made
+    by the primary and skipped by the backup; its effect is inside the program, the target's
+    signal, which the primary logs in the target's records when it delivers it.  The kill's
+    record leaves at once (an output flushes the channel), the target's waits for the next
+    output: a primary dying in between takes the signal with it, and the target, once live,
+    never gets it (``sleep 5 & p=$!; kill $p; wait $p`` printed status 0 after a failover: the
+    sleep ran its 5 s).  So each send is counted here, each logged delivery of a signal sent
+    by a process (``SI_USER``, ``SI_QUEUE``, ``SI_TKILL``) cancels it, and going live the rest
+    is delivered.
+
+    A standard signal is pending at most once: one delivery receives every send before it.  A
+    delivery may be logged before the kill that caused it (the primary's supervisor may see
+    the target's stop first): it then cancels that later send.
+    """
+
+    def __init__(self):
+        self._owed: dict[tuple[int, int], list] = {}   # (vpid, signo) -> [sends - deliveries, siginfo]
+
+    def sent(self, vpid: int, signo: int, siginfo: bytes) -> None:
+        entry = self._owed.setdefault((vpid, signo), [0, siginfo])
+        entry[0] += 1
+        entry[1] = siginfo
+
+    def received(self, vpid: int, signo: int, siginfo: bytes) -> None:
+        """A logged delivery to ``vpid``; only one a process sent (not the kernel's: a child's
+        exit, a timer) counts."""
+        if len(siginfo) < SI_CODE + 4 or struct.unpack_from("<i", siginfo, SI_CODE)[0] not in (SI_USER, SI_QUEUE,
+                                                                                                SI_TKILL):
+            return
+        entry = self._owed.setdefault((vpid, signo), [0, siginfo])
+        entry[0] = 0 if entry[0] > 0 else entry[0] - 1
+
+    def owed(self, vpid: int) -> list[tuple[int, bytes]]:
+        """The signals ``vpid`` was sent and did not receive, as (signo, siginfo); forgotten then."""
+        out = []
+        for key in [k for k in self._owed if k[0] == vpid]:
+            count, info = self._owed.pop(key)
+            if count > 0:
+                out.append((key[1], info))
+        return out

@@ -33,6 +33,11 @@ class Fenced(TftError):
     """The primary stopped itself: its backup fell silent and may have gone live."""
 
 
+#: Seconds a backup may take to start (to acknowledge its first record) before the primary
+#: gives up on it, as a backup waits as long for the primary's header.
+BACKUP_STARTUP = 30.0
+
+
 class ChannelSink:
     """Log records to a channel Sender (None: running alone).
 
@@ -64,10 +69,18 @@ class ChannelSink:
                 self.lost = e
 
     def sync(self, timeout: float | None) -> None:
-        """Wait until the backup acknowledged everything sent so far."""
+        """Wait until the backup acknowledged everything sent so far: up to ``timeout`` seconds
+        once it has acknowledged anything, up to :data:`BACKUP_STARTUP` before.
+
+        Why: the backup acknowledges from its replayer, which exists only once its supervisor
+        has started (Python imports, ptrace set-up: seconds on a loaded machine), while its
+        channel answers heartbeats from the start.  A backup that is still starting is not
+        a silent one (a dead or cut-off one is caught by the channel's heartbeats anyway)."""
         if self.lost is not None:
             raise self.lost
         if self.sender is not None and self.sent:
+            if not self.sender.acked and timeout is not None:
+                timeout = max(timeout, BACKUP_STARTUP)
             self.sender.wait_acked(self.sent, timeout)
 
     @property

@@ -23,6 +23,11 @@ exists here (so that a backup going live is in the right place; under ``tft
 run`` the primary made it already), and otherwise only the recorded one moves.
 A read-only open of a file or directory present here opens it for real; one
 that is not here gets a stand-in that still knows its recorded path.
+
+A file of the process's own ``/proc`` entry (``/proc/self/uid_map``...) is the
+process's kernel state, not the world: it is opened for real (``/proc/<pid>``
+of the primary's pid becomes this process's), and what the program writes to
+it is written for real and checked against the primary's result.
 """
 from __future__ import annotations
 
@@ -210,8 +215,12 @@ class Replayer(Policy):
                 self.parked[oseq] = task
                 task.park()
                 return
-            self.perform_output(task, call, res)
-            task.emulate(res, [(a, d) for a, d in outs if a != MOVED])   # offsets a move updated
+            if self.changes_itself(task, call):
+                call.action = "ran"     # checked against the primary's result at its exit
+                task.run(to_exit=True)
+            else:
+                self.perform_output(task, call, res)
+                task.emulate(res, [(a, d) for a, d in outs if a != MOVED])   # offsets a move updated
             if oseq is not None and oseq >= self.next_oseq:
                 self.next_oseq = oseq + 1
                 waiting = self.parked.pop(self.next_oseq, None)
@@ -236,6 +245,17 @@ class Replayer(Policy):
     def output_turn(self, oseq: int | None) -> bool:
         """Outputs are replayed in the primary's order (its oseq), whichever process makes them."""
         return oseq is None or oseq == self.next_oseq
+
+    @staticmethod
+    def changes_itself(task: Task, call: Call) -> bool:
+        """An output to a file of the process's own ``/proc`` entry (``fdtable.own_proc_path``):
+        it changes the process, not the world, so the replay makes it for real, as a local call
+        (``unshare -r`` writes its uid map so).  Not one whose bytes come from another fd."""
+        entry = call.entry
+        if entry is None or entry.fd_arg is None or entry.writes == "fd":
+            return False
+        info = task.policy_state.fds.get(call.args[entry.fd_arg])
+        return info is not None and info.own
 
     def perform_output(self, task: Task, call: Call, res: int) -> None:
         """Writes to the inherited stdout/stderr are the replay's visible output (whatever the call
@@ -264,6 +284,14 @@ class Replayer(Policy):
         if call.entry.opens:
             path_arg, flags = fdtable.open_call(call)
             where = fdtable.resolve_call(task, task.policy_state.fds, call)
+            own = fdtable.own_proc_path(task, where) if where is not None else None
+            if own is not None:
+                # The process's own kernel state (/proc/self/uid_map...): opened here for real, in
+                # whatever mode, so that its writes can be made (see perform_output).
+                call.action = "ran"
+                task.redirect(NR_OPENAT, (AT_FDCWD, task.scratch(own.encode(errors="surrogateescape") + b"\0"),
+                                          flags, 0))
+                return
             if flags & O_ACCMODE == 0 and not flags & (O_CREAT | O_TRUNC) and self._exists(task, call, path_arg, where):
                 # Read-only and present here: the real file (its mmaps map the logged content), or directory (so
                 # that a backup going live has it).  A relative path is resolved against the
@@ -388,10 +416,15 @@ class Replayer(Policy):
             if rec is None or rec.type != "sig" or rec["seq"] != seq:
                 return
             stream.q.popleft()
+            self.signal_logged(task, rec)
             if rec["mode"] == "before":
                 task.policy_state.before.append(rec)
             else:
                 task.inject_signal(rec["signo"], rec["blobs"][0])
+
+    def signal_logged(self, task: Task, rec) -> None:
+        """A logged signal of ``task``'s process is taken from the log, to be delivered now or
+        at its next call's entry (a hook: the backup counts the signals its processes received)."""
 
     def on_signal(self, task: Task, signo: int, siginfo: bytes) -> SignalAction:
         return SignalAction.DROP  # the backup's own signals are not the program's: the log says which it gets

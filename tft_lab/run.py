@@ -139,7 +139,7 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
                     lost = sink.lost or sender.failure
                     if lost is None:
                         try:
-                            sender.wait_acked(sink.sent, fence_after) if sink.sent else None
+                            sink.sync(fence_after)
                         except TftError as e:
                             lost = e
                     if lost is not None and policy.backup_lost is None:

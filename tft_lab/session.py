@@ -15,11 +15,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import weakref
@@ -27,6 +25,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from . import _scratch
 from ._process import CLI, start_cli
 from .trace import EventFollower, TraceEvent, event_file, to_dataframe
 
@@ -191,7 +190,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         cwd=None, control_fd: int | None = None, workdir: str | None = None) -> Run:
     """``tft run`` from Python: a replicated run of ``argv`` (a list or a shell-like string)."""
     argv = _check(shlex.split(argv) if isinstance(argv, str) else list(argv), cwd)
-    work = workdir or tempfile.mkdtemp(prefix="tft-nb-run-")
+    work = workdir or _scratch.make("tft-nb-run-")
     try:
         result_json = os.path.join(work, "result.json")
         cmd = ["run", "--backup", backup, "--commit", commit, "--epoch", str(epoch),
@@ -212,7 +211,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
             pass
     finally:
         if workdir is None:
-            shutil.rmtree(work, ignore_errors=True)   # the events were read above; nothing stays
+            _scratch.remove(work)   # the events were read above; nothing stays
     return Run([*CLI, *cmd], rc, out, err, to_dataframe(events), details.get("outcome", "failed" if rc else ""),
                None, details)
 
@@ -227,7 +226,7 @@ def record(argv, log: str | None = None, *, epoch: int = 64, stdin=None, progres
     or at exit.  Nothing else is left behind.
     """
     argv = _check(shlex.split(argv) if isinstance(argv, str) else list(argv), cwd)
-    work = workdir or tempfile.mkdtemp(prefix="tft-nb-rec-")
+    work = workdir or _scratch.make("tft-nb-rec-")
     events, log_path = event_file(work, "primary"), log or os.path.join(work, "run.log")
     try:
         cmd = ["record", "--log", log_path, "--epoch", str(epoch), "--events", events]
@@ -238,15 +237,15 @@ def record(argv, log: str | None = None, *, epoch: int = 64, stdin=None, progres
                                      pass_fds=pass_fds, cwd=cwd)
     except BaseException:
         if workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+            _scratch.remove(work)
         raise
     run = Run([*CLI, *cmd], rc, out, err, to_dataframe(evs), log=log_path)
     if workdir is None:
         if log is None:
             _remove_quietly(events)
-            weakref.finalize(run, shutil.rmtree, work, True)   # the log goes with its Run
+            weakref.finalize(run, _scratch.remove, work)   # the log goes with its Run
         else:
-            shutil.rmtree(work, ignore_errors=True)
+            _scratch.remove(work)
     return run
 
 
@@ -257,9 +256,15 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
+def scratch_dir(prefix: str = "tft-scratch-") -> str:
+    """A new temporary directory for a notebook's own files, removed when this process ends,
+    however it ends (a kernel shut down, restarted or killed): a notebook never cleans up."""
+    return _scratch.make(prefix)
+
+
 def replay(log: str, *, progress=True, timeout: float | None = None, control_fd: int | None = None) -> Run:
     """``tft replay`` from Python."""
-    work = tempfile.mkdtemp(prefix="tft-nb-rep-")
+    work = _scratch.make("tft-nb-rep-")
     try:
         events = event_file(work, "backup")
         cmd = ["replay", "--events", events]
@@ -268,8 +273,48 @@ def replay(log: str, *, progress=True, timeout: float | None = None, control_fd:
         cmd += [log]
         rc, out, err, evs = _execute(cmd, [events], progress=progress, timeout=timeout, pass_fds=pass_fds)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        _scratch.remove(work)
     return Run([*CLI, *cmd], rc, out, err, to_dataframe(evs), log=log)
+
+
+class _Background:
+    """What a :class:`LiveSession` shares with the thread that runs its tft: the outcome, and
+    its temporary directory's fate.  It holds no reference to the session, so a session
+    nobody holds any more is collected even while its run goes on."""
+
+    def __init__(self, work: str | None):
+        self.result: Run | None = None
+        self.error: BaseException | None = None
+        self.work = work             # removed once the run has ended and the session let it go
+        self.done = False            # the run has ended
+        self.let_go = False          # closed, collected, or the interpreter is exiting
+        self.lock = threading.Lock()
+
+    def run(self, fn, argv, theirs: socket.socket, kw: dict) -> None:
+        try:
+            self.result = fn(argv, control_fd=theirs.fileno(), **kw)
+        except BaseException as e:  # noqa: BLE001 - reported by result()
+            self.error = e
+        finally:
+            theirs.close()
+            with self.lock:
+                self.done = True
+                remove = self.let_go
+            if remove:
+                self.remove_work()
+
+    def release(self, controller) -> None:
+        """Let go of the run: its program runs on unattended; the directory goes when it ends."""
+        controller.close()
+        with self.lock:
+            self.let_go = True
+            remove = self.done
+        if remove:
+            self.remove_work()
+
+    def remove_work(self) -> None:
+        if self.work is not None:
+            _scratch.remove(self.work)
 
 
 class LiveSession:
@@ -281,8 +326,10 @@ class LiveSession:
     ``result()`` waits for the run and returns its :class:`Run`.
 
     Without a ``workdir``, the event streams (and a record's log, unless ``log`` is given)
-    are in a temporary directory that lives as long as this object: it is removed by
-    :meth:`close` once the run has ended, when the object is garbage-collected, or at exit.
+    are in a temporary directory that lives as long as the run and this object: :meth:`close`,
+    or the object being garbage-collected (a notebook user who never calls ``close``), lets go
+    of the run (a paused program runs on to its end, unattended) and the directory is removed
+    as soon as the run has ended; at exit (a kernel shutting down) it is removed in any case.
     """
 
     def __init__(self, kind: str, argv, **kw):
@@ -290,31 +337,21 @@ class LiveSession:
 
         mine, theirs = socket.socketpair()
         self.controller = Controller(mine)
-        self._result: Run | None = None
-        self._error: BaseException | None = None
         self._awaiting = False
         fn = {"run": run, "record": record}[kind]
         kw.setdefault("progress", False)
-        self._remove_work = None
-        if kw.get("workdir") is None:
-            kw["workdir"] = tempfile.mkdtemp(prefix=f"tft-live-{kind}-")
-            self._remove_work = weakref.finalize(self, shutil.rmtree, kw["workdir"], True)
+        mine_dir = kw.get("workdir") is None
+        if mine_dir:
+            kw["workdir"] = _scratch.make(f"tft-live-{kind}-")   # removed at exit in any case
         work = kw["workdir"]
+        self._bg = _Background(work if mine_dir else None)
+        self._release = weakref.finalize(self, self._bg.release, self.controller)
         self.epoch = kw.get("epoch", 64)
         #: replica -> the event stream its supervisor writes (:func:`tft_lab.trace.event_file`)
         self.event_files = {r: event_file(work, r) for r in _replicas(kind, kw.get("backup", "local"))}
         #: The replicas whose events this machine sees, primary first.
         self.replicas = list(self.event_files)
-
-        def target():
-            try:
-                self._result = fn(argv, control_fd=theirs.fileno(), **kw)
-            except BaseException as e:  # noqa: BLE001 - reported by result()
-                self._error = e
-            finally:
-                theirs.close()
-
-        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread = threading.Thread(target=self._bg.run, args=(fn, argv, theirs, kw), daemon=True)
         self._thread.start()
         self.current = self.controller.receive()
 
@@ -343,17 +380,15 @@ class LiveSession:
         while self.current is not None:
             self.step("continue")
         self._thread.join(timeout)
-        if self._error is not None:
-            raise self._error
-        return self._result
+        if self._bg.error is not None:
+            raise self._bg.error
+        return self._bg.result
 
     def close(self) -> None:
-        """Let go of the run (an unfinished program runs on, unattended); once it has ended,
-        remove the temporary directory (else that happens at garbage collection or exit)."""
-        self.controller.close()
+        """Let go of the run (an unfinished program runs on, unattended); its temporary
+        directory is removed once the run has ended (waited for up to 10 s here)."""
+        self._release()
         self._thread.join(10)
-        if self._remove_work is not None and not self._thread.is_alive():
-            self._remove_work()
 
 
 def live(argv, kind: str = "run", **kw) -> LiveSession:

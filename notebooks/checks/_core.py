@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,6 +21,9 @@ class Ctx:
 
     answer: Any
     data: tuple
+    tmp: str = ""
+    """A scratch directory for files a wrong answer writes (a lying log): :func:`mutate`
+    removes it when every wrong answer has been checked."""
 
 
 @dataclass
@@ -99,21 +103,22 @@ def mutate(number: str) -> dict:
     data = ex.last[ex.answers:]
     ex.check(*ex.last)   # the solution passes
     caught, coincided, na, passed = [], [], [], []
-    for label, make in ex.wrongs:
-        wrong = make(Ctx(answer, data))
-        if wrong is NOT_APPLICABLE:
-            na.append(label)
-            continue
-        if _same(wrong, answer):
-            coincided.append(label)
-            continue
-        args = (*wrong, *data) if ex.answers > 1 else (wrong, *data)
-        try:
-            ex.check(*args)
-        except AssertionError:
-            caught.append(label)
-            continue
-        passed.append(label)
+    with tempfile.TemporaryDirectory(prefix="tft-mutate-") as tmp:
+        for label, make in ex.wrongs:
+            wrong = make(Ctx(answer, data, tmp))
+            if wrong is NOT_APPLICABLE:
+                na.append(label)
+                continue
+            if _same(wrong, answer):
+                coincided.append(label)
+                continue
+            args = (*wrong, *data) if ex.answers > 1 else (wrong, *data)
+            try:
+                ex.check(*args)
+            except AssertionError:
+                caught.append(label)
+                continue
+            passed.append(label)
     _expect(not passed, f"exercise {number}: these wrong answers passed the check: {passed}")
     _expect(len(caught) >= 3, f"exercise {number}: only {len(caught)} wrong answers caught "
                                f"({caught}; same as the solution here: {coincided}; not applicable: {na})")

@@ -125,8 +125,8 @@ def _lying_log(c: Ctx, value_of, index: int = 0):
     rec = _r_records(recs)[index]
     real = struct.unpack("<I", rec["blobs"][0])[0]
     rec["blobs"][0] = struct.pack("<I", value_of(real) % 2 ** 32)
-    path = os.path.join(tempfile.mkdtemp(prefix="tft-wrong-"), "liar.log")
-    with open(path, "wb") as f:
+    fd, path = tempfile.mkstemp(prefix="liar-", suffix=".log", dir=c.tmp or None)   # mutate() removes c.tmp
+    with os.fdopen(fd, "wb") as f:
         f.write(MAGIC)
         for x in recs:
             f.write(encode({k: v for k, v in x.items() if k != "blobs"}, x["blobs"]))
