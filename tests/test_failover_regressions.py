@@ -31,7 +31,7 @@ import time
 
 import pytest
 
-from tft_lab.testing import REPO, build_program, run_cli
+from tft_lab.testing import REPO, build_program
 
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 TRY_TIMEOUT = 60          # seconds: a try that takes longer has hung

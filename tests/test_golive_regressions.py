@@ -80,7 +80,7 @@ def go_live_after_cut(argv, cwd, where, slack: float = 60.0, **kw) -> tuple[str,
     Returns the recording's stdout, the backup's output (the program's stdout and stderr and
     the supervisor's messages) and its result.
 
-    ``slack``: the backup's FRESH_SLACK.  Here the records arrive once the whole recording is
+    ``slack``: the backup's FRESH_SLACK (tft_lab.redo).  Here the records arrive once the whole recording is
     over, seconds after the primary's effect (in a real failover, just before it)."""
     log = os.path.join(cwd, "rec.log")
     rec = record(argv, log, cwd=cwd, timeout=TIMEOUT)
@@ -91,7 +91,7 @@ def go_live_after_cut(argv, cwd, where, slack: float = 60.0, **kw) -> tuple[str,
 def backup_fed(frames, cwd, *, channel=_CutChannel, slack: float | None = None) -> tuple[str, dict]:
     """A backup supervisor (its own process, as under tft run) fed ``frames`` through
     ``channel``, then the primary's failure; its output and result."""
-    from tft_lab import backup
+    from tft_lab import redo
     from tft_lab.run import supervise_backup
 
     out = os.path.join(cwd, "backup.out")
@@ -105,7 +105,7 @@ def backup_fed(frames, cwd, *, channel=_CutChannel, slack: float | None = None) 
             os.dup2(fd, 2)
             sys.stdout = sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)   # not pytest's capture
             if slack is not None:
-                backup.FRESH_SLACK = slack
+                redo.FRESH_SLACK = slack
             supervise_backup(channel(frames), result_path=result)
         finally:
             os._exit(0)

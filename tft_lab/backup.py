@@ -22,6 +22,10 @@ backup replays what it received and then *goes live*:
   waitable, with its real status, and no other is;
 - the one output the primary announced but never confirmed runs again (the
   backup simply has no record of it): at most one duplicate per failover.
+- a creation or removal the primary may have made before it died (its record
+  lost with it) is answered from what the file system shows (:mod:`tft_lab.redo`);
+- bytes the program's processes had in flight between them (pipes, connections
+  with both ends in the program) are put back (:mod:`tft_lab.pairs`).
 
 A primary that stopped the program on a call tft_lab refuses (a thread) says so
 in its ``end`` record: the backup then stops its program too (PrimaryRefused),
@@ -38,42 +42,24 @@ import struct
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 
 from . import fdtable
 from . import log as _log
-from . import pairs
-from .engine import Engine
+from . import pairs, redo
+from .engine import Engine, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError, TftError, UnsupportedError
-from .faults import Fault, not_injected
+from .faults import Fault, Injector
 from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, SentSignals, reaped_child, sent_siginfo
-from .primary import fail_stop
-from .outs import gather
-from .replayer import Replayer
-from .syscalls import TABLE
+from .replayer import Replayer, ReplayTaskState
+from .syscalls import number
 
-NR = {name: TABLE[name].x64 for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt", "chdir",
-                                          "bind", "listen", "socketpair", "epoll_ctl")}
-# Not replicated calls (the program never makes them through us), so not in the table: the
-# numbers come from python-ptrace's list, by name.
-_PTRACE_NR = None
-
-
-def _nr(name: str) -> int:
-    global _PTRACE_NR
-    if _PTRACE_NR is None:
-        from ptrace.syscall import SYSCALL_NAMES
-
-        _PTRACE_NR = {v: k for k, v in SYSCALL_NAMES.items()}
-    return _PTRACE_NR[name]
+NR = {name: number(name) for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt", "chdir",
+                                      "bind", "listen", "socketpair", "epoll_ctl", "pidfd_open", "pidfd_getfd")}
 
 
 AT_FDCWD = -100
-_EXCL = fdtable.O_CREAT | fdtable.O_EXCL
-#: Seconds by which a file-system change the primary made may predate the arrival of the record
-#: before it (the pump thread waits for a CPU).  Small: a change older than the primary's last
-#: record by more is not the uncertain call's (a directory git made a second earlier).
-FRESH_SLACK = 1.0
 SOL_SOCKET, SO_REUSEADDR = 1, 2
 #: Live calls whose pid arguments the program took from the primary: index of each.
 _PID_ARGS = {"wait4": (0,), "kill": (0,), "tkill": (0,), "tgkill": (0, 1), "setpgid": (0, 1),
@@ -93,6 +79,24 @@ class PrimaryRefused(UnsupportedError):
 
     def __str__(self) -> str:
         return self.message
+
+
+@dataclass(slots=True)
+class BackupTaskState(ReplayTaskState):
+    """What the backup keeps about one process, beyond what any replay keeps."""
+
+    live: bool = False
+    """It runs for real now (:meth:`Backup.go_live`); it never goes back."""
+    reconciled: bool = False
+    """Live, and what the primary's kernel had for it is rebuilt (:meth:`Backup.reconcile`):
+    at its first live call, or at birth for a child of a live process (its fds are copies of
+    its parent's, real already)."""
+    uncertain: bool = False
+    """Live after a failure, and no output run live yet: its calls may have run on the primary
+    already, their records lost with it (see :meth:`Backup.go_live`)."""
+    pending: list[tuple[int, bytes]] = field(default_factory=list)
+    """Its own signals since the primary failed (the primary cannot have seen them), and
+    those that arrive while it is live but stopped: delivered once it is live."""
 
 
 class PrimaryStopped(TftError):
@@ -143,21 +147,17 @@ class Backup(Replayer):
             raise LogError(f"the primary sent no header ({self.failure or 'stream ended'})")
         super().__init__([first], out_fds={})
         self.ordered = True
-        self.faults = [f for f in faults if f.replica == "backup"]
-        self.entries = 0
+        self.faults = Injector(faults, "backup")
         self.faults_not_injected: list[str] = []   # faults past the program's last call
         self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
-        self.pipes: dict[str, pairs.Flow] = {}
-        self.flows: dict[tuple[bytes, bytes], pairs.Flow] = {}   # connections: (from, to) address
+        self.in_flight = pairs.InFlight()   # bytes between the program's own processes
         self.stopped: list[Task] = []   # processes at a syscall entry while going live together
         self.pids = PidMap()
         self.sent_signals = SentSignals()   # what the program's kills sent its own processes
         # Descriptions rebuilt at go-live -> (task, fd) holding the rebuilt object: every other fd
         # (of any process) that shared the description gets that same object, not a copy.
         self.rebuilt: dict[fdtable.Description, tuple[Task, int]] = {}
-        # Wall-clock time each (virtual) process's last record arrived: what the primary did
-        # after it is newer than that (see _done_by_primary).
-        self.received: dict[int, float] = {}
+        self.uncertain_calls = redo.Uncertain(self.warn)   # what a process's first live calls answer
 
     def _get(self, timeout=None):
         try:
@@ -188,7 +188,7 @@ class Backup(Replayer):
                 self.warn(f"primary failed ({self.failure}); the backup replays what it received and goes live")
             return False
         if rec.type == "sys":
-            self.received[rec["pid"]] = time.time()
+            self.uncertain_calls.heard(rec["pid"])
         self.add(rec)
         if rec.type == "end" and "refused" in rec:
             # Not a crash: the program's end.  Going live would run it on, unsupervised.
@@ -201,23 +201,31 @@ class Backup(Replayer):
     def on_start(self, engine: Engine) -> None:
         super().on_start(engine)
         self.pids.add(engine.root.vpid, engine.root.pid)
-        for f in self.faults:
-            if f.after_seconds is not None:
-                t = threading.Timer(f.after_seconds, fail_stop, args=(engine,))
-                t.daemon = True
-                t.start()
+        self.faults.start(engine)
+
+    def new_task_state(self) -> BackupTaskState:
+        return BackupTaskState()
+
+    def held_signals(self, task: Task) -> list[int]:
+        return [s for s, _ in task.policy_state.pending]
+
+    def hold_signal(self, task: Task, signo: int, siginfo: bytes) -> None:
+        if self.is_live(task) or self.primary_state == "failed":
+            task.policy_state.pending.append((signo, siginfo))   # ours: delivered once live
 
     @staticmethod
     def is_live(task: Task) -> bool:
-        return task.policy_state.get("live", False)
+        return task.policy_state.live
 
     def on_fork(self, parent: Task, child: Task) -> None:
         if self.is_live(parent):
             child.vpid = child.pid
-            child.policy_state["live"] = True
+            st: BackupTaskState = child.policy_state
+            st.fds = fdtable.copy_table(parent.policy_state.fds)
+            st.live = True
             # Its fds are copies of its parent's, which are real already: rebuilding them again
             # from the table would undo what the parent did since it went live.
-            child.policy_state["reconciled"] = True
+            st.reconciled = True
         else:
             super().on_fork(parent, child)
         self.pids.add(child.vpid, child.pid)
@@ -225,15 +233,14 @@ class Backup(Replayer):
     def on_exec(self, task: Task, at_random: int | None) -> None:
         if not self.is_live(task) and self.peek(task) is None and self.primary_state == "failed":
             self.go_live(task)   # the primary died before it could tell us about this exec
-        if not self.is_live(task):
+        if self.is_live(task):
+            fdtable.after_exec(task.policy_state.fds)   # the kernel closed its close-on-exec fds
+        else:
             super().on_exec(task, at_random)
 
     # -- calls ---------------------------------------------------------------------------
     def on_entry(self, task: Task, call: Call) -> None:
-        self.entries += 1
-        for f in self.faults:
-            if f.at_call == self.entries:
-                fail_stop(self.engine)
+        self.faults.entry()
         if not self.ordered and self.parked:
             parked, self.parked = self.parked, {}
             for other in parked.values():
@@ -245,14 +252,14 @@ class Backup(Replayer):
                 # must not stay parked, it may be waiting for them (a pipe, a wait).
                 self._go_live_all(current=None)
             return self.live_entry(task, call)
-        if not task.policy_state.get("before"):
+        if not task.policy_state.before:
             if call.name in ("wait4", "waitid") and self._replay_reap(task, call):
                 return
             if call.name == "setpgid":
                 self._translate_pids(task, call)   # run for real: with the backup's pids
         super().on_entry(task, call)
         if call.emulated and call.rec is not None and not call.parked:
-            self._account_pipe(task, call)
+            self.in_flight.account(task, call)
             if call.entry is not None and call.entry.kills and call.result == 0:
                 self._account_kill(task, call)
 
@@ -373,54 +380,10 @@ class Backup(Replayer):
                 self.reconcile(t)
         finally:
             self.stopped = []
-        self._refill_pipes()
+        self.in_flight.refill_pipes(self.engine.tasks.values(), self.warn)
         for t in tasks:
             if t is not current and t.pid in self.engine.tasks:
                 self.engine.retry(t)
-
-    def _account_pipe(self, task: Task, call: Call) -> None:
-        """Follow the bytes the primary's processes put into and took out of their pipes."""
-        entry = call.entry
-        if entry is None or entry.fd_arg is None or call.result <= 0:
-            return
-        info = task.fds.get(call.args[entry.fd_arg])
-        if info is None:
-            return
-        if info.kind == "conn":   # a connection: both ends may be the program's (see pairs.py)
-            writing = entry.cls == "output" and bool(entry.writes)
-            key = pairs.direction(info, writing)
-            if key is None or not (writing or call.name in pairs.READS):
-                return
-            flow = self.flows.setdefault(key, pairs.Flow())
-        elif info.kind == "pipe" and info.path:
-            flow = self.pipes.setdefault(info.path, pairs.Flow())
-        else:
-            return
-        if entry.cls == "output":
-            flow.wrote(gather(task, call, call.result))
-        elif call.name in pairs.READS:
-            flow.read(call.result)
-
-    def _refill_pipes(self) -> None:
-        """Put back what the primary had written to its pipes and not yet read."""
-        for ident, flow in self.pipes.items():
-            data = flow.leftover()
-            if not data:
-                continue
-            for t in self.engine.tasks.values():
-                fd = next((fd for fd, info in t.fds.items() if info.kind == "pipe" and info.path == ident), None)
-                if fd is None:
-                    continue
-                try:
-                    w = os.open(f"/proc/{t.pid}/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK)
-                    try:
-                        os.write(w, data)
-                    finally:
-                        os.close(w)
-                    self.warn(f"put back {len(data)} bytes the primary had left in {ident}")
-                except OSError as e:
-                    self.warn(f"could not put back {len(data)} bytes into {ident}: {e.strerror}")
-                break
 
     def on_exit(self, task: Task, call: Call) -> None:
         if call.note == "reap":
@@ -428,10 +391,10 @@ class Backup(Replayer):
         if not self.is_live(task):
             return super().on_exit(task, call)
         res = signed(call.result)
-        if call.note == "uncertain" and self._redone(task, call, res):
-            return   # made again (an exclusive open without O_EXCL): its next exit decides
-        if call.note == "done-by-primary":
-            res = self._primary_result(task, call, res)
+        if call.note in (redo.UNCERTAIN, redo.DONE):
+            res = self.uncertain_calls.settle(task, task.policy_state.fds, call, res)
+            if res is None:
+                return   # made again (an exclusive open without O_EXCL): its next exit decides
         if call.name in _PID_RESULTS and res > 0:
             res = self.pids.to_virtual(res)
         elif call.name == "waitid" and res == 0 and call.args[2]:
@@ -442,61 +405,7 @@ class Backup(Replayer):
             task.set_result(res)   # also puts back the arguments we translated
         call.result = res
         if call.name in _FD_CALLS:
-            fdtable.update(task, call, res, standin=False)
-
-    def _redone(self, task: Task, call: Call, res: int) -> bool:
-        """An uncertain non-idempotent call ran live and failed as it does when it was done
-        already (the table's ``redo`` fact: EEXIST for a creation, ENOENT for a removal or a
-        rename).  Redoing is safe for a write at an offset; this one needs the primary's
-        outcome, which died with it, so it is read from the file system:
-
-        - the primary did it if the path now shows its effect *and* that effect is newer
-          than the last record the primary sent for this process (the birth time of what a
-          creation made, the ctime of a hard link or a rename's target, the parent
-          directory's for a removal): a lock file
-          left by an earlier crash, or a name that was never there, is older, and the
-          program then gets the failure it would have got from the primary;
-        - then the program gets success: for an ``O_CREAT|O_EXCL`` open the file is opened
-          again without ``O_EXCL`` (it is the one the primary created: nothing was written to
-          it, writes are outputs that wait for the acknowledgement we never sent), for
-          mkdir/link/symlink/mknod/unlink/rmdir/rename the result is 0.
-
-        True if the call is made again (its next exit stop completes it)."""
-        entry = call.entry
-        want = {"creates": -errno.EEXIST, "removes": -errno.ENOENT, "renames": -errno.ENOENT}[entry.redo]
-        if res != want:
-            return False
-        path = fdtable.resolve_call(task, call)
-        if path is None or not self._done_by_primary(task, call, path):
-            return False
-        self.warn(f"pid {task.vpid}: {call.name} of {path} was done by the primary before it died "
-                  "(its record was lost): the program gets success, not a second attempt")
-        if entry.opens:
-            args = list(call.args)
-            idx = 2 if call.name == "openat" else 1
-            args[idx] &= ~fdtable.O_EXCL
-            call.note = "done-by-primary"
-            task.redo_as(call.nr, tuple(args))
-            return True
-        call.note = "done-by-primary"
-        return False
-
-    def _done_by_primary(self, task: Task, call: Call, path: str) -> bool:
-        since = self.received.get(task.vpid, 0.0) - FRESH_SLACK
-        redo = call.entry.redo
-        if redo == "removes":
-            when = fdtable.changed_at(os.path.dirname(path.rstrip("/")) or "/")
-        else:   # what it made was born then (a hard link makes no inode: the link count changed)
-            when = fdtable.changed_at(path, born=call.name not in ("link", "linkat"))
-        return when is not None and when >= since
-
-    @staticmethod
-    def _primary_result(task: Task, call: Call, res: int) -> int:
-        """The result the primary got for a call it did (see :meth:`_redone`)."""
-        if call.entry.opens:
-            return res        # the fd of the file, opened again
-        task.set_result(0)
-        return 0
+            fdtable.update(task, task.policy_state.fds, call, res, standin=False)
 
     def _reaped(self, task: Task, call: Call) -> None:
         rec = call.rec
@@ -512,28 +421,29 @@ class Backup(Replayer):
     def after_call(self, task: Task, call: Call) -> None:
         if not self.is_live(task):
             return super().after_call(task, call)
-        pending, task.pending = task.pending, []
+        st: BackupTaskState = task.policy_state
+        pending, st.pending = st.pending, []
         for signo, info in pending:
             task.inject_signal(signo, info)
 
-    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> SignalAction:
         if self.is_live(task):
-            return True
+            return SignalAction.DELIVER
         if self.primary_state == "failed":
-            task.pending.append((signo, siginfo))   # the primary cannot have seen it: ours, once live
-        return False
+            task.policy_state.pending.append((signo, siginfo))   # the primary cannot have seen it: ours, once live
+        return SignalAction.DROP
 
-    def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
+    def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:
         # peek() first: it waits for the primary's next record, and it is while waiting that a
         # failure is noticed.  A process with nothing more in the log once the primary failed
         # reads the counter live (it goes live at its next system call), whatever the state
         # was before the wait.
         if self.is_live(task) or (self.peek(task) is None and self.primary_state == "failed"):
-            return time.monotonic_ns() * 3, 0
+            return Tsc(time.monotonic_ns() * 3)
         return super().on_rdtsc(task, rdtscp)
 
     def on_finish(self, engine: Engine) -> None:
-        self.faults_not_injected = not_injected(self.faults, "backup", self.entries)
+        self.faults_not_injected = self.faults.finish()
         for msg in self.faults_not_injected:
             self.warn(f"warning: {msg}")
         super().on_finish(engine)
@@ -549,7 +459,8 @@ class Backup(Replayer):
         """Run the call for real; keep pids virtual and dead connections reset."""
         name = call.name
         call.action = "live"
-        if not task.policy_state.get("reconciled"):
+        st: BackupTaskState = task.policy_state
+        if not st.reconciled:
             self.reconcile(task)
         if name in ("getpid", "gettid"):
             return task.emulate(task.vpid)
@@ -557,41 +468,35 @@ class Backup(Replayer):
             return task.emulate(task.parent.vpid)
         entry = call.entry
         if entry is not None and entry.fd_arg is not None and entry.resets:
-            info = task.fds.get(call.args[entry.fd_arg])
+            info = task.policy_state.fds.get(call.args[entry.fd_arg])
             if info is not None and info.kind == "dead":
                 return task.emulate(-errno.ECONNRESET)
         if name in _PID_ARGS or name == "waitid":
             self._translate_pids(task, call)
         elif entry is not None and entry.path is not None:
             self._translate_proc_path(task, call)
-        if task.policy_state.get("uncertain") and entry is not None:
-            if entry.cls == "output":
-                task.policy_state.pop("uncertain")   # no later call can have run on the primary
-            if entry.redo and (not entry.opens or fdtable.open_call(call)[1] & _EXCL == _EXCL):
-                call.note = "uncertain"   # decided at its exit, from what the file system shows
+        if st.uncertain:
+            st.uncertain = self.uncertain_calls.enter(call)
         # The exit stop costs a stop; take it where we translate, or where someone watches.
         task.run(to_exit=name in _PID_ARGS or name in _PID_RESULTS or name in _FD_CALLS or name == "waitid"
-                 or call.note == "uncertain" or call.saved_args is not None or self.engine.tracing)
+                 or call.note == redo.UNCERTAIN or call.saved_args is not None or self.engine.tracing)
 
     def go_live(self, task: Task) -> None:
         """From now on this process runs for real (rebuilt at its next system call).
 
-        Its first calls are *uncertain* until it makes an output: the primary may have made
-        them already, their records lost with it (a resource call is logged after it ran, and
-        records wait for the next output to leave; the output itself is logged after it ran).
-        Under the output rule no later output can have run (it waits for the acknowledgement
-        of a record we never got), so the window closes at the first output run live."""
-        task.policy_state["live"] = True
+        After a failure its first calls are *uncertain* until it makes an output: the primary
+        may have made them already (:mod:`tft_lab.redo` answers those)."""
+        task.policy_state.live = True
         if self.primary_state == "failed":
-            task.policy_state["uncertain"] = True
+            task.policy_state.uncertain = True
 
     def reconcile(self, task: Task) -> None:
         """Rebuild what the primary's kernel had for this process.  Precondition: at a syscall entry."""
-        task.policy_state["reconciled"] = True
+        task.policy_state.reconciled = True
         if self.live_ns is None:
             self.live_ns = time.monotonic_ns()   # the first process of the program is live
         notes = [self._enter_cwd(task)]
-        for fd, info in sorted(task.fds.items()):
+        for fd, info in sorted(task.policy_state.fds.items()):
             try:
                 rebuilt = info.desc in self.rebuilt
                 if rebuilt and self._share(task, fd, info):
@@ -602,12 +507,12 @@ class Backup(Replayer):
                     notes.append(self._relisten(task, fd, info))
                 elif info.kind == "conn" and info.standin and (peer := pairs.find_peer(
                         info, self.stopped or [task], self.rebuilt)) is not None:
-                    note = pairs.reconnect(task, fd, info, *peer, self.flows)
+                    note = pairs.reconnect(task, fd, info, *peer, self.in_flight.conns)
                     if not note:
                         self._reset(task, fd, info)
                         note = f"fd {fd}: connection reset"
                     else:
-                        self.rebuilt[peer[0].fds[peer[1]].desc] = peer
+                        self.rebuilt[peer[0].policy_state.fds[peer[1]].desc] = peer
                     notes.append(note)
                 elif info.kind in ("conn", "socket", "dead") and (info.standin or rebuilt):
                     self._reset(task, fd, info)
@@ -621,10 +526,10 @@ class Backup(Replayer):
                 self.rebuilt[info.desc] = (task, fd)
             except TftError as e:
                 notes.append(f"fd {fd}: could not be rebuilt ({e})")
-        for fd, info in sorted(task.fds.items()):
+        for fd, info in sorted(task.policy_state.fds.items()):
             if info.kind == "epoll":
                 for target, event in info.epoll.items():
-                    if target in task.fds:
+                    if target in task.policy_state.fds:
                         addr = task.scratch(event)
                         task.inject(NR["epoll_ctl"], (fd, 1, target, addr))  # EPOLL_CTL_ADD
         for signo, info in self.sent_signals.owed(task.vpid):
@@ -641,7 +546,7 @@ class Backup(Replayer):
         not follow a chdir into a directory missing here then (made by the program's mkdir, an
         output the replay skips); live, the program's relative paths must resolve where the
         primary's did.  Returns a note ("" when nothing had to move)."""
-        info = task.fds.get(fdtable.AT_FDCWD)
+        info = task.policy_state.fds.get(fdtable.AT_FDCWD)
         if info is None or not info.path.startswith("/"):
             return ""
         try:
@@ -659,27 +564,22 @@ class Backup(Replayer):
         one process, fds inherited across fork in another: pidfd_getfd), so that they share
         one offset as they did on the primary.  False if that object is gone."""
         owner, ofd = self.rebuilt[info.desc]
-        held = owner.fds.get(ofd)
+        held = owner.policy_state.fds.get(ofd)
         if owner.pid not in self.engine.tasks or held is None or held.desc is not info.desc:
             return False   # the process that holds it exited, or closed or replaced that fd
         if owner is task:
             if ofd != fd:
                 task.inject(NR["dup3"], (ofd, fd, fdtable.O_CLOEXEC if info.cloexec else 0))
             return True
-        pidfd = task.inject(_nr("pidfd_open"), (owner.pid, 0))
+        pidfd = task.inject(NR["pidfd_open"], (owner.pid, 0))
         if pidfd < 0:
             return False
-        tmp = task.inject(_nr("pidfd_getfd"), (pidfd, ofd, 0))
+        tmp = task.inject(NR["pidfd_getfd"], (pidfd, ofd, 0))
         task.inject(NR["close"], (pidfd,))
         if tmp < 0:
             return False
-        self._dup_into(task, tmp, fd, info.cloexec)
+        pairs.dup_into(task, tmp, fd, info.cloexec)
         return True
-
-    def _dup_into(self, task: Task, tmp: int, fd: int, cloexec: bool) -> None:
-        if tmp != fd:
-            task.inject(NR["dup3"], (tmp, fd, fdtable.O_CLOEXEC if cloexec else 0))
-            task.inject(NR["close"], (tmp,))
 
     def _reopen(self, task: Task, fd: int, info: fdtable.Fd) -> str:
         flags = info.flags & ~(fdtable.O_CREAT | fdtable.O_TRUNC | fdtable.O_EXCL)
@@ -689,7 +589,7 @@ class Backup(Replayer):
             raise DivergenceError(f"cannot reopen {info.path}: {os.strerror(-tmp)}")
         if not info.flags & fdtable.O_APPEND:
             task.inject(NR["lseek"], (tmp, info.offset, fdtable.SEEK_SET))
-        self._dup_into(task, tmp, fd, info.cloexec)
+        pairs.dup_into(task, tmp, fd, info.cloexec)
         info.standin = False
         return f"fd {fd}: reopened {info.path} at offset {info.offset}"
 
@@ -717,7 +617,7 @@ class Backup(Replayer):
             task.inject(NR["close"], (tmp,))
             raise DivergenceError(f"cannot bind {where}: {os.strerror(-res)}")
         task.inject(NR["listen"], (tmp, info.backlog))
-        self._dup_into(task, tmp, fd, info.cloexec)
+        pairs.dup_into(task, tmp, fd, info.cloexec)
         info.standin = False
         return f"fd {fd}: listening again on {where}"
 
@@ -726,7 +626,7 @@ class Backup(Replayer):
         if task.inject(NR["socketpair"], (socket.AF_UNIX, socket.SOCK_STREAM, 0, pair)) < 0:
             return
         a, b = struct.unpack("<ii", task.read(pair, 8))
-        self._dup_into(task, a, fd, info.cloexec)
+        pairs.dup_into(task, a, fd, info.cloexec)
         task.inject(NR["close"], (b,))
         info.kind = "dead"
         info.standin = False

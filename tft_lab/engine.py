@@ -5,7 +5,9 @@ interrupted, gone) and the mechanics every policy shares: skipping a call and
 setting its result, redirecting a call to a stand-in, injecting a signal with
 its original siginfo, emulating rdtsc, hiding the vDSO.  A :class:`Policy`
 decides *what* happens; the engine decides *how*.  A policy that overrides
-nothing is a valid pass-through.
+nothing is a valid pass-through.  A policy answers in typed values
+(:class:`SignalAction`, :class:`Tsc`) and keeps what it knows of each process in
+its own object (``Task.policy_state``): the engine never asks which policy it runs.
 
 :meth:`Engine.step` handles exactly one stop and returns a :class:`Status`; the
 CLI loops on it, the notebook's stepper calls it one at a time.
@@ -13,14 +15,15 @@ CLI loops on it, the notebook's stepper calls it one at a time.
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import os
 import signal as _signal
 import struct
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from . import fdtable, syscalls
+from . import syscalls
 from ._backend import ptrace as pt
 from ._process import reap_exited
 from .errors import ProgramError, TftError, TracingError, UnsupportedError
@@ -37,6 +40,32 @@ _DEFAULT_IGNORED = frozenset((_signal.SIGCHLD, _signal.SIGURG, _signal.SIGWINCH,
 _STOP_SIGNALS = frozenset((_signal.SIGSTOP, _signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU))
 
 
+class SignalAction(enum.Enum):
+    """What a policy does with an asynchronous signal (:meth:`Policy.on_signal`); the value
+    is the trace's ``action`` for its arrival."""
+
+    DELIVER = "delivered"
+    """Now, where it arrived (and it interrupts the call in progress, if any)."""
+    DEFER = "deferred"
+    """Held back by the policy, which delivers it later (``Task.inject_signal``)."""
+    MERGE = "merged"
+    """The same standard signal is held back already: one delivery, as in the kernel."""
+    DROP = "dropped"
+    """Not the program's (a backup's own: the log says which signals it gets)."""
+
+
+class Tsc(NamedTuple):
+    """The time-stamp counter a policy answers an rdtsc/rdtscp with (:meth:`Policy.on_rdtsc`)."""
+
+    value: int
+    """The 64-bit counter value."""
+    aux: int = 0
+    """What rdtscp puts in ecx (the processor id)."""
+    action: str = "emulated"
+    """The trace's ``action``: ``logged`` (read here, logged), ``emulated`` (from the log or a
+    clock, not logged)."""
+
+
 class Policy:
     """What to do at each event.  Every hook has a pass-through default."""
 
@@ -44,6 +73,10 @@ class Policy:
     #: Syscall numbers to trap ([] = all).  None: the table's subscription.
     subscribe: list[int] | None = None
 
+    def new_task_state(self) -> Any:
+        """The state only this policy keeps about a new process (``Task.policy_state``), of the
+        policy's own type; the engine makes one per task and never looks inside it."""
+        return None
     def on_start(self, engine: "Engine") -> None: ...
     def on_exec(self, task: Task, at_random_addr: int | None) -> None: ...
     def on_entry(self, task: Task, call: Call) -> None:
@@ -51,12 +84,20 @@ class Policy:
     def on_exit(self, task: Task, call: Call) -> None: ...
     def after_call(self, task: Task, call: Call) -> None:
         """The call is counted (``task.seq`` is past it); signals may be injected here."""
-    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool | str:
-        """An asynchronous signal arrived.  Return True to deliver it now, False to suppress it
-        (or the trace's action for it: "delivered", "deferred", "merged", "dropped")."""
-        return True
-    def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
-        return time.monotonic_ns(), 0
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> SignalAction:
+        """An asynchronous signal arrived (not a fault of the program's own instruction, not one
+        the policy injected).  The engine delivers it only for ``DELIVER``."""
+        return SignalAction.DELIVER
+    def held_signals(self, task: Task) -> list[int]:
+        """The signals the policy holds back for ``task``, not delivered yet (the trace shows
+        them on every call row)."""
+        return []
+    def hold_signal(self, task: Task, signo: int, siginfo: bytes) -> None:
+        """``signo`` arrived while the supervisor ran a call of its own in ``task``
+        (``Task.inject``), where it cannot be delivered: keep it for later or drop it."""
+    def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:
+        """The program read the time-stamp counter (which traps): what it reads."""
+        return Tsc(time.monotonic_ns())
     def on_fork(self, parent: Task, child: Task) -> None: ...
     def on_task_exit(self, task: Task, code: int | None, sig: int | None) -> None: ...
     def on_finish(self, engine: "Engine") -> None: ...
@@ -139,7 +180,6 @@ class Engine:
                                     syscalls.untrapped_if() if self.policy.subscribe is None else None)
         task = Task(self, pid, None, None)
         task.state = "pre-exec"
-        task.fds = fdtable.inherited()
         self.tasks[pid] = task
         self.root = task
         try:
@@ -245,7 +285,7 @@ class Engine:
             self.trace_file.write(ev)
         if self.gate is not None:
             self.flush_trace()   # the stepper shows this event while we wait for its command
-            self.gate(ev, [_signame(s) for s, _ in task.pending])
+            self.gate(ev, [_signame(s) for s in self.policy.held_signals(task)])
         return ev
 
     def flush_trace(self) -> None:
@@ -349,9 +389,9 @@ class Engine:
         task.seq = call.seq + 1
         if not self.tracing:   # nobody looks: formatting the arguments would be most of this
             return None
-        return self.emit(task, "syscall", call.name, _fmt_args(call), call.result, call.cls,
-                          call.action, ",".join(_signame(s) for s, _ in task.pending), seq=call.seq,
-                          wait_ns=call.wait_ns)
+        return self.emit(task, "syscall", call.name, _fmt_args(call), call.result, call.cls, call.action,
+                         ",".join(_signame(s) for s in self.policy.held_signals(task)), seq=call.seq,
+                         wait_ns=call.wait_ns)
 
     def _close_interrupted(self, task: Task, result: int) -> None:
         call = task.interrupted
@@ -397,15 +437,11 @@ class Engine:
         if sig in _FAULT_SIGNALS and info.code > 0:
             self._resume(task, sig)  # synchronous fault: happens on every replica by itself
             return Status(task.pid, "signal", None)
-        decision = self.policy.on_signal(task, sig, raw)
-        if isinstance(decision, str):
-            action, deliver = decision, decision == "delivered"
-        else:
-            deliver = bool(decision)
-            action = "delivered" if deliver else ("deferred" if self.policy.replica == "primary" else "dropped")
+        action = self.policy.on_signal(task, sig, raw)
+        deliver = action is SignalAction.DELIVER
         if deliver and task.interrupted is not None:
             self._close_interrupted(task, task.interrupted.result)
-        ev = self.emit(task, "signal", name, "", 0, "event", action, "arrived" if not deliver else "delivered",
+        ev = self.emit(task, "signal", name, "", 0, "event", action.value, "delivered" if deliver else "arrived",
                         seq=task.seq - 1)
         self._resume(task, sig if deliver else 0)
         return Status(task.pid, "signal", ev)
@@ -422,9 +458,10 @@ class Engine:
         else:
             return False
         if task.state == "pre-exec":  # our own set-up code, not the program: not logged
-            value, aux = time.monotonic_ns() * 3, 0
+            tsc = Tsc(time.monotonic_ns() * 3)
         else:
-            value, aux = self.policy.on_rdtsc(task, rdtscp)
+            tsc = self.policy.on_rdtsc(task, rdtscp)
+        value, aux = tsc.value, tsc.aux
         regs = pt.get_regs(task.pid)
         regs.rax = value & 0xFFFFFFFF
         regs.rdx = (value >> 32) & 0xFFFFFFFF
@@ -433,8 +470,8 @@ class Engine:
         regs.rip += length
         pt.set_regs(task.pid, regs)
         if task.state != "pre-exec":
-            self.emit(task, "rdtsc", "rdtscp" if rdtscp else "rdtsc", "", value, "input",
-                       "emulated" if self.policy.replica == "backup" else "logged", seq=task.seq - 1)
+            self.emit(task, "rdtsc", "rdtscp" if rdtscp else "rdtsc", "", value, "input", tsc.action,
+                      seq=task.seq - 1)
         pt.resume(task.pid, 0)
         return True
 
@@ -445,7 +482,6 @@ class Engine:
             child = Task(self, child_pid, None, parent)
             self.tasks[child_pid] = child
         child.parent = parent
-        child.fds = fdtable.copy_table(parent.fds)
         child.mem = pt.Memory(child_pid) if os.path.exists(f"/proc/{child_pid}") else None
         child.exec_count = parent.exec_count
         self.policy.on_fork(parent, child)
@@ -467,7 +503,6 @@ class Engine:
                 pt.read_spawn_error(self._errfd)
                 self._errfd = None
         task.exec_count += 1
-        fdtable.after_exec(task.fds)
         at_random = self._rewrite_auxv(task)
         self.policy.on_exec(task, at_random)
         self.emit(task, "exec", "execve", "", 0, "local", "ran", seq=task.seq)

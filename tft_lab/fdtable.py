@@ -234,7 +234,7 @@ def set_cwd(fds: dict[int, Fd], path: str) -> None:
     fds[AT_FDCWD] = Fd("cwd", path=path)
 
 
-def resolve(task, at: int, path: str) -> str | None:
+def resolve(fds: dict[int, Fd], at: int, path: str) -> str | None:
     """``path`` as the primary resolved it: absolute, joined to the recorded directory ``at``
     names (``AT_FDCWD`` or a directory fd).  None when that directory is not known (an fd
     inherited from outside): the kernel must resolve it.
@@ -244,7 +244,7 @@ def resolve(task, at: int, path: str) -> str | None:
     """
     if path.startswith("/"):
         return path
-    info = task.fds.get(dirfd(at))
+    info = fds.get(dirfd(at))
     if info is None or not info.path.startswith("/"):
         return None
     base = info.path.rstrip("/") or ""
@@ -252,15 +252,16 @@ def resolve(task, at: int, path: str) -> str | None:
     return "/".join([base, *parts]) if parts else (base or "/")
 
 
-def resolve_call(task, call) -> str | None:
-    """The absolute path a path-taking call (its table ``path`` fact) names, as the primary
-    resolved it; None if it takes no path or its directory is not known."""
+def resolve_call(task, fds: dict[int, Fd], call) -> str | None:
+    """The absolute path a path-taking call of ``task`` (its table ``path`` fact) names, as the
+    primary resolved it (``fds``: the task's table); None if it takes no path or its directory
+    is not known."""
     entry = call.entry
     if entry is None or entry.path is None:
         return None
     at_arg, path_arg = entry.path
     raw = task.mem.read_cstring(call.args[path_arg]).decode(errors="surrogateescape")
-    return resolve(task, AT_FDCWD if at_arg is None else call.args[at_arg], raw)
+    return resolve(fds, AT_FDCWD if at_arg is None else call.args[at_arg], raw)
 
 
 #: Entries of ``/proc/<pid>/`` that are links to other files (``/proc/self/fd/1`` is the
@@ -353,25 +354,24 @@ def _connected(info: Fd, call) -> None:
         info.addr, info.peer = ends
 
 
-def update(task, call, res: int, standin: bool) -> None:
-    """Apply a completed call (as the primary saw it: ``res``) to ``task.fds``."""
-    if call.name == "connect" and res == -EINPROGRESS and call.args[0] in task.fds:
-        _connected(task.fds[call.args[0]], call)   # non-blocking: connected (or failing) later
+def update(task, fds: dict[int, Fd], call, res: int, standin: bool) -> None:
+    """Apply a completed call of ``task`` (as the primary saw it: ``res``) to its table ``fds``."""
+    if call.name == "connect" and res == -EINPROGRESS and call.args[0] in fds:
+        _connected(fds[call.args[0]], call)   # non-blocking: connected (or failing) later
     if res < 0:
         return
-    fds = task.fds
     a = call.args
     name = call.name
     if call.entry is not None and call.entry.opens:
         path_arg, flags = open_call(call)
-        path = resolve_call(task, call) or task.mem.read_cstring(a[path_arg]).decode(errors="surrogateescape")
+        path = resolve_call(task, fds, call) or task.mem.read_cstring(a[path_arg]).decode(errors="surrogateescape")
         fds[res] = Fd("file", standin=standin, path=path, flags=flags, cloexec=bool(flags & O_CLOEXEC),
                       own=not standin and own_proc_path(task, path) is not None)
     elif call.entry is not None and call.entry.chdir:
         if name == "fchdir":
             where = fds[a[0]].path if a[0] in fds and fds[a[0]].path.startswith("/") else None
         else:
-            where = resolve_call(task, call)
+            where = resolve_call(task, fds, call)
         if where is None:   # a directory we know nothing of: the kernel's answer (ran for real)
             try:
                 where = os.readlink(f"/proc/{task.pid}/cwd")

@@ -9,7 +9,9 @@ stops; this module owns what one stop may do.
 from __future__ import annotations
 
 import os
-from . import fdtable, syscalls
+from typing import Any
+
+from . import syscalls
 from ._backend import ptrace as pt
 from .errors import TracingError
 
@@ -69,12 +71,12 @@ class Task:
         self.seq = 0                # completed logical calls
         self.call: Call | None = None
         self.interrupted: Call | None = None
-        self.pending: list[tuple[int, bytes]] = []     # deferred signals (primary)
         self.injecting: dict[int, bytes] = {}          # signals we tgkill'ed, awaiting delivery
-        self.expect_self_signal = False
-        self.exec_count = 0
-        self.fds: dict[int, fdtable.Fd] = {}           # what each fd stands for (the backup's view)
-        self.policy_state: dict = {}
+        self.exec_count = 0                            # execs it made (a fork's child: its parent's)
+        # What only the policy reads and writes about this process: an object of the policy's
+        # own type (recorder.PrimaryTaskState, replayer.ReplayTaskState, backup.BackupTaskState),
+        # made by Policy.new_task_state.  The engine never looks inside.
+        self.policy_state: Any = engine.policy.new_task_state()
 
     # -- reading -----------------------------------------------------------------------
     @property
@@ -185,7 +187,7 @@ class Task:
 
         Precondition: at the entry stop of the current call, before any decision on it.
         Postcondition: back at that same entry stop, registers as they were.  Signals that
-        arrive meanwhile are kept in ``pending`` for later delivery.
+        arrive meanwhile cannot be delivered there: they go to the policy's ``hold_signal``.
         """
         pid = self.pid
         regs0 = pt.get_regs(self.pid)
@@ -214,7 +216,7 @@ class Task:
             if isinstance(stop, pt.Exited):
                 raise TracingError("the process died during an injected call", pid=self.vpid)
             if isinstance(stop, pt.SignalStop):
-                self.pending.append((stop.sig, pt.get_siginfo(self.pid)))
+                self.engine.policy.hold_signal(self, stop.sig, pt.get_siginfo(self.pid))
                 pt.resume(self.pid, 0, to_exit=True)
                 continue
             pt.resume(self.pid, 0, to_exit=True)

@@ -14,19 +14,16 @@ program) rather than risk two live replicas both emitting output.
 """
 from __future__ import annotations
 
-import os
 import signal
 import sys
-import threading
 import time
 
 from . import fdtable
 from . import log as _log
-from ._backend import ptrace as pt
 from .engine import Engine
 from .guest import Call, Task
 from .errors import AckTimeout, PeerFailed, PeerSilent, TftError
-from .faults import Fault, not_injected
+from .faults import Fault, Injector
 from .recorder import Recorder
 
 COMMIT_POLICIES = ("output", "epoch", "none")
@@ -100,9 +97,8 @@ class Primary(Recorder):
             raise ValueError(f"commit policy must be one of {', '.join(COMMIT_POLICIES)}")
         super().__init__(sink)
         self.commit = commit
-        self.faults = [f for f in faults if f.replica == "primary"]
+        self.faults = Injector(faults, "primary")
         self.fence_after = fence_after
-        self.entries = 0
         self.failed_program = False
         self.backup_lost: str | None = None
         self.faults_not_injected: list[str] = []   # faults past the program's last call
@@ -111,11 +107,7 @@ class Primary(Recorder):
     def on_start(self, engine: Engine) -> None:
         super().on_start(engine)
         self.sink.flush()
-        for f in self.faults:
-            if f.after_seconds is not None:
-                t = threading.Timer(f.after_seconds, fail_stop, args=(engine,))
-                t.daemon = True
-                t.start()
+        self.faults.start(engine)
 
     # -- the output rule -----------------------------------------------------------------
     def _commit(self, call: Call | None) -> None:
@@ -148,10 +140,7 @@ class Primary(Recorder):
         raise Fenced(f"primary fenced itself: {err}")
 
     def on_entry(self, task: Task, call: Call) -> None:
-        self.entries += 1
-        for f in self.faults:
-            if f.at_call == self.entries:
-                fail_stop(self.engine)
+        self.faults.entry()
         entry = call.entry
         if entry is not None and self.commit != "epoch" and (entry.cls == "output" or _creates_a_name(call)):
             self._commit(call)
@@ -190,7 +179,7 @@ class Primary(Recorder):
         self.sink.flush()
 
     def on_finish(self, engine: Engine) -> None:
-        self.faults_not_injected = not_injected(self.faults, "primary", self.entries)
+        self.faults_not_injected = self.faults.finish()
         for msg in self.faults_not_injected:
             self.warn(f"warning: {msg}")
         if self.failed_program:
@@ -210,11 +199,3 @@ def _creates_a_name(call: Call) -> bool:
 
 _EXCL = fdtable.O_CREAT | fdtable.O_EXCL
 
-
-def fail_stop(engine: Engine) -> None:
-    """Fault injection: the supervisor and its program die at once (SIGKILL, no last words)."""
-    if engine.trace_file is not None:
-        engine.trace_file.flush()   # measurement data, not state: the experiment wants it
-    for pid in list(engine.tasks):
-        pt.kill_quietly(pid)
-    os.kill(os.getpid(), signal.SIGKILL)

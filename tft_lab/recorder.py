@@ -10,13 +10,14 @@ import errno
 import os
 import signal as _signal
 import time
+from dataclasses import dataclass, field
 
 from . import fdtable
 from . import log as _log
 from .answers import Answerer
 from .mapped import HashCache, MapLogger, new_sha256
 from ._backend.ptrace import SigInfo, find_program
-from .engine import Engine, Policy
+from .engine import Engine, Policy, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import TftError, TracingError
 from .outs import MAX_MOVED, MOVED, capture, move_plan, moved
@@ -86,6 +87,25 @@ def log_env(env: dict[str, str], record_env: bool = False) -> dict[str, str]:
     return {k: v if k in KEPT_ENV or k.startswith(_KEPT_PREFIXES) else MASK * len(v) for k, v in env.items()}
 
 
+@dataclass(slots=True)
+class PrimaryTaskState:
+    """What the recording side (:class:`Recorder`, and the primary built on it) keeps about
+    one process: the signals it holds back, and where they are delivered."""
+
+    pending: list[tuple[int, bytes]] = field(default_factory=list)
+    """Asynchronous signals held back (signo, siginfo), in arrival order; each is delivered,
+    and logged, at the next epoch boundary or before a call that may block."""
+    expect_self_signal: bool = False
+    """The call just made raises a signal at this very process (kill(getpid()), raise, abort,
+    a write's SIGPIPE): its arrival is delivered at once and logged as ``self``."""
+    before_seq: int | None = None
+    """The seq of the call at whose entry the held signals were last delivered (``before``):
+    once per call, since after the rewind the same call enters again."""
+    in_call_signal: tuple[int, bytes] | None = None
+    """A signal delivered inside the call that is interrupted now: logged right after that
+    call's record, when the call completes."""
+
+
 class Recorder(Policy):
     """Primary / recorder.  ``sink`` receives ``(fields, blobs)`` records (a LogWriter or a channel).
 
@@ -93,6 +113,12 @@ class Recorder(Policy):
     program as the primary does); False (a log file, by default): see :func:`log_env`."""
 
     replica = "primary"
+
+    def new_task_state(self) -> PrimaryTaskState:
+        return PrimaryTaskState()
+
+    def held_signals(self, task: Task) -> list[int]:
+        return [s for s, _ in task.policy_state.pending]
 
     def __init__(self, sink, small_log: bool = False, record_env: bool = True):
         self.sink = sink
@@ -160,9 +186,9 @@ class Recorder(Policy):
             task.emulate(-errno.ENOSYS)
             call.action = "failed"
             return
-        if task.pending and entry is not None and self._deliver_before(task, call) \
-                and task.policy_state.get("before_seq") != call.seq:
-            task.policy_state["before_seq"] = call.seq   # one such delivery point per call
+        st: PrimaryTaskState = task.policy_state
+        if st.pending and entry is not None and self._deliver_before(st, call) and st.before_seq != call.seq:
+            st.before_seq = call.seq   # one such delivery point per call
             self._deliver_pending(task, mode="before")
             task.rewind()
             return
@@ -193,7 +219,7 @@ class Recorder(Policy):
         if entry is not None and entry.kills:
             target = call.args[0] if call.name != "tgkill" else call.args[1]
             if signed(target) in (0, task.pid) or (call.name == "tgkill" and call.args[0] == task.pid):
-                task.expect_self_signal = True
+                st.expect_self_signal = True
         task.run(to_exit=not (entry is not None and entry.noreturn))
         call.action = "logged"
 
@@ -203,7 +229,7 @@ class Recorder(Policy):
         res = signed(call.result)
         call.result = res
         if res == -EPIPE and call.entry is not None and call.entry.writes:
-            task.expect_self_signal = True  # SIGPIPE follows, raised by the kernel for this write
+            task.policy_state.expect_self_signal = True  # SIGPIPE follows, raised by the kernel for this write
         outs = capture(task, call) if call.cls != "local" or call.entry and call.entry.outs else []
         if call.name == "listen" and res == 0:
             bound = fdtable.local_address(task.pid, call.args[0])
@@ -232,32 +258,34 @@ class Recorder(Policy):
         if call.name == "mmap":
             self.maps.on_mmap_exit(task, call, res)   # its content, before its sys record
         self.emit(fields, [d for _, d in outs])
-        held = task.policy_state.pop("in_call_signal", None)
-        if held is not None:   # a signal delivered inside this (interrupted) call follows it
-            self._log_signal(task, call.seq, *held, "in-call")
+        st: PrimaryTaskState = task.policy_state
+        if st.in_call_signal is not None:   # a signal delivered inside this (interrupted) call follows it
+            self._log_signal(task, call.seq, *st.in_call_signal, "in-call")
+            st.in_call_signal = None
 
     @staticmethod
-    def _deliver_before(task: Task, call: Call) -> bool:
+    def _deliver_before(st: PrimaryTaskState, call: Call) -> bool:
         """Whether the held-back signals are delivered before this call: it may wait long, or
         it changes the handling of a signal that is held back."""
         entry = call.entry
         if entry.blocks:
             return True
-        return entry.disposes and call.args[1] != 0 and any(s == call.args[0] for s, _ in task.pending)
+        return entry.disposes and call.args[1] != 0 and any(s == call.args[0] for s, _ in st.pending)
 
     def after_call(self, task: Task, call: Call) -> None:
-        if task.pending and task.seq % self.engine.epoch == 0:
+        if task.policy_state.pending and task.seq % self.engine.epoch == 0:
             self._deliver_pending(task)
 
     # -- signals -------------------------------------------------------------------------
-    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> SignalAction:
         info = SigInfo.parse(siginfo)
-        if task.expect_self_signal and info.pid == task.pid:
+        st: PrimaryTaskState = task.policy_state
+        if st.expect_self_signal and info.pid == task.pid:
             # Raised by the program's own call (kill(getpid()), raise, abort, SIGPIPE): it is
             # delivered right after that call on every replica.
-            task.expect_self_signal = False
+            st.expect_self_signal = False
             self._log_signal(task, task.seq - 1, signo, siginfo, "self")
-            return True
+            return SignalAction.DELIVER
         itr = task.interrupted
         if itr is not None:
             disp = task.signal_disposition(signo)
@@ -266,33 +294,34 @@ class Recorder(Policy):
             if disp == "handled" or fatal:
                 # It interrupted a blocking call (a sleep, a read, pause): deliver it there, or the
                 # program would wait forever.  The backup re-creates the interruption.
-                task.policy_state["in_call_signal"] = (signo, siginfo)  # logged after the call
-                return True
-        if signo < SIGRTMIN and any(s == signo for s, _ in task.pending):
-            return "merged"   # a standard signal is pending at most once, as in the kernel
-        task.pending.append((signo, siginfo))
-        return "deferred"
+                st.in_call_signal = (signo, siginfo)  # logged after the call
+                return SignalAction.DELIVER
+        if signo < SIGRTMIN and any(s == signo for s, _ in st.pending):
+            return SignalAction.MERGE   # a standard signal is pending at most once, as in the kernel
+        st.pending.append((signo, siginfo))
+        return SignalAction.DEFER
 
     def _deliver_pending(self, task: Task, mode: str = "boundary") -> None:
         seen = set()
         keep = []
-        for signo, info in task.pending:
+        st: PrimaryTaskState = task.policy_state
+        for signo, info in st.pending:
             if signo in seen or signo in task.injecting:
                 keep.append((signo, info))  # a standard signal cannot be pending twice
                 continue
             seen.add(signo)
             self._log_signal(task, task.seq - 1, signo, info, mode)
             task.inject_signal(signo, info)
-        task.pending = keep
+        st.pending = keep
 
     def _log_signal(self, task: Task, seq: int, signo: int, siginfo: bytes, mode: str) -> None:
         self.emit({"t": "sig", "pid": task.vpid, "seq": seq, "signo": signo, "mode": mode}, [siginfo])
 
-    def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
+    def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:
         value = time.monotonic_ns() * 3  # a 3 GHz-like counter; only its monotonicity matters
         aux = 0
         self.emit({"t": "tsc", "pid": task.vpid, "seq": task.seq - 1, "value": value, "aux": aux})
-        return value, aux
+        return Tsc(value, aux, "logged")
 
 
 def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=None,

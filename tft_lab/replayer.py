@@ -34,11 +34,12 @@ from __future__ import annotations
 import collections
 import os
 import stat
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from . import fdtable
 from . import log as _log
-from .engine import Engine, Policy
+from .engine import Engine, Policy, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError
 from .mapped import MapReplayer
@@ -67,6 +68,19 @@ class Stream:
         self.exit = None
 
 
+@dataclass(slots=True)
+class ReplayTaskState:
+    """What the replaying side (:class:`Replayer`, and the backup built on it) keeps about one
+    process."""
+
+    fds: dict[int, fdtable.Fd] = field(default_factory=dict)
+    """What each fd stands for on the primary (:mod:`tft_lab.fdtable`): a real object or a
+    stand-in; the working directory under ``AT_FDCWD``.  Copied at fork, pruned at exec."""
+    before: list = field(default_factory=list)
+    """``sig`` records the primary delivered just before this process's next call: raised at
+    that call's entry, which then starts afresh."""
+
+
 class Replayer(Policy):
     """Backup / replayer over records, from a log file (read as the replay needs them) or a
     channel (as they come).
@@ -77,6 +91,9 @@ class Replayer(Policy):
     and the replay then stops with a :class:`LogError` saying where and why."""
 
     replica = "backup"
+
+    def new_task_state(self) -> ReplayTaskState:
+        return ReplayTaskState()
 
     def __init__(self, records: Iterable, *, out_fds: dict[str, int] | None = None):
         source = iter(records)
@@ -145,9 +162,11 @@ class Replayer(Policy):
     def on_start(self, engine: Engine) -> None:
         self.engine = engine
         engine.root.vpid = self.header["pid"]
-        fdtable.set_cwd(engine.root.fds, self.header["cwd"])
+        engine.root.policy_state.fds = fdtable.inherited()
+        fdtable.set_cwd(engine.root.policy_state.fds, self.header["cwd"])
 
     def on_exec(self, task: Task, at_random: int | None) -> None:
+        fdtable.after_exec(task.policy_state.fds)
         rec = self.peek(task)
         path = os.readlink(f"/proc/{task.pid}/exe")
         if rec is None and self.stopped_short() is not None:
@@ -164,6 +183,7 @@ class Replayer(Policy):
             task.write(at_random, rec["blobs"][0])
 
     def on_fork(self, parent: Task, child: Task) -> None:
+        child.policy_state.fds = fdtable.copy_table(parent.policy_state.fds)
         call = parent.call
         if call is None or call.rec is None:
             raise DivergenceError("a process was created outside a logged fork/clone", pid=parent.vpid)
@@ -188,8 +208,9 @@ class Replayer(Policy):
         return self.streams[task.vpid].q.popleft()
 
     def on_entry(self, task: Task, call: Call) -> None:
-        before = task.policy_state.pop("before", None)
-        if before:   # the primary delivered these just before this call: so do we
+        st: ReplayTaskState = task.policy_state
+        if st.before:   # the primary delivered these just before this call: so do we
+            before, st.before = st.before, []
             for rec in before:
                 task.inject_signal(rec["signo"], rec["blobs"][0])
             task.rewind()
@@ -281,7 +302,7 @@ class Replayer(Policy):
         entry = call.entry
         if entry is None or entry.fd_arg is None or entry.writes == "fd":
             return False
-        info = task.fds.get(call.args[entry.fd_arg])
+        info = task.policy_state.fds.get(call.args[entry.fd_arg])
         return info is not None and info.own
 
     def perform_output(self, task: Task, call: Call, res: int) -> None:
@@ -289,7 +310,7 @@ class Replayer(Policy):
         that moved them: the table's ``writes`` fact says where its bytes are)."""
         if res <= 0 or call.entry is None or not call.entry.writes:
             return
-        info = task.fds.get(call.args[call.entry.fd_arg])
+        info = task.policy_state.fds.get(call.args[call.entry.fd_arg])
         fd = self.out_fds.get(info.kind) if info else None
         if fd is None:
             return
@@ -310,7 +331,7 @@ class Replayer(Policy):
             return
         if call.entry.opens:
             path_arg, flags = fdtable.open_call(call)
-            where = fdtable.resolve_call(task, call)
+            where = fdtable.resolve_call(task, task.policy_state.fds, call)
             own = fdtable.own_proc_path(task, where) if where is not None else None
             if own is not None:
                 # The process's own kernel state (/proc/self/uid_map...): opened here for real, in
@@ -369,11 +390,12 @@ class Replayer(Policy):
             task.emulate(res)
             return
         call.action = "ran"
-        info = task.fds.get(call.args[0]) if call.name == "fchdir" else None
+        fds = task.policy_state.fds
+        info = fds.get(call.args[0]) if call.name == "fchdir" else None
         if info is not None and info.standin and info.path.startswith("/"):
             target = info.path     # a stand-in cannot be entered: go by the path it stands for
         elif call.name == "chdir":
-            target = fdtable.resolve_call(task, call)
+            target = fdtable.resolve_call(task, fds, call)
         else:
             target = None          # a real directory fd: fchdir it for real
         if target is not None and os.path.isdir(target):
@@ -415,7 +437,7 @@ class Replayer(Policy):
                 call.action = "standin"
                 return
             elif got < 0 <= want and call.entry is not None and call.entry.execs:
-                where = fdtable.resolve_call(task, call) or "?"
+                where = fdtable.resolve_call(task, task.policy_state.fds, call) or "?"
                 raise DivergenceError(f"replay diverged: {call.name} of {where} failed here ({os.strerror(-got)}), "
                                       "it ran on the primary: a replay runs the programs the recording ran, "
                                       "and this one is not here (did the recorded program make it?)",
@@ -428,7 +450,7 @@ class Replayer(Policy):
             call.result = got
         else:
             call.result = want
-        fdtable.update(task, call, call.result, standin=call.action == "standin")
+        fdtable.update(task, task.policy_state.fds, call, call.result, standin=call.action == "standin")
 
     def after_call(self, task: Task, call: Call) -> None:
         self.inject_signals(task, call.seq)
@@ -444,7 +466,7 @@ class Replayer(Policy):
             stream.q.popleft()
             self.signal_logged(task, rec)
             if rec["mode"] == "before":
-                task.policy_state.setdefault("before", []).append(rec)
+                task.policy_state.before.append(rec)
             else:
                 task.inject_signal(rec["signo"], rec["blobs"][0])
 
@@ -452,10 +474,10 @@ class Replayer(Policy):
         """A logged signal of ``task``'s process is taken from the log, to be delivered now or
         at its next call's entry (a hook: the backup counts the signals its processes received)."""
 
-    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
-        return False  # the backup's own signals are not the program's: the log says which it gets
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> SignalAction:
+        return SignalAction.DROP  # the backup's own signals are not the program's: the log says which it gets
 
-    def on_rdtsc(self, task: Task, rdtscp: bool) -> tuple[int, int]:
+    def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:
         rec = self.peek(task)
         if rec is None and self.stopped_short() is not None:
             raise self.stopped_short()
@@ -463,7 +485,7 @@ class Replayer(Policy):
             raise DivergenceError("replay diverged: the program read the time-stamp counter where the "
                                   f"log has {_describe(rec)}", syscall="rdtsc")
         self.streams[task.vpid].q.popleft()
-        return rec["value"], rec["aux"]
+        return Tsc(rec["value"], rec["aux"])
 
     def log_exhausted(self, task: Task, call: Call) -> None:
         """The log has nothing more for this process (a file replay: the primary died here)."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from . import channel as _channel
 from ._process import die_with_parent, reap_exited
 from .errors import ChannelError, DivergenceError, ProgramError, TftError, UnsupportedError
-from .faults import Fault, parse_fault
+from .faults import Fault, fail_stop, parse_fault
 from .trace import event_file
 from .trace import load as load_trace
 from .trace import save as save_trace
@@ -116,7 +116,7 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
                       result_path=None, env=None, cwd=None, fence_after=1.0, control_fd=None) -> int:
     """Run ``argv`` as the primary, streaming its log to ``sender`` (None: alone)."""
     from .engine import Engine
-    from .primary import ChannelSink, Fenced, Primary, fail_stop
+    from .primary import ChannelSink, Fenced, Primary
 
     _supervisor_signals()
     sink = ChannelSink(sender)

@@ -407,6 +407,24 @@ def name_of(nr: int) -> str:
     return SYSCALL_NAMES.get(nr, f"syscall_{nr}")
 
 
+_NUMBERS: dict[str, int] | None = None
+
+
+def number(name: str) -> int:
+    """The x86_64 number of syscall ``name``, in the table or not: a call the program never
+    makes through us (``pidfd_open``, which the backup injects) is python-ptrace's fact.
+    KeyError for a name no list has."""
+    entry = TABLE.get(name)
+    if entry is not None:
+        return entry.x64
+    global _NUMBERS
+    if _NUMBERS is None:
+        from ptrace.syscall import SYSCALL_NAMES
+
+        _NUMBERS = {v: k for k, v in SYSCALL_NAMES.items()}
+    return _NUMBERS[name]
+
+
 def untrapped_if() -> dict[int, tuple[int, int]]:
     """Syscall number -> (argument, bits) with which the filter lets a subscribed call through."""
     return {s.x64: s.untrapped_if for s in TABLE.values() if s.trap and s.untrapped_if}

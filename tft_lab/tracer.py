@@ -13,7 +13,7 @@ from ptrace.func_call import FunctionCallOptions
 from ptrace.syscall import PtraceSyscall
 
 from ._backend import ptrace as pt
-from .engine import Engine, Policy
+from .engine import Engine, Policy, SignalAction
 from .guest import Call, Task, signed
 
 
@@ -87,11 +87,11 @@ class Tracer(Policy):
         tail = f" = {res_text}" if call.to_exit else " = ?"
         self.out.write(f"[{task.vpid}] {text}{tail}  <{call.cls}>\n")
 
-    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> bool:
+    def on_signal(self, task: Task, signo: int, siginfo: bytes) -> SignalAction:
         from .engine import _signame
 
         self.out.write(f"[{task.vpid}] --- {_signame(signo)} ---\n")
-        return True
+        return SignalAction.DELIVER
 
 
 def trace(argv: list[str], out: TextIO = sys.stderr) -> tuple[int, Engine]:
