@@ -37,7 +37,6 @@ import errno
 import os
 import queue
 import signal
-import socket
 import struct
 import sys
 import threading
@@ -46,7 +45,7 @@ from dataclasses import dataclass, field
 
 from . import fdtable
 from . import log as _log
-from . import pairs, redo
+from . import pairs, rebuild, redo
 from .engine import Engine, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError, TftError, UnsupportedError
@@ -55,12 +54,8 @@ from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, SentSignals, r
 from .replayer import Replayer, ReplayTaskState
 from .syscalls import number
 
-NR = {name: number(name) for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt", "chdir",
-                                      "bind", "listen", "socketpair", "epoll_ctl", "pidfd_open", "pidfd_getfd")}
+NR = {name: number(name) for name in ("lseek", "epoll_ctl")}
 
-
-AT_FDCWD = -100
-SOL_SOCKET, SO_REUSEADDR = 1, 2
 #: Live calls whose pid arguments the program took from the primary: index of each.
 _PID_ARGS = {"wait4": (0,), "kill": (0,), "tkill": (0,), "tgkill": (0, 1), "setpgid": (0, 1),
              "getpgid": (0,), "getsid": (0,)}
@@ -495,27 +490,27 @@ class Backup(Replayer):
         task.policy_state.reconciled = True
         if self.live_ns is None:
             self.live_ns = time.monotonic_ns()   # the first process of the program is live
-        notes = [self._enter_cwd(task)]
+        notes = [rebuild.enter_cwd(task)]
         for fd, info in sorted(task.policy_state.fds.items()):
             try:
                 rebuilt = info.desc in self.rebuilt
-                if rebuilt and self._share(task, fd, info):
+                if rebuilt and rebuild.share(task, fd, info, self.rebuilt, self.engine.tasks):
                     continue   # another fd of this description was rebuilt: the same object
                 if info.kind == "file" and (info.standin or rebuilt):
-                    notes.append(self._reopen(task, fd, info))
+                    notes.append(rebuild.reopen(task, fd, info))
                 elif info.kind == "listen" and (info.standin or rebuilt):
-                    notes.append(self._relisten(task, fd, info))
+                    notes.append(rebuild.relisten(task, fd, info))
                 elif info.kind == "conn" and info.standin and (peer := pairs.find_peer(
                         info, self.stopped or [task], self.rebuilt)) is not None:
                     note = pairs.reconnect(task, fd, info, *peer, self.in_flight.conns)
                     if not note:
-                        self._reset(task, fd, info)
+                        rebuild.reset(task, fd, info)
                         note = f"fd {fd}: connection reset"
                     else:
                         self.rebuilt[peer[0].policy_state.fds[peer[1]].desc] = peer
                     notes.append(note)
                 elif info.kind in ("conn", "socket", "dead") and (info.standin or rebuilt):
-                    self._reset(task, fd, info)
+                    rebuild.reset(task, fd, info)
                     notes.append(f"fd {fd}: connection reset")
                 else:
                     # A real object (its kernel shares it as the primary's did): only the offset
@@ -541,106 +536,8 @@ class Backup(Replayer):
         if any(notes):
             self.warn(f"pid {task.vpid} went live at seq {task.seq}: " + "; ".join(n for n in notes if n))
 
-    def _enter_cwd(self, task: Task) -> str:
-        """The process's own working directory becomes the recorded one: while replaying it could
-        not follow a chdir into a directory missing here then (made by the program's mkdir, an
-        output the replay skips); live, the program's relative paths must resolve where the
-        primary's did.  Returns a note ("" when nothing had to move)."""
-        info = task.policy_state.fds.get(fdtable.AT_FDCWD)
-        if info is None or not info.path.startswith("/"):
-            return ""
-        try:
-            if os.readlink(f"/proc/{task.pid}/cwd") == info.path:
-                return ""
-        except OSError:
-            return ""
-        res = task.inject(NR["chdir"], (task.scratch(info.path.encode(errors="surrogateescape") + b"\0"),))
-        if res < 0:
-            return f"cannot enter the working directory {info.path}: {os.strerror(-res)}"
-        return f"working directory {info.path}"
-
-    def _share(self, task: Task, fd: int, info: fdtable.Fd) -> bool:
-        """Make ``fd`` refer to the object already rebuilt for its description (dup'ed fds in
-        one process, fds inherited across fork in another: pidfd_getfd), so that they share
-        one offset as they did on the primary.  False if that object is gone."""
-        owner, ofd = self.rebuilt[info.desc]
-        held = owner.policy_state.fds.get(ofd)
-        if owner.pid not in self.engine.tasks or held is None or held.desc is not info.desc:
-            return False   # the process that holds it exited, or closed or replaced that fd
-        if owner is task:
-            if ofd != fd:
-                task.inject(NR["dup3"], (ofd, fd, fdtable.O_CLOEXEC if info.cloexec else 0))
-            return True
-        pidfd = task.inject(NR["pidfd_open"], (owner.pid, 0))
-        if pidfd < 0:
-            return False
-        tmp = task.inject(NR["pidfd_getfd"], (pidfd, ofd, 0))
-        task.inject(NR["close"], (pidfd,))
-        if tmp < 0:
-            return False
-        pairs.dup_into(task, tmp, fd, info.cloexec)
-        return True
-
-    def _reopen(self, task: Task, fd: int, info: fdtable.Fd) -> str:
-        flags = info.flags & ~(fdtable.O_CREAT | fdtable.O_TRUNC | fdtable.O_EXCL)
-        path_addr = task.scratch(info.path.encode(errors="surrogateescape") + b"\0")
-        tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags, 0))
-        if tmp < 0:
-            raise DivergenceError(f"cannot reopen {info.path}: {os.strerror(-tmp)}")
-        if not info.flags & fdtable.O_APPEND:
-            task.inject(NR["lseek"], (tmp, info.offset, fdtable.SEEK_SET))
-        pairs.dup_into(task, tmp, fd, info.cloexec)
-        info.standin = False
-        return f"fd {fd}: reopened {info.path} at offset {info.offset}"
-
-    def _relisten(self, task: Task, fd: int, info: fdtable.Fd) -> str:
-        tmp = task.inject(NR["socket"], (info.domain, info.type, info.proto))
-        if tmp < 0:
-            raise DivergenceError(f"cannot create a socket: {os.strerror(-tmp)}")
-        one = task.scratch(struct.pack("<i", 1))
-        task.inject(NR["setsockopt"], (tmp, SOL_SOCKET, SO_REUSEADDR, one, 4))
-        for level, name, value in info.sockopts:
-            task.inject(NR["setsockopt"], (tmp, level, name, task.scratch(value), len(value)))
-        addr = info.addr
-        where = _fmt_sockaddr(addr)
-        for attempt in range(50):
-            res = task.inject(NR["bind"], (tmp, task.scratch(addr), len(addr)))
-            if res == -errno.EADDRNOTAVAIL and info.domain == socket.AF_INET:
-                addr = addr[:4] + bytes(4) + addr[8:]   # another host: listen on the backup's addresses
-                where = _fmt_sockaddr(addr)
-                continue
-            if res == -errno.EADDRINUSE:
-                time.sleep(0.05)   # the dead primary's socket is still being torn down
-                continue
-            break
-        if res < 0:
-            task.inject(NR["close"], (tmp,))
-            raise DivergenceError(f"cannot bind {where}: {os.strerror(-res)}")
-        task.inject(NR["listen"], (tmp, info.backlog))
-        pairs.dup_into(task, tmp, fd, info.cloexec)
-        info.standin = False
-        return f"fd {fd}: listening again on {where}"
-
-    def _reset(self, task: Task, fd: int, info: fdtable.Fd) -> None:
-        pair = task.scratch(bytes(8))
-        if task.inject(NR["socketpair"], (socket.AF_UNIX, socket.SOCK_STREAM, 0, pair)) < 0:
-            return
-        a, b = struct.unpack("<ii", task.read(pair, 8))
-        pairs.dup_into(task, a, fd, info.cloexec)
-        task.inject(NR["close"], (b,))
-        info.kind = "dead"
-        info.standin = False
-
-
 def _signame(signo: int) -> str:
     try:
         return signal.Signals(signo).name
     except ValueError:
         return f"signal {signo}"
-
-
-def _fmt_sockaddr(addr: bytes) -> str:
-    if len(addr) >= 8 and int.from_bytes(addr[:2], "little") == socket.AF_INET:
-        port = int.from_bytes(addr[2:4], "big")
-        return f"{socket.inet_ntoa(addr[4:8])}:{port}"
-    return addr.hex()

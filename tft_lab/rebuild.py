@@ -1,0 +1,132 @@
+"""Go-live: the objects a process's fds stood for on the primary, rebuilt in the backup's own
+kernel (called by :meth:`tft_lab.backup.Backup.reconcile`, one fd at a time).
+
+Each function works on one process stopped at a syscall entry, through calls it injects
+there (:meth:`tft_lab.guest.Task.inject`), and updates the fd's :class:`~tft_lab.fdtable.Fd`
+to say it is real now.  What cannot be rebuilt raises :class:`~tft_lab.errors.DivergenceError`.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+import time
+
+from . import fdtable, pairs
+from .errors import DivergenceError
+from .guest import Task
+from .syscalls import number
+
+NR = {name: number(name) for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt", "chdir",
+                                      "bind", "listen", "socketpair", "pidfd_open", "pidfd_getfd")}
+AT_FDCWD = -100
+SOL_SOCKET, SO_REUSEADDR = 1, 2
+
+
+def enter_cwd(task: Task) -> str:
+    """The process's own working directory becomes the recorded one: while replaying it could
+    not follow a chdir into a directory missing here then (made by the program's mkdir, an
+    output the replay skips); live, the program's relative paths must resolve where the
+    primary's did.  Returns a note ("" when nothing had to move)."""
+    info = task.policy_state.fds.get(fdtable.AT_FDCWD)
+    if info is None or not info.path.startswith("/"):
+        return ""
+    try:
+        if os.readlink(f"/proc/{task.pid}/cwd") == info.path:
+            return ""
+    except OSError:
+        return ""
+    res = task.inject(NR["chdir"], (task.scratch(info.path.encode(errors="surrogateescape") + b"\0"),))
+    if res < 0:
+        return f"cannot enter the working directory {info.path}: {os.strerror(-res)}"
+    return f"working directory {info.path}"
+
+
+def share(task: Task, fd: int, info: fdtable.Fd, rebuilt: dict, tasks) -> bool:
+    """Make ``fd`` refer to the object already rebuilt for its description (dup'ed fds in
+    one process, fds inherited across fork in another: pidfd_getfd), so that they share
+    one offset as they did on the primary.  False if that object is gone."""
+    owner, ofd = rebuilt[info.desc]
+    held = owner.policy_state.fds.get(ofd)
+    if owner.pid not in tasks or held is None or held.desc is not info.desc:
+        return False   # the process that holds it exited, or closed or replaced that fd
+    if owner is task:
+        if ofd != fd:
+            task.inject(NR["dup3"], (ofd, fd, fdtable.O_CLOEXEC if info.cloexec else 0))
+        return True
+    pidfd = task.inject(NR["pidfd_open"], (owner.pid, 0))
+    if pidfd < 0:
+        return False
+    tmp = task.inject(NR["pidfd_getfd"], (pidfd, ofd, 0))
+    task.inject(NR["close"], (pidfd,))
+    if tmp < 0:
+        return False
+    pairs.dup_into(task, tmp, fd, info.cloexec)
+    return True
+
+
+def reopen(task: Task, fd: int, info: fdtable.Fd) -> str:
+    """A file the primary had open: opened again here (create and truncate dropped), at its
+    offset unless appending, on the same fd.  Returns a note."""
+    flags = info.flags & ~(fdtable.O_CREAT | fdtable.O_TRUNC | fdtable.O_EXCL)
+    path_addr = task.scratch(info.path.encode(errors="surrogateescape") + b"\0")
+    tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags, 0))
+    if tmp < 0:
+        raise DivergenceError(f"cannot reopen {info.path}: {os.strerror(-tmp)}")
+    if not info.flags & fdtable.O_APPEND:
+        task.inject(NR["lseek"], (tmp, info.offset, fdtable.SEEK_SET))
+    pairs.dup_into(task, tmp, fd, info.cloexec)
+    info.standin = False
+    return f"fd {fd}: reopened {info.path} at offset {info.offset}"
+
+
+def relisten(task: Task, fd: int, info: fdtable.Fd) -> str:
+    """A listening socket: created again with its options, bound to the same address (on
+    another host: the same port on the backup's addresses), listening, on the same fd."""
+    tmp = task.inject(NR["socket"], (info.domain, info.type, info.proto))
+    if tmp < 0:
+        raise DivergenceError(f"cannot create a socket: {os.strerror(-tmp)}")
+    one = task.scratch(struct.pack("<i", 1))
+    task.inject(NR["setsockopt"], (tmp, SOL_SOCKET, SO_REUSEADDR, one, 4))
+    for level, name, value in info.sockopts:
+        task.inject(NR["setsockopt"], (tmp, level, name, task.scratch(value), len(value)))
+    addr = info.addr
+    where = fmt_sockaddr(addr)
+    for attempt in range(50):
+        res = task.inject(NR["bind"], (tmp, task.scratch(addr), len(addr)))
+        if res == -errno.EADDRNOTAVAIL and info.domain == socket.AF_INET:
+            addr = addr[:4] + bytes(4) + addr[8:]   # another host: listen on the backup's addresses
+            where = fmt_sockaddr(addr)
+            continue
+        if res == -errno.EADDRINUSE:
+            time.sleep(0.05)   # the dead primary's socket is still being torn down
+            continue
+        break
+    if res < 0:
+        task.inject(NR["close"], (tmp,))
+        raise DivergenceError(f"cannot bind {where}: {os.strerror(-res)}")
+    task.inject(NR["listen"], (tmp, info.backlog))
+    pairs.dup_into(task, tmp, fd, info.cloexec)
+    info.standin = False
+    return f"fd {fd}: listening again on {where}"
+
+
+def reset(task: Task, fd: int, info: fdtable.Fd) -> None:
+    """A connection that lived in the dead kernel: one end of a fresh socket pair whose other
+    end is closed, so reads and writes on it fail as on a reset connection."""
+    pair = task.scratch(bytes(8))
+    if task.inject(NR["socketpair"], (socket.AF_UNIX, socket.SOCK_STREAM, 0, pair)) < 0:
+        return
+    a, b = struct.unpack("<ii", task.read(pair, 8))
+    pairs.dup_into(task, a, fd, info.cloexec)
+    task.inject(NR["close"], (b,))
+    info.kind = "dead"
+    info.standin = False
+
+
+def fmt_sockaddr(addr: bytes) -> str:
+    if len(addr) >= 8 and int.from_bytes(addr[:2], "little") == socket.AF_INET:
+        port = int.from_bytes(addr[2:4], "big")
+        return f"{socket.inet_ntoa(addr[4:8])}:{port}"
+    return addr.hex()
