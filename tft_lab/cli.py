@@ -264,10 +264,7 @@ def _sweep(args) -> int:
 
     from .sweeps import failed, summary, sweep, write_table
 
-    def _terminate(signum, frame):
-        raise KeyboardInterrupt   # stop every point and remove every folder, then go
-
-    signal.signal(signal.SIGTERM, _terminate)
+    _stop_on_sigterm()   # stop every point and remove every folder, then go
     if args.workers is not None and args.workers < 1:
         _usage("--workers must be at least 1")
     try:
