@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tft_lab._build import example
-from tft_lab.testing import adopt_orphans, build_program, current_pids
+from tft_lab.testing import adopt_orphans, build_program, current_pids, run_cli
 
 
 _SESSION_TMP: str | None = None
@@ -87,3 +87,11 @@ def clocks():
 def counter():
     """The bundled counter example, built."""
     return str(example("counter"))
+
+
+@pytest.fixture
+def key(tmp_path):
+    """A fresh shared key file (``tft keygen``) for the two ends of a TCP channel."""
+    path = tmp_path / "shared.key"
+    assert run_cli(["keygen", path]).returncode == 0
+    return path

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
-import subprocess
 import threading
 import time
 
@@ -25,7 +24,7 @@ from tft_lab import log as tft_log
 from tft_lab._process import start_cli
 from tft_lab.channel import MAGIC
 from tft_lab.errors import ChannelError
-from tft_lab.testing import assert_no_leftovers, run_cli
+from tft_lab.testing import assert_no_leftovers, free_port, run_cli, wait_listening
 
 LOOPBACK = "127.0.0.1"
 TIMEOUT = 120
@@ -34,30 +33,6 @@ HELLO_SIZE = 46       # see tft_lab.channel.wire
 
 
 # --- the backup under attack ---------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    """Until ``port`` listens (read from /proc: a probe connection would be a peer)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        with open("/proc/net/tcp") as f:
-            if any(line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A" for line in f):
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"tft backup did not listen on {port}: {proc.stderr.read().decode()}")
-
-
-@pytest.fixture
-def key(tmp_path):
-    path = tmp_path / "shared.key"
-    assert run_cli(["keygen", path]).returncode == 0
-    return path
-
 
 @pytest.fixture
 def backup(key, pids_before):

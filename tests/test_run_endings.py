@@ -16,7 +16,6 @@ from __future__ import annotations
 import _thread
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -27,36 +26,12 @@ from tft_lab import channel
 
 from tft_lab.run import EXIT_HANDED_OVER, EXIT_INTERRUPTED
 from tft_lab._process import start_cli
-from tft_lab.testing import (assert_no_leftovers, build_program, processes, reap_adopted_zombies,
-                             run_cli)
+from tft_lab.testing import (assert_no_leftovers, build_program, free_port, processes,
+                             reap_adopted_zombies, run_cli, wait_listening)
 
 TIMEOUT = 120
 LOOPBACK = "127.0.0.1"
 KEY = bytes(range(32))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    """Until ``port`` listens (read from /proc: a probe connection would be a peer)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        with open("/proc/net/tcp") as f:
-            if any(line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A" for line in f):
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"tft backup did not listen on {port}")
-
-
-@pytest.fixture
-def key(tmp_path):
-    path = tmp_path / "shared.key"
-    assert run_cli(["keygen", path]).returncode == 0
-    return path
 
 
 class Pair:

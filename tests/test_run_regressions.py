@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import gc
 import os
-import socket
 import stat
-import subprocess
 import tempfile
 import time
 
@@ -28,7 +26,8 @@ from tft_lab._process import start_cli
 from tft_lab.errors import LogError
 from tft_lab.run import EXIT_REFUSED
 from tft_lab.run import run as tft_run
-from tft_lab.testing import assert_no_leftovers, build_program, reap_adopted_zombies, run_cli
+from tft_lab.testing import (assert_no_leftovers, build_program, free_port, reap_adopted_zombies, run_cli,
+                             wait_listening)
 
 TIMEOUT = 120
 #: The corpus's py-http-server: the server starts a thread.  Before the fix the primary's last
@@ -57,23 +56,6 @@ def tmpdir_env(tmp_path):
 
 def left_in(tmp) -> list[str]:
     return sorted(os.listdir(tmp))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    """Wait until ``port`` is listening (read from /proc: a probe connection would be a peer)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        with open("/proc/net/tcp") as f:
-            if any(line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A" for line in f):
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"tft backup did not listen on {port}")
 
 
 # -- class 12: nothing left behind ---------------------------------------------------------------

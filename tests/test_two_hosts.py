@@ -181,13 +181,6 @@ def hosts():
         h.destroy()
 
 
-@pytest.fixture
-def key(tmp_path) -> Path:
-    path = tmp_path / "shared.key"
-    assert run_cli(["keygen", path]).returncode == 0
-    return path
-
-
 # --- the tests -------------------------------------------------------------------------------------
 
 def test_a_backup_on_another_host_output_once_with_the_programs_status(hosts, key, pids_before):

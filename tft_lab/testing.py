@@ -34,6 +34,7 @@ from .errors import ProgramError
 __all__ = [
     "REPO", "PROGRAMS", "BIN", "BuildError", "program_source", "build_program",
     "run_cli", "native", "new_log_path", "record", "replay", "record_and_replay", "outcome",
+    "free_port", "wait_listening",
     "ProcInfo", "processes", "current_pids", "adopt_orphans", "leftover_processes", "assert_no_leftovers",
     "reap_adopted_zombies", "nothing_left_running",
 ]
@@ -155,6 +156,31 @@ def record_and_replay(argv: Sequence[str | os.PathLike], tmp_path: str | os.Path
 def outcome(p: subprocess.CompletedProcess) -> tuple[bytes, bytes, int]:
     """What a run showed the world: (stdout, stderr, exit status)."""
     return p.stdout, p.stderr, p.returncode
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (for ``tft backup --listen`` or a server under tft)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Return once something listens on TCP ``port``; ``AssertionError`` if ``proc`` exits or
+    ``timeout`` seconds pass first.  Read from ``/proc/net/tcp``: a probe connection would be a
+    peer to the listener (``tft backup`` would count it as a refused primary)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with open("/proc/net/tcp") as f:
+            if any(line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A" for line in f):
+                return
+        time.sleep(0.05)
+    said = ""
+    if proc.poll() is not None and proc.stderr is not None:
+        said = ": " + proc.stderr.read().decode(errors="replace").strip()
+    raise AssertionError(f"nothing listened on port {port} within {timeout:g} s{said}")
 
 
 # --- processes left behind ---------------------------------------------------------------------
