@@ -24,7 +24,7 @@ from test_bad_input import one_line_error, write_log
 from tft_lab.errors import LogError
 from tft_lab.log import MAGIC, LogReader, read_log
 from tft_lab.syscalls import name_of
-from tft_lab.recorder import KEPT_ENV
+from tft_lab.recorder import is_secret
 from tft_lab.testing import (assert_no_leftovers, build_program, nothing_left_running, record, replay,
                              run_cli)
 
@@ -359,19 +359,28 @@ def test_every_verb_on_bad_input_says_one_line_and_no_traceback(tmp_path, pids_b
 # --- privacy ------------------------------------------------------------------------------------------
 
 def test_a_log_keeps_no_secret_of_the_environment(tmp_path):
-    env = dict(os.environ, TFT_TEST_SECRET="hunter2-token", LANG="C.UTF-8")
-    script = 'echo "${#TFT_TEST_SECRET} $LANG"'
+    env = dict(os.environ, TFT_TEST_SECRET="hunter2-token", LANG="C.UTF-8", GIT_AUTHOR_NAME="Ada")
+    script = 'echo "${#TFT_TEST_SECRET} $LANG $GIT_AUTHOR_NAME"'
     for flag, kept in (([], False), (["--record-env"], True)):
         log = tmp_path / f"env{len(flag)}.log"
         rec = run_cli(["record", *flag, "--log", log, "--", "/bin/sh", "-c", script], env=env)
-        assert rec.stdout == b"13 C.UTF-8\n"
+        assert rec.stdout == b"13 C.UTF-8 Ada\n"
         assert (b"hunter2-token" in log.read_bytes()) is kept
         assert oct(log.stat().st_mode & 0o777) == "0o600"
         header = read_log(log)[0]
-        assert header["env"]["LANG"] == "C.UTF-8" and "LANG" in KEPT_ENV
+        # configuration a program reads is kept: a replay must see what the recording saw
+        assert header["env"]["LANG"] == "C.UTF-8" and header["env"]["GIT_AUTHOR_NAME"] == "Ada"
         assert header["env"]["TFT_TEST_SECRET"] == ("hunter2-token" if kept else "*" * 13)
         rep = replay(log)
         assert rep.returncode == 0 and rep.stdout == rec.stdout
+
+
+def test_names_that_say_secret_are_masked_and_no_others():
+    for name in ("GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "MYSQL_PWD", "npm_config__auth", "DB_PASSWORD",
+                 "OPENAI_API_KEY", "session-cookie"):
+        assert is_secret(name), name
+    for name in ("PWD", "OLDPWD", "PATH", "HOME", "GIT_AUTHOR_NAME", "LANG", "KEYBOARD_LAYOUT", "PORT"):
+        assert not is_secret(name), name
 
 
 def test_a_trace_file_is_private(tmp_path):

@@ -43,8 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--small-log", action="store_true",
                    help="log only the sha256 of mapped files (libraries...): replays only where they are unchanged")
     r.add_argument("--record-env", action="store_true",
-                   help="keep every environment variable's value in the log (default: only PATH, HOME, "
-                        "locale, terminal and the like; the others are masked, see docs/log-format.md)")
+                   help="keep every environment variable's value in the log (default: variables whose "
+                        "names say secret, such as *_TOKEN, *_PASSWORD, *_KEY, are masked; see docs/log-format.md)")
     r.add_argument("--events", help=argparse.SUPPRESS)       # stream the trace (JSON lines): live views
     r.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)   # live stepping socket
     r.add_argument("prog", nargs=argparse.REMAINDER)

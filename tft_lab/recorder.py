@@ -55,36 +55,40 @@ def refused_by_determinism(call: Call) -> int | None:
     return None
 
 
-#: Environment variables a log keeps the value of: those that commonly change what a program
-#: does (its search paths, locale, terminal, time zone, who and where it runs) and hold no
-#: secret.  Every other variable is kept by name with its value masked (see :func:`log_env`).
-KEPT_ENV = frozenset((
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "OLDPWD", "HOSTNAME", "SHLVL", "_",
-    "LANG", "LANGUAGE", "TERM", "COLORTERM", "NO_COLOR", "CLICOLOR", "COLUMNS", "LINES", "TZ",
-    "TMPDIR", "PAGER", "EDITOR", "VISUAL", "LD_LIBRARY_PATH", "LD_PRELOAD", "GLIBC_TUNABLES",
-    "PYTHONPATH", "PYTHONHASHSEED", "PYTHONHOME", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
-    "VIRTUAL_ENV", "CONDA_PREFIX", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
-    "XDG_RUNTIME_DIR", "MALLOC_ARENA_MAX", "OMP_NUM_THREADS",
+#: The words of an environment variable's name (split at ``_`` and ``-``, any case) that say its
+#: value is a secret: a log masks such a variable (see :func:`log_env`).
+SECRET_WORDS = frozenset((
+    "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "PASSPHRASE", "PWD", "CREDENTIAL",
+    "CREDENTIALS", "AUTH", "COOKIE", "KEY", "APIKEY", "PRIVATE",
 ))
-_KEPT_PREFIXES = ("LC_",)
+_NOT_SECRET = frozenset(("PWD", "OLDPWD"))   # the working directories, not passwords
 MASK = "*"
+
+
+def is_secret(name: str) -> bool:
+    """Whether a log masks the variable ``name``: one of its words is in :data:`SECRET_WORDS`
+    (``GITHUB_TOKEN``, ``AWS_SECRET_ACCESS_KEY``, ``MYSQL_PWD``, ``npm_config__auth``...)."""
+    if name in _NOT_SECRET:
+        return False
+    return any(word in SECRET_WORDS for word in name.upper().replace("-", "_").split("_"))
 
 
 def log_env(env: dict[str, str], record_env: bool = False) -> dict[str, str]:
     """The environment as a log stores it.
 
     A log is a file that outlives the run: it must not hold the tokens and passwords an
-    environment carries.  It keeps the value of each variable in :data:`KEPT_ENV` (and
-    ``LC_*``); every other variable keeps its name and the *length* of its value, the value
-    replaced by as many ``*``.  The replay starts the program with exactly this environment,
-    so the program's stack (where the environment lives, and many out-buffers with it) has the
-    same layout as on the primary.  A program whose behaviour depends on a masked value
-    diverges on replay (or shows the ``*``): record it with ``record_env`` (``tft record
-    --record-env``) to keep every value.
+    environment carries.  A variable whose name says it holds a secret (:func:`is_secret`)
+    keeps its name and the *length* of its value, the value replaced by as many ``*``; every
+    other variable is kept as it is, since programs read their configuration there (``GIT_*``,
+    ``LANG``, a server's port) and a replay must see what the recording saw.  The replay
+    starts the program with exactly this environment, so equal lengths keep the program's
+    stack (where the environment lives, and many out-buffers with it) as the log has it.  A
+    program whose behaviour depends on a masked value diverges on replay (or shows the
+    ``*``): record it with ``record_env`` (``tft record --record-env``) to keep every value.
     """
     if record_env:
         return dict(env)
-    return {k: v if k in KEPT_ENV or k.startswith(_KEPT_PREFIXES) else MASK * len(v) for k, v in env.items()}
+    return {k: MASK * len(v) if is_secret(k) else v for k, v in env.items()}
 
 
 @dataclass(slots=True)
@@ -329,8 +333,8 @@ def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=Non
            small_log: bool = False, record_env: bool = False) -> tuple[int, Engine]:
     """Record ``argv`` into ``log_path``; returns (exit status, engine).
 
-    ``record_env``: keep every environment variable's value in the log; by default only those
-    a replay commonly needs are kept, the others masked (:func:`log_env`).
+    ``record_env``: keep every environment variable's value in the log; by default those whose
+    names say they hold a secret are masked (:func:`log_env`).
 
     ``small_log``: log only the sha256 of mapped files (libraries...), not their content: the
     log then replays only where those files are unchanged.
