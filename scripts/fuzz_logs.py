@@ -11,9 +11,9 @@ duplicated, dropped or swapped with the next, a forged record inserted, one
 field of a record forged (boundary integers, wrong types, deep nesting) and
 forged frame lengths.
 
-Each replay runs in a forked child (``tft_lab.cli.main``, as the ``tft``
-command runs it, without paying for a new interpreter per case) in its own
-session, under an address-space limit (:data:`MEM_LIMIT`) and a time limit.
+Each replay runs as the ``tft`` command runs it (``tft_lab.cli.main``), in a
+fresh interpreter in a session of its own, under an address-space limit
+(:data:`MEM_LIMIT`) and a time limit.
 Every case must end in one of:
 
 - ``identical``: the replay's stdout, stderr and exit status are the unmutated replay's;
@@ -43,7 +43,6 @@ import copy
 import json
 import os
 import random
-import resource
 import shutil
 import signal
 import struct
@@ -51,7 +50,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import zlib
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -59,13 +57,11 @@ from typing import Callable, NamedTuple
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tft_lab import cli as _cli  # noqa: E402  (imported before forking: each child has it)
 from tft_lab import log as _log  # noqa: E402
-from tft_lab import replayer as _replayer  # noqa: E402,F401
 from tft_lab.errors import LogError  # noqa: E402
 from tft_lab.syscalls import TABLE  # noqa: E402
 
-MEM_LIMIT = 1 << 30          # a replay needs ~60 MB; a log must not make it grow by more than this
+MEM_LIMIT = 1 << 30          # a replay needs ~60 MB; a log must not make it grow past this
 TIME_LIMIT = 30.0            # seconds per replay (a normal one takes well under 2 s)
 FRAME = struct.Struct("<II")
 #: The recorded programs (sh is everywhere): input, outputs to stdout, stderr and a file, a status;
@@ -282,36 +278,16 @@ def record_bases(work: Path) -> list[Base]:
     return bases
 
 
-def _child(path: Path, out: Path, err: Path) -> None:
-    rc = 1
-    try:
-        os.setsid()
-        # The child is a fork of its caller (under pytest, a process that has grown through the
-        # whole suite): the replay may grow by MEM_LIMIT beyond what it inherited, no more.
-        with open("/proc/self/statm") as f:
-            inherited = int(f.read().split()[0]) * resource.getpagesize()
-        resource.setrlimit(resource.RLIMIT_AS, (inherited + MEM_LIMIT, inherited + MEM_LIMIT))
-        fd = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(fd, 0)
-        for target, p in ((1, out), (2, err)):
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.dup2(fd, target)
-            os.close(fd)
-        # Python's own streams on those fds (under pytest they are its capture objects)
-        sys.stdout = open(1, "w", closefd=False)
-        sys.stderr = open(2, "w", closefd=False)
-        rc = _cli.main(["replay", str(path)])
-    except SystemExit as e:
-        rc = e.code if isinstance(e.code, int) else 1
-    except BaseException:
-        traceback.print_exc()   # what the interpreter would print, had it come out of main
-        rc = 1
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(rc)
+#: The replaying child: a fresh interpreter (a fork of a process with threads, as pytest is after
+#: the suite's channel and Dask tests, may inherit a lock held mid-operation), in a session of its
+#: own (a hang is killed with its whole group), under the address-space limit.
+_CHILD = """
+import os, resource, sys
+os.setsid()
+resource.setrlimit(resource.RLIMIT_AS, (%d, %d))
+from tft_lab import cli
+sys.exit(cli.main(["replay", sys.argv[1]]))
+""" % (MEM_LIMIT, MEM_LIMIT)
 
 
 def _descendants() -> list[int]:
@@ -329,13 +305,11 @@ def _descendants() -> list[int]:
 
 
 def run_replay(base: Base, path: Path, work: Path) -> tuple[int | str, bytes, bytes, list[int]]:
-    """Replay ``path`` in a forked child; (exit status or "hang", stdout, stderr, leftover pids)."""
+    """Replay ``path`` in a child process; (exit status or "hang", stdout, stderr, leftover pids)."""
     out, err = work / "replay.out", work / "replay.err"
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        _child(path, out, err)
+    with open(out, "wb") as o, open(err, "wb") as e:
+        pid = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], stdin=subprocess.DEVNULL,
+                               stdout=o, stderr=e).pid
     deadline = time.monotonic() + TIME_LIMIT
     status: int | str = "hang"
     while time.monotonic() < deadline:
