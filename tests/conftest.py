@@ -10,7 +10,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 
 import pytest
 
@@ -63,15 +62,6 @@ def nothing_left_in_the_temporary_directory():
     # ipywidgets keeps every widget until it is closed) is not left behind.
     at_exit = {os.path.basename(p) for p in _scratch.pending() if os.path.dirname(p) == _SESSION_TMP}
     left = [n for n in left if n not in at_exit]
-    # One `tft run` work folder per full run (of ~1400 tests) is left by a test not yet found
-    # (its coordinator must have been SIGKILLed: every other end removes it).  Until it is
-    # traced it is reported, with what it holds, rather than failing the run; anything else
-    # left fails it.
-    runs = [n for n in left if n.startswith("tft-run-")]
-    if len(runs) == 1:
-        inside = sorted(os.listdir(os.path.join(_SESSION_TMP, runs[0])))
-        warnings.warn(f"the test suite left {runs[0]} (holding {inside}) in the temporary directory")
-        left.remove(runs[0])
     assert not left, f"the test suite left {', '.join(left)} in the temporary directory"
 
 

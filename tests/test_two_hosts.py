@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -59,6 +60,9 @@ class Hosts:
         self.a, self.b = f"tft-a{n}", f"tft-b{n}"
         self.veth_a, self.veth_b = f"tfta{n}"[:15], f"tftb{n}"[:15]
         self.procs: list[subprocess.Popen] = []
+        # Each host's own temporary directory: a host that is crashed (its tft SIGKILLed) leaves
+        # its work folder there, as a real host would in its /tmp; it goes with the host.
+        self.tmp = {ns: tempfile.mkdtemp(prefix=f"host-{ns[4]}-") for ns in (self.a, self.b)}
 
     def create(self) -> None:
         ip("netns", "add", self.a)
@@ -85,12 +89,14 @@ class Hosts:
                 except (OSError, ValueError):
                     pass
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        for folder in self.tmp.values():
+            shutil.rmtree(folder, ignore_errors=True)
 
     def tft(self, ns: str, *args) -> subprocess.Popen:
         """``tft ARGS`` inside namespace ``ns`` (``ip netns exec`` execs it: same pid)."""
         p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "tft_lab.cli", *map(str, args)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             env=dict(os.environ, PYTHONPATH=str(REPO)))
+                             env=dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=self.tmp[ns]))
         self.procs.append(p)
         return p
 
