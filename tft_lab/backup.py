@@ -27,6 +27,11 @@ backup replays what it received and then *goes live*:
 - bytes the program's processes had in flight between them (pipes, connections
   with both ends in the program) are put back (:mod:`tft_lab.pairs`).
 
+With a :class:`~tft_lab.reintegration.Relay` (``tft run --respawn``), the backup that
+went live is the primary from then on: it logs its own calls after those it received
+(an inner :class:`~tft_lab.primary.Primary` does, through the relay), holds the run's
+primary faults, and a fresh backup catches up from that log (:mod:`tft_lab.reintegration`).
+
 A primary that stopped the program on a call tft_lab refuses (a thread) says so
 in its ``end`` record: the backup then stops its program too (PrimaryRefused),
 it does not go live.  So does a primary the operator stopped (PrimaryStopped).
@@ -92,6 +97,11 @@ class BackupTaskState(ReplayTaskState):
     pending: list[tuple[int, bytes]] = field(default_factory=list)
     """Its own signals since the primary failed (the primary cannot have seen them), and
     those that arrive while it is live but stopped: delivered once it is live."""
+    # Once this replica is the primary (a relay), its inner Primary keeps these as a
+    # recorder does (see recorder.PrimaryTaskState; ``pending`` is shared).
+    expect_self_signal: bool = False
+    before_seq: int | None = None
+    in_call_signal: tuple[int, bytes] | None = None
 
 
 class PrimaryStopped(TftError):
@@ -105,9 +115,10 @@ class PrimaryStopped(TftError):
 class _Pump(threading.Thread):
     """Receives frames, decodes them, acknowledges each once stored.  Never touches ptrace."""
 
-    def __init__(self, receiver):
+    def __init__(self, receiver, history=None):
         super().__init__(name="tft-backup-pump", daemon=True)
         self.receiver = receiver
+        self.history = history   # every frame, on disk too, for a fresh backup after a failover
         self.q: queue.Queue = queue.Queue()
 
     def run(self) -> None:
@@ -120,6 +131,8 @@ class _Pump(threading.Thread):
                     return
                 n += 1
                 rec = _log.decode_frame(frame)
+                if self.history is not None:
+                    self.history.append(frame)
                 self.q.put(("rec", rec))
                 self.receiver.ack(n)
         except (TftError, OSError, ValueError) as e:
@@ -129,8 +142,13 @@ class _Pump(threading.Thread):
 class Backup(Replayer):
     """Backup replica over a channel Receiver."""
 
-    def __init__(self, receiver, *, faults: list[Fault] = (), warn=None, header_timeout: float = 30.0):
-        self.pump = _Pump(receiver)
+    def __init__(self, receiver, *, faults: list[Fault] = (), warn=None, header_timeout: float = 30.0,
+                 relay=None, commit: str = "output", fence_after: float = 2.0, t0: float | None = None,
+                 ledger: str | None = None):
+        self.relay = relay    # a Relay: once live, log like a primary and catch a fresh backup up
+        self.inner = None     # that primary (a Primary over the relay), once promoted
+        self.commit, self.fence_after, self.t0 = commit, fence_after, t0
+        self.pump = _Pump(receiver, relay.history if relay is not None else None)
         self.pump.start()
         self.primary_state = "running"   # running -> done (clean end) | failed
         self.failure: Exception | None = None
@@ -142,7 +160,8 @@ class Backup(Replayer):
             raise LogError(f"the primary sent no header ({self.failure or 'stream ended'})")
         super().__init__([first], out_fds={})
         self.ordered = True
-        self.faults = Injector(faults, "backup")
+        self.faults = Injector(faults, "backup", ledger=ledger)
+        self.as_primary = Injector(faults, "primary", armed=False, ledger=ledger)   # once promoted
         self.faults_not_injected: list[str] = []   # faults past the program's last call
         self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
         self.in_flight = pairs.InFlight()   # bytes between the program's own processes
@@ -153,6 +172,7 @@ class Backup(Replayer):
         # (of any process) that shared the description gets that same object, not a copy.
         self.rebuilt: dict[fdtable.Description, tuple[Task, int]] = {}
         self.uncertain_calls = redo.Uncertain(self.warn)   # what a process's first live calls answer
+        self.max_oseq = 0   # the last output number received: a promoted replica numbers on from it
 
     def _get(self, timeout=None):
         try:
@@ -184,6 +204,7 @@ class Backup(Replayer):
             return False
         if rec.type == "sys":
             self.uncertain_calls.heard(rec["pid"])
+            self.max_oseq = max(self.max_oseq, rec.get("oseq") or 0)
         self.add(rec)
         if rec.type == "end" and "refused" in rec:
             # Not a crash: the program's end.  Going live would run it on, unsupervised.
@@ -196,7 +217,8 @@ class Backup(Replayer):
     def on_start(self, engine: Engine) -> None:
         super().on_start(engine)
         self.pids.add(engine.root.vpid, engine.root.pid)
-        self.faults.start(engine)
+        self.faults.start(engine, self.t0)
+        self.as_primary.start(engine)
 
     def new_task_state(self) -> BackupTaskState:
         return BackupTaskState()
@@ -230,12 +252,15 @@ class Backup(Replayer):
             self.go_live(task)   # the primary died before it could tell us about this exec
         if self.is_live(task):
             fdtable.after_exec(task.policy_state.fds)   # the kernel closed its close-on-exec fds
+            if self.inner is not None:
+                self.inner.on_exec(task, at_random)
         else:
             super().on_exec(task, at_random)
 
     # -- calls ---------------------------------------------------------------------------
     def on_entry(self, task: Task, call: Call) -> None:
         self.faults.entry()
+        self.as_primary.entry()   # fires only once this replica is the primary
         if not self.ordered and self.parked:
             parked, self.parked = self.parked, {}
             for other in parked.values():
@@ -401,6 +426,8 @@ class Backup(Replayer):
         call.result = res
         if call.name in _FD_CALLS:
             fdtable.update(task, task.policy_state.fds, call, res, standin=False)
+        if self.inner is not None:
+            self.inner.on_exit(task, call)   # logged as the program saw it (virtual pids)
 
     def _reaped(self, task: Task, call: Call) -> None:
         rec = call.rec
@@ -416,6 +443,8 @@ class Backup(Replayer):
     def after_call(self, task: Task, call: Call) -> None:
         if not self.is_live(task):
             return super().after_call(task, call)
+        if self.inner is not None:
+            return self.inner.after_call(task, call)   # held signals: at epoch boundaries, logged
         st: BackupTaskState = task.policy_state
         pending, st.pending = st.pending, []
         for signo, info in pending:
@@ -423,7 +452,7 @@ class Backup(Replayer):
 
     def on_signal(self, task: Task, signo: int, siginfo: bytes) -> SignalAction:
         if self.is_live(task):
-            return SignalAction.DELIVER
+            return SignalAction.DELIVER if self.inner is None else self.inner.on_signal(task, signo, siginfo)
         if self.primary_state == "failed":
             task.policy_state.pending.append((signo, siginfo))   # the primary cannot have seen it: ours, once live
         return SignalAction.DROP
@@ -434,17 +463,23 @@ class Backup(Replayer):
         # reads the counter live (it goes live at its next system call), whatever the state
         # was before the wait.
         if self.is_live(task) or (self.peek(task) is None and self.primary_state == "failed"):
+            if self.inner is not None:
+                return self.inner.on_rdtsc(task, rdtscp)   # logged: the fresh backup reads it too
             return Tsc(time.monotonic_ns() * 3)
         return super().on_rdtsc(task, rdtscp)
 
     def on_finish(self, engine: Engine) -> None:
-        self.faults_not_injected = self.faults.finish()
+        self.faults_not_injected = self.faults.finish() + self.as_primary.finish()
         for msg in self.faults_not_injected:
             self.warn(f"warning: {msg}")
         super().on_finish(engine)
+        if self.inner is not None:
+            self.inner.on_finish(engine)   # the end record: the fresh backup ends with the program
 
     def on_task_exit(self, task: Task, code, sig) -> None:
         self.waiting.pop(task.pid, None)
+        if self.inner is not None and self.is_live(task):
+            self.inner.on_task_exit(task, code, sig)
         if self.primary_state == "failed" and self.waiting and self._everyone_waiting():
             self._go_live_all(current=None)
 
@@ -472,6 +507,12 @@ class Backup(Replayer):
             self._translate_proc_path(task, call)
         if st.uncertain:
             st.uncertain = self.uncertain_calls.enter(call)
+        if self.inner is not None:
+            self._relay_news(task)
+            self.inner.on_entry(task, call)   # run to its exit stop under the output rule, logged
+            if call.action == "logged":
+                call.action = "live"
+            return
         # The exit stop costs a stop; take it where we translate, or where someone watches.
         task.run(to_exit=name in _PID_ARGS or name in _PID_RESULTS or name in _FD_CALLS or name == "waitid"
                  or call.note == redo.UNCERTAIN or call.saved_args is not None or self.engine.tracing)
@@ -484,6 +525,32 @@ class Backup(Replayer):
         task.policy_state.live = True
         if self.primary_state == "failed":
             task.policy_state.uncertain = True
+            if self.relay is not None and self.inner is None:
+                self._promote()
+
+    def _promote(self) -> None:
+        """This replica is the primary now: it logs on after what it received (through the
+        relay, which catches a fresh backup up), and the run's primary faults are its own."""
+        from .primary import Primary
+
+        inner = Primary(self.relay, commit=self.commit, fence_after=self.fence_after, warn=self.warn)
+        inner.engine = self.engine
+        inner.oseq = max(self.max_oseq, self.next_oseq - 1)
+        for fd in (1, 2):   # what a replay shows (as Recorder.on_start notes it)
+            try:
+                st = os.fstat(fd)
+                inner.shown.add((st.st_dev, st.st_ino))
+            except OSError:
+                pass
+        self.inner = inner
+        self.as_primary.promote(self.engine, self.t0, self.engine.stopped_calls)
+        self.relay.start()
+
+    def _relay_news(self, task: Task) -> None:
+        """Put the fresh backup's progress in the trace (catch-up start, caught up, lost)."""
+        news = self.relay.news()
+        if news is not None:
+            self.engine.emit(task, "failover", news[0], news[1], 0, "event", "live")
 
     def reconcile(self, task: Task) -> None:
         """Rebuild what the primary's kernel had for this process.  Precondition: at a syscall entry."""

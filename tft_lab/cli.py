@@ -4,7 +4,8 @@
     tft replay [--trace-out F] FILE
     tft trace [-o FILE] -- PROG [ARGS...]
     tft run [--backup local|none|tcp://HOST:PORT] [--commit output|epoch|none] [--epoch N]
-            [--trace FILE] [--fault primary@N|primary@Ts|backup@N|backup@Ts]... -- PROG [ARGS...]
+            [--trace FILE] [--fault primary@N|primary@Ts|backup@N|backup@Ts]... [--respawn N]
+            -- PROG [ARGS...]
     tft sweep --at every|N,M,...|sample:K|every:S [--victim primary|backup] [--commit C[,C...]]
               [--epoch N[,N...]] [--check CMD] [--workers W] [--cluster tcp://HOST:PORT]
               [--out results.parquet] -- PROG [ARGS...]
@@ -67,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     ru.add_argument("--trace", help="write both replicas' trace here (parquet; .csv for CSV)")
     ru.add_argument("--fault", action="append", default=[],
                     help="inject a fail-stop: primary@N, primary@2.5s, backup@N, backup@Ts (repeatable)")
+    ru.add_argument("--respawn", type=int, default=None,
+                    help="after each failover a fresh local backup catches up and follows the new primary: "
+                         "at most N of them (default: no bound; 0: the program runs alone after a failover)")
     ru.add_argument("--key-file", help="shared key for a TCP backup (see tft keygen)")
     ru.add_argument("--heartbeat", type=float, default=0.5, help="heartbeat period in seconds (default 0.5)")
     ru.add_argument("--workdir", help=argparse.SUPPRESS)      # keep per-replica results and event streams
@@ -193,15 +197,19 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 res = run(_prog(args), backup=args.backup, commit=args.commit, epoch=args.epoch,
                           trace=args.trace, faults=args.fault, key=key, heartbeat=args.heartbeat,
-                          workdir=args.workdir, control_fd=args.control_fd)
+                          workdir=args.workdir, control_fd=args.control_fd, respawn=args.respawn)
             except ValueError as e:
                 _usage(str(e))
             if args.result_json:
                 with open(args.result_json, "w") as f:
                     json.dump({"returncode": res.returncode, "outcome": res.outcome, "primary": res.primary,
                                "backup": res.backup, "failover_ms": res.failover_ms,
+                               "backups": res.backups, "failovers": res.failovers,
                                "redundancy_lost": res.redundancy_lost}, f)
-            if res.outcome == "failover":
+            if res.outcome == "failover" and res.failovers > 1:
+                print(f"tft: failover: {res.failovers} failovers, each masked by a fresh backup that caught up; "
+                      "the last live replica finished the program", file=sys.stderr)
+            elif res.outcome == "failover":
                 print("tft: failover: the backup went live and finished the program"
                       + (f" ({res.failover_ms:.1f} ms from detection to live)" if res.failover_ms else ""),
                       file=sys.stderr)

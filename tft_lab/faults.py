@@ -1,12 +1,20 @@
 """Fault injection: the specs ``primary@N`` (fail-stop at the N-th intercepted call, before
-it runs), ``primary@2.5s`` (after 2.5 seconds), and the same for ``backup@``; and firing
-them (:class:`Injector`, :func:`fail_stop`), the same way for either replica."""
+it runs), ``primary@2.5s`` (2.5 seconds after the run started), and the same for
+``backup@``; and firing them (:class:`Injector`, :func:`fail_stop`), the same way for
+either replica.
+
+A ``primary@`` fault is the primary's *role*, not its process: after a failover the live
+replica is the primary (``tft run --respawn``), so it holds the run's primary faults too.
+N counts the program's calls from its start (a replica that replayed calls 1..k and went
+live counts on from k), and a fault fires once per run: one whose call or time had come
+before a replica became the primary fired on an earlier one."""
 from __future__ import annotations
 
 import os
 import re
 import signal
 import threading
+import time
 from typing import NamedTuple
 
 from ._backend import ptrace as pt
@@ -35,6 +43,12 @@ def parse_fault(spec: str) -> Fault:
     return Fault(replica, None, float(secs))
 
 
+def spec(fault: Fault) -> str:
+    """The fault as ``--fault`` writes it (``primary@12``, ``backup@2.5s``)."""
+    at = f"{fault.at_call}" if fault.at_call is not None else f"{fault.after_seconds:g}s"
+    return f"{fault.replica}@{at}"
+
+
 def not_injected(faults, replica: str, calls: int) -> list[str]:
     """One message per ``replica@N`` fault that never fired because the replica made only
     ``calls`` intercepted calls (N is past its last call): such a run had no fault at all,
@@ -58,30 +72,68 @@ def fail_stop(engine) -> None:
 class Injector:
     """The faults of one replica, fired from its policy: ``start`` arms the timed ones,
     ``entry`` counts the replica's intercepted calls (all its processes) and fires a
-    ``replica@N`` fault before the N-th runs; ``finish`` says which were never injected."""
+    ``replica@N`` fault before the N-th runs; ``finish`` says which were never injected.
 
-    def __init__(self, faults, replica: str):
+    ``armed=False``: count the calls, fire nothing until :meth:`promote` (a backup holds the
+    run's primary faults that way: they are its own once it is live)."""
+
+    def __init__(self, faults, replica: str, armed: bool = True, ledger: str | None = None):
         self.replica = replica
         self.faults = [f for f in faults if f.replica == replica]
         self.entries = 0
         self.engine = None
+        self.armed = armed
+        self.ledger = ledger   # the run's file of faults fired (one spec a line), if several replicas share them
 
-    def start(self, engine) -> None:
-        """Arm a daemon timer per ``replica@Ts`` fault (it kills this supervisor when it fires)."""
+    def start(self, engine, t0: float | None = None) -> None:
+        """Arm a daemon timer per ``replica@Ts`` fault (it kills this supervisor when it fires),
+        T seconds after ``t0`` (a ``time.monotonic()`` reading: when the run started; default
+        now).  A deadline already past is not armed: that fault was another replica's."""
         self.engine = engine
+        if not self.armed:
+            return
+        now = time.monotonic()
+        t0 = now if t0 is None else t0
         for f in self.faults:
-            if f.after_seconds is not None:
-                t = threading.Timer(f.after_seconds, fail_stop, args=(engine,))
+            if f.after_seconds is not None and t0 + f.after_seconds > now:
+                t = threading.Timer(t0 + f.after_seconds - now, self._fire, args=(f,))
                 t.daemon = True
                 t.start()
+
+    def promote(self, engine, t0: float | None, calls: int) -> None:
+        """This replica has become the primary, its program past ``calls`` calls: its faults
+        fire from now on, but not one that fired already (the ledger's), nor one whose call
+        was passed (it was an earlier primary's)."""
+        fired = set()
+        if self.ledger is not None:
+            try:
+                with open(self.ledger) as f:
+                    fired = set(f.read().split())
+            except OSError:
+                pass
+        self.faults = [f for f in self.faults if spec(f) not in fired and (f.at_call is None or f.at_call > calls)]
+        self.entries = calls
+        self.armed = True
+        self.start(engine, t0)
 
     def entry(self) -> None:
         """One more intercepted call, before it runs; precondition: :meth:`start` was called."""
         self.entries += 1
+        if not self.armed:
+            return
         for f in self.faults:
             if f.at_call == self.entries:
-                fail_stop(self.engine)
+                self._fire(f)
+
+    def _fire(self, fault: Fault) -> None:
+        if self.ledger is not None:
+            try:   # before dying: the next primary must not fire it again
+                with open(self.ledger, "a") as f:
+                    f.write(spec(fault) + "\n")
+            except OSError:
+                pass
+        fail_stop(self.engine)
 
     def finish(self) -> list[str]:
-        """The ``replica@N`` faults that never fired (see :func:`not_injected`)."""
-        return not_injected(self.faults, self.replica, self.entries)
+        """The ``replica@N`` faults that never fired (see :func:`not_injected`); none while unarmed."""
+        return not_injected(self.faults, self.replica, self.entries) if self.armed else []

@@ -92,12 +92,13 @@ class Primary(Recorder):
     """Primary replica: runs the program for real, streams the log, applies the output rule."""
 
     def __init__(self, sink: ChannelSink, *, commit: str = "output", faults: list[Fault] = (),
-                 fence_after: float = 2.0, warn=None):
+                 fence_after: float = 2.0, warn=None, t0: float | None = None, ledger: str | None = None):
         if commit not in COMMIT_POLICIES:
             raise ValueError(f"commit policy must be one of {', '.join(COMMIT_POLICIES)}")
         super().__init__(sink)
         self.commit = commit
-        self.faults = Injector(faults, "primary")
+        self.faults = Injector(faults, "primary", ledger=ledger)
+        self.t0 = t0   # when the run started (timed faults count from it)
         self.fence_after = fence_after
         self.failed_program = False
         self.backup_lost: str | None = None
@@ -107,7 +108,7 @@ class Primary(Recorder):
     def on_start(self, engine: Engine) -> None:
         super().on_start(engine)
         self.sink.flush()
-        self.faults.start(engine)
+        self.faults.start(engine, self.t0)
 
     # -- the output rule -----------------------------------------------------------------
     def _commit(self, call: Call | None) -> None:

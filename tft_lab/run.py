@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -50,6 +52,7 @@ EXIT_INTERRUPTED = 130
 #: Why the backup stops when the operator stopped ``tft run`` (its ``end`` record says so).
 OPERATOR_STOP = "the operator stopped tft run: both replicas stop, the backup does not go live"
 STOP_CLOSE_TIMEOUT = 2.0   # seconds a stopped primary waits for the backup to confirm (of the 5 it has)
+CLOSE_TIMEOUT = 30.0       # seconds a live replica that finished waits for its fresh backup to confirm
 SENDER_TIMEOUT_FACTOR = 2.0    # the primary gives up on a silent backup first ...
 RECEIVER_TIMEOUT_FACTOR = 4.0  # ... well before the backup takes over from a silent primary
 
@@ -80,6 +83,11 @@ class RunResult:
     """For ``backup-lost``: where and why the backup was lost (its error names pid and seq)."""
     loaded_trace: object = field(default=None, repr=False)
     """The trace, read before the run's temporary directory was removed (None: read ``trace_files``)."""
+    backups: list = field(default_factory=list)
+    """Every backup supervisor's result, in the order they started (with ``--respawn``, a fresh
+    backup after each failover); :attr:`backup` is the one that finished the program, if one went live."""
+    failovers: int = 0
+    """How many times a backup went live (and, with ``--respawn``, became the primary)."""
 
     @property
     def trace(self):
@@ -113,14 +121,15 @@ def _supervisor_signals() -> None:
 
 
 def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), trace_path=None,
-                      result_path=None, env=None, cwd=None, fence_after=1.0, control_fd=None) -> int:
+                      result_path=None, env=None, cwd=None, fence_after=1.0, control_fd=None,
+                      t0: float | None = None, ledger: str | None = None) -> int:
     """Run ``argv`` as the primary, streaming its log to ``sender`` (None: alone)."""
     from .engine import Engine
     from .primary import ChannelSink, Fenced, Primary
 
     _supervisor_signals()
     sink = ChannelSink(sender)
-    policy = Primary(sink, commit=commit, faults=list(faults), fence_after=fence_after)
+    policy = Primary(sink, commit=commit, faults=list(faults), fence_after=fence_after, t0=t0, ledger=ledger)
     engine = Engine(policy, epoch=epoch, cpu=_cpu(0), keep_trace=False)   # events go to trace_path
     result = {"role": "primary", "outcome": "error", "status": None, "error": None}
     try:
@@ -179,16 +188,24 @@ def _close_quietly(sender, timeout: float = 10.0) -> None:
         pass
 
 
-def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) -> int:
-    """Run the backup replica fed by ``receiver`` until the program ends (replayed or live)."""
+def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None, relay=None,
+                     commit: str = "output", fence_after: float = 1.0, t0: float | None = None,
+                     ledger: str | None = None) -> int:
+    """Run the backup replica fed by ``receiver`` until the program ends (replayed or live).
+
+    With ``relay`` (a :class:`~tft_lab.reintegration.Relay`), a backup that goes live becomes
+    the primary: it logs on, under the ``commit`` rule, to a fresh backup the relay catches up."""
     from .backup import Backup, PrimaryStopped
     from .engine import Engine
+    from .primary import Fenced
     from .replayer import file_sha256
 
     _supervisor_signals()
     result = {"role": "backup", "outcome": "error", "status": None, "error": None}
+    policy = None
     try:
-        policy = Backup(receiver, faults=list(faults))
+        policy = Backup(receiver, faults=list(faults), relay=relay, commit=commit, fence_after=fence_after,
+                        t0=t0, ledger=ledger)
         h = policy.header
         if file_sha256(h["exe"]) != h["exe_sha256"]:
             raise ProgramError(f"{h['exe']}: the backup's copy of the program differs from the primary's")
@@ -201,11 +218,19 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
         if policy.primary_state == "failed":
             result.update(outcome="live", status=status, failure=str(policy.failure),
                           detected_ns=policy.failover_ns, live_ns=policy.live_ns)
+            if policy.inner is not None:   # the fresh backup gets the whole log, and the end
+                lost = relay.finish(CLOSE_TIMEOUT)
+                result.update(backup_lost=lost or policy.inner.backup_lost)
         else:
             result.update(outcome="replayed", status=policy.end_status, program_status=status)
         result.update(faults_not_injected=policy.faults_not_injected)
+    except Fenced as e:
+        result.update(outcome="fenced", error=str(e))
     except KeyboardInterrupt:
         result.update(outcome="interrupted")
+        if policy is not None and policy.inner is not None and relay.lost is None:
+            policy.inner.stop_backup(OPERATOR_STOP)   # the fresh backup stops too
+            relay.finish(STOP_CLOSE_TIMEOUT)
     except PrimaryStopped as e:
         result.update(outcome="stopped", error=str(e), status=EXIT_INTERRUPTED)
     except UnsupportedError as e:
@@ -219,11 +244,15 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
                       pid=e.pid, seq=e.seq)
         print(f"tft: backup: {e}", file=sys.stderr, flush=True)
     finally:
+        if relay is not None:
+            result.update(relay.summary())
         _write_result(result_path, result)
         try:
             receiver.close()
         except Exception:  # noqa: BLE001 - closing must not hide the result
             pass
+        if relay is not None:
+            relay.history.remove()
     return result["status"] if result["status"] is not None else 1
 
 
@@ -274,8 +303,12 @@ def parse_backup(spec: str) -> tuple[str, str | None, int | None]:
 
 def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64, trace: str | None = None,
         faults=(), key: bytes | None = None, heartbeat: float = 0.5, env=None, cwd=None,
-        workdir: str | None = None, control_fd: int | None = None) -> RunResult:
+        workdir: str | None = None, control_fd: int | None = None, respawn: int | None = None) -> RunResult:
     """Run ``argv`` replicated; return when the program has finished on a live replica.
+
+    ``respawn`` (``backup="local"`` only): after each failover the live replica is the
+    primary, and a fresh backup catches up from its log and follows it; at most this many
+    fresh backups in the run (None: no bound; 0: after a failover the program runs alone).
 
     The supervisors' results and event streams go to a new temporary directory that is
     removed before this returns or raises (Ctrl-C, SIGTERM and SIGHUP included); with
@@ -291,6 +324,8 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         raise ValueError("--commit must be output, epoch or none")
     if epoch < 1:
         raise ValueError("--epoch must be at least 1")
+    if respawn is not None and respawn < 0:
+        raise ValueError("--respawn must be 0 or more")
     env = dict(os.environ if env is None else env)
     cwd = cwd or os.getcwd()
     find_program(argv, env, cwd)   # a clear error before anything starts
@@ -305,7 +340,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     try:
         return _coordinate(argv, work, kind, host, port, key=key, commit=commit, epoch=epoch, trace=trace,
                            faults=faults, heartbeat=heartbeat, env=env, cwd=cwd, keep=workdir is not None,
-                           control_fd=control_fd)
+                           control_fd=control_fd, respawn=respawn)
     finally:
         if workdir is None:
             shutil.rmtree(work, ignore_errors=True)   # on every path: results, events, all
@@ -314,20 +349,26 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
 
 
 def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, trace, faults, heartbeat,
-                env, cwd, keep: bool, control_fd) -> RunResult:
+                env, cwd, keep: bool, control_fd, respawn=None) -> RunResult:
     """:func:`run` in ``work``; ``keep``: the caller named it (its event streams stay there)."""
     os.makedirs(work, exist_ok=True)
     traced = bool(trace or keep)   # event streams cost a write per 0.2 s of events: only on demand
     paths = {r: (os.path.join(work, f"{r}.result.json"), event_file(work, r) if traced else None)
              for r in ("primary", "backup")}
     pids: dict[str, int] = {}
+    t0 = time.monotonic()   # timed faults count from here, on whichever replica is primary then
+    ledger = os.path.join(work, "faults.fired")
+    relaying = kind == "local" and respawn != 0
+    held: list[socket.socket] = []   # every socket this coordinator holds: a child closes them all
     a = b = None
     if kind == "local":
         a, b = _channel.socketpair_channel()
+        held += [a, b]
 
     def primary_main():
-        if b is not None:
-            b.close()
+        for s in held:
+            if s is not a:
+                s.close()
         sender = None
         try:
             if kind == "local":
@@ -343,28 +384,90 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
         return supervise_primary(argv, sender, commit=commit, epoch=epoch, faults=faults,
                                  trace_path=paths["primary"][1], result_path=paths["primary"][0],
                                  env=env, cwd=cwd, fence_after=heartbeat * SENDER_TIMEOUT_FACTOR,
-                                 control_fd=control_fd)
+                                 control_fd=control_fd, t0=t0, ledger=ledger)
 
-    def backup_main():
-        a.close()
+    def backup_main(role: str, end: socket.socket, ctl: socket.socket | None):
+        for s in held:
+            if s is not end and s is not ctl:
+                s.close()
         if control_fd is not None:
             os.close(control_fd)   # only the primary is stepped
-        receiver = _channel.Receiver.from_socket(b, key, heartbeat=heartbeat,
+        relay = None
+        if ctl is not None:
+            from .reintegration import History, Relay
+
+            relay = Relay(History(os.path.join(work, f"{role}.history")), _fresh_backup_from(ctl, key, heartbeat))
+        receiver = _channel.Receiver.from_socket(end, key, heartbeat=heartbeat,
                                                  timeout_factor=RECEIVER_TIMEOUT_FACTOR)
-        return supervise_backup(receiver, faults=faults, trace_path=paths["backup"][1],
-                                result_path=paths["backup"][0])
+        return supervise_backup(receiver, faults=faults, trace_path=paths[role][1], result_path=paths[role][0],
+                                relay=relay, commit=commit, fence_after=heartbeat * SENDER_TIMEOUT_FACTOR,
+                                t0=t0, ledger=ledger)
+
+    ctls: dict[str, socket.socket] = {}   # a relaying backup's control socket: it asks for a fresh backup there
+    fresh = went_live = 0
+
+    def start_backup(role: str, end: socket.socket) -> None:
+        ctl = mine = None
+        if relaying:
+            mine, ctl = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            held.extend((mine, ctl))
+        pids[role] = _fork(lambda: backup_main(role, end, ctl))
+        for s in (end, ctl):
+            if s is not None:
+                held.remove(s)
+                s.close()
+        if mine is not None:
+            ctls[role] = mine
+
+    def answer(role: str, ctl: socket.socket) -> None:
+        """The backup ``role`` went live and asks for a fresh backup: start one (within
+        ``respawn``) and hand the live replica its end of their channel."""
+        nonlocal fresh, went_live
+        try:
+            asked = ctl.recv(1)
+        except OSError:
+            asked = b""
+        went_live += asked == b"B"
+        if asked != b"B" or (respawn is not None and fresh >= respawn):
+            if asked:
+                _send_quietly(ctl, b"N")
+            ctls.pop(role)
+            held.remove(ctl)
+            ctl.close()
+            return
+        fresh += 1
+        new = f"backup{fresh + 1}"
+        paths[new] = (os.path.join(work, f"{new}.result.json"), event_file(work, new) if traced else None)
+        live_end, new_end = _channel.socketpair_channel()
+        held.extend((live_end, new_end))
+        start_backup(new, new_end)
+        try:
+            socket.send_fds(ctl, [b"Y"], [live_end.fileno()])
+        except OSError:
+            pass   # the live replica is gone: the fresh backup's channel ends, it stops
+        held.remove(live_end)
+        live_end.close()
 
     from ._backend.ptrace import set_subreaper
 
     set_subreaper()   # a killed supervisor's program is reaped here, not left to whoever is above
     try:
         if kind == "local":
-            pids["backup"] = _fork(backup_main)
+            start_backup("backup", b)
         pids["primary"] = _fork(primary_main)
-        for s in (a, b):
+        for s in (a,):
             if s is not None:
+                held.remove(s)
                 s.close()
-        _wait_all(pids)
+        while pids:
+            if ctls:
+                ready, _, _ = select.select(list(ctls.values()), [], [], 0.1)
+                for role, ctl in list(ctls.items()):
+                    if ctl in ready:
+                        answer(role, ctl)
+                _wait_all(pids, block=False)
+            else:
+                _wait_all(pids)
     except KeyboardInterrupt:
         for pid in pids.values():
             _signal_quietly(pid, signal.SIGTERM)
@@ -376,10 +479,17 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
             _signal_quietly(pid, signal.SIGKILL)
         _wait_all(pids)
         raise
+    finally:
+        for s in held:
+            s.close()
     reap_exited()   # a killed supervisor's programs, adopted by us
     prim = _read_json(paths["primary"][0])
-    back = _read_json(paths["backup"][0])
-    trace_files = [p for p in (paths["primary"][1], paths["backup"][1]) if p]
+    backups = [_read_json(paths[r][0]) for r in paths if r != "primary"]   # in the order they started
+    back = backups[0]
+    live = [bk for bk in backups if bk.get("outcome") == "live"]
+    if live:
+        back = live[-1]   # the replica that finished the program (earlier live ones were killed)
+    trace_files = [p for _, p in paths.values() if p]
     frame = None
     if trace:
         frame = load_trace(trace_files)
@@ -408,7 +518,8 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
     why = _why_lost(prim, back) if outcome == "backup-lost" else None
     if outcome == "backup-lost" and back.get("outcome") == "diverged" and status == 0:
         status = EXIT_BACKUP_DIVERGED   # a script must not take an unprotected run for a good one
-    return RunResult(status, outcome, prim, back, failover_ms, trace_files, why, frame)
+    return RunResult(status, outcome, prim, back, failover_ms, trace_files, why, frame, backups,
+                     went_live if relaying else int(bool(live)))
 
 
 def _why_lost(prim: dict, back: dict) -> str:
@@ -418,6 +529,29 @@ def _why_lost(prim: dict, back: dict) -> str:
         what = "diverged" if back["outcome"] == "diverged" else "failed"
         return f"the backup {what} {where}: {back.get('error')}"
     return f"the backup failed: {prim.get('backup_lost') or 'its supervisor died'}"
+
+
+def _fresh_backup_from(ctl: socket.socket, key, heartbeat: float):
+    """How a live replica gets a fresh backup under ``tft run``: it asks the coordinator on
+    ``ctl``, which starts one and sends back the live replica's end of their channel."""
+
+    def get_sender():
+        ctl.sendall(b"B")
+        _, fds, _, _ = socket.recv_fds(ctl, 1, 1)
+        ctl.close()   # one fresh backup per go-live: this replica goes live once
+        if not fds:
+            return None   # --respawn is spent
+        return _channel.Sender.from_socket(socket.socket(fileno=fds[0]), key, heartbeat=heartbeat,
+                                           timeout_factor=SENDER_TIMEOUT_FACTOR)
+
+    return get_sender
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass
 
 
 def _signal_quietly(pid: int, sig: int) -> None:

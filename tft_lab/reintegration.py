@@ -1,0 +1,260 @@
+"""Redundancy restored: the live replica's log on disk, and the fresh backup it catches up.
+
+After a failover the live replica (the backup that went live) is the primary.  It
+keeps logging as a primary does, so that a fresh backup can take its place:
+
+- :class:`History` is the run's whole log on disk: every frame the backup received
+  from the primary (appended by its receiving thread as they arrive, buffered), then
+  the live replica's own records.  Nothing of it is held in memory.
+- :class:`Relay` is the live replica's sink (the :class:`~tft_lab.primary.ChannelSink`
+  interface, so that :class:`~tft_lab.primary.Primary` logs and commits through it).
+  It asks for a fresh backup (``get_sender``: whoever started the supervisor makes one
+  and returns the channel to it), streams the history to it from the file, from the
+  first frame, while the program runs on, then follows live: each new record goes
+  to the file and to the backup.
+
+While the fresh backup is *catching up* (it has not acknowledged the whole history) the
+run is unprotected: outputs do not wait for it (a failure then may lose or repeat them).
+Once it has, the output rule counts again: it is *caught up*.  Both moments are
+events in the trace (kind ``failover``, calls ``catch-up`` and ``caught-up``).
+
+A policy never imports the channel: ``get_sender`` is handed in (by :mod:`tft_lab.run`).
+"""
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+from typing import Callable
+
+from . import log as _log
+from .errors import PeerFailed, TftError
+
+_FRAME_HEAD = struct.Struct("<II")   # a frame's length and checksum (log.encode's framing)
+_READ = 1 << 20                      # history bytes read per step while catching up
+_BUFFER = 1 << 20                    # history bytes buffered before they reach the file
+
+
+class History:
+    """The run's log as frames in one file (mode 0600), appended, read back from the start.
+
+    ``append`` may be called from the backup's receiving thread (before the failover) and
+    then from the supervisor's thread (after it): never from both at once."""
+
+    def __init__(self, path: str):
+        self.path = path
+        fd = _log.open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
+        self.file = os.fdopen(fd, "ab", buffering=_BUFFER)
+        self.frames = 0
+        self.lock = threading.Lock()
+        self.follower = None   # the fresh backup's Sender, once it has been sent everything
+        self.sent = 0          # that Sender's sequence number of the last frame sent
+
+    def append(self, frame: bytes) -> None:
+        """One more frame; sent on to the fresh backup too if it follows live.  A backup that
+        is gone raises ``PeerFailed`` (the frame is in the file all the same)."""
+        with self.lock:
+            self.file.write(frame)
+            self.frames += 1
+            if self.follower is not None:
+                self.sent = self.follower.send(frame)
+
+    def flushed_size(self) -> int:
+        """Everything appended so far is in the file: its size.  Called with :attr:`lock` held."""
+        self.file.flush()
+        return self.file.tell()
+
+    def remove(self) -> None:
+        """Close and delete the file (the supervisor is done with it)."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def split_frames(buf: bytearray) -> list[bytes]:
+    """Take every whole frame off the front of ``buf`` (what is left is a frame's beginning)."""
+    frames, pos = [], 0
+    while len(buf) - pos >= _FRAME_HEAD.size:
+        length = _FRAME_HEAD.unpack_from(buf, pos)[0]
+        end = pos + _FRAME_HEAD.size + length
+        if end > len(buf):
+            break
+        frames.append(bytes(buf[pos:end]))
+        pos = end
+    del buf[:pos]
+    return frames
+
+
+class Relay:
+    """The live replica's log sink: the history on disk, streamed to a fresh backup.
+
+    ``get_sender()`` blocks until a fresh backup is connected and returns its Sender, or
+    returns None (no fresh backup: ``--respawn`` spent, or none could start).  It is called
+    from a thread of this class, never from the supervisor's."""
+
+    def __init__(self, history: History, get_sender: Callable[[], object | None]):
+        self.history = history
+        self.get_sender = get_sender
+        self.bytes = 0
+        self.lost: PeerFailed | None = None   # the fresh backup failed (ChannelSink's name)
+        self.state = "alone"   # alone -> catching-up -> caught-up (-> alone when it is lost)
+        self.backup_sender = None
+        self.history_frames = 0    # frames in the history when the fresh backup started
+        self.started_ns: int | None = None
+        self.caught_up_ns: int | None = None
+        self.fresh_backups = 0
+        self._thread: threading.Thread | None = None
+        self._reported = "alone"   # the last state the trace was told (see :meth:`news`)
+
+    # -- the fresh backup --------------------------------------------------------------
+    def start(self) -> None:
+        """Ask for a fresh backup and catch it up, in a thread (the program runs on meanwhile)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self.lost = None
+        self._thread = threading.Thread(target=self._catch_up, name="tft-catch-up", daemon=True)
+        self._thread.start()
+
+    def _catch_up(self) -> None:
+        try:
+            sender = self.get_sender()
+        except (TftError, OSError) as e:
+            self.lost = PeerFailed(f"no fresh backup: {e}")
+            return
+        if sender is None:
+            return
+        h = self.history
+        self.backup_sender = sender
+        self.fresh_backups += 1
+        self.started_ns = time.monotonic_ns()
+        self.state = "catching-up"
+        try:
+            fd = os.open(h.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            self._lose(PeerFailed(f"the history cannot be read: {e}"))
+            return
+        try:
+            offset, buf, n = 0, bytearray(), 0
+            while True:
+                with h.lock:
+                    end = h.flushed_size()
+                    if offset >= end:
+                        # Everything in the file was sent: from now on each new record goes
+                        # out as it is logged (under the same lock: nothing is sent twice or missed).
+                        h.follower, h.sent = sender, n
+                        self.history_frames = n
+                        break
+                chunk = os.pread(fd, min(_READ, end - offset), offset)
+                if not chunk:
+                    raise PeerFailed("the history file shrank")
+                offset += len(chunk)
+                buf += chunk
+                for frame in split_frames(buf):
+                    n = sender.send(frame)
+            sender.flush()
+        except (TftError, OSError) as e:
+            self._lose(e if isinstance(e, PeerFailed) else PeerFailed(str(e)))
+        finally:
+            os.close(fd)
+
+    def _lose(self, err: PeerFailed) -> None:
+        with self.history.lock:
+            self.history.follower = None
+        self.lost = err
+        self.state = "alone"
+        sender, self.backup_sender = self.backup_sender, None
+        if sender is not None:
+            sender.abort()
+
+    def news(self) -> tuple[str, str] | None:
+        """The trace's event (its call name and text) if the state changed since the last call:
+        ``catch-up`` (a fresh backup started), ``caught-up`` (it acknowledged the whole
+        history), ``backup-lost``.  Called from the supervisor's thread, which writes the trace."""
+        if self.state == "catching-up" and self.history.follower is not None:
+            sender = self.backup_sender
+            if sender is not None and sender.acked >= self.history_frames:
+                self.caught_up_ns = time.monotonic_ns()
+                self.state = "caught-up"
+        if self.state == self._reported:
+            return None
+        self._reported = self.state
+        n = self.fresh_backups
+        if self.state == "catching-up":
+            return "catch-up", f"fresh backup #{n} replays the log from the start: unprotected until it has it"
+        if self.state == "caught-up":
+            ms = (self.caught_up_ns - self.started_ns) / 1e6
+            return "caught-up", f"fresh backup #{n} has all {self.history_frames} records after {ms:.0f} ms: protected"
+        return "backup-lost", f"fresh backup #{n} lost ({self.lost}): unprotected"
+
+    def summary(self) -> dict:
+        """For the supervisor's result: fresh backups started, the last one's catch-up time."""
+        ms = None
+        if self.caught_up_ns is not None and self.started_ns is not None:
+            ms = (self.caught_up_ns - self.started_ns) / 1e6
+        return {"fresh_backups": self.fresh_backups, "catch_up_ms": ms, "history_frames": self.history_frames}
+
+    # -- the ChannelSink interface (Primary logs and commits through it) ----------------
+    @property
+    def sender(self):
+        """The fresh backup's Sender once it is caught up (the output rule waits for it), else
+        None (alone or catching up: unprotected, outputs do not wait)."""
+        return self.backup_sender if self.state == "caught-up" else None
+
+    @sender.setter
+    def sender(self, value) -> None:
+        if value is None and self.backup_sender is not None:   # the primary gave the backup up
+            self._lose(self.lost or PeerFailed("the fresh backup failed"))
+
+    @property
+    def sent(self) -> int:
+        return self.history.sent
+
+    @property
+    def failure(self):
+        sender = self.backup_sender
+        return getattr(sender, "failure", None) if sender is not None else None
+
+    def write(self, fields: dict, blobs=()) -> None:
+        frame = _log.encode(fields, list(blobs))
+        self.bytes += len(frame)
+        try:
+            self.history.append(frame)
+        except PeerFailed as e:
+            self._lose(e)
+
+    def flush(self) -> None:
+        sender = self.history.follower
+        if sender is not None:
+            try:
+                sender.flush()
+            except PeerFailed as e:
+                self._lose(e)
+
+    def sync(self, timeout: float | None) -> None:
+        """Wait until the fresh backup acknowledged every record sent (as ChannelSink.sync)."""
+        if self.lost is not None:
+            raise self.lost
+        sender = self.backup_sender
+        if sender is not None and self.sent:
+            sender.wait_acked(self.sent, timeout)
+
+    def finish(self, timeout: float) -> str | None:
+        """The program ended (its end record is logged): let the fresh backup have the whole
+        log, then close the channel cleanly.  Returns why the backup was lost, if it was."""
+        if self._thread is not None:
+            self._thread.join()
+        sender = self.backup_sender
+        if sender is None:
+            return str(self.lost) if self.lost is not None else None
+        try:
+            sender.flush()
+            sender.close(timeout)
+        except TftError as e:
+            return str(e)
+        return None
