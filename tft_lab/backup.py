@@ -217,7 +217,7 @@ class Backup(Replayer):
     def on_start(self, engine: Engine) -> None:
         super().on_start(engine)
         self.pids.add(engine.root.vpid, engine.root.pid)
-        self.faults.start(engine, self.t0)
+        self.faults.start(engine)
         self.as_primary.start(engine)
 
     def new_task_state(self) -> BackupTaskState:
@@ -550,7 +550,7 @@ class Backup(Replayer):
         """Put the fresh backup's progress in the trace (catch-up start, caught up, lost)."""
         news = self.relay.news()
         if news is not None:
-            self.engine.emit(task, "failover", news[0], news[1], 0, "event", "live")
+            self.engine.emit(task, "reintegration", news[0], news[1], 0, "event", "live")
 
     def reconcile(self, task: Task) -> None:
         """Rebuild what the primary's kernel had for this process.  Precondition: at a syscall entry."""

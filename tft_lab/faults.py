@@ -94,6 +94,8 @@ class Injector:
             return
         now = time.monotonic()
         t0 = now if t0 is None else t0
+        if self.ledger is not None and self.replica == "primary" and not os.path.exists(self.ledger):
+            self._note(f"t0={t0!r}")   # the first primary's start: the later ones' timed faults count from it
         for f in self.faults:
             if f.after_seconds is not None and t0 + f.after_seconds > now:
                 t = threading.Timer(t0 + f.after_seconds - now, self._fire, args=(f,))
@@ -103,7 +105,8 @@ class Injector:
     def promote(self, engine, t0: float | None, calls: int) -> None:
         """This replica has become the primary, its program past ``calls`` calls: its faults
         fire from now on, but not one that fired already (the ledger's), nor one whose call
-        was passed (it was an earlier primary's)."""
+        was passed (it was an earlier primary's).  Timed faults count from the first primary's
+        start (in the ledger), else from ``t0``."""
         fired = set()
         if self.ledger is not None:
             try:
@@ -111,6 +114,9 @@ class Injector:
                     fired = set(f.read().split())
             except OSError:
                 pass
+        for word in fired:
+            if word.startswith("t0="):
+                t0 = float(word[3:])
         self.faults = [f for f in self.faults if spec(f) not in fired and (f.at_call is None or f.at_call > calls)]
         self.entries = calls
         self.armed = True
@@ -126,13 +132,16 @@ class Injector:
                 self._fire(f)
 
     def _fire(self, fault: Fault) -> None:
+        self._note(spec(fault))   # before dying: the next primary must not fire it again
+        fail_stop(self.engine)
+
+    def _note(self, line: str) -> None:
         if self.ledger is not None:
-            try:   # before dying: the next primary must not fire it again
+            try:
                 with open(self.ledger, "a") as f:
-                    f.write(spec(fault) + "\n")
+                    f.write(line + "\n")
             except OSError:
                 pass
-        fail_stop(self.engine)
 
     def finish(self) -> list[str]:
         """The ``replica@N`` faults that never fired (see :func:`not_injected`); none while unarmed."""

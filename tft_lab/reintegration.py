@@ -16,7 +16,8 @@ keeps logging as a primary does, so that a fresh backup can take its place:
 While the fresh backup is *catching up* (it has not acknowledged the whole history) the
 run is unprotected: outputs do not wait for it (a failure then may lose or repeat them).
 Once it has, the output rule counts again: it is *caught up*.  Both moments are
-events in the trace (kind ``failover``, calls ``catch-up`` and ``caught-up``).
+events in the trace (kind ``reintegration``, calls ``catch-up`` and ``caught-up``; a fresh
+backup that fails is ``backup-lost``).
 
 A policy never imports the channel: ``get_sender`` is handed in (by :mod:`tft_lab.run`).
 """

@@ -356,7 +356,7 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
     paths = {r: (os.path.join(work, f"{r}.result.json"), event_file(work, r) if traced else None)
              for r in ("primary", "backup")}
     pids: dict[str, int] = {}
-    t0 = time.monotonic()   # timed faults count from here, on whichever replica is primary then
+    t0 = time.monotonic()   # a successor's timed faults count from here if the primary left no start
     ledger = os.path.join(work, "faults.fired")
     relaying = kind == "local" and respawn != 0
     held: list[socket.socket] = []   # every socket this coordinator holds: a child closes them all
@@ -384,7 +384,7 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
         return supervise_primary(argv, sender, commit=commit, epoch=epoch, faults=faults,
                                  trace_path=paths["primary"][1], result_path=paths["primary"][0],
                                  env=env, cwd=cwd, fence_after=heartbeat * SENDER_TIMEOUT_FACTOR,
-                                 control_fd=control_fd, t0=t0, ledger=ledger)
+                                 control_fd=control_fd, ledger=ledger)
 
     def backup_main(role: str, end: socket.socket, ctl: socket.socket | None):
         for s in held:

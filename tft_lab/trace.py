@@ -21,7 +21,7 @@ from typing import Iterable, NamedTuple
 from .log import open_private
 
 #: Values of the ``kind`` column.
-KINDS = ("syscall", "signal", "rdtsc", "exec", "exit", "failover")
+KINDS = ("syscall", "signal", "rdtsc", "exec", "exit", "failover", "reintegration")
 #: Values of the ``replica`` column.
 REPLICAS = ("primary", "backup", "tracer")
 #: Values of the ``cls`` column (see :mod:`tft_lab.syscalls`).
