@@ -509,6 +509,8 @@ class Backup(Replayer):
             st.uncertain = self.uncertain_calls.enter(call)
         if self.inner is not None:
             self._relay_news(task)
+            if entry is not None and entry.kills and _at_itself(task, call):
+                st.expect_self_signal = True   # the recorder compares real pids: the program's are virtual
             self.inner.on_entry(task, call)   # run to its exit stop under the output rule, logged
             if call.action == "logged":
                 call.action = "live"
@@ -602,6 +604,13 @@ class Backup(Replayer):
         self.engine.emit(task, "failover", "go-live", "; ".join(n for n in notes if n), 0, "event", "live")
         if any(notes):
             self.warn(f"pid {task.vpid} went live at seq {task.seq}: " + "; ".join(n for n in notes if n))
+
+def _at_itself(task: Task, call: Call) -> bool:
+    """A kill, tkill or tgkill of the calling process by the pid it knows (or 0: its group)."""
+    a = call.args
+    target = signed(a[1] if call.name == "tgkill" else a[0])
+    return target in (0, task.vpid) or (call.name == "tgkill" and signed(a[0]) == task.vpid)
+
 
 def _signame(signo: int) -> str:
     try:
