@@ -196,8 +196,9 @@ def run_tft(plan: Plan, point: int, *, keep_events: str | None = None) -> Ran:
         port = str(free_port()) if any("{port}" in a for a in plan.argv) else ""
         argv = [a.replace("{port}", port) for a in plan.argv]
         result_path = os.path.join(folder, "result.json")
+        # One failure a point: a fresh backup after it would only double the point's cost.
         cmd = ["run", "--commit", plan.commit, "--epoch", str(plan.epoch), "--heartbeat", str(plan.heartbeat),
-               "--result-json", result_path]
+               "--respawn", "0", "--result-json", result_path]
         if keep_events:
             cmd += ["--workdir", keep_events]
         if point:
