@@ -9,7 +9,7 @@
     tft sweep --at every|N,M,...|sample:K|every:S [--victim primary|backup] [--commit C[,C...]]
               [--epoch N[,N...]] [--check CMD] [--workers W] [--cluster tcp://HOST:PORT]
               [--out results.parquet] -- PROG [ARGS...]
-    tft backup --listen HOST:PORT --key-file F
+    tft backup --listen HOST:PORT --key-file F [--rejoin tcp://HOST:PORT]
     tft keygen FILE
     tft demo
 
@@ -98,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     bk.add_argument("--trace", help="write this replica's trace here (parquet)")
     bk.add_argument("--fault", action="append", default=[], help="backup@N or backup@Ts")
     bk.add_argument("--heartbeat", type=float, default=0.5)
+    bk.add_argument("--rejoin", help="tcp://HOST:PORT: once live, catch up a fresh tft backup --listen there "
+                                     "(the failed host, restarted) and follow it under --commit")
+    bk.add_argument("--commit", default="output", choices=("output", "epoch", "none"),
+                    help="output rule once live with a --rejoin backup (default output)")
     bk.add_argument("--accept-timeout", type=float, default=None, help="give up if no primary comes")
 
     kg = sub.add_parser("keygen", help="write a new shared key file (mode 0600)")
@@ -230,13 +234,23 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.cmd == "backup":
             from .channel import load_key
-            from .run import serve_backup
+            from .run import parse_backup, serve_backup
 
             host, _, port = args.listen.rpartition(":")
             if not host or not port.isdigit():
                 _usage("--listen takes HOST:PORT")
+            rejoin = None
+            if args.rejoin:
+                try:
+                    kind, r_host, r_port = parse_backup(args.rejoin)
+                except ValueError:
+                    kind = None
+                if kind != "tcp":
+                    _usage("--rejoin takes tcp://HOST:PORT")
+                rejoin = (r_host, r_port)
             return serve_backup(host.strip("[]"), int(port), load_key(args.key_file), faults=args.fault,
-                                trace=args.trace, heartbeat=args.heartbeat, accept_timeout=args.accept_timeout)
+                                trace=args.trace, heartbeat=args.heartbeat, accept_timeout=args.accept_timeout,
+                                rejoin=rejoin, commit=args.commit)
         if args.cmd == "keygen":
             from .channel import generate_key
 

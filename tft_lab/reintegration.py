@@ -95,13 +95,16 @@ def split_frames(buf: bytearray) -> list[bytes]:
 class Relay:
     """The live replica's log sink: the history on disk, streamed to a fresh backup.
 
-    ``get_sender()`` blocks until a fresh backup is connected and returns its Sender, or
-    returns None (no fresh backup: ``--respawn`` spent, or none could start).  It is called
-    from a thread of this class, never from the supervisor's."""
+    ``get_sender(stop)`` blocks until a fresh backup is connected and returns its Sender, or
+    returns None (no fresh backup: ``--respawn`` spent, none could start, or ``stop`` — a
+    ``threading.Event`` — was set: the program ended first).  It is called from a thread of
+    this class, never from the supervisor's.  ``warn`` says the news on stderr too."""
 
-    def __init__(self, history: History, get_sender: Callable[[], object | None]):
+    def __init__(self, history: History, get_sender: Callable[[threading.Event], object | None], warn=None):
         self.history = history
         self.get_sender = get_sender
+        self.warn = warn
+        self.stop = threading.Event()
         self.bytes = 0
         self.lost: PeerFailed | None = None   # the fresh backup failed (ChannelSink's name)
         self.state = "alone"   # alone -> catching-up -> caught-up (-> alone when it is lost)
@@ -124,7 +127,7 @@ class Relay:
 
     def _catch_up(self) -> None:
         try:
-            sender = self.get_sender()
+            sender = self.get_sender(self.stop)
         except (TftError, OSError) as e:
             self.lost = PeerFailed(f"no fresh backup: {e}")
             return
@@ -187,11 +190,15 @@ class Relay:
         self._reported = self.state
         n = self.fresh_backups
         if self.state == "catching-up":
-            return "catch-up", f"fresh backup #{n} replays the log from the start: unprotected until it has it"
-        if self.state == "caught-up":
+            news = "catch-up", f"fresh backup #{n} replays the log from the start: unprotected until it has it"
+        elif self.state == "caught-up":
             ms = (self.caught_up_ns - self.started_ns) / 1e6
-            return "caught-up", f"fresh backup #{n} has all {self.history_frames} records after {ms:.0f} ms: protected"
-        return "backup-lost", f"fresh backup #{n} lost ({self.lost}): unprotected"
+            news = "caught-up", f"fresh backup #{n} has all {self.history_frames} records after {ms:.0f} ms: protected"
+        else:
+            news = "backup-lost", f"fresh backup #{n} lost ({self.lost}): unprotected"
+        if self.warn is not None:
+            self.warn(news[1])
+        return news
 
     def summary(self) -> dict:
         """For the supervisor's result: fresh backups started, the last one's catch-up time."""
@@ -249,6 +256,8 @@ class Relay:
         """The program ended (its end record is logged): let the fresh backup have the whole
         log, then close the channel cleanly.  Returns why the backup was lost, if it was."""
         if self._thread is not None:
+            if self.backup_sender is None:
+                self.stop.set()   # nobody came (yet): do not wait for one
             self._thread.join()
         sender = self.backup_sender
         if sender is None:

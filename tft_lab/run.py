@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from . import channel as _channel
 from ._process import die_with_parent, reap_exited
-from .errors import ChannelError, DivergenceError, ProgramError, TftError, UnsupportedError
+from .errors import ChannelError, DivergenceError, PeerFailed, ProgramError, TftError, UnsupportedError
 from .faults import Fault, fail_stop, parse_fault
 from .trace import event_file
 from .trace import load as load_trace
@@ -40,6 +40,8 @@ from .trace import save as save_trace
 EXIT_BACKUP_DIVERGED = 3
 #: ``tft run``'s status when the program asked for what tft_lab refuses (as ``tft record``'s).
 EXIT_REFUSED = 2
+#: Seconds between a live ``tft backup --rejoin``'s attempts to reach its fresh backup.
+REJOIN_RETRY = 0.5
 #: ``tft backup --listen`` prints this many refused peers one by one, then only their number.
 REFUSALS_SHOWN = 10
 #: ``tft run``'s status when this primary stopped (it fenced itself, or it or its program was
@@ -396,7 +398,8 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
         if ctl is not None:
             from .reintegration import History, Relay
 
-            relay = Relay(History(os.path.join(work, f"{role}.history")), _fresh_backup_from(ctl, key, heartbeat))
+            relay = Relay(History(os.path.join(work, f"{role}.history")), _fresh_backup_from(ctl, key, heartbeat),
+                          warn=lambda msg: print(f"tft: {msg}", file=sys.stderr, flush=True))
         receiver = _channel.Receiver.from_socket(end, key, heartbeat=heartbeat,
                                                  timeout_factor=RECEIVER_TIMEOUT_FACTOR)
         return supervise_backup(receiver, faults=faults, trace_path=paths[role][1], result_path=paths[role][0],
@@ -535,7 +538,7 @@ def _fresh_backup_from(ctl: socket.socket, key, heartbeat: float):
     """How a live replica gets a fresh backup under ``tft run``: it asks the coordinator on
     ``ctl``, which starts one and sends back the live replica's end of their channel."""
 
-    def get_sender():
+    def get_sender(stop):
         ctl.sendall(b"B")
         _, fds, _, _ = socket.recv_fds(ctl, 1, 1)
         ctl.close()   # one fresh backup per go-live: this replica goes live once
@@ -543,6 +546,27 @@ def _fresh_backup_from(ctl: socket.socket, key, heartbeat: float):
             return None   # --respawn is spent
         return _channel.Sender.from_socket(socket.socket(fileno=fds[0]), key, heartbeat=heartbeat,
                                            timeout_factor=SENDER_TIMEOUT_FACTOR)
+
+    return get_sender
+
+
+def _rejoin_at(host: str, port: int, key: bytes, heartbeat: float):
+    """How a live ``tft backup --rejoin tcp://HOST:PORT`` gets a fresh backup: it connects to a
+    ``tft backup --listen`` there, trying again every :data:`REJOIN_RETRY` seconds until one
+    answers (the operator starts it when the failed host is back) or the program ends."""
+
+    def get_sender(stop):
+        told = False
+        while not stop.is_set():
+            try:
+                return _channel.connect(host, port, key, heartbeat, timeout_factor=SENDER_TIMEOUT_FACTOR)
+            except (ChannelError, PeerFailed) as e:   # nobody there yet, or a peer that is not our backup
+                if not told:
+                    print(f"tft: backup: live, waiting for a fresh backup at {host}:{port} ({e})",
+                          file=sys.stderr, flush=True)
+                    told = True
+            stop.wait(REJOIN_RETRY)
+        return None
 
     return get_sender
 
@@ -576,8 +600,13 @@ def _wait_all(pids: dict[str, int], block: bool = True) -> None:
 
 
 def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | None = None,
-                 heartbeat: float = 0.5, accept_timeout: float | None = None, ready=None) -> int:
+                 heartbeat: float = 0.5, accept_timeout: float | None = None, ready=None,
+                 rejoin: tuple[str, int] | None = None, commit: str = "output") -> int:
     """``tft backup --listen HOST:PORT``: wait for one primary, then be its backup in this process.
+
+    ``rejoin`` (``--rejoin tcp://HOST:PORT``): once this backup is live it is the primary; it
+    connects to a fresh ``tft backup --listen`` at that address as soon as one is there (the
+    failed host, restarted), catches it up from its log and follows under ``commit``.
 
     Returns the program's status (the primary's, or its own after going live);
     :data:`EXIT_REFUSED` with a one-line ``tft: backup:`` message if the primary refused the
@@ -612,7 +641,14 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
     try:
         result_path = os.path.join(work, "backup.result.json")
         trace_path = event_file(work, "backup") if trace else None
-        code = supervise_backup(receiver, faults=faults, trace_path=trace_path, result_path=result_path)
+        relay = None
+        if rejoin is not None:
+            from .reintegration import History, Relay
+
+            relay = Relay(History(os.path.join(work, "backup.history")), _rejoin_at(*rejoin, key, heartbeat),
+                          warn=lambda msg: print(f"tft: backup: {msg}", file=sys.stderr, flush=True))
+        code = supervise_backup(receiver, faults=faults, trace_path=trace_path, result_path=result_path,
+                                relay=relay, commit=commit, fence_after=heartbeat * SENDER_TIMEOUT_FACTOR)
         if trace:
             save_trace(load_trace([trace_path]), trace)
         result = _read_json(result_path)
