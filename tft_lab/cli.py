@@ -5,6 +5,7 @@
     tft trace [-o FILE] -- PROG [ARGS...]
     tft run [--backup local|none|tcp://HOST:PORT] [--commit output|epoch|none] [--epoch N]
             [--trace FILE] [--fault primary@N|primary@Ts|backup@N|backup@Ts]... [--respawn N]
+            [--pause primary@Ts:Ds|backup@Ts:Ds]...
             -- PROG [ARGS...]
     tft sweep --at every|N,M,...|sample:K|every:S [--victim primary|backup] [--commit C[,C...]]
               [--epoch N[,N...]] [--check CMD] [--workers W] [--cluster tcp://HOST:PORT]
@@ -68,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     ru.add_argument("--trace", help="write both replicas' trace here (parquet; .csv for CSV)")
     ru.add_argument("--fault", action="append", default=[],
                     help="inject a fail-stop: primary@N, primary@2.5s, backup@N, backup@Ts (repeatable)")
+    ru.add_argument("--pause", action="append", default=[],
+                    help="stop a replica's supervisor for D s at T s, then resume it: primary@Ts:Ds, "
+                         "backup@Ts:Ds (repeatable)")
     ru.add_argument("--respawn", type=int, default=None,
                     help="after each failover a fresh local backup catches up and follows the new primary: "
                          "at most N of them (default: no bound; 0: the program runs alone after a failover)")
@@ -201,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 res = run(_prog(args), backup=args.backup, commit=args.commit, epoch=args.epoch,
                           trace=args.trace, faults=args.fault, key=key, heartbeat=args.heartbeat,
-                          workdir=args.workdir, control_fd=args.control_fd, respawn=args.respawn)
+                          workdir=args.workdir, control_fd=args.control_fd, respawn=args.respawn,
+                          pauses=args.pause)
             except ValueError as e:
                 _usage(str(e))
             if args.result_json:

@@ -7,7 +7,10 @@ A ``primary@`` fault is the primary's *role*, not its process: after a failover 
 replica is the primary (``tft run --respawn``), so it holds the run's primary faults too.
 N counts the program's calls from its start (a replica that replayed calls 1..k and went
 live counts on from k), and a fault fires once per run: one whose call or time had come
-before a replica became the primary fired on an earlier one."""
+before a replica became the primary fired on an earlier one.
+
+A pause (``--pause primary@1.5s:3s``: :class:`Pause`, fired by :class:`Pauser` from
+``tft run``'s coordinator) stops the replica's supervisor for a while instead of killing it."""
 from __future__ import annotations
 
 import os
@@ -47,6 +50,76 @@ def spec(fault: Fault) -> str:
     """The fault as ``--fault`` writes it (``primary@12``, ``backup@2.5s``)."""
     at = f"{fault.at_call}" if fault.at_call is not None else f"{fault.after_seconds:g}s"
     return f"{fault.replica}@{at}"
+
+
+_PAUSE = re.compile(r"^(primary|backup)@(\d+(?:\.\d*)?)s:(\d+(?:\.\d*)?)s$")
+
+
+class Pause(NamedTuple):
+    """``--pause primary@Ts:Ds``: the replica's supervisor is stopped (SIGSTOP) T seconds after
+    the run started, for D seconds, then resumed (SIGCONT): a long GC pause, a frozen VM, a
+    partition that heals.  Its program runs on at most to its next intercepted call and waits
+    there (every call stops for the supervisor): no output while paused."""
+
+    replica: str
+    """``primary`` or ``backup``: whichever replica has that role at T."""
+    at_seconds: float
+    """T, seconds after the run started."""
+    seconds: float
+    """D, how long it stays stopped."""
+
+
+def parse_pause(spec: str) -> Pause:
+    m = _PAUSE.match(spec.strip())
+    if not m:
+        raise ValueError(f"bad pause {spec!r}: use primary@Ts:Ds or backup@Ts:Ds (e.g. primary@1.5s:3s)")
+    replica, at, secs = m.groups()
+    if float(secs) <= 0:
+        raise ValueError(f"bad pause {spec!r}: it must last more than 0 s")
+    return Pause(replica, float(at), float(secs))
+
+
+class Pauser:
+    """Fires :class:`Pause` faults from outside the paused replica (a stopped process cannot
+    resume itself): ``tft run``'s coordinator calls :meth:`tick` often with the supervisor's
+    pid for each role; each pause sends SIGSTOP when its time comes and SIGCONT D s later."""
+
+    def __init__(self, pauses, t0: float):
+        self.todo = sorted(pauses, key=lambda p: p.at_seconds)
+        self.t0 = t0
+        self.stopped: list[tuple[float, int]] = []   # (resume at, pid)
+        self.fired: list[str] = []
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.todo or self.stopped)
+
+    def tick(self, roles: dict[str, int | None]) -> None:
+        now = time.monotonic()
+        while self.todo and self.t0 + self.todo[0].at_seconds <= now:
+            p = self.todo.pop(0)
+            pid = roles.get(p.replica)
+            if pid is not None and _signal(pid, signal.SIGSTOP):
+                self.stopped.append((now + p.seconds, pid))
+                self.fired.append(f"{p.replica}@{p.at_seconds:g}s:{p.seconds:g}s")
+        for resume_at, pid in list(self.stopped):
+            if resume_at <= now:
+                _signal(pid, signal.SIGCONT)
+                self.stopped.remove((resume_at, pid))
+
+    def resume_all(self) -> None:
+        """Every stopped supervisor goes on (the run is ending: none may stay stopped)."""
+        for _, pid in self.stopped:
+            _signal(pid, signal.SIGCONT)
+        self.stopped.clear()
+
+
+def _signal(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+        return True
+    except OSError:
+        return False
 
 
 def not_injected(faults, replica: str, calls: int) -> list[str]:

@@ -87,6 +87,11 @@ class ChannelSink:
     def failure(self):
         return getattr(self.sender, "failure", None) if self.sender is not None else None
 
+    @property
+    def silence_before_failure(self) -> float:
+        """How long the primary had been silent to the backup when the channel failed."""
+        return getattr(self.sender, "silence_before_failure", 0.0) if self.sender is not None else 0.0
+
 
 class Primary(Recorder):
     """Primary replica: runs the program for real, streams the log, applies the output rule."""
@@ -129,15 +134,19 @@ class Primary(Recorder):
         except PeerFailed as e:
             if isinstance(self.sink.failure, PeerSilent) or isinstance(e, AckTimeout):
                 self._fence(e)
+            silent = self.sink.silence_before_failure
+            if silent > self.fence_after:
+                # This primary was stopped (or starved) longer than the backup waits: the backup
+                # may be live already, and what looks like its death is it closing our channel.
+                self._fence(e, f"this primary sent nothing for {silent:.1f} s before its channel failed")
             self.backup_lost = str(e)
             self.sink.sender = None
             self.warn(f"the backup failed ({e}); the primary continues ALONE: no fault tolerance now")
         if call is not None:
             call.wait_ns += time.monotonic_ns() - t0
 
-    def _fence(self, err) -> None:
-        self.warn(f"the backup fell silent ({err}); it may have gone live, so this primary stops "
-                  "(no two live replicas)")
+    def _fence(self, err, why: str = "the backup fell silent") -> None:
+        self.warn(f"{why} ({err}); it may have gone live, so this primary stops (no two live replicas)")
         raise Fenced(f"primary fenced itself: {err}")
 
     def on_entry(self, task: Task, call: Call) -> None:

@@ -224,6 +224,11 @@ class Relay:
         return self.history.sent
 
     @property
+    def silence_before_failure(self) -> float:
+        sender = self.backup_sender
+        return getattr(sender, "silence_before_failure", 0.0) if sender is not None else 0.0
+
+    @property
     def failure(self):
         sender = self.backup_sender
         return getattr(sender, "failure", None) if sender is not None else None

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from . import channel as _channel
 from ._process import die_with_parent, reap_exited
 from .errors import ChannelError, DivergenceError, PeerFailed, ProgramError, TftError, UnsupportedError
-from .faults import Fault, fail_stop, parse_fault
+from .faults import Fault, Pause, Pauser, fail_stop, parse_fault, parse_pause
 from .trace import event_file
 from .trace import load as load_trace
 from .trace import save as save_trace
@@ -305,12 +305,15 @@ def parse_backup(spec: str) -> tuple[str, str | None, int | None]:
 
 def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64, trace: str | None = None,
         faults=(), key: bytes | None = None, heartbeat: float = 0.5, env=None, cwd=None,
-        workdir: str | None = None, control_fd: int | None = None, respawn: int | None = None) -> RunResult:
+        workdir: str | None = None, control_fd: int | None = None, respawn: int | None = None,
+        pauses=()) -> RunResult:
     """Run ``argv`` replicated; return when the program has finished on a live replica.
 
     ``respawn`` (``backup="local"`` only): after each failover the live replica is the
     primary, and a fresh backup catches up from its log and follows it; at most this many
     fresh backups in the run (None: no bound; 0: after a failover the program runs alone).
+    ``pauses``: ``primary@Ts:Ds`` / ``backup@Ts:Ds`` specs (:class:`~tft_lab.faults.Pause`):
+    the replica with that role at T is stopped for D seconds, then resumed.
 
     The supervisors' results and event streams go to a new temporary directory that is
     removed before this returns or raises (Ctrl-C, SIGTERM and SIGHUP included); with
@@ -321,6 +324,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     from ._backend.ptrace import find_program
 
     faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
+    pauses = [p if isinstance(p, Pause) else parse_pause(p) for p in pauses]
     kind, host, port = parse_backup(backup)
     if commit not in ("output", "epoch", "none"):
         raise ValueError("--commit must be output, epoch or none")
@@ -342,7 +346,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     try:
         return _coordinate(argv, work, kind, host, port, key=key, commit=commit, epoch=epoch, trace=trace,
                            faults=faults, heartbeat=heartbeat, env=env, cwd=cwd, keep=workdir is not None,
-                           control_fd=control_fd, respawn=respawn)
+                           control_fd=control_fd, respawn=respawn, pauses=pauses)
     finally:
         if workdir is None:
             shutil.rmtree(work, ignore_errors=True)   # on every path: results, events, all
@@ -351,7 +355,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
 
 
 def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, trace, faults, heartbeat,
-                env, cwd, keep: bool, control_fd, respawn=None) -> RunResult:
+                env, cwd, keep: bool, control_fd, respawn=None, pauses=()) -> RunResult:
     """:func:`run` in ``work``; ``keep``: the caller named it (its event streams stay there)."""
     os.makedirs(work, exist_ok=True)
     traced = bool(trace or keep)   # event streams cost a write per 0.2 s of events: only on demand
@@ -408,6 +412,8 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
 
     ctls: dict[str, socket.socket] = {}   # a relaying backup's control socket: it asks for a fresh backup there
     fresh = went_live = 0
+    roles = {"primary": "primary", "backup": "backup" if kind == "local" else None}   # role -> who has it
+    pauser = Pauser(pauses, t0)
 
     def start_backup(role: str, end: socket.socket) -> None:
         ctl = mine = None
@@ -440,6 +446,7 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
             return
         fresh += 1
         new = f"backup{fresh + 1}"
+        roles.update(primary=role, backup=new)
         paths[new] = (os.path.join(work, f"{new}.result.json"), event_file(work, new) if traced else None)
         live_end, new_end = _channel.socketpair_channel()
         held.extend((live_end, new_end))
@@ -463,15 +470,17 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
                 held.remove(s)
                 s.close()
         while pids:
-            if ctls:
-                ready, _, _ = select.select(list(ctls.values()), [], [], 0.1)
+            if ctls or pauser.pending:
+                ready, _, _ = select.select(list(ctls.values()), [], [], 0.05 if pauser.pending else 0.1)
                 for role, ctl in list(ctls.items()):
                     if ctl in ready:
                         answer(role, ctl)
+                pauser.tick({r: pids.get(who) for r, who in roles.items()})
                 _wait_all(pids, block=False)
             else:
                 _wait_all(pids)
     except KeyboardInterrupt:
+        pauser.resume_all()
         for pid in pids.values():
             _signal_quietly(pid, signal.SIGTERM)
         deadline = time.monotonic() + 5
@@ -483,6 +492,7 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
         _wait_all(pids)
         raise
     finally:
+        pauser.resume_all()
         for s in held:
             s.close()
     reap_exited()   # a killed supervisor's programs, adopted by us

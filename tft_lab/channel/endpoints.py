@@ -252,6 +252,12 @@ class _SocketSender(Sender):
         """The error that ended the link (``PeerSilent`` for a silent backup), or None."""
         return self._link.error
 
+    @property
+    def silence_before_failure(self) -> float:
+        """Seconds this end had sent nothing (not even a heartbeat) when the link failed: more
+        than the backup's patience, and the backup may have gone live (0.0: not failed)."""
+        return self._link.silence_before_failure if self._link.error is not None else 0.0
+
     def abort(self) -> None:
         self._link.drop()
 

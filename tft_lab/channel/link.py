@@ -89,6 +89,7 @@ class _Link:
         self.wlock = threading.Lock()
         self.wbuf = bytearray()
         self.last_write = self.last_heard = time.monotonic()
+        self.silence_before_failure = 0.0
         self._rbuf = bytearray()
         self._eof = False
         self._stop = False
@@ -114,6 +115,9 @@ class _Link:
         with self.cond:
             if self.error is None:
                 self.error = err
+                # How long this end had written nothing when the link failed: long (it was
+                # stopped, or starved) means the peer may have taken *us* for dead first.
+                self.silence_before_failure = time.monotonic() - self.last_write
                 self.draining = writing and self.drain and not (self._eof or self._stop)
             first = self.error
             self.cond.notify_all()
