@@ -59,6 +59,8 @@ from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, SentSignals, r
 from .replayer import Replayer, ReplayTaskState
 from .syscalls import number
 
+#: A fresh backup notes the time every this many records it takes (its catch-up, measured).
+PROGRESS_EVERY = 100
 NR = {name: number(name) for name in ("lseek", "epoll_ctl")}
 
 #: Live calls whose pid arguments the program took from the primary: index of each.
@@ -144,7 +146,10 @@ class Backup(Replayer):
 
     def __init__(self, receiver, *, faults: list[Fault] = (), warn=None, header_timeout: float = 30.0,
                  relay=None, commit: str = "output", fence_after: float = 2.0, t0: float | None = None,
-                 ledger: str | None = None):
+                 ledger: str | None = None, fresh: bool = False):
+        self.fresh = fresh    # a fresh backup of a live replica: it replays a history first
+        self.consumed = 0     # records taken from the channel
+        self.progress: list[tuple[int, int]] = []   # a fresh backup's (records taken, ns since start)
         self.relay = relay    # a Relay: once live, log like a primary and catch a fresh backup up
         self.inner = None     # that primary (a Primary over the relay), once promoted
         self.commit, self.fence_after, self.t0 = commit, fence_after, t0
@@ -202,6 +207,9 @@ class Backup(Replayer):
                 self.failover_ns = time.monotonic_ns()
                 self.warn(f"primary failed ({self.failure}); the backup replays what it received and goes live")
             return False
+        self.consumed += 1
+        if self.fresh and self.consumed % PROGRESS_EVERY == 0:
+            self.progress.append((self.consumed, time.monotonic_ns() - self.engine.t0))
         if rec.type == "sys":
             self.uncertain_calls.heard(rec["pid"])
             self.max_oseq = max(self.max_oseq, rec.get("oseq") or 0)

@@ -193,7 +193,7 @@ def _close_quietly(sender, timeout: float = 10.0) -> None:
 
 def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None, relay=None,
                      commit: str = "output", fence_after: float = 1.0, t0: float | None = None,
-                     ledger: str | None = None) -> int:
+                     ledger: str | None = None, fresh: bool = False) -> int:
     """Run the backup replica fed by ``receiver`` until the program ends (replayed or live).
 
     With ``relay`` (a :class:`~tft_lab.reintegration.Relay`), a backup that goes live becomes
@@ -208,7 +208,7 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None, 
     policy = None
     try:
         policy = Backup(receiver, faults=list(faults), relay=relay, commit=commit, fence_after=fence_after,
-                        t0=t0, ledger=ledger)
+                        t0=t0, ledger=ledger, fresh=fresh)
         h = policy.header
         if file_sha256(h["exe"]) != h["exe_sha256"]:
             raise ProgramError(f"{h['exe']}: the backup's copy of the program differs from the primary's")
@@ -227,6 +227,8 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None, 
         else:
             result.update(outcome="replayed", status=policy.end_status, program_status=status)
         result.update(faults_not_injected=policy.faults_not_injected)
+        if policy.progress:   # a fresh backup: how fast it took the history (benchmarks/catchup.py)
+            result.update(progress_ms=[[n, ns / 1e6] for n, ns in policy.progress])
     except Fenced as e:
         result.update(outcome="fenced", error=str(e))
     except KeyboardInterrupt:
@@ -409,7 +411,7 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
                                                  timeout_factor=RECEIVER_TIMEOUT_FACTOR)
         return supervise_backup(receiver, faults=faults, trace_path=paths[role][1], result_path=paths[role][0],
                                 relay=relay, commit=commit, fence_after=heartbeat * SENDER_TIMEOUT_FACTOR,
-                                t0=t0, ledger=ledger)
+                                t0=t0, ledger=ledger, fresh=role != "backup")
 
     ctls: dict[str, socket.socket] = {}   # a relaying backup's control socket: it asks for a fresh backup there
     fresh = went_live = 0
