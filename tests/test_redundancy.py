@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from tft_lab.plots import epoch_timeline
+
 from tft_lab.testing import REPO, assert_no_leftovers, build_program, free_port, reap_adopted_zombies, run_cli
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -65,6 +67,10 @@ def test_three_primary_failures_are_each_masked_by_a_fresh_backup(tmp_path, pids
     assert (steps["syscall"] == "catch-up").sum() == 3
     assert (steps["syscall"] == "caught-up").sum() >= 2
     assert res["backups"][-1]["outcome"] == "replayed", res["backups"]   # the last fresh backup followed to the end
+    # Each fresh backup has its own name in the trace, and the timeline marks every step.
+    assert {"primary", "backup", "backup2", "backup3", "backup4"} <= set(df["replica"].astype(str))
+    (marks,) = [d for d in epoch_timeline(df).data if d.name == "redundancy"]
+    assert sorted(marks.text).count("go-live") == 3 and list(marks.text).count("catch-up") == 3
     reap_adopted_zombies()
     assert_no_leftovers(pids_before)
 

@@ -58,6 +58,7 @@ from .faults import Fault, Injector
 from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, SentSignals, reaped_child, sent_siginfo
 from .replayer import Replayer, ReplayTaskState
 from .syscalls import number
+from .trace import FRESH_BACKUPS
 
 #: A fresh backup notes the time every this many records it takes (its catch-up, measured).
 PROGRESS_EVERY = 100
@@ -146,8 +147,10 @@ class Backup(Replayer):
 
     def __init__(self, receiver, *, faults: list[Fault] = (), warn=None, header_timeout: float = 30.0,
                  relay=None, commit: str = "output", fence_after: float = 2.0, t0: float | None = None,
-                 ledger: str | None = None, fresh: bool = False):
+                 ledger: str | None = None, fresh: str | None = None):
         self.fresh = fresh    # a fresh backup of a live replica: it replays a history first
+        if fresh:
+            self.replica = fresh if fresh in FRESH_BACKUPS else FRESH_BACKUPS[-1]   # the trace's name
         self.consumed = 0     # records taken from the channel
         self.progress: list[tuple[int, int]] = []   # a fresh backup's (records taken, ns since start)
         self.relay = relay    # a Relay: once live, log like a primary and catch a fresh backup up

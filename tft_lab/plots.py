@@ -23,7 +23,7 @@ from plotly.subplots import make_subplots
 
 from .stepping import deferrals
 from .strace import format_call, format_result
-from .trace import CLASSES
+from .trace import CLASSES, FRESH_BACKUPS
 
 __all__ = ["epoch_timeline", "signal_deferral", "side_by_side", "overhead", "overhead_ratios", "deferrals",
            "CLASS_COLORS", "sweep_outcomes", "failover_by_class", "sweep_heatmap", "OUTCOME_COLORS"]
@@ -59,7 +59,7 @@ _LANE_HALF = 0.42
 
 def _lanes(df: pd.DataFrame) -> list[tuple[str, int]]:
     """(replica, pid) pairs, primary first, in order of first appearance."""
-    order = {r: i for i, r in enumerate(("primary", "backup", "tracer"))}
+    order = {r: i for i, r in enumerate(("primary", "backup", "tracer", *FRESH_BACKUPS))}
     seen = df[["replica", "pid"]].astype({"replica": object}).drop_duplicates()
     return sorted(seen.itertuples(index=False, name=None), key=lambda rp: (order.get(rp[0], 9), rp[1]))
 
@@ -88,6 +88,9 @@ def epoch_timeline(df: pd.DataFrame, epoch_length: int | None = None,
       its arrival to its delivery, drawn just above the lane;
     - an output-commit wait (``wait_ns > 0``) is a thick bar ending at the
       call that waited (trace ``"commit wait"``);
+    - each failover (a backup goes live) and re-integration (a fresh backup starts to
+      catch up, has caught up, is lost) is a labelled star on its lane (trace
+      ``"redundancy"``): redundancy lost and restored, failure after failure;
     - ``failover_t_ns``, if given, is a red vertical line named ``"failover"``.
 
     ``epoch_length``, if given, recomputes the epochs as ``seq //
@@ -112,6 +115,7 @@ def epoch_timeline(df: pd.DataFrame, epoch_length: int | None = None,
     _commit_waits(fig, df)
     _call_markers(fig, df)
     _signals(fig, df)
+    _redundancy(fig, df)
     if failover_t_ns is not None:
         x = failover_t_ns / _NS_PER_MS
         fig.add_shape(type="line", name="failover", x0=x, x1=x, y0=0, y1=1, xref="x", yref="paper",
@@ -192,6 +196,19 @@ def _call_markers(fig: go.Figure, df: pd.DataFrame) -> None:
                         line=dict(width=2, color=CLASS_COLORS.get(cls, "#333"))),
             text=_hover(g), hovertemplate="%{text}<extra></extra>",
         ))
+
+
+def _redundancy(fig: go.Figure, df: pd.DataFrame) -> None:
+    marks = df[df["kind"].isin(("failover", "reintegration"))]
+    if marks.empty:
+        return
+    texts = [f"{html.escape(str(r.syscall))}<br>{html.escape(str(r.args))}" for r in marks.itertuples()]
+    fig.add_trace(go.Scatter(
+        x=marks["t_ms"], y=marks["lane"] - 0.25, mode="markers+text", name="redundancy",
+        text=marks["syscall"].astype(str), textposition="top center", hovertext=texts,
+        hovertemplate="%{hovertext}<extra></extra>",
+        marker=dict(symbol="star", size=14, color=FAILOVER_COLOR),
+    ))
 
 
 def _commit_waits(fig: go.Figure, df: pd.DataFrame) -> None:

@@ -193,11 +193,12 @@ def _close_quietly(sender, timeout: float = 10.0) -> None:
 
 def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None, relay=None,
                      commit: str = "output", fence_after: float = 1.0, t0: float | None = None,
-                     ledger: str | None = None, fresh: bool = False) -> int:
+                     ledger: str | None = None, fresh: str | None = None) -> int:
     """Run the backup replica fed by ``receiver`` until the program ends (replayed or live).
 
     With ``relay`` (a :class:`~tft_lab.reintegration.Relay`), a backup that goes live becomes
-    the primary: it logs on, under the ``commit`` rule, to a fresh backup the relay catches up."""
+    the primary: it logs on, under the ``commit`` rule, to a fresh backup the relay catches up.
+    ``fresh``: this is such a fresh backup, its name in the trace (``backup2``...)."""
     from .backup import Backup, PrimaryStopped
     from .engine import Engine
     from .primary import Fenced
@@ -213,6 +214,8 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None, 
         if file_sha256(h["exe"]) != h["exe_sha256"]:
             raise ProgramError(f"{h['exe']}: the backup's copy of the program differs from the primary's")
         engine = Engine(policy, epoch=h["epoch"], cpu=_cpu(1), keep_trace=False)
+        if fresh and t0 is not None:
+            engine.t0 = int(t0 * 1e9)   # its trace's clock is the run's: its rows follow the failover
         with engine.watched(trace_path):
             engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"], signals=_log.start_signals(h))
             status = engine.run()
@@ -411,7 +414,7 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
                                                  timeout_factor=RECEIVER_TIMEOUT_FACTOR)
         return supervise_backup(receiver, faults=faults, trace_path=paths[role][1], result_path=paths[role][0],
                                 relay=relay, commit=commit, fence_after=heartbeat * SENDER_TIMEOUT_FACTOR,
-                                t0=t0, ledger=ledger, fresh=role != "backup")
+                                t0=t0, ledger=ledger, fresh=role if role != "backup" else None)
 
     ctls: dict[str, socket.socket] = {}   # a relaying backup's control socket: it asks for a fresh backup there
     fresh = went_live = 0

@@ -22,8 +22,11 @@ from .log import open_private
 
 #: Values of the ``kind`` column.
 KINDS = ("syscall", "signal", "rdtsc", "exec", "exit", "failover", "reintegration")
+#: The fresh backups of ``tft run --respawn``, in the order they started (the ninth and later
+#: are all ``backup9``); ``backup`` is the first backup, live after the first failover.
+FRESH_BACKUPS = tuple(f"backup{k}" for k in range(2, 10))
 #: Values of the ``replica`` column.
-REPLICAS = ("primary", "backup", "tracer")
+REPLICAS = ("primary", "backup", "tracer", *FRESH_BACKUPS)
 #: Values of the ``cls`` column (see :mod:`tft_lab.syscalls`).
 CLASSES = ("local", "input", "identity", "output", "resource", "unsupported", "event")
 #: Values of the ``action`` column: what this replica did with the event.
@@ -47,7 +50,8 @@ class TraceEvent(NamedTuple):
     """One intercepted event as seen by one replica."""
 
     replica: str
-    """``primary`` (recorder), ``backup`` (replayer) or ``tracer``."""
+    """``primary`` (recorder), ``backup`` (replayer), ``tracer``, or a fresh backup started
+    after a failover (``backup2``, ``backup3``...: :data:`FRESH_BACKUPS`)."""
     pid: int
     """The pid as the primary saw it (the virtual pid, identical on both replicas)."""
     seq: int
