@@ -75,7 +75,8 @@ SCHEMA: dict[str, dict[str, type]] = {
 OPTIONAL: dict[str, dict[str, type]] = {
     "sys": {"oseq": _INT},
     "exec": {"sha256": _STR},
-    "header": {"created": _STR, "program": _STR},
+    # run: the id of a replicated run whose live replica an arbiter decides (tft_lab.arbiter)
+    "header": {"created": _STR, "program": _STR, "run": _STR},
     # the primary stopped the program on a call tft_lab refuses (its one-line message): a live
     # backup stops too instead of going live; or the operator stopped `tft run` (why): the same
     "end": {"refused": _STR, "stopped": _STR},
