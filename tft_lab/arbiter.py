@@ -27,7 +27,11 @@ that one call late, since a terminal or a socket cannot check a fencing token.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import os
+import shutil
+import subprocess
 import re
 import secrets
 import socket
@@ -45,6 +49,10 @@ DEFAULT_TTL = 2
 REQUEST_TIMEOUT = 1.0
 #: The key's prefix in etcd (one key per run).
 KEY_PREFIX = "/tft/runs/"
+#: A run that ended leaves its key saying so, this long (s): a backup cut off from the
+#: primary that contends after the primary finished must stand down, not run the program again.
+ENDED_TTL = 600
+ENDED = "ended: "
 
 
 class ArbiterError(TftError):
@@ -143,6 +151,8 @@ class Etcd:
         except (urllib.error.URLError, OSError, socket.timeout) as e:
             why = getattr(e, "reason", None) or e
             raise ArbiterError(f"{self.name} is unreachable: {why}") from None
+        except http.client.HTTPException as e:   # a peer that does not speak HTTP
+            raise ArbiterError(f"{self.name} does not answer HTTP ({type(e).__name__}): not an etcd server") from None
         answer = _json(raw)
         if answer is None:
             raise ArbiterError(f"{self.name}: the answer to {path} is not JSON: not an etcd v3 server?")
@@ -185,11 +195,11 @@ class Etcd:
             if "not found" not in str(e):
                 raise
 
-    def create(self, key: str, value: str, lease: int) -> tuple[bool, int]:
+    def create(self, key: str, value: str, lease: int) -> tuple[bool, int, str]:
         """The transaction: put ``key`` = ``value`` under ``lease`` if the key does not exist.
 
-        Returns (won, holder): holder is the lease of whoever holds the key (0: none, or a
-        key without a lease)."""
+        Returns (won, holder, its value): holder is the lease of whoever holds the key (0:
+        none, or a key without a lease)."""
         k = _b64(key)
         answer = self._request("/v3/kv/txn", {
             "compare": [{"key": k, "target": "CREATE", "create_revision": "0"}],
@@ -199,12 +209,22 @@ class Etcd:
         if "header" not in answer:
             raise ArbiterError(f"{self.name}: a transaction answer without a header: not an etcd v3 server?")
         if answer.get("succeeded"):
-            return True, lease
-        holder = 0
+            return True, lease, value
+        holder, held = 0, ""
         for r in answer.get("responses", []):
             for kv in r.get("response_range", {}).get("kvs", []):
                 holder = int(kv.get("lease", 0) or 0)
-        return False, holder
+                held = base64.b64decode(kv.get("value", "")).decode(errors="replace")
+        return False, holder, held
+
+    def replace(self, key: str, lease: int, value: str, new_lease: int) -> bool:
+        """Put ``key`` = ``value`` under ``new_lease`` if it is still held under ``lease``."""
+        k = _b64(key)
+        answer = self._request("/v3/kv/txn", {
+            "compare": [{"key": k, "target": "LEASE", "lease": str(lease)}],
+            "success": [{"requestPut": {"key": k, "value": _b64(value), "lease": str(new_lease)}}],
+        }, None)
+        return bool(answer.get("succeeded"))
 
     def get(self, key: str) -> str | None:
         """The value of ``key``, None if it does not exist."""
@@ -282,31 +302,40 @@ class Lease:
                        "or this replica was paused)")
         return self.lost is not None
 
-    def release(self) -> None:
-        """Stop renewing and revoke the lease (best effort: an unreachable etcd lets it expire)."""
+    def release(self, ended: str | None = None) -> None:
+        """Stop renewing and revoke the lease (best effort: an unreachable etcd lets it expire).
+
+        ``ended``: the program's end (its status): the key says so for :data:`ENDED_TTL`
+        seconds instead of going, so that no backup, cut off and late, wins it and runs the
+        program on (a lease lost already changes nothing: the key may be another's)."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2 * self.client.timeout)
         try:
+            if ended is not None and not self.expired():
+                tomb, _ = self.client.grant(ENDED_TTL)
+                if not self.client.replace(self.key, self.id, ENDED + ended, tomb):
+                    _revoke_quietly(self.client, tomb)
             self.client.revoke(self.id, timeout=0.5)
         except ArbiterError:
             pass
 
 
-def _acquire(client: Etcd, run_id: str, ttl: int, who: str) -> tuple[Lease | None, int]:
-    """Grant a lease and try the transaction once: (the lease if won, the holder's lease id)."""
+def _acquire(client: Etcd, run_id: str, ttl: int, who: str) -> tuple[Lease | None, int, str]:
+    """Grant a lease and try the transaction once: (the lease if won, the holder's lease id,
+    the key's value)."""
     key = run_key(run_id)
     granted_at = _clock()   # before the request: etcd starts the TTL later than this
     lease_id, granted = client.grant(ttl)
     try:
-        won, holder = client.create(key, who, lease_id)
+        won, holder, held = client.create(key, who, lease_id)
     except ArbiterError:
         _revoke_quietly(client, lease_id)
         raise
     if not won:
         _revoke_quietly(client, lease_id)
-        return None, holder
-    return Lease(client, run_id, lease_id, granted, granted_at), holder
+        return None, holder, held
+    return Lease(client, run_id, lease_id, granted, granted_at), holder, held
 
 
 def _revoke_quietly(client: Etcd, lease_id: int) -> None:
@@ -322,7 +351,7 @@ def hold(client: Etcd, run_id: str, who: str, ttl: int = DEFAULT_TTL) -> Lease:
     Raises :class:`ArbiterError` if etcd is unreachable or the key is taken already
     (another replica of this run is live)."""
     key = run_key(run_id)
-    lease, _ = _acquire(client, run_id, ttl, who)
+    lease, _, _ = _acquire(client, run_id, ttl, who)
     if lease is None:
         raise ArbiterError(f"{client.name}: the key {key} is held already: another replica of this run is live")
     lease.start_renewing()
@@ -349,35 +378,103 @@ def contend(client: Etcd, run_id: str, who: str, ttl: int = DEFAULT_TTL, *, poll
 
     Retries the transaction every ``poll`` s while the key is held.  While the holder's
     lease runs down, the holder may be dead: wait (etcd deletes the key when it expires).
-    If the holder's lease is seen *renewed* (its time to live goes up), the holder is alive,
-    only cut off from this backup: lose.  Lose too after ``give_up`` s without a decision
+    If the holder's lease is seen *renewed* (it still has a second or more to live when,
+    unrenewed, it would be over), the holder is alive, only cut off from this backup: lose;
+    and if the key says the run ended (:meth:`Lease.release`), lose at once.  Lose too after ``give_up`` s without a decision
     (an etcd that stays unreachable): never live without the key.
     """
     key = run_key(run_id)
     start = _clock()
     tries = 0
-    last_left: int | None = None
-    holder_seen = 0
+    holder_seen, unrenewed_end = 0, 0.0
     err: ArbiterError | None = None
     while True:
         tries += 1
         try:
-            lease, holder = _acquire(client, run_id, ttl, who)
+            lease, holder, held = _acquire(client, run_id, ttl, who)
             err = None
             if lease is not None:
                 lease.start_renewing()
                 return Contest(lease, f"won {key} (lease {lease.id:x})", tries, _clock() - start)
+            if held.startswith(ENDED):
+                return Contest(None, f"the run is over: the primary finished the program ({held[len(ENDED):]})",
+                               tries, _clock() - start)
             left = client.time_to_live(holder) if holder else -1
-            if holder != holder_seen:
-                holder_seen, last_left = holder, None
-            if last_left is not None and left > last_left:
+            now = _clock()
+            if holder != holder_seen and left >= 0:
+                # etcd truncates the seconds left: the lease has less than left + 1, so unless
+                # it is renewed it is over by now + left + 1 (etcd may delete the key later).
+                holder_seen, unrenewed_end = holder, now + left + 1
+            elif holder == holder_seen and now >= unrenewed_end and left >= 1:
                 return Contest(None, f"{key} is held by lease {holder:x}, renewed after the primary fell "
-                                     "silent: the primary is alive", tries, _clock() - start)
-            if left >= 0:
-                last_left = left
+                                     "silent: the primary is alive", tries, now - start)
         except ArbiterError as e:
             err = e
         if _clock() - start >= give_up:
             why = f"no decision in {give_up:.0f} s" + (f" ({err})" if err else f": {key} stays held")
             return Contest(None, why, tries, _clock() - start)
         time.sleep(poll)
+
+
+class LocalEtcd:
+    """A private single-member etcd on loopback, for tests, benchmarks and notebooks.
+
+    ``with LocalEtcd(data_dir) as etcd: ... etcd.url`` (``etcd://127.0.0.1:PORT``): the
+    server runs with its data (and its log, ``etcd.log``) in ``data_dir``, on free ports,
+    and is killed and waited for on leaving.  Raises :class:`ArbiterError` if the ``etcd``
+    binary is absent (Debian: ``apt-get install etcd-server``) or it does not come up.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, start_timeout: float = 30.0):
+        self.data_dir = os.fspath(data_dir)
+        self.start_timeout = start_timeout
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    @staticmethod
+    def binary() -> str | None:
+        """The etcd program, or None if it is not installed."""
+        return shutil.which("etcd") or next((p for p in ("/usr/bin/etcd", "/usr/sbin/etcd") if os.access(p, os.X_OK)),
+                                            None)
+
+    def __enter__(self) -> LocalEtcd:
+        exe = self.binary()
+        if exe is None:
+            raise ArbiterError("etcd is not installed (Debian: apt-get install etcd-server)")
+        os.makedirs(self.data_dir, exist_ok=True)
+        for _ in range(3):   # a free port may be taken between the probe and etcd's bind
+            client, peer = _free_port(), _free_port()
+            c, p = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+            with open(os.path.join(self.data_dir, "etcd.log"), "ab") as log:
+                self.proc = subprocess.Popen(
+                    [exe, "--name", "tft", "--data-dir", os.path.join(self.data_dir, "member"),
+                     "--listen-client-urls", c, "--advertise-client-urls", c, "--listen-peer-urls", p,
+                     "--initial-advertise-peer-urls", p, "--initial-cluster", f"tft={p}"],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            self.url = f"etcd://127.0.0.1:{client}"
+            client_ = Etcd.from_spec(self.url, timeout=0.5)
+            deadline = time.monotonic() + self.start_timeout
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    client_.grant(2)   # the cluster has a leader: it serves writes
+                    return self
+                except ArbiterError:
+                    time.sleep(0.1)
+            self._stop()
+        raise ArbiterError(f"etcd did not start (see {self.data_dir}/etcd.log)")
+
+    def _stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def __exit__(self, *exc) -> None:
+        self._stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -190,9 +190,11 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
         print(f"tft: {e}", file=sys.stderr, flush=True)
     finally:
         if lease is not None:
-            # After the clean close: a backup that saw the end does not contend.  On any other
-            # ending the revoke lets the backup win at once instead of after the TTL.
-            lease.release()
+            # After the clean close: a backup that saw the end does not contend, one cut off
+            # finds the key saying the run ended.  On any other ending (the primary failed)
+            # the revoke lets the backup win at once instead of after the TTL.
+            ended = result["outcome"] in ("completed", "refused", "interrupted")
+            lease.release(f"{result['outcome']}, status {result['status']}" if ended else None)
             result.update(lease_renewals=lease.renewals)
         _write_result(result_path, result)
     return result["status"] if result["outcome"] == "completed" else 1
@@ -258,7 +260,8 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None, 
         print(f"tft: backup: {e}", file=sys.stderr, flush=True)
     finally:
         if policy is not None and policy.lease is not None:
-            policy.lease.release()
+            policy.lease.release(f"{result['outcome']}, status {result['status']}"
+                                 if result["outcome"] == "live" else None)
         _write_result(result_path, result)
         try:
             receiver.close()
