@@ -315,3 +315,15 @@ def test_a_backup_without_the_primarys_arbiter_refuses_to_be_its_backup(etcd, ke
     assert b"redundancy lost" in p.stderr, p.stderr
     reap_adopted_zombies()
     assert_no_leftovers(pids_before)
+
+
+def test_the_notebook_api_passes_the_arbiter_and_shows_its_decisions(etcd, pids_before):
+    from tft_lab import session
+
+    r = session.run([str(build_program("chain")), "10", "-", "50", NO_TIMER], arbiter=etcd.url, lease_ttl=TTL,
+                    fault="primary@40", progress=False, timeout=60)
+    assert r.outcome == "failover", r.stderr
+    ev = r.trace[r.trace["kind"] == "arbiter"]
+    assert sorted(zip(ev["replica"], ev["syscall"])) == [("backup", "lease-won"), ("primary", "lease-won")], ev
+    reap_adopted_zombies()
+    assert_no_leftovers(pids_before)
