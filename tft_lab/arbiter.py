@@ -53,6 +53,8 @@ KEY_PREFIX = "/tft/runs/"
 #: primary that contends after the primary finished must stand down, not run the program again.
 ENDED_TTL = 600
 ENDED = "ended: "
+#: A contending backup stands down after seeing the holder's lease renewed this many times.
+RENEWALS_OF_LIFE = 2
 
 
 class ArbiterError(TftError):
@@ -379,14 +381,14 @@ def contend(client: Etcd, run_id: str, who: str, ttl: int = DEFAULT_TTL, *, poll
     Retries the transaction every ``poll`` s while the key is held.  While the holder's
     lease runs down, the holder may be dead: wait (etcd deletes the key when it expires).
     If the holder's lease is seen *renewed* (it still has a second or more to live when,
-    unrenewed, it would be over), the holder is alive, only cut off from this backup: lose;
+    unrenewed, it would be over), twice, the holder is alive, only cut off from this backup: lose;
     and if the key says the run ended (:meth:`Lease.release`), lose at once.  Lose too after ``give_up`` s without a decision
     (an etcd that stays unreachable): never live without the key.
     """
     key = run_key(run_id)
     start = _clock()
     tries = 0
-    holder_seen, unrenewed_end = 0, 0.0
+    holder_seen, unrenewed_end, renewed = 0, 0.0, 0
     err: ArbiterError | None = None
     while True:
         tries += 1
@@ -399,15 +401,22 @@ def contend(client: Etcd, run_id: str, who: str, ttl: int = DEFAULT_TTL, *, poll
             if held.startswith(ENDED):
                 return Contest(None, f"the run is over: the primary finished the program ({held[len(ENDED):]})",
                                tries, _clock() - start)
+            asked = _clock()
             left = client.time_to_live(holder) if holder else -1
             now = _clock()
             if holder != holder_seen and left >= 0:
                 # etcd truncates the seconds left: the lease has less than left + 1, so unless
                 # it is renewed it is over by now + left + 1 (etcd may delete the key later).
-                holder_seen, unrenewed_end = holder, now + left + 1
-            elif holder == holder_seen and now >= unrenewed_end and left >= 1:
-                return Contest(None, f"{key} is held by lease {holder:x}, renewed after the primary fell "
-                                     "silent: the primary is alive", tries, now - start)
+                holder_seen, unrenewed_end, renewed = holder, now + left + 1, 0
+            elif holder == holder_seen and asked >= unrenewed_end and left >= 1:
+                # Renewed (measured after its unrenewed end).  Once is no proof of life: renewals
+                # the holder sent to a frozen etcd just before it fenced all land when etcd
+                # resumes.  Twice, one unrenewed end apart, is.
+                renewed += 1
+                unrenewed_end = now + left + 1
+                if renewed >= RENEWALS_OF_LIFE:
+                    return Contest(None, f"{key} is held by lease {holder:x}, renewed after the primary fell "
+                                         "silent: the primary is alive", tries, now - start)
         except ArbiterError as e:
             err = e
         if _clock() - start >= give_up:
