@@ -245,6 +245,28 @@ def test_a_primary_cut_off_from_etcd_fences_and_the_backup_takes_over_when_etcd_
     assert_no_leftovers(pids_before)
 
 
+def test_a_live_backup_that_cannot_renew_its_lease_fences_too(etcd, pids_before):
+    run = Background("--arbiter", etcd.url, "--lease-ttl", str(TTL), "--fault", "primary@40", "--",
+                     str(build_program("chain")), str(LONG), "-", str(SLEEP_MS), NO_TIMER)
+    # The primary dies at its 40th call, around line 4: line 12 comes from the live backup.
+    assert run.wait_for_line(12, 30) is not None, run.err
+    os.kill(etcd.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(2 * TTL)
+        stalled = len(run.lines)
+        time.sleep(0.5)
+        assert len(run.lines) == stalled, "the live backup printed without its lease"
+    finally:
+        os.kill(etcd.proc.pid, signal.SIGCONT)
+    code, lines, err = run.finish()
+    assert code != 0 and "the live backup fenced itself" in err, err
+    last = int(CHAIN.fullmatch(lines[-1])[1])
+    assert last < LONG - 1
+    check_chain(lines, last + 1)   # what was printed is one valid chain, cut short
+    reap_adopted_zombies()
+    assert_no_leftovers(pids_before)
+
+
 # -- bad endpoints ---------------------------------------------------------------------------------
 
 def test_an_unreachable_arbiter_is_a_one_line_error_and_nothing_runs(tmp_path, pids_before):
