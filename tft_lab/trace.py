@@ -21,7 +21,7 @@ from typing import Iterable, NamedTuple
 from .log import open_private
 
 #: Values of the ``kind`` column.
-KINDS = ("syscall", "signal", "rdtsc", "exec", "exit", "failover", "reintegration")
+KINDS = ("syscall", "signal", "rdtsc", "exec", "exit", "failover", "arbiter", "reintegration")
 #: The fresh backups of ``tft run --respawn``, in the order they started (the ninth and later
 #: are all ``backup9``); ``backup`` is the first backup, live after the first failover.
 FRESH_BACKUPS = tuple(f"backup{k}" for k in range(2, 10))
@@ -43,6 +43,9 @@ ACTIONS = (
     "dropped",      # a signal that this replica's own kernel raised and the log did not
     "failed",       # refused (unsupported)
     "live",         # the backup went live here (kind "failover"), or ran this call live after it
+    "won",          # this replica won its run's key in the arbiter (kind "arbiter"): it may be live
+    "lost",         # another replica holds the key (kind "arbiter"): this backup stands down
+    "fenced",       # this replica's lease ran out unrenewed (kind "arbiter"): it stops, no more output
 )
 
 
