@@ -246,7 +246,7 @@ def test_a_primary_cut_off_from_etcd_fences_and_the_backup_takes_over_when_etcd_
 
 
 def test_a_live_backup_that_cannot_renew_its_lease_fences_too(etcd, pids_before):
-    run = Background("--arbiter", etcd.url, "--lease-ttl", str(TTL), "--fault", "primary@40", "--",
+    run = Background("--arbiter", etcd.url, "--lease-ttl", str(TTL), "--respawn", "0", "--fault", "primary@40", "--",
                      str(build_program("chain")), str(LONG), "-", str(SLEEP_MS), NO_TIMER)
     # The primary dies at its 40th call, around line 4: line 12 comes from the live backup.
     assert run.wait_for_line(12, 30) is not None, run.err

@@ -11,7 +11,7 @@ import socket
 import time
 from collections import deque
 
-from ..errors import AckTimeout, ChannelError, PeerFailed, TftError
+from ..errors import AckTimeout, ChannelError, PeerFailed, PeerSilent, TftError
 from .keys import _check_key
 from .link import DEFAULT_HEARTBEAT, DEFAULT_TIMEOUT_FACTOR, _Link
 from .wire import (_ACK, _B, _CLOSE, _DATA, _P, _U64, HANDSHAKE_TIMEOUT, _check_timing, _frame_view,
@@ -229,6 +229,14 @@ class _SocketSender(Sender):
     def wait_acked(self, seq: int, timeout: float | None = None) -> None:
         if seq > self._frames:
             raise ValueError(f"frame {seq} was never sent (last sent: {self._frames})")
+        link = self._link
+        heard = time.monotonic() - link.last_heard
+        if heard > link.silence and not (link.peer_closed or link.closing):
+            # The link's thread would say so too, had it run: this end was stopped (SIGSTOP, a
+            # frozen VM) or starved, and the backup may have gone live meanwhile.  An ack from
+            # before that silence vouches for nothing now.
+            raise link.fail(PeerSilent(f"nothing from the backup for {heard:.1f} s (limit {link.silence:g} s): "
+                                       "this end was stopped or starved, or the backup is gone"))
         if self._acked >= seq:
             return
         self.flush()
