@@ -188,14 +188,13 @@ class Relay:
         if self.state == self._reported:
             return None
         self._reported = self.state
-        n = self.fresh_backups
         if self.state == "catching-up":
-            news = "catch-up", f"fresh backup #{n} replays the log from the start: unprotected until it has it"
+            news = "catch-up", "a fresh backup replays the log from the start: unprotected until it has it"
         elif self.state == "caught-up":
             ms = (self.caught_up_ns - self.started_ns) / 1e6
-            news = "caught-up", f"fresh backup #{n} has all {self.history_frames} records after {ms:.0f} ms: protected"
+            news = "caught-up", f"the fresh backup has all {self.history_frames} records after {ms:.0f} ms: protected"
         else:
-            news = "backup-lost", f"fresh backup #{n} lost ({self.lost}): unprotected"
+            news = "backup-lost", f"the fresh backup is lost ({self.lost}): unprotected"
         if self.warn is not None:
             self.warn(news[1])
         return news

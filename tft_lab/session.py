@@ -27,7 +27,7 @@ import pandas as pd
 
 from . import _scratch
 from ._process import CLI, start_cli
-from .trace import EventFollower, TraceEvent, event_file, to_dataframe
+from .trace import FRESH_BACKUPS, EventFollower, TraceEvent, event_file, to_dataframe
 
 
 @dataclass
@@ -168,7 +168,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def _replicas(kind: str, backup: str = "local") -> list[str]:
     """The replicas whose event streams a ``kind`` run leaves here (a remote backup's stay there)."""
     if kind == "run":
-        return ["primary", "backup"] if backup == "local" else ["primary"]
+        return ["primary", "backup", *FRESH_BACKUPS] if backup == "local" else ["primary"]   # each may exist
     return ["primary"] if kind == "record" else ["backup"]
 
 
