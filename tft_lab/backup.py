@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from . import fdtable
 from . import log as _log
 from . import arbiter as _arbiter
-from . import pairs, rebuild, redo
+from . import pairs, rebuild, redo, reintegration
 from .engine import Engine, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError, TftError, UnsupportedError
@@ -158,8 +158,9 @@ class Backup(Replayer):
         self.fresh = fresh    # a fresh backup of a live replica: it replays a history first
         if fresh:
             self.replica = fresh if fresh in FRESH_BACKUPS else FRESH_BACKUPS[-1]   # the trace's name
+        self.made_ns = time.monotonic_ns()   # this supervisor's start, near enough
         self.consumed = 0     # records taken from the channel
-        self.progress: list[tuple[int, int]] = []   # a fresh backup's (records taken, ns since start)
+        self.progress: list[tuple[int, int]] = []   # a fresh backup's (records taken, ns since made_ns)
         self.relay = relay    # a Relay: once live, log like a primary and catch a fresh backup up
         self.inner = None     # that primary (a Primary over the relay), once promoted
         self.commit, self.fence_after, self.t0 = commit, fence_after, t0
@@ -225,7 +226,7 @@ class Backup(Replayer):
             return False
         self.consumed += 1
         if self.fresh and self.consumed % PROGRESS_EVERY == 0:
-            self.progress.append((self.consumed, time.monotonic_ns() - self.engine.t0))
+            self.progress.append((self.consumed, time.monotonic_ns() - self.made_ns))
         if rec.type == "sys":
             self.uncertain_calls.heard(rec["pid"])
             self.max_oseq = max(self.max_oseq, rec.get("oseq") or 0)
@@ -549,7 +550,7 @@ class Backup(Replayer):
             st.uncertain = self.uncertain_calls.enter(call)
         if self.inner is not None:
             self._relay_news(task)
-            if entry is not None and entry.kills and _at_itself(task, call):
+            if entry is not None and entry.kills and reintegration.at_itself(task, call):
                 st.expect_self_signal = True   # the recorder compares real pids: the program's are virtual
             self.inner.on_entry(task, call)   # run to its exit stop under the output rule, logged
             if call.action == "logged":
@@ -573,19 +574,9 @@ class Backup(Replayer):
     def _promote(self) -> None:
         """This replica is the primary now: it logs on after what it received (through the
         relay, which catches a fresh backup up), and the run's primary faults are its own."""
-        from .primary import Primary
-
-        inner = Primary(self.relay, commit=self.commit, fence_after=self.fence_after, warn=self.warn,
-                        lease=self.lease)   # with an arbiter, its lease decides, not silence
-        inner.engine = self.engine
-        inner.oseq = max(self.max_oseq, self.next_oseq - 1)
-        for fd in (1, 2):   # what a replay shows (as Recorder.on_start notes it)
-            try:
-                st = os.fstat(fd)
-                inner.shown.add((st.st_dev, st.st_ino))
-            except OSError:
-                pass
-        self.inner = inner
+        self.inner = reintegration.inner_primary(self.relay, self.engine, max(self.max_oseq, self.next_oseq - 1),
+                                                 commit=self.commit, fence_after=self.fence_after,
+                                                 warn=self.warn, lease=self.lease)
         self.as_primary.promote(self.engine, self.t0, self.engine.stopped_calls)
         self.relay.start()
 
@@ -645,13 +636,6 @@ class Backup(Replayer):
         self.engine.emit(task, "failover", "go-live", "; ".join(n for n in notes if n), 0, "event", "live")
         if any(notes):
             self.warn(f"pid {task.vpid} went live at seq {task.seq}: " + "; ".join(n for n in notes if n))
-
-def _at_itself(task: Task, call: Call) -> bool:
-    """A kill, tkill or tgkill of the calling process by the pid it knows (or 0: its group)."""
-    a = call.args
-    target = signed(a[1] if call.name == "tgkill" else a[0])
-    return target in (0, task.vpid) or (call.name == "tgkill" and signed(a[0]) == task.vpid)
-
 
 def _signame(signo: int) -> str:
     try:

@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.cmd == "backup":
             from .channel import load_key
-            from .run import parse_backup, serve_backup
+            from .run import parse_backup
+            from .serve import serve_backup
 
             host, _, port = args.listen.rpartition(":")
             if not host or not port.isdigit():

@@ -31,6 +31,7 @@ from typing import Callable
 
 from . import log as _log
 from .errors import PeerFailed, TftError
+from .guest import Call, Task, signed
 
 _FRAME_HEAD = struct.Struct("<II")   # a frame's length and checksum (log.encode's framing)
 _READ = 1 << 20                      # history bytes read per step while catching up
@@ -272,3 +273,32 @@ class Relay:
         except TftError as e:
             return str(e)
         return None
+
+
+def inner_primary(relay: Relay, engine, last_oseq: int, *, commit: str, fence_after: float, warn, lease=None):
+    """The :class:`~tft_lab.primary.Primary` a live backup logs through once it is the primary:
+    it writes to ``relay``, numbers outputs on from ``last_oseq`` (the last one received), and
+    knows what a replay shows (this supervisor's stdout and stderr, as ``Recorder.on_start``
+    notes them; its header is the one received, not made again).  ``lease``: the arbiter's,
+    won at go-live (it, not silence, then decides when to fence)."""
+    from .primary import Primary
+
+    inner = Primary(relay, commit=commit, fence_after=fence_after, warn=warn, lease=lease)
+    inner.engine = engine
+    inner.oseq = last_oseq
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+            inner.shown.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
+    return inner
+
+
+def at_itself(task: Task, call: Call) -> bool:
+    """A kill, tkill or tgkill of the calling process by the pid it knows (or 0: its group): the
+    recorder, which compares real pids, would not expect its signal (a live backup's pids are
+    virtual)."""
+    a = call.args
+    target = signed(a[1] if call.name == "tgkill" else a[0])
+    return target in (0, task.vpid) or (call.name == "tgkill" and signed(a[0]) == task.vpid)
