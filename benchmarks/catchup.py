@@ -13,10 +13,10 @@ start while the program ticks on.  Per trial:
 
 - ``has_all_ms``: the fresh backup connected -> it has acknowledged the whole history
   (the live replica's ``caught-up``: from then on the output rule protects the run);
-- ``replayed_ms``: the fresh backup's supervisor started -> it has *replayed* the whole
-  history (it notes the time every 100 records it takes: ``progress_ms`` in its result;
-  interpolated at the history's length): a failure before this is masked only after the
-  rest of the replay;
+- ``replayed_ms``: the backup went live -> the fresh backup has *replayed* the whole
+  history (it notes the time every 100 records it takes: ``progress_ns`` in its result;
+  interpolated at the history's length): the catch-up, start to end.  A failure before
+  this is masked only after the rest of the replay;
 - ``history``: records in the history when the fresh backup started.
 
     python benchmarks/catchup.py                       # 10^3, 10^4, 10^5 calls, 5 trials each
@@ -68,17 +68,21 @@ def trial(guest: Path, calls: int) -> dict:
     return {"calls": calls, "rc": p.returncode, "outcome": res.get("outcome"),
             "failover_ms": res.get("failover_ms"), "history": live.get("history_frames"),
             "has_all_ms": live.get("catch_up_ms"),
-            "replayed_ms": at(fresh.get("progress_ms") or [], live.get("history_frames") or 0),
+            "replayed_ms": at(fresh.get("progress_ns") or [], live.get("history_frames") or 0, live.get("live_ns")),
             "fresh_outcome": fresh.get("outcome")}
 
 
-def at(progress: list, n: int) -> float | None:
-    """The time (ms) the fresh backup had taken ``n`` records, from its (records, ms) notes."""
-    before = [0, 0.0]
-    for count, ms in progress:
+def at(progress: list, n: int, since_ns: int | None) -> float | None:
+    """Milliseconds from ``since_ns`` until the fresh backup had taken ``n`` records, from its
+    (records, monotonic ns) notes (one every 100 records: interpolated between two)."""
+    if not progress or since_ns is None:
+        return None
+    before = [0, progress[0][1]]
+    for count, ns in progress:
         if count >= n:
-            return before[1] + (ms - before[1]) * (n - before[0]) / max(1, count - before[0])
-        before = [count, ms]
+            t = before[1] + (ns - before[1]) * (n - before[0]) / max(1, count - before[0])
+            return (t - since_ns) / 1e6
+        before = [count, ns]
     return None
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from tft_lab.plots import epoch_timeline
+from tft_lab.stepping import step_table
 
 from tft_lab.testing import REPO, assert_no_leftovers, build_program, free_port, reap_adopted_zombies, run_cli
 
@@ -71,6 +72,8 @@ def test_three_primary_failures_are_each_masked_by_a_fresh_backup(tmp_path, pids
     assert {"primary", "backup", "backup2", "backup3", "backup4"} <= set(df["replica"].astype(str))
     (marks,) = [d for d in epoch_timeline(df).data if d.name == "redundancy"]
     assert sorted(marks.text).count("go-live") == 3 and list(marks.text).count("catch-up") == 3
+    steps = step_table(df)   # the steppers' steps: each go-live and catch-up is one
+    assert (steps["syscall"] == "go-live").sum() == 3 and (steps["syscall"] == "catch-up").sum() == 3
     reap_adopted_zombies()
     assert_no_leftovers(pids_before)
 

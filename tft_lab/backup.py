@@ -158,9 +158,8 @@ class Backup(Replayer):
         self.fresh = fresh    # a fresh backup of a live replica: it replays a history first
         if fresh:
             self.replica = fresh if fresh in FRESH_BACKUPS else FRESH_BACKUPS[-1]   # the trace's name
-        self.made_ns = time.monotonic_ns()   # this supervisor's start, near enough
         self.consumed = 0     # records taken from the channel
-        self.progress: list[tuple[int, int]] = []   # a fresh backup's (records taken, ns since made_ns)
+        self.progress: list[tuple[int, int]] = []   # a fresh backup's (records taken, monotonic ns)
         self.relay = relay    # a Relay: once live, log like a primary and catch a fresh backup up
         self.inner = None     # that primary (a Primary over the relay), once promoted
         self.commit, self.fence_after, self.t0 = commit, fence_after, t0
@@ -226,7 +225,7 @@ class Backup(Replayer):
             return False
         self.consumed += 1
         if self.fresh and self.consumed % PROGRESS_EVERY == 0:
-            self.progress.append((self.consumed, time.monotonic_ns() - self.made_ns))
+            self.progress.append((self.consumed, time.monotonic_ns()))
         if rec.type == "sys":
             self.uncertain_calls.heard(rec["pid"])
             self.max_oseq = max(self.max_oseq, rec.get("oseq") or 0)

@@ -261,7 +261,7 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None, 
             result.update(outcome="replayed", status=policy.end_status, program_status=status)
         result.update(faults_not_injected=policy.faults_not_injected)
         if policy.progress:   # a fresh backup: how fast it took the history (benchmarks/catchup.py)
-            result.update(progress_ms=[[n, ns / 1e6] for n, ns in policy.progress])
+            result.update(progress_ns=[list(p) for p in policy.progress])
     except Fenced as e:
         result.update(outcome="fenced", error=str(e))
     except KeyboardInterrupt:
