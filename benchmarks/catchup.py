@@ -65,7 +65,8 @@ def trial(guest: Path, calls: int) -> dict:
     backups = res.get("backups", [])
     live = backups[0] if backups else {}
     fresh = backups[1] if len(backups) > 1 else {}
-    return {"calls": calls, "rc": p.returncode, "outcome": res.get("outcome"),
+    why = " | ".join(p.stderr.decode(errors="replace").strip().splitlines()[-2:]) if p.returncode else ""
+    return {"calls": calls, "rc": p.returncode, "outcome": res.get("outcome"), "why": why,
             "failover_ms": res.get("failover_ms"), "history": live.get("history_frames"),
             "has_all_ms": live.get("catch_up_ms"),
             "replayed_ms": at(fresh.get("progress_ns") or [], live.get("history_frames") or 0, live.get("live_ns")),
