@@ -62,3 +62,5 @@ def test_a_bad_pause_is_one_line_and_nothing_runs():
     assert p.returncode == 2
     assert p.stderr.decode().startswith("tft: ") and "primary@Ts:Ds" in p.stderr.decode()
     assert p.stdout == b""
+    p = run_cli(["run", "--backup", "none", "--pause", "backup@1s:1s", "--", "/bin/true"])
+    assert p.returncode == 2 and b"needs the local backup" in p.stderr and p.stdout == b""

@@ -377,6 +377,10 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
         raise ValueError("--epoch must be at least 1")
     if respawn is not None and respawn < 0:
         raise ValueError("--respawn must be 0 or more")
+    if respawn and kind != "local":
+        raise ValueError("--respawn needs the local backup (on two hosts: tft backup --rejoin)")
+    if kind != "local" and any(p.replica == "backup" for p in pauses):
+        raise ValueError("--pause backup@... needs the local backup (tft run cannot stop a remote one)")
     env = dict(os.environ if env is None else env)
     cwd = cwd or os.getcwd()
     find_program(argv, env, cwd)   # a clear error before anything starts
