@@ -1,0 +1,139 @@
+"""Threads: one at a time, switched at their own calls, the schedule in the log.
+
+Each threaded guest of ``tests/programs/`` (a join, a mutex, a condition variable,
+a barrier, a thread-directed signal) is recorded and replayed: the replay prints
+what the recording printed.  One recording replayed ten times gives one result; two
+recordings of a racy program take different schedules (the primary really decides).
+A thread that spins on memory while others wait is named in an error, never a hang;
+what threads cannot make replicable (memory shared between processes, priority-
+inheritance futexes, ``tft run`` for now) is refused with a one-line message.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import tft_lab
+from tft_lab import log as _log
+from tft_lab import recorder
+from tft_lab.errors import UnsupportedError
+from tft_lab.testing import (PROGRAMS, assert_no_leftovers, build_program, native, new_log_path, record,
+                             record_and_replay, replay, run_cli)
+
+THREADED = ["threads", "thr_mutex", "thr_condvar", "thr_barrier", "thr_signal"]
+TIMEOUT = 30   # each takes well under a second natively, a few under tft on a loaded machine
+
+
+def switches(log) -> list[tuple]:
+    return [(r["tid"], r["seq"], r["at"], r["to"]) for r in _log.read_log(log) if r.type == "switch"]
+
+
+@pytest.mark.parametrize("program", THREADED)
+def test_a_threaded_program_replays_what_it_printed(program, tmp_path, pids_before):
+    prog = build_program(program)
+    assert native([prog]).returncode == 0
+    rec, rep, log = record_and_replay([prog], tmp_path, timeout=TIMEOUT)
+    assert rec.returncode == 0, rec.stderr
+    assert rec.stdout and rec.stderr == b""
+    assert (rep.stdout, rep.stderr, rep.returncode) == (rec.stdout, rec.stderr, rec.returncode)
+    assert switches(log), "two threads ran, the log holds no switch"
+    assert_no_leftovers(pids_before)
+
+
+def test_the_thread_ids_a_replay_shows_are_the_primarys(tmp_path):
+    """gettid, getpid in a thread, and the tid glibc keeps in pthread_t (written by clone)."""
+    rec, rep, _ = record_and_replay([build_program("thr_signal")], tmp_path, timeout=TIMEOUT)
+    lines = dict(line.split("=") for line in rec.stdout.decode().split())
+    assert lines["handled_in_worker"] == "1" and lines["same_process"] == "1"
+    assert lines["worker_tid"] != lines["main_tid"]
+    assert rep.stdout == rec.stdout
+
+
+def test_one_recording_replayed_ten_times_gives_one_result(tmp_path):
+    log = new_log_path(tmp_path)
+    rec = record([build_program("thr_mutex"), "6"], log, timeout=TIMEOUT)
+    assert rec.returncode == 0, rec.stderr
+    results = {replay(log, timeout=TIMEOUT).stdout for _ in range(10)}
+    assert results == {rec.stdout}
+
+
+def test_two_recordings_of_a_racy_program_take_different_schedules(tmp_path):
+    """The sleepers wake in the order the primary's kernel decides: the order under the lock,
+    and the logged schedule, differ from one recording to the next."""
+    prog = build_program("thr_mutex")
+    outs, schedules = set(), set()
+    for _ in range(4):
+        log = new_log_path(tmp_path)
+        rec = record([prog, "8"], log, timeout=TIMEOUT)
+        assert rec.returncode == 0, rec.stderr
+        outs.add(rec.stdout)
+        schedules.add(tuple(switches(log)))
+        if len(outs) > 1 and len(schedules) > 1:
+            break
+    assert len(outs) > 1 and len(schedules) > 1
+
+
+def test_the_trace_has_a_tid_column_and_switch_rows(tmp_path):
+    status, engine = tft_lab.record([str(build_program("thr_barrier"))], tmp_path / "b.log")
+    assert status == 0
+    df = tft_lab.to_dataframe(engine.events)
+    assert df["pid"].nunique() == 1                       # one process...
+    assert df["tid"].nunique() == 4                       # ...of four threads
+    sw = df[df["kind"] == "switch"]
+    assert len(sw) > 0 and set(sw["syscall"]) <= {"block", "epoch", "exit"}
+    assert set(sw["result"]) <= set(df["tid"]) and (sw["action"] == "switched").all()
+    status, engine = tft_lab.replay(tmp_path / "b.log")
+    replayed = tft_lab.to_dataframe(engine.events)
+    cols = ["tid", "seq", "syscall", "result"]
+    assert replayed[replayed["kind"] == "switch"][cols].values.tolist() == sw[cols].values.tolist()
+
+
+def test_a_spinning_thread_is_named_not_a_hang(tmp_path, pids_before):
+    spinner = build_program(PROGRAMS / "unreplicable" / "spinner.c", tmp_path / "spinner")
+    assert native([spinner], timeout=10).stdout == b"released=1\n"
+    started = time.monotonic()
+    with pytest.raises(UnsupportedError) as err:
+        recorder.record([str(spinner)], str(tmp_path / "spin.log"), spin_limit=1.0)
+    assert time.monotonic() - started < 10
+    msg = str(err.value)
+    assert "without a system call" in msg and "spins on memory" in msg
+    assert msg.startswith("thread ") and f"thread {err.value.pid} " in msg
+    assert_no_leftovers(pids_before)
+
+
+SHARED_VM = r"""
+#define _GNU_SOURCE
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+static char stack[65536];
+static int child(void *arg) { (void)arg; return 0; }
+int main(void)
+{
+    int pid = clone(child, stack + sizeof stack, CLONE_VM | SIGCHLD, NULL);
+    if (pid < 0) return 1;
+    waitpid(pid, NULL, 0);
+    printf("shared=1\n");
+    return 0;
+}
+"""
+
+
+def test_memory_shared_between_processes_is_refused_in_one_line(tmp_path, pids_before):
+    src = tmp_path / "shared_vm.c"
+    src.write_text(SHARED_VM)
+    prog = build_program(src)
+    rec = record([prog], tmp_path / "s.log", timeout=TIMEOUT)
+    assert rec.returncode != 0
+    lines = rec.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tft: ") and "memory shared between two processes" in lines[0]
+    assert_no_leftovers(pids_before)
+
+
+def test_tft_run_refuses_a_threaded_program_in_one_line(tmp_path, pids_before):
+    p = run_cli(["run", "--", build_program("threads")], timeout=TIMEOUT)
+    assert p.returncode != 0
+    assert b"tft: threads are not supported yet" in p.stderr
+    assert_no_leftovers(pids_before)
