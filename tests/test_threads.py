@@ -10,6 +10,7 @@ inheritance futexes, ``tft run`` for now) is refused with a one-line message.
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -38,6 +39,16 @@ def test_a_threaded_program_replays_what_it_printed(program, tmp_path, pids_befo
     assert rec.stdout and rec.stderr == b""
     assert (rep.stdout, rep.stderr, rep.returncode) == (rec.stdout, rec.stderr, rec.returncode)
     assert switches(log), "two threads ran, the log holds no switch"
+    assert_no_leftovers(pids_before)
+
+
+def test_cpython_threading_a_pool_and_a_queue_replay_what_they_printed(tmp_path, pids_before):
+    argv = [sys.executable, str(PROGRAMS / "py_threads.py")]
+    rec, rep, log = record_and_replay(argv, tmp_path, timeout=TIMEOUT)
+    assert rec.returncode == 0, rec.stderr
+    assert b"total=19900\nsquares=2646700\n" in rec.stdout and b"items=100\n" in rec.stdout
+    assert (rep.stdout, rep.stderr, rep.returncode) == (rec.stdout, rec.stderr, rec.returncode)
+    assert len({r["to"] for r in _log.read_log(log) if r.type == "switch"}) >= 5   # main, 4 workers, 2 more
     assert_no_leftovers(pids_before)
 
 
