@@ -22,7 +22,7 @@ from tft_lab.errors import UnsupportedError
 from tft_lab.testing import (PROGRAMS, assert_no_leftovers, build_program, native, new_log_path, record,
                              record_and_replay, replay, run_cli)
 
-THREADED = ["threads", "thr_mutex", "thr_condvar", "thr_barrier", "thr_signal"]
+THREADED = ["threads", "thr_mutex", "thr_condvar", "thr_barrier", "thr_signal", "thr_exit"]
 TIMEOUT = 30   # each takes well under a second natively, a few under tft on a loaded machine
 
 
@@ -50,6 +50,19 @@ def test_cpython_threading_a_pool_and_a_queue_replay_what_they_printed(tmp_path,
     assert (rep.stdout, rep.stderr, rep.returncode) == (rec.stdout, rec.stderr, rec.returncode)
     assert len({r["to"] for r in _log.read_log(log) if r.type == "switch"}) >= 5   # main, 4 workers, 2 more
     assert_no_leftovers(pids_before)
+
+
+def test_a_process_that_ends_while_a_thread_is_held_replays(tmp_path):
+    """Regression: the main thread's exit_group came while the schedule held a thread whose
+    call had completed on the primary; letting held threads go on at exit_group raced with
+    their death (the replay's thread made another call than the log's).  Now the kernel kills
+    them where they are held, on both replicas."""
+    argv = [sys.executable, "-c", "import threading\nout = []\nt = threading.Thread(target=out.append, "
+            "args=(1,))\nt.start(); t.join(); print(out)\n"]
+    for _ in range(3):
+        rec, rep, _ = record_and_replay(argv, tmp_path, timeout=TIMEOUT)
+        assert rec.stdout == b"[1]\n", rec.stderr
+        assert (rep.stdout, rep.stderr, rep.returncode) == (rec.stdout, rec.stderr, rec.returncode)
 
 
 def test_the_thread_ids_a_replay_shows_are_the_primarys(tmp_path):

@@ -356,14 +356,6 @@ class Engine:
         else:
             self._switch(task, "exit")
 
-    def _release(self, g: sched.ThreadGroup) -> None:
-        """The process is on its way out: let every held thread go (the kernel kills them)."""
-        g.exiting = True
-        for t in g.threads:
-            if t.held is not None:
-                t.held = None
-                pt.resume(t.pid, 0)
-
     def _wait(self):
         """waitpid for the next stop; while a thread runs and others wait to run, no longer than
         the spin limit (a thread that makes no call cannot be switched: say so, never hang)."""
@@ -463,7 +455,9 @@ class Engine:
         g = task.group
         if not g.free and call.entry is not None and call.entry.noreturn:
             if call.nr == NR_EXIT_GROUP:
-                self._release(g)
+                # The kernel kills the other threads where they are (held ones never run again):
+                # letting them go on here would race with their death, differently on each replica.
+                g.exiting = True
             elif task is g.leader and g.running is task:
                 # The first thread ends, others live on: its exit is reported only after theirs.
                 self._leave(task)
@@ -705,7 +699,7 @@ class Engine:
         g = task.group
         if g is not None and task in g.threads:
             if stop.killed_by or task is g.leader:
-                self._release(g)   # a fatal signal, or the whole process is done
+                g.exiting = True   # a fatal signal, or the whole process is done: the kernel kills the rest
             self._leave(task)
         return Status(task.pid, "exited", None)
 

@@ -325,6 +325,11 @@ class Replayer(Policy):
                                   f"#{self.next_oseq} of the log's order (corrupt log?)")
 
     def on_task_exit(self, task: Task, code, sig) -> None:
+        g = task.group
+        if g is not None and g.exiting and task.held is not None:
+            # Killed by another thread's exit_group while the schedule held it: the call the
+            # primary completed meanwhile (logged) is never made here.
+            self.streams[task.vpid].q.clear()
         self.check_stalled()
 
     def output_turn(self, oseq: int | None) -> bool:
