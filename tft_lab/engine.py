@@ -551,6 +551,7 @@ class Engine(sched.Scheduling):
             g.threads.append(child)
             if g not in self.groups:
                 self.groups.append(g)
+            g.seen = time.monotonic()   # the spin watch starts now, not at the group's birth
         else:
             child.group = sched.ThreadGroup(child)
         self.policy.on_fork(parent, child)

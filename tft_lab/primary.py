@@ -91,8 +91,6 @@ class ChannelSink:
 class Primary(Recorder):
     """Primary replica: runs the program for real, streams the log, applies the output rule."""
 
-    threads = False   # going live with threads is not done yet: a threaded program is refused
-
     def __init__(self, sink: ChannelSink, *, commit: str = "output", faults: list[Fault] = (),
                  fence_after: float = 2.0, warn=None):
         if commit not in COMMIT_POLICIES:

@@ -160,6 +160,8 @@ class Scheduling:
         until it is scheduled (``Task.held``)."""
         g = task.group
         if g is None or g.free or g.running is task:
+            if g is not None and not g.free:
+                g.seen = time.monotonic()   # it runs program code from now (a call without exit stop too)
             pt.resume(task.pid, sig, to_exit=to_exit)
             return
         if g.running is None and task in g.threads:   # a live switch waits for the first ready thread
@@ -226,6 +228,8 @@ class Scheduling:
             return pt.wait_any()
         left = spinner.seen + self.spin_limit - time.monotonic()
         if left > 0:
+            # An alarm that fires just as waitpid returns loses that status: harmless, the spin
+            # error that follows ends the run.
             old = _signal.signal(_signal.SIGALRM, _spin_alarm)
             _signal.setitimer(_signal.ITIMER_REAL, left)
             try:

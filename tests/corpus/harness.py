@@ -14,9 +14,7 @@ Checks of a single-threaded workload (each ``pass`` or ``fail`` with a detail):
   folder ending as natively.
 - ``clean``: no process left after any step, no ``tft*`` temporary folder left.
 
-A threaded workload has ``replay-file``, ``replay-pipe`` (threads record and replay),
-``refused-run`` (``tft run`` does not replicate threads yet: a ``tft:`` error naming
-threads, a non-zero status) and ``clean``.
+A threaded workload has the same checks: threads are replicated (docs/threads.md).
 
 Each workload runs in its own process (``python -m tests.corpus.harness NAME``), a
 child subreaper with its own ``TMPDIR``, so the leftover checks of two workloads
@@ -46,7 +44,7 @@ from .workload import REGISTRY, Workload
 FAULT_SHARES = (10, 50, 90)
 CHECKS = ("replay-file", "replay-pipe", "run-file", "run-pipe",
           *(f"fault-{p}" for p in FAULT_SHARES), "clean")
-THREADED_CHECKS = ("replay-file", "replay-pipe", "refused-run", "clean")
+THREADED_CHECKS = CHECKS   # threads are replicated like everything else
 WORKLOAD_TIMEOUT = 600   # a whole workload (every check) in one harness process
 # The corpus judges transparency, not failure detection: a fail-stop primary is detected by its
 # channel closing whatever the heartbeat, but a CI runner whose two cores are shared can stall a
@@ -56,7 +54,7 @@ HEARTBEAT = "2"
 
 def checks_of(w: Workload) -> tuple[str, ...]:
     """The checks judged for ``w``."""
-    return THREADED_CHECKS if w.threaded else CHECKS
+    return CHECKS
 
 
 @dataclass
@@ -319,15 +317,6 @@ def judge(w: Workload) -> dict:
                 if b.snapshot() != before:
                     diffs.append("replay changed the folder")
             put(f"replay-{kind}", diffs)
-
-        if w.threaded:
-            b.fresh()
-            got = b.tft(["run", "--", *w.argv], "file", "refused-run")
-            err = _tft_error(got)
-            ok = got.status not in (None, 0) and "thread" in err
-            put("refused-run", [] if ok else [f"status {got.status}, last tft line {err!r}"], "refused" if ok else None)
-            put("clean", b.problems)
-            return {"workload": w.name, "checks": checks, "times": times}
 
         calls = None
         for kind in ("file", "pipe"):

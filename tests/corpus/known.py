@@ -66,6 +66,8 @@ from fnmatch import fnmatchcase
 KNOWN: dict[tuple[str, str], str] = {
     ("py-mp-pool", "replay-*"): "new class 18: memory shared between processes (multiprocessing's "
                                 "semaphores): the replay diverges",
+    ("py-mp-pool", "run-*"): "new class 18: memory shared between processes: the backup diverges (flaky)",
+    ("py-mp-pool", "fault-*"): "new class 18: memory shared between processes: the backup diverges (flaky)",
 }
 
 
