@@ -26,7 +26,7 @@ from tft_lab.errors import UnsupportedError
 from tft_lab.testing import (PROGRAMS, assert_no_leftovers, build_program, native, new_log_path,
                              nothing_left_running, record, record_and_replay, replay, run_cli)
 
-THREADED = ["threads", "thr_mutex", "thr_condvar", "thr_barrier", "thr_signal", "thr_exit"]
+THREADED = ["threads", "thr_mutex", "thr_condvar", "thr_barrier", "thr_signal", "thr_exit", "thr_main_exit"]
 TIMEOUT = 30   # each takes well under a second natively, a few under tft on a loaded machine
 
 
