@@ -7,8 +7,8 @@ stderr equal the recording's byte for byte and its exit status is the
 recorded one.  Two recordings of the same program differ, so the equality
 cannot come from a program that happens to print the same thing every time.
 Replay touches nothing outside (no file created or written), takes no input
-(stdin is /dev/null), and a program that starts a thread is refused quickly
-and cleanly.
+(stdin is /dev/null).  Threaded programs have their own tests
+(``tests/test_threads.py``).
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import tft_lab
 from tft_lab.testing import (PROGRAMS, assert_no_leftovers, build_program, native, new_log_path,
                              record, record_and_replay, replay)
 
-#: Programs with a test of their own (exit status, threads, benchmarks).
-OWN_TESTS = {"threads", "exitcode", "syscall_loop", "filejob", "moves", "dirs", "mm"}   # + test_everyday_regressions
+#: Programs with a test of their own (exit status, threads: test_threads.py, benchmarks).
+OWN_TESTS = {"threads", "thr_mutex", "thr_condvar", "thr_barrier", "thr_signal", "thr_exit", "thr_main_exit", "exitcode", "syscall_loop", "filejob", "moves", "dirs", "mm"}   # + test_everyday_regressions
 C_PROGRAMS = sorted(p.stem for p in PROGRAMS.glob("*.c") if p.stem not in OWN_TESTS)
 #: Programs whose output differs from run to run natively (tests/programs/README.md says so).
 NONDETERMINISTIC = ["clocks", "files", "ids", "kill_from_other", "multiproc", "randomness", "rdtsc",
@@ -223,21 +223,6 @@ def test_replay_of_a_shell_redirect_creates_no_file(tmp_path):
     assert not (work / "out.txt").exists()
     assert rec.stdout == b"hi\n"
     assert_same_run(rec, rep)
-
-
-# --- threads -----------------------------------------------------------------------------------
-
-def test_a_threaded_program_is_refused_quickly_with_one_line(tmp_path, pids_before):
-    prog = build_program("threads")
-    assert native([prog]).returncode == 0
-    started = time.monotonic()
-    rec = record([prog], tmp_path / "threads.log", timeout=20)
-    assert time.monotonic() - started < 10
-    assert rec.returncode != 0
-    lines = rec.stderr.decode().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tft: ")
-    assert "threads are not supported" in lines[0]
-    assert_no_leftovers(pids_before)
 
 
 # --- the Python API ---------------------------------------------------------------------------

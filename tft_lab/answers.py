@@ -137,9 +137,11 @@ class Answerer:
         a = call.args
         f = self._of(task)
         if how == "pid":
-            return task.pid if self._same_pid_ns(task, f) else None
+            if not self._same_pid_ns(task, f):
+                return None
+            return task.pid if call.name == "gettid" else task.tgid   # a thread's getpid: its process's
         if how == "stat":
-            if call.name in ("getpgid", "getsid") and a[0] & 0xFFFFFFFF not in (0, task.pid):
+            if call.name in ("getpgid", "getsid") and a[0] & 0xFFFFFFFF not in (0, task.tgid):
                 return None
             if not self._same_pid_ns(task, f):
                 return None

@@ -271,11 +271,15 @@ class Backup(Replayer):
     def is_live(task: Task) -> bool:
         return task.policy_state.live
 
+    def schedules_live(self, task: Task) -> bool:
+        return task.policy_state.live   # past the log, its threads are scheduled here
+
     def on_fork(self, parent: Task, child: Task) -> None:
         if self.is_live(parent):
             child.vpid = child.pid
             st: BackupTaskState = child.policy_state
-            st.fds = fdtable.copy_table(parent.policy_state.fds)
+            thread = child.group is parent.group
+            st.fds = parent.policy_state.fds if thread else fdtable.copy_table(parent.policy_state.fds)
             st.live = True
             # Its fds are copies of its parent's, which are real already: rebuilding them again
             # from the table would undo what the parent did since it went live.
@@ -427,6 +431,8 @@ class Backup(Replayer):
             c = t.call
             if c is not None and (c.name == "vfork" or (c.name == "clone" and c.args[0] & 0x4000)):
                 continue   # a vfork parent waits in the kernel for its child: it cannot come
+            if t.group is not None and not t.group.free and t.group.running is not t:
+                continue   # a thread the schedule holds: its process goes live with its running one
             return False
         return True
 
@@ -533,7 +539,7 @@ class Backup(Replayer):
         if not st.reconciled:
             self.reconcile(task)
         if name in ("getpid", "gettid"):
-            return task.emulate(task.vpid)
+            return task.emulate(task.vpid if name == "gettid" or task.group is None else task.group.leader.vpid)
         if name == "getppid" and task.parent is not None:
             return task.emulate(task.parent.vpid)
         entry = call.entry
@@ -564,11 +570,12 @@ class Backup(Replayer):
 
         After a failure its first calls are *uncertain* until it makes an output: the primary
         may have made them already (:mod:`tft_lab.redo` answers those)."""
-        task.policy_state.live = True
-        if self.primary_state == "failed":
-            task.policy_state.uncertain = True
-            if self.relay is not None and self.inner is None:
-                self._promote()
+        for t in task.group.threads if task.group is not None else [task]:   # a process, all its threads
+            t.policy_state.live = True
+            if self.primary_state == "failed":
+                t.policy_state.uncertain = True
+        if self.primary_state == "failed" and self.relay is not None and self.inner is None:
+            self._promote()
 
     def _promote(self) -> None:
         """This replica is the primary now: it logs on after what it received (through the
@@ -587,7 +594,8 @@ class Backup(Replayer):
 
     def reconcile(self, task: Task) -> None:
         """Rebuild what the primary's kernel had for this process.  Precondition: at a syscall entry."""
-        task.policy_state.reconciled = True
+        for t in task.group.threads if task.group is not None else [task]:   # one fd table per process
+            t.policy_state.reconciled = True
         if self.live_ns is None:
             self.live_ns = time.monotonic_ns()   # the first process of the program is live
         notes = [rebuild.enter_cwd(task)]

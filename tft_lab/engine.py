@@ -23,7 +23,7 @@ import struct
 import time
 from typing import Any, NamedTuple
 
-from . import syscalls
+from . import sched, syscalls
 from ._backend import ptrace as pt
 from ._process import reap_exited
 from .errors import ProgramError, TftError, TracingError, UnsupportedError
@@ -38,6 +38,7 @@ _FAULT_SIGNALS = frozenset((_signal.SIGSEGV, _signal.SIGBUS, _signal.SIGILL, _si
 #: Signals whose default action is to do nothing (so an un-handled one may be deferred freely).
 _DEFAULT_IGNORED = frozenset((_signal.SIGCHLD, _signal.SIGURG, _signal.SIGWINCH, _signal.SIGCONT))
 _STOP_SIGNALS = frozenset((_signal.SIGSTOP, _signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU))
+NR_EXIT, NR_EXIT_GROUP, NR_FUTEX = syscalls.number("exit"), syscalls.number("exit_group"), syscalls.number("futex")
 
 
 class SignalAction(enum.Enum):
@@ -72,6 +73,13 @@ class Policy:
     replica = "tracer"
     #: Syscall numbers to trap ([] = all).  None: the table's subscription.
     subscribe: list[int] | None = None
+    #: Whether programs with several threads run under this policy (else clone of a thread is
+    #: refused with a clear error).
+    threads = True
+    #: Who decides the thread schedule (:mod:`tft_lab.sched`): ``live`` (a blocking call waits in
+    #: the kernel while the next ready thread runs: :meth:`next_thread` picks it) or ``log``
+    #: (the policy follows a logged schedule; at a blocking call it calls ``Task.yield_to``).
+    schedule = "live"
 
     def new_task_state(self) -> Any:
         """The state only this policy keeps about a new process (``Task.policy_state``), of the
@@ -99,6 +107,16 @@ class Policy:
         """The program read the time-stamp counter (which traps): what it reads."""
         return Tsc(time.monotonic_ns())
     def on_fork(self, parent: Task, child: Task) -> None: ...
+    def next_thread(self, task: Task, at: str) -> Task | None:
+        """``task``, the running thread, reached a switch point (``epoch``, ``block``, ``exit``):
+        the thread that runs next (``task`` itself: no switch), or None: the first thread that
+        becomes ready (a live schedule only)."""
+        return sched.first_ready(task, at)
+    def on_switch(self, task: Task, seq: int, at: str, to: Task) -> None:
+        """Thread ``to`` runs after ``task``'s switch point ``at`` at ``seq`` (logged by a primary)."""
+    def schedules_live(self, task: Task) -> bool:
+        """Whether ``task``'s threads are scheduled live now (``schedule``; a backup: once live)."""
+        return self.schedule == "live"
     def on_task_exit(self, task: Task, code: int | None, sig: int | None) -> None: ...
     def on_finish(self, engine: "Engine") -> None: ...
 
@@ -110,10 +128,11 @@ class Status(NamedTuple):
     event: TraceEvent | None
 
 
-class Engine:
+class Engine(sched.Scheduling):
     """Runs one program (and its children) under ptrace, asking ``policy`` at every stop."""
 
-    def __init__(self, policy: Policy, *, epoch: int = 64, keep_trace: bool = True, cpu: int | None = -1):
+    def __init__(self, policy: Policy, *, epoch: int = 64, keep_trace: bool = True, cpu: int | None = -1,
+                 spin_limit: float = sched.SPIN_LIMIT):
         if epoch < 1:
             raise ValueError("epoch length must be at least 1")
         self.policy = policy
@@ -131,6 +150,8 @@ class Engine:
         self.cpu = cpu   # -1: the first CPU we may use; None: do not pin
         self.trace_file: EventWriter | None = None   # the event stream, if one was asked for
         self.gate = None         # called after every event while the task is stopped (live stepping)
+        self.groups: list[sched.ThreadGroup] = []   # the processes that have had several threads
+        self.spin_limit = spin_limit   # seconds a thread may run without a call while others wait
 
     @contextlib.contextmanager
     def watched(self, events: str | None = None, control_fd: int | None = None, on_fail=None):
@@ -183,6 +204,7 @@ class Engine:
                                     syscalls.untrapped_if() if self.policy.subscribe is None else None, signals)
         task = Task(self, pid, None, None)
         task.state = "pre-exec"
+        task.group = sched.ThreadGroup(task)
         self.tasks[pid] = task
         self.root = task
         try:
@@ -230,8 +252,9 @@ class Engine:
 
     # -- the loop ----------------------------------------------------------------------
     def step(self) -> Status:
-        """Wait for one stop, handle it, resume the task.  Never leaves a task stopped."""
-        w = pt.wait_any()
+        """Wait for one stop, handle it, resume the task.  Never leaves a task stopped (except
+        threads held by the schedule, :mod:`tft_lab.sched`)."""
+        w = self._wait()
         if w is None:
             self.tasks.clear()
             return Status(0, "done", None)
@@ -242,6 +265,8 @@ class Engine:
                 return Status(pid, "other", None)  # an orphan we adopted, or a child we never knew
             task = Task(self, pid, None, None)     # a new child whose fork event we have not seen
             self.tasks[pid] = task
+        elif self.groups and task.group is not None and task.group.running is task:
+            task.group.seen = time.monotonic()
         try:
             stop = pt.decode(pid, status)
         except TracingError:
@@ -274,15 +299,16 @@ class Engine:
 
     def _resume(self, task: Task, sig: int = 0) -> None:
         to_exit = task.call is not None and task.call.to_exit
-        pt.resume(task.pid, sig, to_exit=to_exit)
+        self._go(task, sig, to_exit)
 
     def emit(self, task: Task, kind: str, syscall: str, args: str, result: int, cls: str,
               action: str, signal: str = "", seq: int | None = None, wait_ns: int = 0) -> TraceEvent | None:
         if not self.tracing:
             return None
         seq = task.seq if seq is None else seq
-        ev = TraceEvent(self.policy.replica, task.vpid, seq, max(seq, 0) // self.epoch, kind, syscall, args, result,
-                        cls, action, signal, time.monotonic_ns() - self.t0, wait_ns)
+        pid = task.group.leader.vpid if task.group is not None else task.vpid
+        ev = TraceEvent(self.policy.replica, pid, seq, max(seq, 0) // self.epoch, kind, syscall, args, result,
+                        cls, action, signal, time.monotonic_ns() - self.t0, wait_ns, task.vpid)
         if self.keep_trace:
             self.events.append(ev)
         if self.trace_file is not None:
@@ -313,7 +339,7 @@ class Engine:
                 # The kernel restarts the interrupted call (no handler ran): the same logical call.
                 task.interrupted = None
                 task.call = itr
-                pt.resume(task.pid, 0, to_exit=itr.to_exit)
+                self._go(task, 0, itr.to_exit)
                 return Status(task.pid, "syscall", None)
             self._close_interrupted(task, -errno.EINTR)
         call = Call(stop.nr, stop.args, task.seq)
@@ -321,28 +347,57 @@ class Engine:
         entry = call.entry
         if entry is not None and entry.cls == "unsupported" and not entry.enosys:
             raise UnsupportedError(f"{entry.name} is not supported by tft_lab", syscall=entry.name)
-        if call.name in ("clone", "clone3") and self._clone_flags(task, call) & 0x00010000:  # CLONE_THREAD
-            raise UnsupportedError("threads are not supported yet (the program called clone with "
-                                   "CLONE_THREAD); run a single-threaded program", syscall=call.name)
+        if entry is not None and entry.forks:
+            task.clone_flags = flags = self._clone_flags(task, call) if call.name in ("clone", "clone3") else 0
+            sched.check_clone(flags, call.name)
+            if flags & sched.CLONE_THREAD and not self.policy.threads:
+                raise UnsupportedError(f"threads are not supported yet by the {self.policy.replica} (the program "
+                                       "called clone with CLONE_THREAD; tft record and tft replay support "
+                                       "threads)", syscall=call.name)
+        elif call.nr == NR_FUTEX:
+            sched.check_futex(call.args[1])
+        elif entry is not None and entry.execs and not task.group.free:
+            raise UnsupportedError("execve in a process with several threads is not supported", syscall=call.name)
         return self._decide(task, call)
 
     def _decide(self, task: Task, call: Call) -> Status:
         self.policy.on_entry(task, call)
+        if call.yielded is not None:   # the logged schedule runs another thread here
+            nxt, call.yielded = call.yielded, None
+            task.held = "entry"
+            self._switch_to(task, task.seq, "block", nxt)
+            self._run(nxt)
+            return Status(task.pid, "switch", None)
+        g = task.group
+        if not g.free and call.entry is not None and call.entry.noreturn:
+            if call.nr == NR_EXIT_GROUP:
+                # The kernel kills the other threads where they are (held ones never run again):
+                # letting them go on here would race with their death, differently on each replica.
+                g.exiting = True
+            elif task is g.leader and g.running is task:
+                # The first thread ends, others live on: its exit is reported only after theirs.
+                self._leave(task)
         if call.parked:
             return Status(task.pid, "parked", None)  # the policy resumes it later (retry)
         if call.rewound:   # not entered: the program runs on from just before its syscall instruction
             task.call = None
-            pt.resume(task.pid)
+            self._go(task)
             return Status(task.pid, "rewound", None)
         if call.emulated and not call.to_exit:
             return self._complete(task, call)
+        blocks = (call.entry is not None and call.entry.blocks and not call.emulated and not g.free
+                  and g.running is task and self.policy.schedules_live(task))
+        if blocks and not call.entry.noreturn:
+            call.to_exit = True   # another thread runs while it waits: its return is a stop to hold it at
         if not call.to_exit:  # runs without an exit stop (exit_group, or a cheap pass-through)
             self.policy.on_exit(task, call)
             task.call = None
             ev = self._count(task, call)
-            pt.resume(task.pid)
+            self._go(task)
             return Status(task.pid, "syscall", ev)
         pt.resume(task.pid, 0, to_exit=True)
+        if blocks:
+            self._switch(task, "block")   # it may wait in the kernel: another thread runs meanwhile
         return Status(task.pid, "syscall", None)
 
     def retry(self, task: Task) -> Status:
@@ -364,14 +419,14 @@ class Engine:
     def _on_exit(self, task: Task, result: int) -> Status:
         call = task.call
         if call is None:  # an exit stop we did not ask for (e.g. after exec in pre-exec)
-            pt.resume(task.pid)
+            self._go(task)
             return Status(task.pid, "other", None)
         if result in syscalls.RESTART_CODES and not call.emulated:
             # Interrupted by a signal: the next stop tells whether it restarts or a handler runs.
             call.result = result
             task.interrupted = call
             task.call = None
-            pt.resume(task.pid)
+            self._go(task)
             return Status(task.pid, "exit-stop", None)
         call.result = result
         return self._complete(task, call)
@@ -385,7 +440,10 @@ class Engine:
         ev = self._count(task, call)
         task.call = None
         self.policy.after_call(task, call)
-        pt.resume(task.pid)
+        g = task.group
+        if g is not None and not g.free and g.running is task and task.seq % self.epoch == 0:
+            self._switch(task, "epoch")
+        self._go(task)
         return Status(task.pid, "syscall", ev)
 
     def _count(self, task: Task, call: Call) -> TraceEvent | None:
@@ -413,7 +471,7 @@ class Engine:
             # so that the policy knows which process it is before it runs.
             task.state = "running" if task.parent is not None else "born"
             if task.parent is not None:
-                pt.resume(task.pid)
+                self._go(task)
             return Status(task.pid, "other", None)
         if task.state == "pre-exec" and sig == _signal.SIGSEGV and self._emulate_tsc(task):
             return Status(task.pid, "other", None)
@@ -476,7 +534,7 @@ class Engine:
         if task.state != "pre-exec":
             self.emit(task, "rdtsc", "rdtscp" if rdtscp else "rdtsc", "", value, "input", tsc.action,
                       seq=task.seq - 1)
-        pt.resume(task.pid, 0)
+        self._go(task)
         return True
 
     # -- processes ---------------------------------------------------------------------
@@ -488,10 +546,18 @@ class Engine:
         child.parent = parent
         child.mem = pt.Memory(child_pid) if os.path.exists(f"/proc/{child_pid}") else None
         child.exec_count = parent.exec_count
+        if parent.clone_flags & sched.CLONE_THREAD:
+            child.group = g = parent.group
+            g.threads.append(child)
+            if g not in self.groups:
+                self.groups.append(g)
+            g.seen = time.monotonic()   # the spin watch starts now, not at the group's birth
+        else:
+            child.group = sched.ThreadGroup(child)
         self.policy.on_fork(parent, child)
         if child.state == "born":
             child.state = "running"
-            pt.resume(child_pid)
+            self._go(child)
         self._resume(parent)
         return Status(parent.pid, "fork", None)
 
@@ -550,6 +616,11 @@ class Engine:
         self.policy.on_task_exit(task, stop.code, stop.killed_by)
         self.emit(task, "exit", "exit", "", stop.code if stop.code is not None else -stop.killed_by,
                    "local", "ran", seq=task.seq)
+        g = task.group
+        if g is not None and task in g.threads:
+            if stop.killed_by or task is g.leader:
+                g.exiting = True   # a fatal signal, or the whole process is done: the kernel kills the rest
+            self._leave(task)
         return Status(task.pid, "exited", None)
 
 

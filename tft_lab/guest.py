@@ -28,7 +28,7 @@ class Call:
     """One intercepted system call of one task, from its entry stop to its completion."""
 
     __slots__ = ("nr", "name", "args", "entry", "seq", "to_exit", "saved_args", "action", "result",
-                 "emulated", "rec", "oseq", "note", "parked", "wait_ns", "rewound", "redo")
+                 "emulated", "rec", "oseq", "note", "parked", "wait_ns", "rewound", "redo", "yielded", "switched")
 
     def __init__(self, nr: int, args: tuple, seq: int):
         self.nr = nr
@@ -48,6 +48,8 @@ class Call:
         self.wait_ns = 0
         self.rewound = False
         self.redo = False
+        self.yielded: Task | None = None   # the thread the logged schedule runs before this call
+        self.switched = False              # its switch point is passed (the schedule was asked)
 
     @property
     def cls(self) -> str:
@@ -73,6 +75,11 @@ class Task:
         self.interrupted: Call | None = None
         self.injecting: dict[int, bytes] = {}          # signals we tgkill'ed, awaiting delivery
         self.exec_count = 0                            # execs it made (a fork's child: its parent's)
+        # Threads (sched.py): the process this thread belongs to, and how to resume the thread
+        # while the schedule holds it: (signal, to_exit), or "entry" (its call undecided).
+        self.group = None
+        self.held: tuple[int, bool] | str | None = None
+        self.clone_flags = 0                           # of the clone it is in (to know a thread's)
         # What only the policy reads and writes about this process: an object of the policy's
         # own type (recorder.PrimaryTaskState, replayer.ReplayTaskState, backup.BackupTaskState),
         # made by Policy.new_task_state.  The engine never looks inside.
@@ -133,6 +140,17 @@ class Task:
             setattr(regs, r, v & MASK64)
         pt.set_regs(self.pid, regs)
         self.call.to_exit = True
+
+    @property
+    def tgid(self) -> int:
+        """The real id of the process this thread belongs to (its first thread's)."""
+        return self.group.leader.pid if self.group is not None else self.pid
+
+    def yield_to(self, other: "Task") -> None:
+        """At the entry of a blocking call, undecided: the schedule runs ``other`` first; this
+        call is decided again (``Policy.on_entry``) when this thread is scheduled."""
+        self.call.yielded = other
+        self.call.switched = True
 
     def park(self) -> None:
         """Keep the task stopped at this entry until the policy calls ``engine.retry(task)``."""
@@ -225,7 +243,7 @@ class Task:
     def inject_signal(self, signo: int, siginfo: bytes) -> None:
         """Raise ``signo`` now (tgkill); at its delivery stop the original siginfo is restored."""
         self.injecting[signo] = siginfo
-        pt.tgkill(self.pid, self.pid, signo)
+        pt.tgkill(self.tgid, self.pid, signo)
 
     def signal_disposition(self, signo: int) -> str:
         """``handled``, ``ignored`` or ``default`` (read from /proc/PID/status)."""

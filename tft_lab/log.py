@@ -36,7 +36,7 @@ from typing import BinaryIO
 from .errors import LogError
 
 MAGIC = b"TFTLOG\n\x00"
-VERSION = 3
+VERSION = 4
 MAX_FRAME = 64 << 20
 #: The header holds argv and the environment, which the kernel bounds (ARG_MAX, ~2 MiB here).
 MAX_HEADER = 4 << 20
@@ -54,6 +54,7 @@ SCHEMA: dict[str, dict[str, type]] = {
     "header": {"version": _INT, "argv": list, "env": dict, "cwd": _STR, "exe": _STR,
                "exe_sha256": _STR, "epoch": _INT, "arch": _STR, "pid": _INT, "fds": dict},
     # one intercepted syscall: outs are (addr, bytes) pairs; addrs parallel the blobs
+    # (pid: the thread's id, the process's for its first thread; seq counts that thread's calls)
     "sys": {"pid": _INT, "seq": _INT, "nr": _INT, "args": list, "res": _INT, "addrs": list},
     # a signal delivered after call `seq` completed ("before": just before call seq+1 is made,
     # which the primary does when that call may block); blob 0 is the original siginfo
@@ -70,6 +71,9 @@ SCHEMA: dict[str, dict[str, type]] = {
     # (stored: its bytes are in this log's blob records; else only the hash, --small-log)
     "map": {"pid": _INT, "seq": _INT, "sha256": _STR, "size": _INT, "path": _STR, "stored": bool,
             "writable": bool},
+    # process `pid`'s thread `tid` gave way at its switch point `at` (epoch, block, exit) with
+    # `seq` calls made; thread `to` runs next (docs/threads.md)
+    "switch": {"pid": _INT, "tid": _INT, "seq": _INT, "at": _STR, "to": _INT},
     "end": {"status": _INT},
 }
 OPTIONAL: dict[str, dict[str, type]] = {
@@ -84,6 +88,7 @@ OPTIONAL: dict[str, dict[str, type]] = {
     "end": {"refused": _STR, "stopped": _STR},
 }
 _SIG_MODES = ("boundary", "self", "in-call", "before")
+_SWITCH_POINTS = ("epoch", "block", "exit")
 _I64 = (-(1 << 63), 1 << 64)       # any integer a register holds (signed or not)
 #: Highest user-space address + 1 on x86-64 with 5-level page tables: an out-buffer is below it.
 USER_TOP = 1 << 57
@@ -146,6 +151,9 @@ def _check_record(rec: dict, offset: int) -> None:
     elif t == "sig":
         if not 1 <= rec["signo"] <= 64 or rec["mode"] not in _SIG_MODES or len(rec["blobs"]) != 1 or len(rec["blobs"][0]) != 128:
             raise LogError(f"sig record at byte {offset}: bad signal number, mode or siginfo")
+    elif t == "switch":
+        if rec["at"] not in _SWITCH_POINTS or not 0 < rec["tid"] < MAX_PID or not 0 < rec["to"] < MAX_PID:
+            raise LogError(f"switch record at byte {offset}: bad switch point or thread id")
     elif t == "exec":
         if len(rec["blobs"]) != 1 or len(rec["blobs"][0]) != 16:
             raise LogError(f"exec record at byte {offset}: AT_RANDOM must be 16 bytes")

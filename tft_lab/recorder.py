@@ -225,8 +225,11 @@ class Recorder(Policy):
             self.oseq += 1
             call.oseq = self.oseq
         if entry is not None and entry.kills:
-            target = call.args[0] if call.name != "tgkill" else call.args[1]
-            if signed(target) in (0, task.pid) or (call.name == "tgkill" and call.args[0] == task.pid):
+            to_thread = call.name in ("tgkill", "tkill")
+            target = call.args[1] if call.name == "tgkill" else call.args[0]
+            # At this very thread (tgkill, tkill), or at its process when it has one thread only: a
+            # signal sent to a process with several threads may reach any of them (then it is async).
+            if signed(target) in (0, task.pid if to_thread else task.tgid) and (to_thread or task.group.free):
                 st.expect_self_signal = True
         task.run(to_exit=not (entry is not None and entry.noreturn))
         call.action = "logged"
@@ -288,7 +291,7 @@ class Recorder(Policy):
     def on_signal(self, task: Task, signo: int, siginfo: bytes) -> SignalAction:
         info = SigInfo.parse(siginfo)
         st: PrimaryTaskState = task.policy_state
-        if st.expect_self_signal and info.pid == task.pid:
+        if st.expect_self_signal and info.pid == task.tgid:
             # Raised by the program's own call (kill(getpid()), raise, abort, SIGPIPE): it is
             # delivered right after that call on every replica.
             st.expect_self_signal = False
@@ -325,6 +328,10 @@ class Recorder(Policy):
     def _log_signal(self, task: Task, seq: int, signo: int, siginfo: bytes, mode: str) -> None:
         self.emit({"t": "sig", "pid": task.vpid, "seq": seq, "signo": signo, "mode": mode}, [siginfo])
 
+    def on_switch(self, task: Task, seq: int, at: str, to: Task) -> None:
+        self.emit({"t": "switch", "pid": task.group.leader.vpid, "tid": task.vpid, "seq": seq, "at": at,
+                   "to": to.vpid})
+
     def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:
         value = time.monotonic_ns() * 3  # a 3 GHz-like counter; only its monotonicity matters
         aux = 0
@@ -334,7 +341,8 @@ class Recorder(Policy):
 
 def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=None,
            keep_trace: bool = True, events: str | None = None, control_fd: int | None = None,
-           small_log: bool = False, record_env: bool = False) -> tuple[int, Engine]:
+           small_log: bool = False, record_env: bool = False,
+           spin_limit: float | None = None) -> tuple[int, Engine]:
     """Record ``argv`` into ``log_path``; returns (exit status, engine).
 
     ``record_env``: keep every environment variable's value in the log; by default those whose
@@ -345,12 +353,18 @@ def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=Non
 
     ``events``: also stream the trace there (JSON lines); ``control_fd``: a socket on which a
     live stepper pauses the program after every event (see :mod:`tft_lab.control`).
+
+    ``spin_limit``: seconds a thread may run without a system call while other threads of its
+    process wait to run before the recording stops with an error naming it (default
+    :data:`~tft_lab.engine.SPIN_LIMIT`).
     """
     env = dict(os.environ if env is None else env)
     find_program(argv, env, cwd)   # a clear error before the log is created
     writer = _log.LogWriter(log_path)
     engine = Engine(Recorder(writer, small_log=small_log, record_env=record_env), epoch=epoch,
                     keep_trace=keep_trace)
+    if spin_limit is not None:
+        engine.spin_limit = spin_limit
     with engine.watched(events, control_fd):
         try:
             engine.start(argv, env=env, cwd=cwd)

@@ -34,11 +34,13 @@ from __future__ import annotations
 import collections
 import os
 import stat
+import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from . import fdtable
 from . import log as _log
+from . import sched
 from .engine import Engine, Policy, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError
@@ -91,6 +93,7 @@ class Replayer(Policy):
     and the replay then stops with a :class:`LogError` saying where and why."""
 
     replica = "backup"
+    schedule = "log"   # threads run in the order the log says (docs/threads.md)
 
     def new_task_state(self) -> ReplayTaskState:
         return ReplayTaskState()
@@ -106,6 +109,7 @@ class Replayer(Policy):
         self.log_stop: LogError | None = None    # why the log stopped being readable, if it did
         self.mapped = MapReplayer()   # mapped files: the logged contents
         self.streams: dict[int, Stream] = collections.defaultdict(Stream)
+        self.schedules: dict[int, sched.Schedule] = collections.defaultdict(sched.Schedule)  # per process
         self.end_status: int | None = None
         self.next_oseq = 1
         self.parked: dict[int, Task] = {}   # oseq -> task waiting for its turn to output
@@ -122,6 +126,8 @@ class Replayer(Policy):
             self.streams[rec["pid"]].q.append(rec)
         elif t in ("blob", "map"):
             self.mapped.add(rec)
+        elif t == "switch":
+            self.schedules[rec["pid"]].q.append(rec)
         else:
             raise LogError(f"unexpected {t!r} record after the header")
 
@@ -183,7 +189,10 @@ class Replayer(Policy):
             task.write(at_random, rec["blobs"][0])
 
     def on_fork(self, parent: Task, child: Task) -> None:
-        child.policy_state.fds = fdtable.copy_table(parent.policy_state.fds)
+        if child.group is parent.group:   # a thread: one fd table for the whole process
+            child.policy_state.fds = parent.policy_state.fds
+        else:
+            child.policy_state.fds = fdtable.copy_table(parent.policy_state.fds)
         call = parent.call
         if call is None or call.rec is None:
             raise DivergenceError("a process was created outside a logged fork/clone", pid=parent.vpid)
@@ -215,6 +224,13 @@ class Replayer(Policy):
                 task.inject_signal(rec["signo"], rec["blobs"][0])
             task.rewind()
             return
+        entry = call.entry
+        if entry is not None and entry.blocks and not call.switched and not task.group.free:
+            call.switched = True   # a switch point: the thread the log runs here, if another
+            nxt = self.next_thread(task, "block")
+            if nxt is not task:
+                task.yield_to(nxt)
+                return
         rec = call.rec or self.next_record(task, call)
         if rec is None:
             return self.log_exhausted(task, call)
@@ -279,6 +295,29 @@ class Replayer(Policy):
         call.action = "ran"
         task.run(to_exit=not (entry is not None and entry.noreturn))
 
+    def next_thread(self, task: Task, at: str) -> Task | None:
+        """The thread the log runs after this switch point of ``task`` (``task``: no switch).
+
+        The primary logs a switch before any later record of the thread that gives way (its
+        blocking call's own record comes when that call returns), so the log is read until it
+        shows either the switch or that thread's next record."""
+        if self.schedules_live(task):   # a backup past the log: its own choice, as a primary's
+            return sched.first_ready(task, at)
+        schedule = self.schedules[task.group.leader.vpid]
+        stream = self.streams[task.vpid]
+        while not schedule.q and (at == "exit" or not stream.q):
+            if not self.pull():
+                break
+        rec = schedule.take(task, at)
+        if rec is None:   # no switch here; at an exit (a backup past the log's end) the next ready one
+            return sched.first_ready(task, at) if at == "exit" else task
+        nxt = task.group.by_vtid(rec["to"])
+        if nxt is None:
+            raise DivergenceError(f"replay diverged: the log runs thread {rec['to']} after thread {task.vpid} "
+                                  f"(seq {task.seq}), the process has no such thread here", pid=task.vpid,
+                                  seq=task.seq)
+        return nxt
+
     def check_stalled(self) -> None:
         """Every process waits for its turn to output, and the turn's output is in none of them:
         nothing can ever run again.  Replay never waits on the log: that is a divergence."""
@@ -288,6 +327,11 @@ class Replayer(Policy):
                                   f"#{self.next_oseq} of the log's order (corrupt log?)")
 
     def on_task_exit(self, task: Task, code, sig) -> None:
+        g = task.group
+        if g is not None and g.exiting and task.held is not None:
+            # Killed by another thread's exit_group while the schedule held it: the call the
+            # primary completed meanwhile (logged) is never made here.
+            self.streams[task.vpid].q.clear()
         self.check_stalled()
 
     def output_turn(self, oseq: int | None) -> bool:
@@ -422,6 +466,8 @@ class Replayer(Policy):
                                       "the replicas' fd tables differ", syscall=call.name)
             task.set_result(want)
             call.result = want
+            if want > 0 and call.entry.forks and task.clone_flags & sched.CLONE_THREAD:
+                self._virtual_tid(task, call, want)
         elif call.action == "ran" and call.to_exit:
             entry = call.entry
             if entry is not None and entry.cls == "local" and not entry.check:
@@ -451,6 +497,20 @@ class Replayer(Policy):
         else:
             call.result = want
         fdtable.update(task, task.policy_state.fds, call, call.result, standin=call.action == "standin")
+
+    @staticmethod
+    def _virtual_tid(task: Task, call: Call, tid: int) -> None:
+        """The kernel wrote the new thread's real tid where clone was asked to (glibc's
+        ``pthread->tid``, which pthread_join waits on and pthread_kill signals): the program
+        must see the primary's, as gettid answers."""
+        flags = task.clone_flags
+        if call.name == "clone":
+            ptid, ctid = call.args[2], call.args[3]
+        else:   # clone3: struct clone_args {flags, pidfd, child_tid, parent_tid, ...}
+            ctid, ptid = struct.unpack("<QQ", task.read(call.args[0] + 16, 16))
+        for bit, addr in ((sched.CLONE_PARENT_SETTID, ptid), (sched.CLONE_CHILD_SETTID, ctid)):
+            if flags & bit and addr:
+                task.write(addr, struct.pack("<i", tid))
 
     def after_call(self, task: Task, call: Call) -> None:
         self.inject_signals(task, call.seq)
@@ -517,6 +577,8 @@ def _describe(rec) -> str:
         return f"signal {rec['signo']} after seq {rec['seq']}"
     if t == "tsc":
         return f"an rdtsc after seq {rec['seq']}"
+    if t == "switch":
+        return f"a switch from thread {rec['tid']} to thread {rec['to']} at its seq {rec['seq']} ({rec['at']})"
     return f"execve of {rec['path']} at seq {rec['seq']}"
 
 
@@ -561,6 +623,7 @@ def _finish(policy: Replayer, engine: Engine) -> None:
     if policy.log_stop is not None:
         raise policy.log_stop
     left = [(pid, s.q[0]) for pid, s in policy.streams.items() if s.q]
+    left += [(pid, s.q[0]) for pid, s in policy.schedules.items() if s.q]
     if left:
         pid, rec = left[0]
         raise DivergenceError(f"replay diverged: the program ended, the log still has {_describe(rec)}", pid=pid)

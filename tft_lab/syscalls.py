@@ -63,7 +63,9 @@ class Syscall(NamedTuple):
     """How many arguments the divergence check compares (pointers are equal: ASLR is off)."""
     blocks: bool = False
     """May wait a long time: signals held back are delivered before it (or a program waiting
-    for input would never see a signal that arrived while it computed)."""
+    for input would never see a signal that arrived while it computed), and in a process with
+    several threads another thread may run while it waits (a thread switch point,
+    :mod:`tft_lab.sched`)."""
     writes: str = ""
     """For outputs that move bytes to ``fd_arg``, where the bytes are: ``buf`` (argument 1,
     count in argument 2), ``iov`` (an iovec array in argument 1, count in 2), ``msghdr``
@@ -189,14 +191,18 @@ TABLE: dict[str, Syscall] = _t(
     S("mprotect", 10, "local", trap=False),
     S("mremap", 25, "local", trap=False),
     S("madvise", 28, "local", trap=False),
-    S("futex", 202, "local", trap=False),
-    S("set_tid_address", 218, "local", trap=False),
+    # the thread's own id as the primary's (identity), its clear-at-exit address set for real
+    S("set_tid_address", 218, "local", check=False, nargs=1),
     S("set_robust_list", 273, "local", trap=False),
     S("rseq", 334, "local", trap=False),
-    S("sched_yield", 24, "local", trap=False),
+    S("sched_yield", 24, "local", nargs=0, blocks=True),   # a thread switch point
 
     # --- input: answers from outside the address space ---------------------------------------
     S("read", 0, "input", outs=((1, "ret"),), fd_arg=0, nargs=3, blocks=True, resets=True),
+    # waits and wakes between threads: the primary's results (who was woken, a timeout) are input,
+    # the replay never waits in its kernel; argument 2 (the expected value) may hold a tid
+    S("futex", 202, "input", nargs=2, blocks=True),
+    S("futex_waitv", 449, "unsupported", enosys=True),      # glibc and CPython do not use it
     S("pread64", 17, "input", outs=((1, "ret"),), fd_arg=0, nargs=4, resets=True),
     S("readv", 19, "input", outs=((1, "iov"),), fd_arg=0, nargs=3, blocks=True, resets=True),
     S("preadv", 295, "input", outs=((1, "iov"),), fd_arg=0, nargs=4),

@@ -21,7 +21,7 @@ from typing import Iterable, NamedTuple
 from .log import open_private
 
 #: Values of the ``kind`` column.
-KINDS = ("syscall", "signal", "rdtsc", "exec", "exit", "failover", "arbiter", "reintegration")
+KINDS = ("syscall", "signal", "rdtsc", "exec", "exit", "failover", "arbiter", "reintegration", "switch")
 #: The fresh backups of ``tft run --respawn``, in the order they started (the ninth and later
 #: are all ``backup9``); ``backup`` is the first backup, live after the first failover.
 FRESH_BACKUPS = tuple(f"backup{k}" for k in range(2, 10))
@@ -46,6 +46,7 @@ ACTIONS = (
     "won",          # this replica won its run's key in the arbiter (kind "arbiter"): it may be live
     "lost",         # another replica holds the key (kind "arbiter"): this backup stands down
     "fenced",       # this replica's lease ran out unrenewed (kind "arbiter"): it stops, no more output
+    "switched",     # another thread of the process runs now (kind "switch")
 )
 
 
@@ -58,7 +59,8 @@ class TraceEvent(NamedTuple):
     pid: int
     """The pid as the primary saw it (the virtual pid, identical on both replicas)."""
     seq: int
-    """Per-process count of intercepted system calls; a signal or rdtsc carries the seq it follows."""
+    """Per-thread count of intercepted system calls (per process for a single-threaded one); a
+    signal, rdtsc or switch carries the seq it follows."""
     epoch: int
     """``seq // epoch_length``."""
     kind: str
@@ -79,6 +81,10 @@ class TraceEvent(NamedTuple):
     """Nanoseconds since the replica's supervisor started."""
     wait_ns: int
     """Time spent waiting for the output-commit rule before this event (0 if none)."""
+    tid: int = 0
+    """The thread's id as the primary saw it (equal to ``pid`` for a process's first thread).
+    A ``switch`` row is the thread that gives way: ``syscall`` says at which point (``block``,
+    ``epoch``, ``exit``), ``result`` the thread that runs next."""
 
 
 COLUMNS = TraceEvent._fields
@@ -92,7 +98,7 @@ def to_dataframe(events: Iterable[TraceEvent]):
     for col, cats in (("replica", REPLICAS), ("kind", KINDS), ("cls", CLASSES), ("action", ACTIONS)):
         df[col] = pd.Categorical(df[col], categories=cats)
     df["syscall"] = df["syscall"].astype("category")
-    for col in ("pid", "seq", "epoch", "result", "t_ns", "wait_ns"):
+    for col in ("pid", "seq", "epoch", "result", "t_ns", "wait_ns", "tid"):
         df[col] = df[col].astype("int64")
     return df
 

@@ -10,9 +10,8 @@ The harness (:mod:`.harness`) runs it natively and under tft and compares:
 - ``files``: how the folder must end compared to the native run: ``"exact"``
   (every path, type, permission and content), ``"names"`` (paths and types only:
   for archives holding timestamps) or ``"none"``.
-- ``threaded``: the program starts threads, which tft refuses until threads land:
-  record and run must stop with a ``tft:`` error that names threads, a non-zero exit,
-  and nothing left behind.
+- ``threaded``: the program starts threads (a label for the table: threads are
+  replicated, docs/threads.md, and held to every check).
 
 Adding a workload is one call in :mod:`.workloads`::
 
@@ -53,7 +52,7 @@ class Workload:
     compare_files: str = "exact"
     """``exact``, ``names`` or ``none`` (see the module docstring)."""
     threaded: bool = False
-    """Starts threads: expected to be refused cleanly."""
+    """Starts threads (held to every check, like the others)."""
     timeout: float = 60.0
     """Seconds any single run of it may take before it counts as hung."""
     note: str = ""
