@@ -529,6 +529,9 @@ class Backup(Replayer):
         if self.primary_state == "failed" and self.waiting and self._everyone_waiting():
             self._go_live_all(current=None)
 
+    def on_switch(self, task: Task, seq: int, at: str, to: Task) -> None:
+        if self.inner is not None and self.is_live(task):
+            self.inner.on_switch(task, seq, at, to)   # a live replica's own schedule: the fresh backup follows it
 
     # -- live ----------------------------------------------------------------------------
     def live_entry(self, task: Task, call: Call) -> None:
