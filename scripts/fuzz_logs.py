@@ -12,7 +12,8 @@ field of a record forged (boundary integers, wrong types, deep nesting) and
 forged frame lengths.
 
 Each replay runs as the ``tft`` command runs it (``tft_lab.cli.main``), in a
-fresh interpreter in a session of its own, under an address-space limit
+child forked from a clean interpreter that imported the replayer once (see
+``Zygote``), in a session of its own, under an address-space limit
 (:data:`MEM_LIMIT`) and a time limit.
 Every case must end in one of:
 
@@ -44,6 +45,7 @@ import json
 import os
 import random
 import shutil
+import select
 import signal
 import struct
 import subprocess
@@ -271,75 +273,126 @@ def record_bases(work: Path) -> list[Base]:
             raise SystemExit(f"recording {name} failed: {rec.stderr.decode(errors='replace')}")
         (folder / "out.txt").unlink(missing_ok=True)
         base = Base(name, log.read_bytes(), folder, frozenset(os.listdir(folder)), b"", b"", 0)
-        status, out, err, _ = run_replay(base, log, work)
+        with Zygote() as zygote:
+            status, out, err, _ = zygote.replay(log, work)
         if status != rec.returncode or out != rec.stdout or err != rec.stderr:
             raise SystemExit(f"the unmutated replay of {name} differs from its recording: {err!r}")
         bases.append(base._replace(out=out, err=err, status=status))
     return bases
 
 
-#: The replaying child: a fresh interpreter (a fork of a process with threads, as pytest is after
-#: the suite's channel and Dask tests, may inherit a lock held mid-operation), in a session of its
-#: own (a hang is killed with its whole group), under the address-space limit.
-_CHILD = """
-import os, resource, sys
-os.setsid()
-resource.setrlimit(resource.RLIMIT_AS, (%d, %d))
-from tft_lab import cli
-sys.exit(cli.main(["replay", sys.argv[1]]))
-""" % (MEM_LIMIT, MEM_LIMIT)
+#: The replays' parent: a fresh interpreter that imports the replayer once and then forks one
+#: child per case, which is what makes a case cost a replay and not an interpreter's start.  It is
+#: started clean and never runs a replay itself, so no child inherits a lock or state from a
+#: replay or from pytest's threads (a fork of pytest once died in ``re``).  Each child runs in a
+#: session of its own (a hang is killed with its whole group) under the address-space limit.  The
+#: zygote is a subreaper: after a child ends, any process it left behind is the zygote's child,
+#: killed and counted.  Its protocol, one line each way per case: it reads ``log out err``, says
+#: the child's pid, then ``status leftovers`` (status: the exit code, or -signal).
+_ZYGOTE = r"""
+import os, resource, signal, sys, time, traceback
+from tft_lab import cli, replayer
+from tft_lab._backend.ptrace import set_subreaper
 
+LIMIT = %d
+import ctypes
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+set_subreaper()
+_prctl(1, signal.SIGKILL, 0, 0, 0)     # PR_SET_PDEATHSIG: the zygote ends with the fuzzer
+os.setpgid(0, 0)                       # a hang's killpg never reaches the zygote itself
+reply = os.fdopen(int(sys.argv[1]), "w", buffering=1)
 
-def _descendants() -> list[int]:
-    me, out = os.getpid(), []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == me:
-                out.append(int(d))
-    return out
-
-
-def run_replay(base: Base, path: Path, work: Path) -> tuple[int | str, bytes, bytes, list[int]]:
-    """Replay ``path`` in a child process; (exit status or "hang", stdout, stderr, leftover pids)."""
-    out, err = work / "replay.out", work / "replay.err"
-    with open(out, "wb") as o, open(err, "wb") as e:
-        pid = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], stdin=subprocess.DEVNULL,
-                               stdout=o, stderr=e).pid
-    deadline = time.monotonic() + TIME_LIMIT
-    status: int | str = "hang"
-    while time.monotonic() < deadline:
-        done, st = os.waitpid(pid, os.WNOHANG)
-        if done:
-            status = os.waitstatus_to_exitcode(st)
-            break
-        time.sleep(0.005)
-    else:
-        os.killpg(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    time.sleep(0.01)
-    left = [p for p in _descendants() if _reap_or_kill(p)]
-    return status, out.read_bytes(), err.read_bytes(), left
-
-
-def _reap_or_kill(pid: int) -> bool:
-    """Reap an adopted process; True if it was still alive (then it is killed)."""
+def child(log, out, err):
+    _prctl(1, signal.SIGKILL, 0, 0, 0)  # and a replay with the zygote
+    os.setsid()
+    resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
+    for fd, name, mode in ((0, os.devnull, os.O_RDONLY), (1, out, os.O_WRONLY), (2, err, os.O_WRONLY)):
+        os.dup2(os.open(name, mode), fd)
     try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return False
-    if done:
-        return False
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return True
+        code = cli.main(["replay", log])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else (print(e.code, file=sys.stderr), 1)[1])
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+    os._exit(code & 0xff)
+
+def leftovers():
+    me, left = os.getpid(), 0
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) != me:
+                    continue
+        except (OSError, IndexError, ValueError):
+            continue
+        pid = int(d)
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                continue
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            left += 1
+        except (ChildProcessError, ProcessLookupError):
+            pass
+    return left
+
+for line in sys.stdin:
+    log, out, err = line.rstrip("\n").split("\t")
+    pid = os.fork()
+    if pid == 0:
+        child(log, out, err)
+    reply.write(f"{pid}\n")
+    _, st = os.waitpid(pid, 0)
+    time.sleep(0.01)
+    reply.write(f"{os.waitstatus_to_exitcode(st)} {leftovers()}\n")
+""" % MEM_LIMIT
 
 
-def judge(base: Base, case: Case, status, out: bytes, err: bytes, left: list[int]) -> str:
+class Zygote:
+    """The replays' parent process (:data:`_ZYGOTE`); a context manager."""
+
+    def __init__(self) -> None:
+        r, w = os.pipe()
+        self.proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE, str(w)], stdin=subprocess.PIPE,
+                                     pass_fds=(w,), text=True, bufsize=1)
+        os.close(w)
+        self.reply = os.fdopen(r, "r", buffering=1)
+
+    def __enter__(self) -> "Zygote":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.stdin.close()
+        self.reply.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def replay(self, path: Path, work: Path) -> tuple[int | str, bytes, bytes, int]:
+        """Replay ``path`` in a fresh child; (exit status or "hang", stdout, stderr, processes left)."""
+        out, err = work / "replay.out", work / "replay.err"
+        for f in (out, err):
+            f.write_bytes(b"")
+        self.proc.stdin.write(f"{path}\t{out}\t{err}\n")
+        self.proc.stdin.flush()
+        pid = int(self.reply.readline())
+        ready, _, _ = select.select([self.reply], [], [], TIME_LIMIT)
+        hang = not ready
+        if hang:
+            os.killpg(pid, signal.SIGKILL)
+        status, left = (int(x) for x in self.reply.readline().split())
+        return ("hang" if hang else status), out.read_bytes(), err.read_bytes(), left
+
+
+def judge(base: Base, case: Case, status, out: bytes, err: bytes, left: int) -> str:
     """The case's outcome (see the module docstring)."""
     if left:
         return "leftover"
@@ -378,24 +431,25 @@ def fuzz(bases: list[Base], work: Path, *, cases: int, seconds: float, seed: int
     counts: collections.Counter = collections.Counter()
     end = time.monotonic() + seconds
     path = work / "mutated.log"
-    for n in range(cases):
-        if time.monotonic() > end:
-            break
-        base = bases[n % len(bases)]
-        case = mutate(rng, base.data)
-        path.write_bytes(case.data)
-        os.chmod(path, 0o600)
-        status, out, err, left = run_replay(base, path, work)
-        verdict = judge(base, case, status, out, err, left)
-        counts[(case.kind, verdict)] += 1
-        if verdict not in GOOD:
-            msg = err.decode(errors="replace").strip().splitlines()[-3:]
-            print(f"BAD case {n} ({base.name}, {case.kind}): {verdict}, status {status}: {msg}", flush=True)
-            if keep is not None:
-                keep.mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, keep / f"case{n}-{base.name}-{case.kind}-{verdict}.log")
-        if progress and (n + 1) % 100 == 0:
-            print(f"{n + 1} cases, {sum(v for (k, o), v in counts.items() if o not in GOOD)} bad", flush=True)
+    with Zygote() as zygote:
+        for n in range(cases):
+            if time.monotonic() > end:
+                break
+            base = bases[n % len(bases)]
+            case = mutate(rng, base.data)
+            path.write_bytes(case.data)
+            os.chmod(path, 0o600)
+            status, out, err, left = zygote.replay(path, work)
+            verdict = judge(base, case, status, out, err, left)
+            counts[(case.kind, verdict)] += 1
+            if verdict not in GOOD:
+                msg = err.decode(errors="replace").strip().splitlines()[-3:]
+                print(f"BAD case {n} ({base.name}, {case.kind}): {verdict}, status {status}: {msg}", flush=True)
+                if keep is not None:
+                    keep.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(path, keep / f"case{n}-{base.name}-{case.kind}-{verdict}.log")
+            if progress and (n + 1) % 1000 == 0:
+                print(f"{n + 1} cases, {sum(v for (k, o), v in counts.items() if o not in GOOD)} bad", flush=True)
     return counts
 
 
@@ -439,9 +493,6 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="save the bad cases' logs here")
     args = ap.parse_args()
-    from tft_lab._backend.ptrace import set_subreaper
-
-    set_subreaper()   # every process a replay leaves behind becomes ours to see
     with tempfile.TemporaryDirectory(prefix="tft-fuzz-") as tmp:
         work = Path(tmp)
         os.environ["XDG_CACHE_HOME"] = str(work / "cache")

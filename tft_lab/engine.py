@@ -145,6 +145,7 @@ class Engine:
         self.t0 = time.monotonic_ns()
         self._errfd: int | None = None
         self.spawn_error: str | None = None
+        self.signals: tuple[int, int] = (0, 0)   # blocked, ignored: what the program started with
         self.stopped_calls = 0
         self.cpu = cpu   # -1: the first CPU we may use; None: do not pin
         self.trace_file: EventWriter | None = None   # the event stream, if one was asked for
@@ -180,8 +181,10 @@ class Engine:
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
-              path: str | None = None) -> Task:
-        """Spawn ``argv`` traced; it is stopped until the first :meth:`step`."""
+              path: str | None = None, signals: tuple[int, int] | None = None) -> Task:
+        """Spawn ``argv`` traced; it is stopped until the first :meth:`step`.  ``signals``: the
+        sets it starts with blocked and ignored (a recording's), else ours (see ``pt.spawn``);
+        :attr:`signals` holds the sets it got."""
         env = dict(os.environ if env is None else env)
         cwd = cwd or os.getcwd()
         if path is None:
@@ -198,13 +201,14 @@ class Engine:
             os.sched_setaffinity(0, {cpu})
         nrs = self.policy.subscribe if self.policy.subscribe is not None else syscalls.subscription()
         pid, self._errfd = pt.spawn(path, list(argv), env, cwd, nrs,
-                                    syscalls.untrapped_if() if self.policy.subscribe is None else None)
+                                    syscalls.untrapped_if() if self.policy.subscribe is None else None, signals)
         task = Task(self, pid, None, None)
         task.state = "pre-exec"
         task.group = sched.ThreadGroup(task)
         self.tasks[pid] = task
         self.root = task
         try:
+            self.signals = pt.signal_sets(pid)
             self.policy.on_start(self)
             pt.resume(pid)
         except BaseException:

@@ -79,7 +79,9 @@ SCHEMA: dict[str, dict[str, type]] = {
 OPTIONAL: dict[str, dict[str, type]] = {
     "sys": {"oseq": _INT},
     "exec": {"sha256": _STR},
-    "header": {"created": _STR, "program": _STR},
+    # sigblk/sigign: the signals blocked and ignored when the program started (bit n-1 for
+    # signal n), which it inherits through exec; the replay starts it with the same
+    "header": {"created": _STR, "program": _STR, "sigblk": _INT, "sigign": _INT},
     # the primary stopped the program on a call tft_lab refuses (its one-line message): a live
     # backup stops too instead of going live; or the operator stopped `tft run` (why): the same
     "end": {"refused": _STR, "stopped": _STR},
@@ -173,10 +175,20 @@ def _check_header(rec: dict, offset: int) -> None:
         raise LogError(f"header at byte {offset}: bad cwd, program path or inherited fds (corrupt log)")
     if not 1 <= rec["epoch"] < 1 << 31:
         raise LogError(f"header at byte {offset}: epoch length out of range (corrupt log)")
+    if not all(_in(rec.get(k, 0), 0, 1 << 64) for k in ("sigblk", "sigign")):
+        raise LogError(f"header at byte {offset}: signal set out of range (corrupt log)")
     text = "".join((rec["cwd"], rec["exe"], *rec["argv"], *env, *env.values()))
     if "\0" in text or not _encodable(text) or any(not k or "=" in k for k in env):
         raise LogError(f"header at byte {offset}: argv, env, cwd or program path cannot be passed to a "
                        "program (a NUL byte, a bad name or character; corrupt log)")
+
+
+def start_signals(header: dict) -> tuple[int, int] | None:
+    """The signal sets (blocked, ignored) a header says the program started with; None in a log
+    that predates them (the replay then starts it with the replayer's own)."""
+    if "sigblk" not in header:
+        return None
+    return header["sigblk"], header.get("sigign", 0)
 
 
 def _encodable(s: str) -> bool:

@@ -152,7 +152,8 @@ class Recorder(Policy):
                    "env": log_env(engine.env, self.record_env),
                    "cwd": engine.cwd, "exe": engine.path, "exe_sha256": file_sha256(engine.path, self.maps.cache),
                    "epoch": engine.epoch, "arch": os.uname().machine, "pid": engine.root.pid,
-                   "fds": fds, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                   "fds": fds, "sigblk": engine.signals[0], "sigign": engine.signals[1],
+                   "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def on_finish(self, engine: Engine) -> None:
         self.answers.close()

@@ -597,7 +597,7 @@ def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True
             raise LogError(f"{h['cwd']}: the recorded working directory is not here (the replay runs there)")
         engine = Engine(policy, epoch=h["epoch"], keep_trace=keep_trace)
         with engine.watched(events, control_fd):
-            engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
+            engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"], signals=_log.start_signals(h))
             engine.run()
         _finish(policy, engine)
     finally:

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import channel as _channel
+from . import log as _log
 from ._process import die_with_parent, reap_exited
 from .errors import ChannelError, DivergenceError, ProgramError, TftError, UnsupportedError
 from .faults import Fault, fail_stop, parse_fault
@@ -194,7 +195,7 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
             raise ProgramError(f"{h['exe']}: the backup's copy of the program differs from the primary's")
         engine = Engine(policy, epoch=h["epoch"], cpu=_cpu(1), keep_trace=False)
         with engine.watched(trace_path):
-            engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"])
+            engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"], signals=_log.start_signals(h))
             status = engine.run()
             while policy.pull():   # the primary's last records (its end) may still be on their way
                 pass

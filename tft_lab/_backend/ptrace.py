@@ -404,12 +404,52 @@ def check_program(path: str) -> None:
         raise ProgramError(f"{path}: not a program (neither an ELF binary nor a #! script)")
 
 
+#: Signals whose mask or disposition a program cannot set (SIGKILL, SIGSTOP) or that glibc
+#: keeps for itself (32, 33: thread cancellation and setxid).
+_FIXED = (signal.SIGKILL, signal.SIGSTOP, 32, 33)
+
+
+def _set_signals(blocked: int, ignored: int) -> None:
+    """In a child before exec: block and ignore exactly these signal sets (bit n-1: signal n)."""
+    sigs = [n for n in range(1, signal.NSIG) if n not in _FIXED]
+    for n in sigs:
+        signal.signal(n, signal.SIG_IGN if ignored >> (n - 1) & 1 else signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [n for n in sigs if blocked >> (n - 1) & 1])
+
+
+def signal_sets(pid: int) -> tuple[int, int]:
+    """The signals ``pid`` blocks and ignores (bit n-1: signal n), from /proc/PID/status."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("SigBlk", "SigIgn"):
+                fields[key] = int(value, 16)
+    return fields["SigBlk"], fields["SigIgn"]
+
+
+def _bits(*sigs: int) -> int:
+    return sum(1 << (n - 1) for n in sigs)
+
+
+#: What our process inherited, taken when this module is first imported, before tft installs
+#: any handler (the supervisors catch SIGTERM and SIGHUP, ignore SIGINT): the program starts
+#: with it, as it would have started without tft (``nohup tft run ...`` keeps SIGHUP ignored).
+#: Python itself ignores SIGPIPE and SIGXFSZ at start-up; those go back to the default, as
+#: ``subprocess`` does.
+_blocked, _ignored = signal_sets(os.getpid())
+INHERITED_SIGNALS = (_blocked, _ignored & ~_bits(signal.SIGPIPE, signal.SIGXFSZ))
+
+
 def spawn(path: str, argv: list[str], env: dict[str, str], cwd: str, nrs: list[int],
-          untrapped_if: dict[int, tuple[int, int]] | None = None) -> int:
+          untrapped_if: dict[int, tuple[int, int]] | None = None,
+          signals: tuple[int, int] | None = None) -> int:
     """Start ``path`` traced, with ASLR off, rdtsc faulting and the seccomp filter for ``nrs``.
 
-    Returns the pid, stopped before execve (options set).  The caller resumes it and
-    must ignore its stops until the first :class:`ExecStop`.
+    The program starts blocking and ignoring the signals :data:`INHERITED_SIGNALS` says, or,
+    given ``signals`` (blocked, ignored: a recording's), those.  Returns the pid, stopped
+    before execve (options set).  The caller resumes it and must ignore its stops until the
+    first :class:`ExecStop`.
     """
     prog = seccomp_program(nrs, untrapped_if)
     errr, errw = os.pipe2(os.O_CLOEXEC)
@@ -420,8 +460,7 @@ def spawn(path: str, argv: list[str], env: dict[str, str], cwd: str, nrs: list[i
             os.chdir(cwd)
             persona = _libc.personality(0xFFFFFFFF)
             _libc.personality(persona | ADDR_NO_RANDOMIZE)
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
-                signal.signal(sig, signal.SIG_DFL)
+            _set_signals(*(signals or INHERITED_SIGNALS))
             os.closerange(3, errw)
             os.closerange(errw + 1, 65536)
             if _ptrace(PTRACE_TRACEME, 0, None, None) != 0:
