@@ -98,8 +98,10 @@ def find_replicas(tft_pid: int) -> dict[str, int]:
     return out
 
 
-def trial(args, ticker: str, heartbeat: float | None, victim: str, rng: random.Random) -> dict:
-    cmd = [*tft_cmd(), "run"]
+def trial(args, ticker: str, heartbeat: float | None, victim: str, rng: random.Random,
+          extra: list[str] = ()) -> dict:
+    """One kill; ``extra``: more ``tft run`` options (benchmarks/arbiter.py: ``--arbiter URL``)."""
+    cmd = [*tft_cmd(), "run", *extra]
     if heartbeat is not None:
         cmd += ["--heartbeat", str(heartbeat)]
     cmd += ["--", ticker, str(args.count), str(args.period)]

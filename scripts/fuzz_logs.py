@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import copy
 import json
 import os
@@ -357,7 +358,8 @@ for line in sys.stdin:
 class Zygote:
     """The replays' parent process (:data:`_ZYGOTE`); a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, time_limit: float = TIME_LIMIT) -> None:
+        self.time_limit = time_limit
         r, w = os.pipe()
         self.proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE, str(w)], stdin=subprocess.PIPE,
                                      pass_fds=(w,), text=True, bufsize=1)
@@ -384,11 +386,12 @@ class Zygote:
         self.proc.stdin.write(f"{path}\t{out}\t{err}\n")
         self.proc.stdin.flush()
         pid = int(self.reply.readline())
-        ready, _, _ = select.select([self.reply], [], [], TIME_LIMIT)
-        hang = not ready
-        if hang:
-            os.killpg(pid, signal.SIGKILL)
+        ready, _, _ = select.select([self.reply], [], [], self.time_limit)
+        if not ready:
+            with contextlib.suppress(ProcessLookupError):   # it may end just as the time is up
+                os.killpg(pid, signal.SIGKILL)
         status, left = (int(x) for x in self.reply.readline().split())
+        hang = not ready and status == -signal.SIGKILL
         return ("hang" if hang else status), out.read_bytes(), err.read_bytes(), left
 
 
@@ -425,13 +428,13 @@ GOOD = ("identical", "error", "forged-input")
 
 
 def fuzz(bases: list[Base], work: Path, *, cases: int, seconds: float, seed: int,
-         keep: Path | None = None, progress: bool = False) -> collections.Counter:
+         keep: Path | None = None, progress: bool = False, time_limit: float = TIME_LIMIT) -> collections.Counter:
     """Run up to ``cases`` mutated replays for at most ``seconds``; counts by (mutation, outcome)."""
     rng = random.Random(seed)
     counts: collections.Counter = collections.Counter()
     end = time.monotonic() + seconds
     path = work / "mutated.log"
-    with Zygote() as zygote:
+    with Zygote(time_limit) as zygote:
         for n in range(cases):
             if time.monotonic() > end:
                 break
@@ -491,6 +494,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3600.0, help="stop after this long (default 3600)")
     ap.add_argument("--read-cases", type=int, default=0, help="mutated logs through the reader alone first")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--time-limit", type=float, default=TIME_LIMIT,
+                    help=f"seconds a replay may take before it counts as a hang (default {TIME_LIMIT:.0f}; "
+                         "raise it under nice or a loaded machine)")
     ap.add_argument("--keep", type=Path, help="save the bad cases' logs here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="tft-fuzz-") as tmp:
@@ -505,7 +511,7 @@ def main() -> int:
             bad += sum(v for (_, o), v in counts.items() if o == "traceback")
         t0 = time.monotonic()
         counts = fuzz(bases, work, cases=args.cases, seconds=args.seconds, seed=args.seed, keep=args.keep,
-                      progress=True)
+                      progress=True, time_limit=args.time_limit)
         print(f"replay: {sum(counts.values())} cases in {time.monotonic() - t0:.0f} s\n{table(counts)}")
         bad += sum(v for (_, o), v in counts.items() if o not in GOOD)
     return 1 if bad else 0

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything tft_lab needs on a fresh Debian machine: system packages
-# (cc, strace), a virtualenv in .venv with the package and its test extras.
+# (cc, strace, etcd...), a virtualenv in .venv with the package and its test extras.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v strace >/dev/null || need_apt+=(strace)
 command -v ip >/dev/null || need_apt+=(iproute2)      # the two-host tests make network namespaces
 command -v pgrep >/dev/null || need_apt+=(procps)     # the demo finds the primary's supervisor
+command -v etcd >/dev/null || need_apt+=(etcd-server) # tft run --arbiter: its tests start a private etcd
 # The everyday-programs corpus (tests/corpus) runs these unmodified: COMMAND:PACKAGE.
 for p in sqlite3:sqlite3 lua5.4:lua5.4 jq:jq tclsh:tcl zstd:zstd busybox:busybox file:file make:make \
          git:git curl:curl xz:xz-utils bzip2:bzip2 perl:perl; do

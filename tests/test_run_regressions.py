@@ -26,19 +26,19 @@ from tft_lab._process import start_cli
 from tft_lab.errors import LogError
 from tft_lab.run import EXIT_REFUSED
 from tft_lab.run import run as tft_run
-from tft_lab.testing import (assert_no_leftovers, build_program, free_port, reap_adopted_zombies, run_cli,
+from tft_lab.testing import (PROGRAMS, assert_no_leftovers, build_program, free_port, reap_adopted_zombies, run_cli,
                              wait_listening)
 
 TIMEOUT = 120
-#: The corpus's py-http-server: the server starts a thread.  Before the fix the primary's last
+#: A server that makes a call tft refuses once it listens (it was the corpus's py-http-server,
+#: refused for its thread until threads were replicated).  Before the fix the primary's last
 #: records were lost with it, the backup took the refusal for a crash and went live early: it
 #: ran the program on by itself (``listen: OSError``) and reported a failover.
-HTTP_SERVER = ("import http.server, threading, urllib.request\n"
-               "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler)\n"
-               "threading.Thread(target=s.serve_forever, daemon=True).start()\n"
-               "print(urllib.request.urlopen('http://127.0.0.1:%d/' % s.server_address[1]).status)\n"
-               "s.shutdown()\n")
-REFUSAL = b"tft: threads are not supported yet"
+HTTP_SERVER = ("import ctypes, socket\n"
+               "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+               "ctypes.CDLL(None).syscall(310, 0, 0, 0, 0, 0, 0)   # process_vm_readv: refused\n"
+               "print(s.getsockname()[1])\n")
+REFUSAL = b"tft: process_vm_readv is not supported"
 
 
 @pytest.fixture
@@ -178,11 +178,12 @@ def test_tft_demo_leaves_nothing(tmpdir_env, pids_before):
 
 # -- class 13: a refusal is not a failover ---------------------------------------------------------
 
-@pytest.mark.parametrize("program", ["py-http-server", "threads.c"])
+@pytest.mark.parametrize("program", ["py-server", "refused.c"])
 def test_a_refused_program_stops_both_replicas(program, tmp_path, tmpdir_env, pids_before):
     tmp, env = tmpdir_env
-    if program == "threads.c":
-        argv, before = [build_program("threads")], b"main_before=starting a thread\n"
+    if program == "refused.c":
+        argv, before = [build_program(PROGRAMS / "unreplicable" / "refused.c", tmp_path / "refused")], \
+            b"before=a refused call next\n"
     else:
         argv, before = ["python3", "-c", HTTP_SERVER], b""
     p = run_cli(["run", "--", *argv], env=env, cwd=tmp_path, timeout=TIMEOUT)
@@ -199,7 +200,7 @@ def test_the_refusal_reaches_the_backup_in_the_end_record(tmp_path, tmpdir_env, 
     res = tft_run(["python3", "-c", HTTP_SERVER], cwd=str(tmp_path), workdir=str(tmp_path / "work"))
     assert res.outcome == "refused" and res.returncode == EXIT_REFUSED
     assert res.primary["outcome"] == res.backup["outcome"] == "refused"
-    assert res.error.startswith("threads are not supported yet")
+    assert res.error.startswith("process_vm_readv is not supported")
     backup_rows = res.trace[res.trace["replica"] == "backup"]
     assert not (backup_rows["action"] == "live").any(), "the backup ran the program on, live"
     assert not (backup_rows["kind"] == "failover").any()
@@ -226,7 +227,7 @@ def test_a_remote_backup_stops_with_the_primary(tmp_path, tmpdir_env, pids_befor
     assert len(primary.stderr.splitlines()) == 1, primary.stderr
     assert backup.returncode == EXIT_REFUSED and out == b"", err
     # (the backup may reach the thread itself before the primary's end record: both stop it)
-    assert err.startswith(b"tft: backup: stopped") and b"threads are not supported" in err, err
+    assert err.startswith(b"tft: backup: stopped") and b"process_vm_readv is not supported" in err, err
     assert len(err.splitlines()) == 1, err
     assert left_in(tmp) == []
     assert_no_leftovers(pids_before)

@@ -6,11 +6,16 @@ what the recording printed.  One recording replayed ten times gives one result; 
 recordings of a racy program take different schedules (the primary really decides).
 A thread that spins on memory while others wait is named in an error, never a hang;
 what threads cannot make replicable (memory shared between processes, priority-
-inheritance futexes, ``tft run`` for now) is refused with a one-line message.
+inheritance futexes) is refused with a one-line message.  ``tft run`` replicates them:
+the backup follows the schedule, and after the primary's death its threads go on live
+(dense crash-point sweep of a chain written by three threads).
 """
 from __future__ import annotations
 
+import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,10 +23,10 @@ import tft_lab
 from tft_lab import log as _log
 from tft_lab import recorder
 from tft_lab.errors import UnsupportedError
-from tft_lab.testing import (PROGRAMS, assert_no_leftovers, build_program, native, new_log_path, record,
-                             record_and_replay, replay, run_cli)
+from tft_lab.testing import (PROGRAMS, assert_no_leftovers, build_program, native, new_log_path,
+                             nothing_left_running, record, record_and_replay, replay, run_cli)
 
-THREADED = ["threads", "thr_mutex", "thr_condvar", "thr_barrier", "thr_signal"]
+THREADED = ["threads", "thr_mutex", "thr_condvar", "thr_barrier", "thr_signal", "thr_exit"]
 TIMEOUT = 30   # each takes well under a second natively, a few under tft on a loaded machine
 
 
@@ -39,6 +44,29 @@ def test_a_threaded_program_replays_what_it_printed(program, tmp_path, pids_befo
     assert (rep.stdout, rep.stderr, rep.returncode) == (rec.stdout, rec.stderr, rec.returncode)
     assert switches(log), "two threads ran, the log holds no switch"
     assert_no_leftovers(pids_before)
+
+
+def test_cpython_threading_a_pool_and_a_queue_replay_what_they_printed(tmp_path, pids_before):
+    argv = [sys.executable, str(PROGRAMS / "py_threads.py")]
+    rec, rep, log = record_and_replay(argv, tmp_path, timeout=TIMEOUT)
+    assert rec.returncode == 0, rec.stderr
+    assert b"total=19900\nsquares=2646700\n" in rec.stdout and b"items=100\n" in rec.stdout
+    assert (rep.stdout, rep.stderr, rep.returncode) == (rec.stdout, rec.stderr, rec.returncode)
+    assert len({r["to"] for r in _log.read_log(log) if r.type == "switch"}) >= 5   # main, 4 workers, 2 more
+    assert_no_leftovers(pids_before)
+
+
+def test_a_process_that_ends_while_a_thread_is_held_replays(tmp_path):
+    """Regression: the main thread's exit_group came while the schedule held a thread whose
+    call had completed on the primary; letting held threads go on at exit_group raced with
+    their death (the replay's thread made another call than the log's).  Now the kernel kills
+    them where they are held, on both replicas."""
+    argv = [sys.executable, "-c", "import threading\nout = []\nt = threading.Thread(target=out.append, "
+            "args=(1,))\nt.start(); t.join(); print(out)\n"]
+    for _ in range(3):
+        rec, rep, _ = record_and_replay(argv, tmp_path, timeout=TIMEOUT)
+        assert rec.stdout == b"[1]\n", rec.stderr
+        assert (rep.stdout, rep.stderr, rep.returncode) == (rec.stdout, rec.stderr, rec.returncode)
 
 
 def test_the_thread_ids_a_replay_shows_are_the_primarys(tmp_path):
@@ -132,8 +160,43 @@ def test_memory_shared_between_processes_is_refused_in_one_line(tmp_path, pids_b
     assert_no_leftovers(pids_before)
 
 
-def test_tft_run_refuses_a_threaded_program_in_one_line(tmp_path, pids_before):
-    p = run_cli(["run", "--", build_program("threads")], timeout=TIMEOUT)
-    assert p.returncode != 0
-    assert b"tft: threads are not supported yet" in p.stderr
+def run_json(argv, tmp_path, *fault) -> tuple:
+    """``tft run`` (with ``--fault`` if given): (the CompletedProcess, its result JSON)."""
+    rj = tmp_path / f"run{len(list(tmp_path.iterdir()))}.json"
+    p = run_cli(["run", "--heartbeat", "2", "--result-json", rj, *fault, "--", *argv], timeout=TIMEOUT)
+    return p, json.loads(rj.read_text())
+
+
+@pytest.mark.parametrize("program", ["thr_mutex", "thr_signal"])
+def test_tft_run_replicates_a_threaded_program(program, tmp_path, pids_before):
+    """The backup follows the primary's schedule to the end: outcome completed, the output once."""
+    p, res = run_json([build_program(program)], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert res["outcome"] == "completed", res
+    assert p.stdout.count(b"\n") == native([build_program(program)]).stdout.count(b"\n")
     assert_no_leftovers(pids_before)
+
+
+@pytest.mark.parametrize("at", [40, 60, 80, 100])
+def test_a_threaded_program_survives_its_primarys_death(at, tmp_path, pids_before):
+    """The primary is killed at its N-th call; the backup replays the schedule it received and
+    its threads go on live (counter and queue come out whole: the program's own checks)."""
+    for program, want in (("thr_mutex", b"counter=200\n"), ("thr_condvar", b"items=200\n")):
+        p, res = run_json([build_program(program)], tmp_path, "--fault", f"primary@{at}")
+        assert p.returncode == 0, p.stderr
+        assert want in p.stdout and b"left=" not in p.stdout or b"left=0\n" in p.stdout
+        assert res["outcome"] in ("failover", "completed"), res   # completed: past the last call
+    nothing_left_running(pids_before)
+
+
+def test_a_sweep_of_a_chain_written_by_three_threads_is_green(tmp_path, pids_before):
+    """Dense crash points over a chain whose lines come from several threads under a lock:
+    every run's output is a valid chain (no gap, at most one duplicated line)."""
+    check = f"{sys.executable} {Path(__file__).parent / 'chain_check.py'} 4"
+    out = tmp_path / "sweep.csv"
+    p = run_cli(["sweep", "--at", "every", "--workers", "2", "--heartbeat", "2", "--check", check, "--out", out,
+                 "--", build_program("thr_chain"), "4", "3"], timeout=900)
+    table = out.read_text().splitlines()
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    assert len(table) > 30 and all(",masked," in row for row in table[1:]), table
+    nothing_left_running(pids_before)   # the killed primaries' programs were adopted: reaped

@@ -27,6 +27,11 @@ backup replays what it received and then *goes live*:
 - bytes the program's processes had in flight between them (pipes, connections
   with both ends in the program) are put back (:mod:`tft_lab.pairs`).
 
+With an arbiter (``--arbiter``, :mod:`tft_lab.arbiter`) the backup goes live only after
+it wins the run's key in etcd; if the primary is seen renewing its lease, the backup stands
+down (:class:`~tft_lab.arbiter.StoodDown`) instead.  Once live it holds the key and stops
+(fences) if it cannot renew it.
+
 A primary that stopped the program on a call tft_lab refuses (a thread) says so
 in its ``end`` record: the backup then stops its program too (PrimaryRefused),
 it does not go live.  So does a primary the operator stopped (PrimaryStopped).
@@ -45,6 +50,7 @@ from dataclasses import dataclass, field
 
 from . import fdtable
 from . import log as _log
+from . import arbiter as _arbiter
 from . import pairs, rebuild, redo
 from .engine import Engine, SignalAction, Tsc
 from .guest import Call, Task, signed
@@ -129,7 +135,8 @@ class _Pump(threading.Thread):
 class Backup(Replayer):
     """Backup replica over a channel Receiver."""
 
-    def __init__(self, receiver, *, faults: list[Fault] = (), warn=None, header_timeout: float = 30.0):
+    def __init__(self, receiver, *, faults: list[Fault] = (), warn=None, header_timeout: float = 30.0,
+                 arbiter=None, lease_ttl: int | None = None):
         self.pump = _Pump(receiver)
         self.pump.start()
         self.primary_state = "running"   # running -> done (clean end) | failed
@@ -141,6 +148,10 @@ class Backup(Replayer):
         if first is None or first.type != "header":
             raise LogError(f"the primary sent no header ({self.failure or 'stream ended'})")
         super().__init__([first], out_fds={})
+        self.arbiter = arbiter   # an arbiter.Etcd, or None: heartbeats decide
+        self.run_id = _arbiter.run_of(first, arbiter)
+        self.lease_ttl = lease_ttl or _arbiter.DEFAULT_TTL
+        self.lease: _arbiter.Lease | None = None   # won at failover: this replica is live
         self.ordered = True
         self.faults = Injector(faults, "backup")
         self.faults_not_injected: list[str] = []   # faults past the program's last call
@@ -180,6 +191,8 @@ class Backup(Replayer):
             if self.primary_state == "failed":
                 self.ordered = False  # outputs the primary never confirmed are re-executed live
                 self.failover_ns = time.monotonic_ns()
+                if self.arbiter is not None:
+                    self._win_key()
                 self.warn(f"primary failed ({self.failure}); the backup replays what it received and goes live")
             return False
         if rec.type == "sys":
@@ -191,6 +204,19 @@ class Backup(Replayer):
         if rec.type == "end" and "stopped" in rec:
             raise PrimaryStopped(rec["stopped"])   # the operator's stop: both replicas stop
         return True
+
+    def _win_key(self) -> None:
+        """Go live only with the run's key: win it, or stand down (raise StoodDown)."""
+        self.engine.flush_trace()
+        who = f"backup {os.uname().nodename} pid {os.getpid()}"
+        contest = _arbiter.contend(self.arbiter, self.run_id, who, self.lease_ttl)
+        task = self.engine.root
+        if contest.lease is None:
+            self.engine.emit(task, "arbiter", "lease-lost", contest.why, 0, "event", "lost")
+            raise _arbiter.StoodDown(f"the backup stood down, it did not go live: {contest.why}")
+        self.lease = contest.lease
+        self.engine.emit(task, "arbiter", "lease-won", f"{contest.why} after {contest.waited_s * 1e3:.0f} ms, "
+                         f"{contest.tries} transactions", 0, "event", "won")
 
     # -- lifecycle -----------------------------------------------------------------------
     def on_start(self, engine: Engine) -> None:
@@ -212,11 +238,15 @@ class Backup(Replayer):
     def is_live(task: Task) -> bool:
         return task.policy_state.live
 
+    def schedules_live(self, task: Task) -> bool:
+        return task.policy_state.live   # past the log, its threads are scheduled here
+
     def on_fork(self, parent: Task, child: Task) -> None:
         if self.is_live(parent):
             child.vpid = child.pid
             st: BackupTaskState = child.policy_state
-            st.fds = fdtable.copy_table(parent.policy_state.fds)
+            thread = child.group is parent.group
+            st.fds = parent.policy_state.fds if thread else fdtable.copy_table(parent.policy_state.fds)
             st.live = True
             # Its fds are copies of its parent's, which are real already: rebuilding them again
             # from the table would undo what the parent did since it went live.
@@ -242,6 +272,9 @@ class Backup(Replayer):
                 if other is not task:
                     self.engine.retry(other)
         if self.is_live(task):
+            if self.lease is not None and self.lease.expired():
+                self.engine.emit(task, "arbiter", "fenced", self.lease.lost, 0, "event", "fenced")
+                raise _arbiter.LeaseLost(f"the live backup fenced itself: {self.lease.lost}")
             if self.waiting and self._everyone_waiting():
                 # This one went live on its own (an exec the primary never reported): the others
                 # must not stay parked, it may be waiting for them (a pipe, a wait).
@@ -362,6 +395,8 @@ class Backup(Replayer):
             c = t.call
             if c is not None and (c.name == "vfork" or (c.name == "clone" and c.args[0] & 0x4000)):
                 continue   # a vfork parent waits in the kernel for its child: it cannot come
+            if t.group is not None and not t.group.free and t.group.running is not t:
+                continue   # a thread the schedule holds: its process goes live with its running one
             return False
         return True
 
@@ -458,7 +493,7 @@ class Backup(Replayer):
         if not st.reconciled:
             self.reconcile(task)
         if name in ("getpid", "gettid"):
-            return task.emulate(task.vpid)
+            return task.emulate(task.vpid if name == "gettid" or task.group is None else task.group.leader.vpid)
         if name == "getppid" and task.parent is not None:
             return task.emulate(task.parent.vpid)
         entry = call.entry
@@ -481,13 +516,15 @@ class Backup(Replayer):
 
         After a failure its first calls are *uncertain* until it makes an output: the primary
         may have made them already (:mod:`tft_lab.redo` answers those)."""
-        task.policy_state.live = True
-        if self.primary_state == "failed":
-            task.policy_state.uncertain = True
+        for t in task.group.threads if task.group is not None else [task]:   # a process, all its threads
+            t.policy_state.live = True
+            if self.primary_state == "failed":
+                t.policy_state.uncertain = True
 
     def reconcile(self, task: Task) -> None:
         """Rebuild what the primary's kernel had for this process.  Precondition: at a syscall entry."""
-        task.policy_state.reconciled = True
+        for t in task.group.threads if task.group is not None else [task]:   # one fd table per process
+            t.policy_state.reconciled = True
         if self.live_ns is None:
             self.live_ns = time.monotonic_ns()   # the first process of the program is live
         notes = [rebuild.enter_cwd(task)]

@@ -4,18 +4,20 @@
     tft replay [--trace-out F] FILE
     tft trace [-o FILE] -- PROG [ARGS...]
     tft run [--backup local|none|tcp://HOST:PORT] [--commit output|epoch|none] [--epoch N]
-            [--trace FILE] [--fault primary@N|primary@Ts|backup@N|backup@Ts]... -- PROG [ARGS...]
+            [--trace FILE] [--fault primary@N|primary@Ts|backup@N|backup@Ts]...
+            [--arbiter etcd://HOST:PORT [--lease-ttl S]] -- PROG [ARGS...]
     tft sweep --at every|N,M,...|sample:K|every:S [--victim primary|backup] [--commit C[,C...]]
               [--epoch N[,N...]] [--check CMD] [--workers W] [--cluster tcp://HOST:PORT]
               [--out results.parquet] -- PROG [ARGS...]
-    tft backup --listen HOST:PORT --key-file F
+    tft backup --listen HOST:PORT --key-file F [--arbiter etcd://HOST:PORT [--lease-ttl S]]
     tft keygen FILE
     tft demo
 
 Errors are one line on stderr (``tft: ...``) and a non-zero exit: 2 for bad
 usage or input, 3 for a divergence, 4 when ``tft run``'s primary stopped and
 left the program to its remote backup (whose ``tft backup`` reports how it
-ends), 130 when the operator stopped ``tft run`` (then both replicas stop).
+ends) or when ``tft backup`` stood down because its primary, alive, kept the arbiter's
+key, 130 when the operator stopped ``tft run`` (then both replicas stop).
 Otherwise tft exits with the program's status (128+signal if it was killed).
 """
 from __future__ import annotations
@@ -69,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="inject a fail-stop: primary@N, primary@2.5s, backup@N, backup@Ts (repeatable)")
     ru.add_argument("--key-file", help="shared key for a TCP backup (see tft keygen)")
     ru.add_argument("--heartbeat", type=float, default=0.5, help="heartbeat period in seconds (default 0.5)")
+    _arbiter_options(ru)
     ru.add_argument("--workdir", help=argparse.SUPPRESS)      # keep per-replica results and event streams
     ru.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)
     ru.add_argument("--result-json", help=argparse.SUPPRESS)
@@ -95,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     bk.add_argument("--fault", action="append", default=[], help="backup@N or backup@Ts")
     bk.add_argument("--heartbeat", type=float, default=0.5)
     bk.add_argument("--accept-timeout", type=float, default=None, help="give up if no primary comes")
+    _arbiter_options(bk)
 
     kg = sub.add_parser("keygen", help="write a new shared key file (mode 0600)")
     kg.add_argument("path")
@@ -102,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the bundled examples: record and replay, then two failovers")
     d.add_argument("--workdir", default=None)
     return p
+
+
+def _arbiter_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arbiter", metavar="etcd://HOST:PORT",
+                   help="an etcd v3 server that decides which replica is live (a lease on the run's key) "
+                        "instead of heartbeat fencing; give both tft run and tft backup the same one")
+    p.add_argument("--lease-ttl", type=int, default=None, metavar="S",
+                   help="the arbiter's lease in seconds (default 2): a failover waits up to this long, "
+                        "a primary cut off from etcd fences before it ends")
 
 
 def _usage(message: str):
@@ -193,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 res = run(_prog(args), backup=args.backup, commit=args.commit, epoch=args.epoch,
                           trace=args.trace, faults=args.fault, key=key, heartbeat=args.heartbeat,
-                          workdir=args.workdir, control_fd=args.control_fd)
+                          workdir=args.workdir, control_fd=args.control_fd, arbiter=args.arbiter,
+                          lease_ttl=args.lease_ttl)
             except ValueError as e:
                 _usage(str(e))
             if args.result_json:
@@ -228,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             if not host or not port.isdigit():
                 _usage("--listen takes HOST:PORT")
             return serve_backup(host.strip("[]"), int(port), load_key(args.key_file), faults=args.fault,
-                                trace=args.trace, heartbeat=args.heartbeat, accept_timeout=args.accept_timeout)
+                                trace=args.trace, heartbeat=args.heartbeat, accept_timeout=args.accept_timeout,
+                                arbiter=args.arbiter, lease_ttl=args.lease_ttl)
         if args.cmd == "keygen":
             from .channel import generate_key
 

@@ -20,7 +20,6 @@ import errno
 import os
 import signal as _signal
 import struct
-import threading
 import time
 from typing import Any, NamedTuple
 
@@ -40,8 +39,6 @@ _FAULT_SIGNALS = frozenset((_signal.SIGSEGV, _signal.SIGBUS, _signal.SIGILL, _si
 _DEFAULT_IGNORED = frozenset((_signal.SIGCHLD, _signal.SIGURG, _signal.SIGWINCH, _signal.SIGCONT))
 _STOP_SIGNALS = frozenset((_signal.SIGSTOP, _signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU))
 NR_EXIT, NR_EXIT_GROUP, NR_FUTEX = syscalls.number("exit"), syscalls.number("exit_group"), syscalls.number("futex")
-#: A thread that runs this long without a call while others wait to run is spinning (seconds).
-SPIN_LIMIT = 10.0
 
 
 class SignalAction(enum.Enum):
@@ -117,6 +114,9 @@ class Policy:
         return sched.first_ready(task, at)
     def on_switch(self, task: Task, seq: int, at: str, to: Task) -> None:
         """Thread ``to`` runs after ``task``'s switch point ``at`` at ``seq`` (logged by a primary)."""
+    def schedules_live(self, task: Task) -> bool:
+        """Whether ``task``'s threads are scheduled live now (``schedule``; a backup: once live)."""
+        return self.schedule == "live"
     def on_task_exit(self, task: Task, code: int | None, sig: int | None) -> None: ...
     def on_finish(self, engine: "Engine") -> None: ...
 
@@ -128,11 +128,11 @@ class Status(NamedTuple):
     event: TraceEvent | None
 
 
-class Engine:
+class Engine(sched.Scheduling):
     """Runs one program (and its children) under ptrace, asking ``policy`` at every stop."""
 
     def __init__(self, policy: Policy, *, epoch: int = 64, keep_trace: bool = True, cpu: int | None = -1,
-                 spin_limit: float = SPIN_LIMIT):
+                 spin_limit: float = sched.SPIN_LIMIT):
         if epoch < 1:
             raise ValueError("epoch length must be at least 1")
         self.policy = policy
@@ -301,102 +301,6 @@ class Engine:
         to_exit = task.call is not None and task.call.to_exit
         self._go(task, sig, to_exit)
 
-    # -- threads: one in user space at a time (sched.py) -------------------------------
-    def _go(self, task: Task, sig: int = 0, to_exit: bool = False) -> None:
-        """Resume ``task`` into program code, if the schedule lets it run; else hold it, stopped,
-        until it is scheduled (``Task.held``)."""
-        g = task.group
-        if g is None or g.free or g.running is task:
-            pt.resume(task.pid, sig, to_exit=to_exit)
-            return
-        if g.running is None and task in g.threads:   # a live switch waits for the first ready thread
-            frm, seq, at = g.after
-            g.after = None
-            self._switch_to(frm, seq, at, task)
-            pt.resume(task.pid, sig, to_exit=to_exit)
-            return
-        task.held = (sig, to_exit)
-
-    def _switch(self, task: Task, at: str) -> None:
-        """``task`` (running) reached a switch point: the policy says who runs next."""
-        g = task.group
-        seq = task.seq
-        nxt = self.policy.next_thread(task, at)
-        if nxt is None:
-            g.running, g.after = None, (task, seq, at)
-        elif nxt is not task:
-            self._switch_to(task, seq, at, nxt)
-            self._run(nxt)
-
-    def _switch_to(self, task: Task, seq: int, at: str, to: Task) -> None:
-        g = task.group
-        g.running = to
-        g.seen = time.monotonic()
-        if to is task:
-            return
-        self.policy.on_switch(task, seq, at, to)
-        self.emit(task, "switch", at, f"tid {to.vpid}", to.vpid, "event", "switched", seq=seq)
-
-    def _run(self, task: Task) -> None:
-        """Let a held thread go on now that it is scheduled (it may not have stopped yet: a
-        new thread; then it runs at its first stop)."""
-        held, task.held = task.held, None
-        if held == "entry":      # a call the replay left undecided at its entry
-            self._decide(task, task.call)
-        elif held is not None:
-            pt.resume(task.pid, held[0], to_exit=held[1])
-
-    def _leave(self, task: Task) -> None:
-        """``task`` is gone from its process's schedule: if it was running, the next one runs."""
-        g = task.group
-        running = g.running is task
-        g.threads.remove(task)
-        if not running:
-            return
-        if g.free:   # one thread left (or none): it runs, no switch to log
-            g.running = g.threads[0] if g.threads else None
-            if g.running is not None and g.running.held is not None:
-                self._run(g.running)
-        else:
-            self._switch(task, "exit")
-
-    def _release(self, g: sched.ThreadGroup) -> None:
-        """The process is on its way out: let every held thread go (the kernel kills them)."""
-        g.exiting = True
-        for t in g.threads:
-            if t.held is not None:
-                t.held = None
-                pt.resume(t.pid, 0)
-
-    def _wait(self):
-        """waitpid for the next stop; while a thread runs and others wait to run, no longer than
-        the spin limit (a thread that makes no call cannot be switched: say so, never hang)."""
-        spinner = None
-        if self.groups and threading.current_thread() is threading.main_thread():
-            for g in self.groups:
-                if not g.free and g.running is not None and g.running.call is None and g.ready():
-                    if spinner is None or g.seen < spinner.seen:
-                        spinner = g
-        if spinner is None:
-            return pt.wait_any()
-        left = spinner.seen + self.spin_limit - time.monotonic()
-        if left > 0:
-            old = _signal.signal(_signal.SIGALRM, _spin_alarm)
-            _signal.setitimer(_signal.ITIMER_REAL, left)
-            try:
-                return pt.wait_any()
-            except _SpinAlarm:
-                pass
-            finally:
-                _signal.setitimer(_signal.ITIMER_REAL, 0)
-                _signal.signal(_signal.SIGALRM, old)
-        t = spinner.running
-        waiting = ", ".join(str(w.vpid) for w in spinner.ready())
-        raise UnsupportedError(
-            f"thread {t.vpid} of process {spinner.leader.vpid} ran {self.spin_limit:g} s without a system call "
-            f"while thread(s) {waiting} waited to run: a thread that spins on memory cannot be replicated "
-            "(threads are switched only at system calls: docs/threads.md)", pid=t.vpid, seq=t.seq)
-
     def emit(self, task: Task, kind: str, syscall: str, args: str, result: int, cls: str,
               action: str, signal: str = "", seq: int | None = None, wait_ns: int = 0) -> TraceEvent | None:
         if not self.tracing:
@@ -467,7 +371,9 @@ class Engine:
         g = task.group
         if not g.free and call.entry is not None and call.entry.noreturn:
             if call.nr == NR_EXIT_GROUP:
-                self._release(g)
+                # The kernel kills the other threads where they are (held ones never run again):
+                # letting them go on here would race with their death, differently on each replica.
+                g.exiting = True
             elif task is g.leader and g.running is task:
                 # The first thread ends, others live on: its exit is reported only after theirs.
                 self._leave(task)
@@ -479,6 +385,10 @@ class Engine:
             return Status(task.pid, "rewound", None)
         if call.emulated and not call.to_exit:
             return self._complete(task, call)
+        blocks = (call.entry is not None and call.entry.blocks and not call.emulated and not g.free
+                  and g.running is task and self.policy.schedules_live(task))
+        if blocks and not call.entry.noreturn:
+            call.to_exit = True   # another thread runs while it waits: its return is a stop to hold it at
         if not call.to_exit:  # runs without an exit stop (exit_group, or a cheap pass-through)
             self.policy.on_exit(task, call)
             task.call = None
@@ -486,8 +396,7 @@ class Engine:
             self._go(task)
             return Status(task.pid, "syscall", ev)
         pt.resume(task.pid, 0, to_exit=True)
-        if (self.policy.schedule == "live" and call.entry is not None and call.entry.blocks and not call.emulated
-                and not g.free and g.running is task):
+        if blocks:
             self._switch(task, "block")   # it may wait in the kernel: another thread runs meanwhile
         return Status(task.pid, "syscall", None)
 
@@ -642,6 +551,7 @@ class Engine:
             g.threads.append(child)
             if g not in self.groups:
                 self.groups.append(g)
+            g.seen = time.monotonic()   # the spin watch starts now, not at the group's birth
         else:
             child.group = sched.ThreadGroup(child)
         self.policy.on_fork(parent, child)
@@ -709,17 +619,9 @@ class Engine:
         g = task.group
         if g is not None and task in g.threads:
             if stop.killed_by or task is g.leader:
-                self._release(g)   # a fatal signal, or the whole process is done
+                g.exiting = True   # a fatal signal, or the whole process is done: the kernel kills the rest
             self._leave(task)
         return Status(task.pid, "exited", None)
-
-
-class _SpinAlarm(Exception):
-    """The spin limit passed while waiting for a stop (raised by the SIGALRM handler)."""
-
-
-def _spin_alarm(signo, frame):
-    raise _SpinAlarm()
 
 
 def _signame(sig: int) -> str:

@@ -80,8 +80,9 @@ OPTIONAL: dict[str, dict[str, type]] = {
     "sys": {"oseq": _INT},
     "exec": {"sha256": _STR},
     # sigblk/sigign: the signals blocked and ignored when the program started (bit n-1 for
-    # signal n), which it inherits through exec; the replay starts it with the same
-    "header": {"created": _STR, "program": _STR, "sigblk": _INT, "sigign": _INT},
+    # signal n), which it inherits through exec; the replay starts it with the same;
+    # run: the id of a replicated run whose live replica an arbiter decides (tft_lab.arbiter)
+    "header": {"created": _STR, "program": _STR, "sigblk": _INT, "sigign": _INT, "run": _STR},
     # the primary stopped the program on a call tft_lab refuses (its one-line message): a live
     # backup stops too instead of going live; or the operator stopped `tft run` (why): the same
     "end": {"refused": _STR, "stopped": _STR},

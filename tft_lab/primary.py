@@ -11,6 +11,10 @@ running alone, with a warning.  A program the primary refuses (threads...) ends
 with an ``end`` record that says so: the backup stops with it (:meth:`Primary.refuse`).  A backup that falls *silent* may be alive and
 cut off — and about to go live — so the primary fences itself (kills its
 program) rather than risk two live replicas both emitting output.
+
+With an arbiter (:mod:`tft_lab.arbiter`) the primary holds a lease on its run's key
+instead: a silent backup is only a lost backup (it cannot go live without that key), and
+the primary fences when its lease could not be renewed in time (``lease``).
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ COMMIT_POLICIES = ("output", "epoch", "none")
 
 
 class Fenced(TftError):
-    """The primary stopped itself: its backup fell silent and may have gone live."""
+    """The primary stopped itself: its backup fell silent and may have gone live, or (with an
+    arbiter) its lease could not be renewed in time."""
 
 
 #: Seconds a backup may take to start (to acknowledge its first record) before the primary
@@ -91,10 +96,8 @@ class ChannelSink:
 class Primary(Recorder):
     """Primary replica: runs the program for real, streams the log, applies the output rule."""
 
-    threads = False   # going live with threads is not done yet: a threaded program is refused
-
     def __init__(self, sink: ChannelSink, *, commit: str = "output", faults: list[Fault] = (),
-                 fence_after: float = 2.0, warn=None):
+                 fence_after: float = 2.0, warn=None, lease=None):
         if commit not in COMMIT_POLICIES:
             raise ValueError(f"commit policy must be one of {', '.join(COMMIT_POLICIES)}")
         super().__init__(sink)
@@ -105,11 +108,18 @@ class Primary(Recorder):
         self.backup_lost: str | None = None
         self.faults_not_injected: list[str] = []   # faults past the program's last call
         self.warn = warn or (lambda msg: print(f"tft: {msg}", file=sys.stderr, flush=True))
+        self.lease = lease
+        """The arbiter's :class:`~tft_lab.arbiter.Lease` this primary holds (None: heartbeat fencing)."""
+        if lease is not None:
+            self.run_id = lease.run_id   # in the header: the backup contends for this same key
 
     def on_start(self, engine: Engine) -> None:
         super().on_start(engine)
         self.sink.flush()
         self.faults.start(engine)
+        if self.lease is not None:
+            engine.emit(engine.root, "arbiter", "lease-won", f"{self.lease.key} lease {self.lease.id:x} "
+                        f"ttl {self.lease.ttl}s", 0, "event", "won")
 
     # -- the output rule -----------------------------------------------------------------
     def _commit(self, call: Call | None) -> None:
@@ -125,28 +135,42 @@ class Primary(Recorder):
                     raise failure
             else:
                 self.sink.sync(self.fence_after)
-        except PeerSilent as e:
-            self._fence(e)
         except PeerFailed as e:
-            if isinstance(self.sink.failure, PeerSilent) or isinstance(e, AckTimeout):
-                self._fence(e)
+            if isinstance(e, (PeerSilent, AckTimeout)) or isinstance(self.sink.failure, PeerSilent):
+                self._fence(e)   # returns only with an arbiter
             self.backup_lost = str(e)
+            if self.lease is not None:
+                self.sink.sender.abort()   # a backup still listening learns it now, and stands down
             self.sink.sender = None
             self.warn(f"the backup failed ({e}); the primary continues ALONE: no fault tolerance now")
         if call is not None:
             call.wait_ns += time.monotonic_ns() - t0
 
     def _fence(self, err) -> None:
+        if self.lease is not None:
+            return   # the arbiter decides, not silence: the backup cannot go live without our key
         self.warn(f"the backup fell silent ({err}); it may have gone live, so this primary stops "
                   "(no two live replicas)")
         raise Fenced(f"primary fenced itself: {err}")
 
+    def _check_lease(self, task: Task) -> None:
+        """Fence if the arbiter's lease may have run out: a backup may hold the key by now."""
+        if self.lease is not None and self.lease.expired():
+            self.engine.emit(task, "arbiter", "fenced", self.lease.lost, 0, "event", "fenced")
+            self.engine.flush_trace()
+            self.warn(f"the arbiter's lease is lost ({self.lease.lost}); the backup may go live, so this "
+                      "primary stops (no two live replicas)")
+            raise Fenced(f"primary fenced itself: {self.lease.lost}")
+
     def on_entry(self, task: Task, call: Call) -> None:
         self.faults.entry()
+        self._check_lease(task)
         entry = call.entry
         if entry is not None and self.commit != "epoch" and (entry.cls == "output" or _creates_a_name(call)):
             self._commit(call)
         super().on_entry(task, call)
+        if entry is not None and entry.cls == "output":
+            self._check_lease(task)   # again, after any wait for the backup: the last moment before it runs
 
     def on_exit(self, task: Task, call: Call) -> None:
         if call.name == "listen" and call.result == 0:

@@ -117,6 +117,8 @@ class Recorder(Policy):
     program as the primary does); False (a log file, by default): see :func:`log_env`."""
 
     replica = "primary"
+    run_id: str | None = None
+    """The run's id in the header (``run``), set by a primary that holds an arbiter's key for it."""
 
     def new_task_state(self) -> PrimaryTaskState:
         return PrimaryTaskState()
@@ -153,7 +155,8 @@ class Recorder(Policy):
                    "cwd": engine.cwd, "exe": engine.path, "exe_sha256": file_sha256(engine.path, self.maps.cache),
                    "epoch": engine.epoch, "arch": os.uname().machine, "pid": engine.root.pid,
                    "fds": fds, "sigblk": engine.signals[0], "sigign": engine.signals[1],
-                   "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                   "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                   **({"run": self.run_id} if self.run_id else {})})
 
     def on_finish(self, engine: Engine) -> None:
         self.answers.close()

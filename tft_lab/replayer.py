@@ -301,14 +301,16 @@ class Replayer(Policy):
         The primary logs a switch before any later record of the thread that gives way (its
         blocking call's own record comes when that call returns), so the log is read until it
         shows either the switch or that thread's next record."""
+        if self.schedules_live(task):   # a backup past the log: its own choice, as a primary's
+            return sched.first_ready(task, at)
         schedule = self.schedules[task.group.leader.vpid]
         stream = self.streams[task.vpid]
         while not schedule.q and (at == "exit" or not stream.q):
             if not self.pull():
                 break
         rec = schedule.take(task, at)
-        if rec is None:
-            return None if at == "exit" else task
+        if rec is None:   # no switch here; at an exit (a backup past the log's end) the next ready one
+            return sched.first_ready(task, at) if at == "exit" else task
         nxt = task.group.by_vtid(rec["to"])
         if nxt is None:
             raise DivergenceError(f"replay diverged: the log runs thread {rec['to']} after thread {task.vpid} "
@@ -325,6 +327,11 @@ class Replayer(Policy):
                                   f"#{self.next_oseq} of the log's order (corrupt log?)")
 
     def on_task_exit(self, task: Task, code, sig) -> None:
+        g = task.group
+        if g is not None and g.exiting and task.held is not None:
+            # Killed by another thread's exit_group while the schedule held it: the call the
+            # primary completed meanwhile (logged) is never made here.
+            self.streams[task.vpid].q.clear()
         self.check_stalled()
 
     def output_turn(self, oseq: int | None) -> bool:

@@ -10,6 +10,10 @@ program's status: the primary's if it finished, else the backup's after it
 went live.  That directory is removed when :func:`run` returns or raises, unless
 the caller named it (``workdir``).
 
+With ``arbiter="etcd://HOST:PORT"`` an etcd lease, not heartbeat silence, decides which
+replica is live (:mod:`tft_lab.arbiter`): the primary holds its run's key from the start,
+the backup goes live only after winning it.
+
 A program that asks for what tft_lab refuses (threads, io_uring...) is stopped
 on both replicas: the primary tells the backup in its ``end`` record, so the
 backup does not take the refusal for a crash and go live (outcome ``refused``).
@@ -114,16 +118,34 @@ def _supervisor_signals() -> None:
 
 
 def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), trace_path=None,
-                      result_path=None, env=None, cwd=None, fence_after=1.0, control_fd=None) -> int:
-    """Run ``argv`` as the primary, streaming its log to ``sender`` (None: alone)."""
+                      result_path=None, env=None, cwd=None, fence_after=1.0, control_fd=None,
+                      arbiter: str | None = None, run_id: str | None = None, lease_ttl: int | None = None) -> int:
+    """Run ``argv`` as the primary, streaming its log to ``sender`` (None: alone).
+
+    ``arbiter``: etcd://HOST:PORT; the primary first takes the key of run ``run_id`` there
+    (an error if it cannot) and holds it until it ends (revoked then, on every path)."""
     from .engine import Engine
     from .primary import ChannelSink, Fenced, Primary
 
     _supervisor_signals()
-    sink = ChannelSink(sender)
-    policy = Primary(sink, commit=commit, faults=list(faults), fence_after=fence_after)
-    engine = Engine(policy, epoch=epoch, cpu=_cpu(0), keep_trace=False)   # events go to trace_path
     result = {"role": "primary", "outcome": "error", "status": None, "error": None}
+    lease = None
+    if arbiter:
+        from . import arbiter as _arbiter
+
+        try:
+            lease = _arbiter.hold(_arbiter.Etcd.from_spec(arbiter), run_id,
+                                  f"primary {os.uname().nodename} pid {os.getpid()}", lease_ttl or _arbiter.DEFAULT_TTL)
+        except TftError as e:
+            result.update(error=f"no lease from the arbiter: {e}")
+            print(f"tft: {e}", file=sys.stderr, flush=True)
+            if sender is not None:
+                sender.abort()
+            _write_result(result_path, result)
+            return 1
+    sink = ChannelSink(sender)
+    policy = Primary(sink, commit=commit, faults=list(faults), fence_after=fence_after, lease=lease)
+    engine = Engine(policy, epoch=epoch, cpu=_cpu(0), keep_trace=False)   # events go to trace_path
     try:
         # the event stream is flushed every 0.2 s, and before an injected fault
         with engine.watched(trace_path, control_fd, on_fail=lambda: fail_stop(engine)):
@@ -168,6 +190,13 @@ def supervise_primary(argv, sender, *, commit="output", epoch=64, faults=(), tra
         result.update(outcome="error", error=str(e))
         print(f"tft: {e}", file=sys.stderr, flush=True)
     finally:
+        if lease is not None:
+            # After the clean close: a backup that saw the end does not contend, one cut off
+            # finds the key saying the run ended.  On any other ending (the primary failed)
+            # the revoke lets the backup win at once instead of after the TTL.
+            ended = result["outcome"] in ("completed", "refused", "interrupted")
+            lease.release(f"{result['outcome']}, status {result['status']}" if ended else None)
+            result.update(lease_renewals=lease.renewals)
         _write_result(result_path, result)
     return result["status"] if result["outcome"] == "completed" else 1
 
@@ -180,16 +209,22 @@ def _close_quietly(sender, timeout: float = 10.0) -> None:
         pass
 
 
-def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) -> int:
-    """Run the backup replica fed by ``receiver`` until the program ends (replayed or live)."""
+def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None, arbiter: str | None = None,
+                     lease_ttl: int | None = None) -> int:
+    """Run the backup replica fed by ``receiver`` until the program ends (replayed or live).
+
+    ``arbiter``: etcd://HOST:PORT, where it must win the run's key before going live."""
+    from .arbiter import Etcd, LeaseLost, StoodDown
     from .backup import Backup, PrimaryStopped
     from .engine import Engine
     from .replayer import file_sha256
 
     _supervisor_signals()
     result = {"role": "backup", "outcome": "error", "status": None, "error": None}
+    policy = None
     try:
-        policy = Backup(receiver, faults=list(faults))
+        policy = Backup(receiver, faults=list(faults), arbiter=Etcd.from_spec(arbiter) if arbiter else None,
+                        lease_ttl=lease_ttl)
         h = policy.header
         if file_sha256(h["exe"]) != h["exe_sha256"]:
             raise ProgramError(f"{h['exe']}: the backup's copy of the program differs from the primary's")
@@ -209,6 +244,11 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
         result.update(outcome="interrupted")
     except PrimaryStopped as e:
         result.update(outcome="stopped", error=str(e), status=EXIT_INTERRUPTED)
+    except StoodDown as e:
+        result.update(outcome="stood-down", error=str(e))   # the primary lives on: not a failure here
+    except LeaseLost as e:
+        result.update(outcome="fenced", error=str(e))
+        print(f"tft: backup: {e}", file=sys.stderr, flush=True)
     except UnsupportedError as e:
         # The primary's refusal (its end record says so), or the same call reached here first:
         # the backup stops its program, it does not go live.  Whoever started us reports it.
@@ -220,6 +260,9 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None) 
                       pid=e.pid, seq=e.seq)
         print(f"tft: backup: {e}", file=sys.stderr, flush=True)
     finally:
+        if policy is not None and policy.lease is not None:
+            policy.lease.release(f"{result['outcome']}, status {result['status']}"
+                                 if result["outcome"] == "live" else None)
         _write_result(result_path, result)
         try:
             receiver.close()
@@ -275,14 +318,16 @@ def parse_backup(spec: str) -> tuple[str, str | None, int | None]:
 
 def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64, trace: str | None = None,
         faults=(), key: bytes | None = None, heartbeat: float = 0.5, env=None, cwd=None,
-        workdir: str | None = None, control_fd: int | None = None) -> RunResult:
+        workdir: str | None = None, control_fd: int | None = None, arbiter: str | None = None,
+        lease_ttl: int | None = None) -> RunResult:
     """Run ``argv`` replicated; return when the program has finished on a live replica.
 
     The supervisors' results and event streams go to a new temporary directory that is
     removed before this returns or raises (Ctrl-C, SIGTERM and SIGHUP included); with
     ``workdir`` they go there and stay (``trace_files``).  Raises ValueError for bad options
     and :class:`~tft_lab.errors.ProgramError` for a program that cannot be run, before
-    anything starts.
+    anything starts; :class:`~tft_lab.arbiter.ArbiterError` for an ``arbiter`` that is not
+    an etcd v3 server answering there.  ``lease_ttl``: the arbiter's lease, in seconds.
     """
     from ._backend.ptrace import find_program
 
@@ -297,6 +342,14 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     find_program(argv, env, cwd)   # a clear error before anything starts
     if kind == "tcp" and key is None:
         raise ValueError("a TCP backup needs --key-file")
+    run_id = None
+    if arbiter is not None:
+        from . import arbiter as _arbiter
+
+        if lease_ttl is not None and not 1 <= lease_ttl <= 3600:
+            raise ValueError("--lease-ttl must be 1 to 3600 seconds")
+        _arbiter.Etcd.from_spec(arbiter).check()   # a clear error before anything starts
+        run_id = _arbiter.new_run_id()
 
     def _terminate(signum, frame):
         raise KeyboardInterrupt   # stop the supervisors, remove the directory, then go
@@ -306,7 +359,7 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     try:
         return _coordinate(argv, work, kind, host, port, key=key, commit=commit, epoch=epoch, trace=trace,
                            faults=faults, heartbeat=heartbeat, env=env, cwd=cwd, keep=workdir is not None,
-                           control_fd=control_fd)
+                           control_fd=control_fd, arbiter=(arbiter, run_id, lease_ttl))
     finally:
         if workdir is None:
             shutil.rmtree(work, ignore_errors=True)   # on every path: results, events, all
@@ -315,8 +368,10 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
 
 
 def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, trace, faults, heartbeat,
-                env, cwd, keep: bool, control_fd) -> RunResult:
-    """:func:`run` in ``work``; ``keep``: the caller named it (its event streams stay there)."""
+                env, cwd, keep: bool, control_fd, arbiter=(None, None, None)) -> RunResult:
+    """:func:`run` in ``work``; ``keep``: the caller named it (its event streams stay there);
+    ``arbiter``: (etcd://HOST:PORT or None, the run id, the lease TTL)."""
+    arbiter_url, run_id, lease_ttl = arbiter
     os.makedirs(work, exist_ok=True)
     traced = bool(trace or keep)   # event streams cost a write per 0.2 s of events: only on demand
     paths = {r: (os.path.join(work, f"{r}.result.json"), event_file(work, r) if traced else None)
@@ -344,7 +399,7 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
         return supervise_primary(argv, sender, commit=commit, epoch=epoch, faults=faults,
                                  trace_path=paths["primary"][1], result_path=paths["primary"][0],
                                  env=env, cwd=cwd, fence_after=heartbeat * SENDER_TIMEOUT_FACTOR,
-                                 control_fd=control_fd)
+                                 control_fd=control_fd, arbiter=arbiter_url, run_id=run_id, lease_ttl=lease_ttl)
 
     def backup_main():
         a.close()
@@ -353,7 +408,7 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
         receiver = _channel.Receiver.from_socket(b, key, heartbeat=heartbeat,
                                                  timeout_factor=RECEIVER_TIMEOUT_FACTOR)
         return supervise_backup(receiver, faults=faults, trace_path=paths["backup"][1],
-                                result_path=paths["backup"][0])
+                                result_path=paths["backup"][0], arbiter=arbiter_url, lease_ttl=lease_ttl)
 
     from ._backend.ptrace import set_subreaper
 
@@ -414,6 +469,8 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
 
 def _why_lost(prim: dict, back: dict) -> str:
     """One line: where the backup was lost and why."""
+    if back.get("outcome") == "stood-down":
+        return back.get("error") or "the backup stood down"
     if back.get("outcome") in ("diverged", "error"):
         where = f"at seq {back['seq']} of pid {back['pid']}" if back.get("seq") is not None else "during the run"
         what = "diverged" if back["outcome"] == "diverged" else "failed"
@@ -443,14 +500,20 @@ def _wait_all(pids: dict[str, int], block: bool = True) -> None:
 
 
 def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | None = None,
-                 heartbeat: float = 0.5, accept_timeout: float | None = None, ready=None) -> int:
+                 heartbeat: float = 0.5, accept_timeout: float | None = None, ready=None,
+                 arbiter: str | None = None, lease_ttl: int | None = None) -> int:
     """``tft backup --listen HOST:PORT``: wait for one primary, then be its backup in this process.
 
     Returns the program's status (the primary's, or its own after going live);
     :data:`EXIT_REFUSED` with a one-line ``tft: backup:`` message if the primary refused the
-    program.  Its temporary directory is removed on every path.
+    program; :data:`EXIT_HANDED_OVER` if it stood down because the primary, alive, kept the
+    ``arbiter``'s key (the program goes on there).  Its temporary directory is removed on every path.
     """
     faults = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
+    if arbiter is not None:
+        from .arbiter import Etcd
+
+        Etcd.from_spec(arbiter).check()   # a clear error before waiting for a primary
     listener = _channel.listen(host, port, key, heartbeat=heartbeat, timeout_factor=RECEIVER_TIMEOUT_FACTOR)
     deadline = None if accept_timeout is None else time.monotonic() + accept_timeout
     refused = 0
@@ -479,7 +542,8 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
     try:
         result_path = os.path.join(work, "backup.result.json")
         trace_path = event_file(work, "backup") if trace else None
-        code = supervise_backup(receiver, faults=faults, trace_path=trace_path, result_path=result_path)
+        code = supervise_backup(receiver, faults=faults, trace_path=trace_path, result_path=result_path,
+                                arbiter=arbiter, lease_ttl=lease_ttl)
         if trace:
             save_trace(load_trace([trace_path]), trace)
         result = _read_json(result_path)
@@ -491,4 +555,7 @@ def serve_backup(host: str, port: int, key: bytes, *, faults=(), trace: str | No
         return EXIT_REFUSED
     if result.get("outcome") == "stopped":
         print(f"tft: backup: stopped with the primary: {result.get('error')}", file=sys.stderr, flush=True)
+    if result.get("outcome") == "stood-down":
+        print(f"tft: backup: {result.get('error')}", file=sys.stderr, flush=True)
+        return EXIT_HANDED_OVER
     return code

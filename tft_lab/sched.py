@@ -25,12 +25,19 @@ engine detects it (``Engine.spin_limit``) and stops with an error naming the thr
 from __future__ import annotations
 
 import collections
+import signal as _signal
+import threading
+import time
 from typing import TYPE_CHECKING
 
+from ._backend import ptrace as pt
 from .errors import DivergenceError, UnsupportedError
 
 if TYPE_CHECKING:   # the engine imports us; we only name its task type
     from .guest import Task
+
+#: A thread that runs this long without a call while others wait to run is spinning (seconds).
+SPIN_LIMIT = 10.0
 
 CLONE_VM = 0x100
 CLONE_VFORK = 0x4000
@@ -141,3 +148,108 @@ class Schedule:
                                   f"{rec['seq']} ({rec['at']}), the replay is past it ({at} at seq {task.seq})",
                                   pid=task.vpid, seq=task.seq)
         return self.q.popleft()
+
+
+class Scheduling:
+    """The engine's thread mechanics (a mixin of :class:`~tft_lab.engine.Engine`): holding a
+    thread the schedule does not run, switching at a switch point, and the spin watch.  The
+    policy decides who runs (``Policy.next_thread``); this decides how."""
+
+    def _go(self, task: Task, sig: int = 0, to_exit: bool = False) -> None:
+        """Resume ``task`` into program code, if the schedule lets it run; else hold it, stopped,
+        until it is scheduled (``Task.held``)."""
+        g = task.group
+        if g is None or g.free or g.running is task:
+            if g is not None and not g.free:
+                g.seen = time.monotonic()   # it runs program code from now (a call without exit stop too)
+            pt.resume(task.pid, sig, to_exit=to_exit)
+            return
+        if g.running is None and task in g.threads:   # a live switch waits for the first ready thread
+            frm, seq, at = g.after
+            g.after = None
+            self._switch_to(frm, seq, at, task)
+            pt.resume(task.pid, sig, to_exit=to_exit)
+            return
+        task.held = (sig, to_exit)
+
+    def _switch(self, task: Task, at: str) -> None:
+        """``task`` (running) reached a switch point: the policy says who runs next."""
+        g = task.group
+        seq = task.seq
+        nxt = self.policy.next_thread(task, at)
+        if nxt is None:
+            g.running, g.after = None, (task, seq, at)
+        elif nxt is not task:
+            self._switch_to(task, seq, at, nxt)
+            self._run(nxt)
+
+    def _switch_to(self, task: Task, seq: int, at: str, to: Task) -> None:
+        g = task.group
+        g.running = to
+        g.seen = time.monotonic()
+        if to is task:
+            return
+        self.policy.on_switch(task, seq, at, to)
+        self.emit(task, "switch", at, f"tid {to.vpid}", to.vpid, "event", "switched", seq=seq)
+
+    def _run(self, task: Task) -> None:
+        """Let a held thread go on now that it is scheduled (it may not have stopped yet: a
+        new thread; then it runs at its first stop)."""
+        held, task.held = task.held, None
+        if held == "entry":      # a call the replay left undecided at its entry
+            self._decide(task, task.call)
+        elif held is not None:
+            pt.resume(task.pid, held[0], to_exit=held[1])
+
+    def _leave(self, task: Task) -> None:
+        """``task`` is gone from its process's schedule: if it was running, the next one runs."""
+        g = task.group
+        running = g.running is task
+        g.threads.remove(task)
+        if not running:
+            return
+        if g.free:   # one thread left (or none): it runs, no switch to log
+            g.running = g.threads[0] if g.threads else None
+            if g.running is not None and g.running.held is not None:
+                self._run(g.running)
+        else:
+            self._switch(task, "exit")
+
+    def _wait(self):
+        """waitpid for the next stop; while a thread runs and others wait to run, no longer than
+        the spin limit (a thread that makes no call cannot be switched: say so, never hang)."""
+        spinner = None
+        if self.groups and threading.current_thread() is threading.main_thread():
+            for g in self.groups:
+                if not g.free and g.running is not None and g.running.call is None and g.ready():
+                    if spinner is None or g.seen < spinner.seen:
+                        spinner = g
+        if spinner is None:
+            return pt.wait_any()
+        left = spinner.seen + self.spin_limit - time.monotonic()
+        if left > 0:
+            # An alarm that fires just as waitpid returns loses that status: harmless, the spin
+            # error that follows ends the run.
+            old = _signal.signal(_signal.SIGALRM, _spin_alarm)
+            _signal.setitimer(_signal.ITIMER_REAL, left)
+            try:
+                return pt.wait_any()
+            except _SpinAlarm:
+                pass
+            finally:
+                _signal.setitimer(_signal.ITIMER_REAL, 0)
+                _signal.signal(_signal.SIGALRM, old)
+        t = spinner.running
+        waiting = ", ".join(str(w.vpid) for w in spinner.ready())
+        raise UnsupportedError(
+            f"thread {t.vpid} of process {spinner.leader.vpid} ran {self.spin_limit:g} s without a system call "
+            f"while thread(s) {waiting} waited to run: a thread that spins on memory cannot be replicated "
+            "(threads are switched only at system calls: docs/threads.md)", pid=t.vpid, seq=t.seq)
+
+
+class _SpinAlarm(Exception):
+    """The spin limit passed while waiting for a stop (raised by the SIGALRM handler)."""
+
+
+def _spin_alarm(signo, frame):
+    raise _SpinAlarm()

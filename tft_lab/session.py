@@ -187,8 +187,11 @@ def _check(argv: list[str], cwd=None) -> list[str]:
 
 def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64, fault=(),
         heartbeat: float = 0.5, stdin=None, progress=True, timeout: float | None = None,
-        cwd=None, control_fd: int | None = None, workdir: str | None = None) -> Run:
-    """``tft run`` from Python: a replicated run of ``argv`` (a list or a shell-like string)."""
+        cwd=None, control_fd: int | None = None, workdir: str | None = None, arbiter: str | None = None,
+        lease_ttl: int | None = None) -> Run:
+    """``tft run`` from Python: a replicated run of ``argv`` (a list or a shell-like string).
+
+    ``arbiter``: ``etcd://HOST:PORT`` decides which replica is live (``docs/arbiter.md``)."""
     argv = _check(shlex.split(argv) if isinstance(argv, str) else list(argv), cwd)
     work = workdir or _scratch.make("tft-nb-run-")
     try:
@@ -197,6 +200,8 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
                "--heartbeat", str(heartbeat), "--workdir", work, "--result-json", result_json]
         for f in ([fault] if isinstance(fault, str) else fault):
             cmd += ["--fault", f]
+        if arbiter is not None:
+            cmd += ["--arbiter", arbiter] + (["--lease-ttl", str(lease_ttl)] if lease_ttl is not None else [])
         ctl, pass_fds = _control(control_fd)
         cmd += ctl
         cmd += ["--", *argv]

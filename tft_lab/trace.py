@@ -21,7 +21,7 @@ from typing import Iterable, NamedTuple
 from .log import open_private
 
 #: Values of the ``kind`` column.
-KINDS = ("syscall", "signal", "rdtsc", "exec", "exit", "failover", "switch")
+KINDS = ("syscall", "signal", "rdtsc", "exec", "exit", "failover", "arbiter", "switch")
 #: Values of the ``replica`` column.
 REPLICAS = ("primary", "backup", "tracer")
 #: Values of the ``cls`` column (see :mod:`tft_lab.syscalls`).
@@ -40,6 +40,9 @@ ACTIONS = (
     "dropped",      # a signal that this replica's own kernel raised and the log did not
     "failed",       # refused (unsupported)
     "live",         # the backup went live here (kind "failover"), or ran this call live after it
+    "won",          # this replica won its run's key in the arbiter (kind "arbiter"): it may be live
+    "lost",         # another replica holds the key (kind "arbiter"): this backup stands down
+    "fenced",       # this replica's lease ran out unrenewed (kind "arbiter"): it stops, no more output
     "switched",     # another thread of the process runs now (kind "switch")
 )
 

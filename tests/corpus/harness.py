@@ -14,8 +14,7 @@ Checks of a single-threaded workload (each ``pass`` or ``fail`` with a detail):
   folder ending as natively.
 - ``clean``: no process left after any step, no ``tft*`` temporary folder left.
 
-A threaded workload has ``refused-record``, ``refused-run`` (a ``tft:`` error naming
-threads, a non-zero status) and ``clean``.
+A threaded workload has the same checks: threads are replicated (docs/threads.md).
 
 Each workload runs in its own process (``python -m tests.corpus.harness NAME``), a
 child subreaper with its own ``TMPDIR``, so the leftover checks of two workloads
@@ -45,7 +44,7 @@ from .workload import REGISTRY, Workload
 FAULT_SHARES = (10, 50, 90)
 CHECKS = ("replay-file", "replay-pipe", "run-file", "run-pipe",
           *(f"fault-{p}" for p in FAULT_SHARES), "clean")
-THREADED_CHECKS = ("refused-record", "refused-run", "clean")
+THREADED_CHECKS = CHECKS   # threads are replicated like everything else
 WORKLOAD_TIMEOUT = 600   # a whole workload (every check) in one harness process
 # The corpus judges transparency, not failure detection: a fail-stop primary is detected by its
 # channel closing whatever the heartbeat, but a CI runner whose two cores are shared can stall a
@@ -55,7 +54,7 @@ HEARTBEAT = "2"
 
 def checks_of(w: Workload) -> tuple[str, ...]:
     """The checks judged for ``w``."""
-    return THREADED_CHECKS if w.threaded else CHECKS
+    return CHECKS
 
 
 @dataclass
@@ -297,17 +296,6 @@ def judge(w: Workload) -> dict:
         b.fresh()
         times["strace"] = b.launch(["strace", "-f", "-qq", "-o", "/dev/null", "--", *w.argv], "file",
                                    "strace").seconds if shutil.which("strace") else None
-
-        if w.threaded:
-            for check, args in (("refused-record", ["record", "--log", b.logs / "t.log", "--", *w.argv]),
-                                ("refused-run", ["run", "--", *w.argv])):
-                b.fresh()
-                got = b.tft(args, "file", check)
-                err = _tft_error(got)
-                ok = got.status not in (None, 0) and "thread" in err
-                put(check, [] if ok else [f"status {got.status}, last tft line {err!r}"], "refused" if ok else None)
-            put("clean", b.problems)
-            return {"workload": w.name, "checks": checks, "times": times}
 
         for kind in ("file", "pipe"):
             b.fresh()

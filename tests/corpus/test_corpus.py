@@ -97,14 +97,14 @@ def test_the_report_turns_results_into_rows_and_a_table():
         single.name: {"workload": single.name, "times": {"native": 0.01, "record": 0.5, "strace": 0.02},
                       "checks": {c: {"status": "pass", "detail": ""} for c in checks_of(single)}},
         threaded.name: {"workload": threaded.name, "times": {},
-                        "checks": {c: {"status": "refused", "detail": ""} for c in checks_of(threaded)}},
+                        "checks": {c: {"status": "pass", "detail": ""} for c in checks_of(threaded)}},
     }
     results[single.name]["checks"]["fault-50"] = {"status": "fail", "detail": "stdout 'x', expected 'y'"}
     table = rows(results)
     assert [r["workload"] for r in table] == [single.name, threaded.name]
     assert all(set(r) == set(COLUMNS) for r in table)
     assert table[0]["fault-50"] == "fail" and table[0]["record_s"] == "0.500"
-    assert table[1]["refused-run"] == "refused" and table[1]["fault-50"] == ""
+    assert table[1]["threaded"] and table[1]["fault-50"] == "pass"
     md = markdown(table)
     assert f"| {single.name} |" in md and "**FAIL**" in md and "stdout 'x', expected 'y'" in md
     assert "0 of 1 single-threaded workloads pass every check" in md

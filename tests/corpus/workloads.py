@@ -309,6 +309,6 @@ _py("py-http-server", "import http.server, threading, urllib.request\n"
     "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler)\n"
     "threading.Thread(target=s.serve_forever, daemon=True).start()\n"
     "print(urllib.request.urlopen('http://127.0.0.1:%d/' % s.server_address[1]).status)\ns.shutdown()\n",
-    threaded=True, note="python3 -m http.server's ThreadingHTTPServer")
+    threaded=True, normalise=digits, note="python3 -m http.server's ThreadingHTTPServer (its log line has the time)")
 workload("zstd-T2", "zstd -q -T2 -k big.txt -o big.zst && zstd -q -d -c big.zst | wc -l", kind="archive",
          files={"big.txt": BIG * 8}, threaded=True, compare_files="names", note="zstd worker threads")
