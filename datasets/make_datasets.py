@@ -106,6 +106,11 @@ def make(names: list[str] | None = None) -> dict:
         "ids": lambda n: _run(n, [course.program("ids")]),
         "counter-file": lambda n: _counter_file(n, counter),
         "kvserver-failover": lambda n: _kv(n),
+        # 09: threads
+        "thr_mutex": lambda n: _recorded_and_replayed(n, [course.program("thr_mutex"), "4"]),
+        "thr_mutex-2": lambda n: _record(n, [course.program("thr_mutex"), "4"], keep_log=False),
+        "thr_condvar": lambda n: _record(n, [course.program("thr_condvar")], keep_log=False),
+        "spinner": lambda n: {**_record(n, [_spinner()], keep_log=False), "extra": {"refused": True}},
         # 07: measuring overhead
         "syscalls-bench": lambda n: _table(n, course.bench(
             {"getppid x20000": [loop, "20000", "getppid"], "clock x20000": [loop, "20000", "clock"]},
@@ -120,8 +125,31 @@ def make(names: list[str] | None = None) -> dict:
             raise SystemExit(f"make_datasets: no dataset called {name!r} (one of {', '.join(makers)})")
         print(f"making {name}...", flush=True)
         manifest[name] = makers[name](name)
+        manifest.update(_ALSO)
+        _ALSO.clear()
         manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
+
+
+#: Entries a maker made besides its own (a replay of the recording it made).
+_ALSO: dict[str, dict] = {}
+
+
+def _recorded_and_replayed(name: str, argv) -> dict:
+    """``name``: a recording (its log not kept); ``name-replay``: a replay of that same log."""
+    from tft_lab import session
+
+    with tempfile.TemporaryDirectory() as d:
+        r = session.record([str(a) for a in argv], os.path.join(d, "run.log"), progress=False, timeout=120)
+        _ALSO[f"{name}-replay"] = _entry(session.replay(r.log, progress=False, timeout=120), f"{name}-replay",
+                                         kind="replay")
+    return _entry(r, name, kind="record")
+
+
+def _spinner() -> str:
+    from tft_lab.testing import PROGRAMS, build_program
+
+    return str(build_program(PROGRAMS / "unreplicable" / "spinner.c"))
 
 
 def _counter_file(name: str, counter: str) -> dict:

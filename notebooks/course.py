@@ -165,6 +165,8 @@ def canned(name: str):
 
     meta = manifest()[name]
     trace = pd.read_parquet(DATASETS / meta["trace"]) if meta.get("trace") else None
+    if trace is not None and "tid" not in trace:
+        trace["tid"] = trace["pid"]   # saved before traces had threads: one thread per process
     log = str(DATASETS / meta["log"]) if meta.get("log") else None
     return Run(meta["command"], meta["returncode"], meta["stdout"], meta["stderr"], trace,
                meta.get("outcome", ""), log, meta.get("details", {}))

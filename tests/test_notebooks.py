@@ -35,11 +35,11 @@ def _source(cell: dict) -> str:
     return "".join(cell["source"])
 
 
-def test_there_are_the_eight_course_notebooks():
+def test_there_are_the_nine_course_notebooks():
     names = [n.stem for n in NOTEBOOKS]
     assert names == ["01_syscalls_and_nondeterminism", "02_record_and_replay", "03_epochs_and_signals",
                      "04_output_commit", "05_failover_and_crash_sweeps", "06_os_objects",
-                     "07_measuring_overhead", "08_everyday_programs"]
+                     "07_measuring_overhead", "08_everyday_programs", "09_threads"]
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
@@ -88,7 +88,7 @@ def test_every_canned_run_loads_with_this_tft_lab(name):
     assert list(r.trace.columns) == list(COLUMNS)
     assert len(r.trace) == meta["rows"] > 0
     assert isinstance(r.trace["cls"].dtype, pd.CategoricalDtype)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0 or meta["extra"].get("refused"), r.stderr   # (a run tft refuses, on purpose)
     if meta.get("log"):
         assert read_log(DATASETS / meta["log"])[0].type == "header"
 

@@ -21,12 +21,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .stepping import deferrals
+from .stepping import deferrals, schedule
 from .strace import format_call, format_result
 from .trace import CLASSES, FRESH_BACKUPS
 
 __all__ = ["epoch_timeline", "signal_deferral", "side_by_side", "overhead", "overhead_ratios", "deferrals",
-           "CLASS_COLORS", "sweep_outcomes", "failover_by_class", "sweep_heatmap", "OUTCOME_COLORS"]
+           "CLASS_COLORS", "sweep_outcomes", "failover_by_class", "sweep_heatmap", "OUTCOME_COLORS",
+           "thread_schedule", "SWITCH_COLORS"]
 
 #: One colour per replication class (and the one for signals, rdtsc...).
 CLASS_COLORS = {
@@ -534,4 +535,56 @@ def sweep_heatmap(df: pd.DataFrame, value: str = "masked") -> go.Figure:
                                "<extra></extra>", colorbar_title="masked" if masked else "s / point"))
     fig.update_layout(title="Crash points masked" if masked else "Cost: median seconds per crash point",
                       xaxis_title="epoch length (system calls)", yaxis_title="commit policy")
+    return fig
+
+
+#: Why a thread gave way: the colour of its turn in :func:`thread_schedule`.
+SWITCH_COLORS = {"block": "#1f77b4", "epoch": "#ff7f0e", "exit": "#7f7f7f", "end": "#c7c7c7"}
+_SWITCH_TEXT = {"block": "blocked in {call}", "epoch": "reached an epoch boundary", "exit": "exited",
+                "end": "ran to the end"}
+
+
+def thread_schedule(df: pd.DataFrame, replica: str = "primary", pid: int | None = None) -> go.Figure:
+    """The threads of one process on one axis: who ran when, and why it gave way.
+
+    One lane per thread (the process's first thread on top, then in order of creation);
+    each turn (:func:`tft_lab.stepping.schedule`) is a bar over the process's calls it
+    made, coloured by how it ended (:data:`SWITCH_COLORS`: blocked in a call, an epoch
+    boundary, its exit; one trace per reason, named so, so the legend filters by it); a
+    thin line joins the end of each turn to the thread that ran next (trace ``"switch"``).
+    The x axis counts the process's calls in the order they were made, which both
+    replicas share: a replay's figure is the recording's.
+    """
+    turns = schedule(df, replica, pid)
+    title = f"Thread schedule ({replica})"
+    if turns.empty:
+        return _empty(title)
+    order = list(dict.fromkeys(turns["tid"]))
+    lane = {t: i for i, t in enumerate(order)}
+    fig = go.Figure()
+    for why, g in turns.groupby("ended_by", sort=False):
+        hover = [f"thread {t}: its calls {a}–{b} ({n}), then {_SWITCH_TEXT.get(why, why).format(call=c)}"
+                 + (f"; thread {nx} runs next" if not pd.isna(nx) else "")
+                 for t, a, b, n, c, nx in zip(g["tid"], g["first_seq"], g["last_seq"], g["calls"], g["blocked_in"],
+                                              g["next_tid"])]
+        fig.add_trace(go.Bar(name=str(why), orientation="h", y=[lane[t] for t in g["tid"]],
+                             x=(g["end"] - g["start"]).clip(lower=0.3), base=g["start"], width=0.6,
+                             marker_color=SWITCH_COLORS.get(why, "#999"), hovertext=hover, hoverinfo="text"))
+    xs, ys = [], []
+    for end, t, nx in zip(turns["end"], turns["tid"], turns["next_tid"]):
+        if not pd.isna(nx) and int(nx) in lane:
+            xs += [end, end, None]
+            ys += [lane[t], lane[int(nx)], None]
+    fig.add_trace(go.Scatter(name="switch", x=xs, y=ys, mode="lines", hoverinfo="skip",
+                             line=dict(color="rgba(0, 0, 0, 0.35)", width=1)))
+    first = order[0]
+    fig.update_layout(
+        title=title, template="plotly_white", barmode="overlay",
+        xaxis_title="the process's calls, in the order they were made",
+        yaxis=dict(tickvals=list(range(len(order))),
+                   ticktext=[f"thread {t}" + (" (first)" if t == first else "") for t in order],
+                   range=[len(order) - 0.5, -0.5], zeroline=False, showgrid=False),
+        height=160 + 45 * len(order), legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+        margin=dict(t=90), hovermode="closest",
+    )
     return fig

@@ -23,7 +23,7 @@ import pandas as pd
 from .strace import format_call, format_result
 from .trace import REPLICAS
 
-__all__ = ["ALL", "step_table", "deferrals", "describe_step", "render_step", "representative",
+__all__ = ["ALL", "step_table", "deferrals", "schedule", "describe_step", "render_step", "representative",
            "format_call", "format_result"]
 
 #: The filter value meaning "every replica" (or every class).
@@ -41,9 +41,9 @@ def _rank(kind: str, signal: str) -> int:
 def step_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per logical event of a trace, in the order the program met them.
 
-    An event seen by several replicas (the same call at the same ``(pid,
-    seq)``) is one step. Columns: ``pid, seq, kind, syscall, rank, nth`` (the
-    key), ``t_key`` (the sort time) and ``row_<replica>`` for each replica in
+    An event seen by several replicas (the same call at the same ``(pid, tid,
+    seq)``: seqs count each thread's calls) is one step. Columns: ``pid, tid,
+    seq, kind, syscall, rank, nth`` (the key), ``t_key`` (the sort time) and ``row_<replica>`` for each replica in
     :data:`tft_lab.trace.REPLICAS`: the positional index (``df.iloc``) of that
     replica's row, ``<NA>`` if it has none. Steps are ordered by the clock of
     the first replica present among primary, tracer, backup; an event that
@@ -52,6 +52,7 @@ def step_table(df: pd.DataFrame) -> pd.DataFrame:
     d = pd.DataFrame({
         "replica": df["replica"].astype(object).to_numpy(),
         "pid": df["pid"].to_numpy(),
+        "tid": (df["tid"] if "tid" in df else df["pid"]).to_numpy(),
         "seq": df["seq"].to_numpy(),
         "kind": df["kind"].astype(object).to_numpy(),
         "syscall": df["syscall"].astype(object).to_numpy(),
@@ -60,7 +61,7 @@ def step_table(df: pd.DataFrame) -> pd.DataFrame:
     })
     d["row"] = range(len(d))
     d["rank"] = [_rank(k, s) for k, s in zip(d["kind"], d["signal"])]
-    key = ["pid", "seq", "rank", "syscall"]
+    key = ["pid", "tid", "seq", "rank", "syscall"]
     d["nth"] = d.groupby(["replica", *key], sort=False).cumcount()
     key.append("nth")
     present = set(d["replica"])
@@ -74,14 +75,14 @@ def step_table(df: pd.DataFrame) -> pd.DataFrame:
     t_ref = d[d["replica"] == ref].drop_duplicates(key).set_index(key)["t_ns"]
     steps["t_key"] = t_ref.reindex(index).to_numpy()
     steps["own_t"] = first["t_ns"].reindex(index).to_numpy()
-    steps = steps.sort_values(["pid", "seq", "rank", "nth"], kind="stable")
+    steps = steps.sort_values(["pid", "tid", "seq", "rank", "nth"], kind="stable")
     # An event the reference replica lacks follows the one before it in its
-    # process; a process it never saw at all goes by its own replica's clock.
-    steps["t_key"] = steps.groupby("pid")["t_key"].ffill().fillna(steps["own_t"])
-    steps = steps.sort_values(["t_key", "pid", "seq", "rank", "nth"], kind="stable").reset_index(drop=True)
+    # thread; a thread it never saw at all goes by its own replica's clock.
+    steps["t_key"] = steps.groupby(["pid", "tid"])["t_key"].ffill().fillna(steps["own_t"])
+    steps = steps.sort_values(["t_key", "pid", "tid", "seq", "rank", "nth"], kind="stable").reset_index(drop=True)
     for r in REPLICAS:
         steps[f"row_{r}"] = (steps[r] if r in steps else pd.Series(pd.NA, index=steps.index)).astype("Int64")
-    return steps[["pid", "seq", "kind", "syscall", "rank", "nth", "t_key", *[f"row_{r}" for r in REPLICAS]]]
+    return steps[["pid", "tid", "seq", "kind", "syscall", "rank", "nth", "t_key", *[f"row_{r}" for r in REPLICAS]]]
 
 
 
@@ -100,7 +101,9 @@ def deferrals(df: pd.DataFrame) -> pd.DataFrame:
     cols = ["replica", "pid", "signal", "arrival_seq", "delivery_seq", "arrival_t_ns", "delivery_t_ns"]
     sig = df[df["kind"] == "signal"]
     rows: list[dict] = []
-    for (replica, pid, name), g in sig.groupby(["replica", "pid", "syscall"], observed=True, sort=True):
+    if "tid" not in sig:
+        sig = sig.assign(tid=sig["pid"])
+    for (replica, pid, tid, name), g in sig.groupby(["replica", "pid", "tid", "syscall"], observed=True, sort=True):
         g = g.sort_values(["seq", "t_ns"], kind="stable")
         # Only arrivals that were held back wait for a delivery: a backup's own (dropped)
         # signals and ones merged into a signal already held back never get one.
@@ -134,6 +137,55 @@ def deferrals(df: pd.DataFrame) -> pd.DataFrame:
     out = out.sort_values(["_replica_rank", "pid", "arrival_t_ns", "delivery_t_ns"], kind="stable",
                           na_position="last")
     return out.drop(columns="_replica_rank").reset_index(drop=True)
+
+
+def schedule(df: pd.DataFrame, replica: str = "primary", pid: int | None = None) -> pd.DataFrame:
+    """The turns the threads of one process took, in the order they ran.
+
+    One thread of a process runs at a time, until it gives way at one of its own calls
+    (a ``switch`` row: it blocks in the call, reaches an epoch boundary, or exits).  A turn
+    is one thread's stretch between two switches.  ``pid``: the process (default: the one
+    with the most threads).  Columns: ``turn``, ``tid``, ``first_seq`` and ``last_seq`` (the
+    thread's calls in the turn, by its own seq), ``calls``, ``start`` and ``end`` (the
+    process's calls before the turn and after it: a position both replicas share),
+    ``ended_by`` (``block``, ``epoch``, ``exit``, or ``end`` for the last turn), ``blocked_in``
+    (the call the thread blocked in, for ``block``) and ``next_tid`` (who ran next).
+    """
+    cols = ["turn", "tid", "first_seq", "last_seq", "calls", "start", "end", "ended_by", "blocked_in", "next_tid"]
+    d = df[df["replica"] == replica] if "replica" in df else df
+    if "tid" not in d or d.empty:
+        return pd.DataFrame(columns=cols)
+    if pid is None:
+        pid = int(d.groupby("pid")["tid"].nunique().idxmax())
+    d = d[d["pid"] == pid].sort_values("t_ns", kind="stable")
+    calls = d[d["kind"] == "syscall"]
+    name_of = {(int(t), int(q)): str(n) for t, q, n in zip(calls["tid"], calls["seq"], calls["syscall"])}
+    last_of = calls.groupby("tid")["seq"].max().astype(int).to_dict()
+    done: dict[int, int] = {}     # tid -> the last seq of its last turn
+    rows, pos = [], 0
+
+    def turn(tid: int, last: int, ended_by: str, blocked_in: str, next_tid) -> None:
+        nonlocal pos
+        first = done.get(tid, -1) + 1
+        n = max(min(last, last_of.get(tid, -1)) - first + 1, 0)   # an exit's switch follows its last call
+        rows.append(dict(tid=tid, first_seq=first, last_seq=first + n - 1, calls=n, start=pos, end=pos + n,
+                         ended_by=ended_by, blocked_in=blocked_in, next_tid=next_tid))
+        pos += n
+        done[tid] = last
+
+    for sw in d[d["kind"] == "switch"].itertuples():
+        tid, seq = int(sw.tid), int(sw.seq)
+        turn(tid, seq, str(sw.syscall), name_of.get((tid, seq), "") if sw.syscall == "block" else "", int(sw.result))
+    # What ran after the last switch (a thread woken when no other was left gets no switch row):
+    # each thread's remaining calls, in the order the first of them was made.
+    first_t = calls.groupby(["tid", "seq"])["t_ns"].min().to_dict()
+    rest = [(first_t.get((t, done.get(t, -1) + 1), float("inf")), t) for t, last in last_of.items() if last > done.get(t, -1)]
+    for _, tid in sorted(rest):
+        turn(tid, last_of[tid], "end", "", pd.NA)
+    out = pd.DataFrame(rows, columns=cols[1:])
+    out.insert(0, "turn", range(len(out)))
+    out["next_tid"] = out["next_tid"].astype("Int64")
+    return out
 
 
 def representative(step: pd.Series, replica: str = ALL) -> int | None:
@@ -195,7 +247,8 @@ def describe_step(df: pd.DataFrame, step: pd.Series, replica: str = ALL,
         dict(signal=str(name), seq=int(s), replicas=sorted(g["replica"].astype(str).unique()))
         for (name, s), g in dl.groupby([dl["syscall"].astype(object), "seq"], sort=True)
     ]
-    return dict(call=format_call(row), row=row, pid=pid, seq=seq, epoch=epoch, kind=str(row["kind"]),
+    return dict(call=format_call(row), row=row, pid=pid, tid=int(row.get("tid") or pid), seq=seq, epoch=epoch,
+                kind=str(row["kind"]),
                 cls=str(row["cls"]), replicas=per_replica, pending=pending, delivered=delivered)
 
 
@@ -235,7 +288,9 @@ def render_step(info: dict) -> str:
         '<div class="tft-step" style="font-size:13px;line-height:1.45">'
         f'<pre style="margin:4px 0;padding:6px;background:#f6f6f6;border-left:4px solid #1f77b4">'
         f"{e(info['call'])}</pre>"
-        f"<div>pid <b>{info['pid']}</b> · seq <b>{info['seq']}</b> · epoch <b>{info['epoch']}</b> · "
+        f"<div>pid <b>{info['pid']}</b> · "
+        + (f"thread <b>{info['tid']}</b> · " if info.get("tid", info["pid"]) != info["pid"] else "")
+        + f"seq <b>{info['seq']}</b> · epoch <b>{info['epoch']}</b> · "
         f"{e(info['kind'])} · class <b>{e(info['cls'])}</b></div>"
         '<table style="margin:4px 0"><tr><th>replica</th><th>action</th><th>result</th>'
         f"<th>t (ms)</th><th>commit wait</th></tr>{rows}</table>"

@@ -52,4 +52,7 @@ def format_call(row) -> str:
         return f"+++ exited with {result} +++"
     if kind == "rdtsc":
         return f"{name} = {result}"
+    if kind == "switch":   # the thread that gives way; ``syscall`` says why, ``result`` who runs next
+        why = {"block": "blocks in its call", "epoch": "reached an epoch boundary", "exit": "exited"}.get(name, name)
+        return f"--- thread {get('tid')} {why} after seq {get('seq')}: thread {result} runs ---"
     return f"{name}({args}) = {format_result(name, result)}"

@@ -71,7 +71,8 @@ def build_program(name: str | os.PathLike, out: str | os.PathLike | None = None,
 
     ``name`` is a program of ``tests/programs/`` (``"clocks"``) or the absolute path of
     a ``.c`` file.  The binary goes to ``out`` if given, else to ``tests/programs/bin/NAME``
-    for the bundled programs and next to the source for any other file (a source in a
+    for the bundled programs (those in its subfolders too) and next to the source for any
+    other file (a source in a
     test's ``tmp_path`` must not leave a binary in the repository).  It is rebuilt
     only when the source is newer than the binary (or ``force``).  Sources that
     include ``<pthread.h>`` are linked with ``-lpthread``.
@@ -82,7 +83,7 @@ def build_program(name: str | os.PathLike, out: str | os.PathLike | None = None,
     if not src.is_file():
         raise BuildError(f"{src}: no such guest program source")
     if out is None:
-        out = BIN / src.stem if src.parent == PROGRAMS else src.with_suffix("")
+        out = BIN / src.stem if src.is_relative_to(PROGRAMS) else src.with_suffix("")
     try:
         return compile_c(src, binary=out, force=force)
     except ProgramError as e:

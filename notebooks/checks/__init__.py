@@ -21,6 +21,7 @@ from .nb5_failover import *  # noqa: F401,F403
 from .nb6_objects import *  # noqa: F401,F403
 from .nb7_overhead import *  # noqa: F401,F403
 from .nb8_corpus import *  # noqa: F401,F403
+from .nb9_threads import *  # noqa: F401,F403
 from .nb2_replay import lie_target
 from .nb3_signals import first_deferrals
 from .nb4_commit import primary_outputs
