@@ -420,3 +420,19 @@ def test_a_record_after_the_end_record_is_a_corrupt_log(lines_log, tmp_path):
     rep = replay(forged(lines_log, tmp_path / "trailing.log", change))
     assert rep.stdout.count(b"line") == 6
     assert "after the end record" in one_line_error(rep)
+
+
+def test_an_input_placed_where_the_call_does_not_point_is_a_corrupt_log(tmp_path, pids_before):
+    """Found by the long fuzz run: one bit of a read's out-buffer address flipped (checksum fixed)
+    made the replay write the bytes 8 bytes off and the program print what its buffer held
+    before, with exit status 0.  An out-buffer must be where the call's arguments point."""
+    log = tmp_path / "read.log"
+    assert record(["/bin/sh", "-c", 'read x < /etc/hostname; echo "got $x"'], log).returncode == 0
+
+    def change(records):
+        rec = next(r for r in records if r.type == "sys" and name_of(r["nr"]) == "read" and r["res"] > 0
+                   and r["blobs"])
+        rec["addrs"] = [rec["addrs"][0] + 8, *rec["addrs"][1:]]
+    line = one_line_error(replay(forged(log, tmp_path / "moved.log", change)))
+    assert "where its arguments do not point" in line and "corrupt log" in line
+    assert_no_leftovers(pids_before)

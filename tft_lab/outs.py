@@ -45,6 +45,36 @@ def capture(task: Task, call: Call) -> list[tuple[int, bytes]]:
     return out
 
 
+def places(task: Task, call: Call) -> set[int]:
+    """The addresses ``call`` may write at, from its arguments (and the iovecs and msghdrs they
+    point to, as the program set them up before the call): every address :func:`capture`
+    can return for it.  A replay checks a log's out-buffers against them."""
+    entry = call.entry
+    found: set[int] = set()
+    if entry is None:
+        return found
+    args = call.args
+    for idx, size in entry.outs:
+        addr = args[idx]
+        if not addr:
+            continue
+        if size == "iov":
+            found.update(_iov_bases(task, addr, args[idx + 1]))
+        elif size == "msghdr":
+            raw = task.read(addr, 56)
+            name, _, iov, iovlen, control, _, _ = struct.unpack("<QI4xQQQQi4x", raw)
+            found.update((addr, name, control, *_iov_bases(task, iov, iovlen)))
+        else:
+            found.add(addr)
+    return found
+
+
+def _iov_bases(task: Task, iov_addr: int, count: int) -> list[int]:
+    count = min(count, 1024)
+    raw = task.read(iov_addr, 16 * count) if count else b""
+    return [struct.unpack_from("<Q", raw, 16 * i)[0] for i in range(len(raw) // 16)]
+
+
 def _size(task: Task, expr: str, args: tuple, res: int) -> int:
     if expr.isdigit():
         return int(expr)

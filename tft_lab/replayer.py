@@ -45,7 +45,7 @@ from .engine import Engine, Policy, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError
 from .mapped import MapReplayer
-from .outs import MOVED, gather
+from .outs import MOVED, gather, places
 from .recorder import file_sha256, refused_by_determinism
 from .strace import format_args as _fmt
 from .syscalls import RESTART_CODES, name_of, TABLE
@@ -237,6 +237,8 @@ class Replayer(Policy):
         call.rec = rec
         res = rec["res"]
         outs = list(zip(rec["addrs"], rec["blobs"]))
+        if outs and call.cls != "output":
+            self.check_places(task, call, outs)
         refused = refused_by_determinism(call)
         entry = call.entry
         cls = call.cls
@@ -294,6 +296,17 @@ class Replayer(Policy):
             return   # mapped the logged content, not the local file
         call.action = "ran"
         task.run(to_exit=not (entry is not None and entry.noreturn))
+
+    def check_places(self, task: Task, call: Call, outs) -> None:
+        """The log's out-buffers of ``call`` must be where the call's own arguments point: the
+        replay writes them into the program's memory (a forged address would put the bytes
+        elsewhere and the program would go on, silently, with what its buffer held before)."""
+        allowed = places(task, call)
+        for addr, _ in outs:
+            if addr != MOVED and addr not in allowed:   # (MOVED: bytes the replay shows, not memory)
+                raise DivergenceError(f"replay diverged: the log puts what {call.name} returned at "
+                                      f"{addr:#x}, where its arguments do not point (corrupt log)",
+                                      pid=task.vpid, seq=call.seq, syscall=call.name)
 
     def next_thread(self, task: Task, at: str) -> Task | None:
         """The thread the log runs after this switch point of ``task`` (``task``: no switch).
