@@ -38,20 +38,28 @@ _wrong("8.1", "the replay checks only")(
     lambda c: _transparent(c.data[0], [k for k in c.data[1] if k.startswith("replay")]))
 
 
+def _threaded_results(corpus: pd.DataFrame, checks: list) -> dict:
+    t = corpus[corpus["threaded"].astype(bool)]
+    return {row["workload"]: [c for c in checks if row[c] != "pass"] for _, row in t.iterrows()}
+
+
 @_exercise("8.2")
-def ex_8_2(refusal, corpus: pd.DataFrame) -> None:
-    """``refusal``: the distinct values of ``refused-run`` over the threaded workloads."""
-    _expect(isinstance(refusal, set), "refusal should be a set")
-    right = set(corpus.loc[corpus["threaded"].astype(bool), "refused-run"])
-    _expect(refusal == right, f"{refusal}: take the refused-run column of the threaded rows only")
+def ex_8_2(threaded_results, corpus: pd.DataFrame, checks: list) -> None:
+    """``threaded_results``: threaded workload -> the checks (in ``checks``' order) it does not pass."""
+    _expect(isinstance(threaded_results, dict), "threaded_results should be a dict: workload -> list of checks")
+    right = _threaded_results(corpus, checks)
+    _expect(set(threaded_results) == set(right), "one entry for each threaded workload (the threaded column), "
+                                                 "and no other")
+    bad = sorted(w for w in right if not isinstance(threaded_results[w], list) or threaded_results[w] != right[w])
+    _expect(not bad, f"wrong for {bad}: list the checks whose cell is not 'pass', in CHECKS order")
 
 
 _wrong("8.2", "placeholder None")(lambda c: None)
-_wrong("8.2", "every workload")(lambda c: set(c.data[0]["refused-run"]))
-_wrong("8.2", "the refused-record column")(
-    lambda c: set(c.data[0].loc[c.data[0]["threaded"].astype(bool), "refused-record"]))
-_wrong("8.2", "a list, not a set")(lambda c: sorted(c.answer))
-_wrong("8.2", "hard-coded {'refused'}")(lambda c: {"refused"})
+_wrong("8.2", "every workload")(lambda c: {**_threaded_results(c.data[0].assign(threaded=True), c.data[1])})
+_wrong("8.2", "only the failing ones")(lambda c: {w: v for w, v in c.answer.items() if v})
+_wrong("8.2", "the checks passed, not failed")(
+    lambda c: {w: [k for k in c.data[1] if k not in v] for w, v in c.answer.items()})
+_wrong("8.2", "the last check left out")(lambda c: _threaded_results(c.data[0], c.data[1][:-1]))
 
 
 def _ratio(corpus, top="record_s", bottom="native_s"):
