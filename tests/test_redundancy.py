@@ -103,6 +103,25 @@ def test_respawn_1_bounds_the_fresh_backups(tmp_path, pids_before):
     assert_no_leftovers(pids_before)
 
 
+def test_signals_held_at_the_failover_are_delivered_once_and_logged_right(tmp_path, pids_before):
+    """A 1 ms timer: SIGALRMs that arrive while the backup replays after the failure are held
+    (several times the same one).  The new primary must hold a standard signal once, as the
+    kernel does: a duplicate made its first live call a bogus record, the fresh backup took
+    it for the primary's failure and went live too (two live replicas)."""
+    for attempt in range(5):
+        result = tmp_path / f"result{attempt}.json"
+        p = run_cli(["run", "--epoch", "8", "--result-json", result, "--fault", "primary@34", "--",
+                     build_program("chain"), "20", tmp_path / f"out{attempt}.txt"], timeout=120)
+        assert p.returncode == 0, p.stderr.decode()
+        res = json.loads(result.read_text())
+        assert res["failovers"] == 1, (attempt, p.stderr.decode())
+        assert res["backups"][-1]["outcome"] == "replayed", res["backups"]
+        lines, repeats = dedup(p.stdout.decode().splitlines())
+        assert problem(lines, 20) is None and repeats <= 1
+    reap_adopted_zombies()
+    assert_no_leftovers(pids_before)
+
+
 def caught_up(events: Path) -> bool:
     """Whether the live replica whose event stream is ``events`` has a fresh backup caught up."""
     if not events.exists():

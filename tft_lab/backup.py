@@ -68,6 +68,7 @@ from .trace import FRESH_BACKUPS
 
 #: A fresh backup notes the time every this many records it takes (its catch-up, measured).
 PROGRESS_EVERY = 100
+SIGRTMIN = 32   # signals below it are standard: pending at most once
 NR = {name: number(name) for name in ("lseek", "epoll_ctl")}
 
 #: Live calls whose pid arguments the program took from the primary: index of each.
@@ -472,8 +473,11 @@ class Backup(Replayer):
         call.result = res
         if call.name in _FD_CALLS:
             fdtable.update(task, task.policy_state.fds, call, res, standin=False)
-        if self.inner is not None:
-            self.inner.on_exit(task, call)   # logged as the program saw it (virtual pids)
+        if self.inner is not None and 0 <= call.nr < 1024:
+            # Logged as the program saw it (virtual pids).  A call with no number is not the
+            # program's (a signal's rewind gone astray): a fresh backup would take its record for
+            # a corrupt stream, hence a failure, and go live beside us; unlogged, it diverges.
+            self.inner.on_exit(task, call)
 
     def _reaped(self, task: Task, call: Call) -> None:
         rec = call.rec
@@ -586,6 +590,12 @@ class Backup(Replayer):
         self.inner = reintegration.inner_primary(self.relay, self.engine, max(self.max_oseq, self.next_oseq - 1),
                                                  commit=self.commit, fence_after=self.fence_after,
                                                  warn=self.warn, lease=self.lease)
+        for t in self.engine.tasks.values():
+            # Held while replaying, each arrival apart; a recorder holds a standard signal once
+            # (as the kernel does), and delivers the pending ones on that assumption.
+            st: BackupTaskState = t.policy_state
+            st.pending = [(s, i) for n, (s, i) in enumerate(st.pending)
+                          if s >= SIGRTMIN or all(s != o for o, _ in st.pending[:n])]
         self.as_primary.promote(self.engine, self.t0, self.engine.stopped_calls)
         self.relay.start()
 
