@@ -27,6 +27,7 @@ import pandas as pd
 import pytest
 
 from tft_lab import arbiter
+from tft_lab.plots import epoch_timeline
 from tft_lab.testing import (REPO, assert_no_leftovers, build_program, free_port, reap_adopted_zombies,
                              run_cli, wait_listening)
 
@@ -371,5 +372,7 @@ def test_the_notebook_api_passes_the_arbiter_and_shows_its_decisions(etcd, pids_
     assert r.outcome == "failover", r.stderr
     ev = r.trace[r.trace["kind"] == "arbiter"]
     assert sorted(zip(ev["replica"], ev["syscall"])) == [("backup", "lease-won"), ("primary", "lease-won")], ev
+    (marks,) = [d for d in epoch_timeline(r.trace).data if d.name == "redundancy"]   # on the timeline too
+    assert {"lease-won", "go-live"} <= set(marks.text)
     reap_adopted_zombies()
     assert_no_leftovers(pids_before)

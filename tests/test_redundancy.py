@@ -103,6 +103,23 @@ def test_respawn_1_bounds_the_fresh_backups(tmp_path, pids_before):
     assert_no_leftovers(pids_before)
 
 
+def test_the_notebook_api_takes_respawn_faults_and_pauses(pids_before):
+    """``session.run`` (and so ``%tft run``) passes ``--respawn``, repeated faults and pauses."""
+    from tft_lab import session
+
+    argv = [str(build_program("chain")), str(K), "-", SLEEP_MS, NO_TIMER]
+    r = session.run(argv, fault=list(FAULTS[:2]), respawn=1, progress=False, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines, repeats = dedup(r.stdout.splitlines())
+    assert problem(lines, K) is None and repeats <= 2
+    assert r.details["failovers"] == 2
+    assert set(r.trace["replica"]) >= {"primary", "backup", "backup2"}
+    r = session.run(argv, pause="backup@1s:0.2s", respawn=0, progress=False, timeout=120)
+    assert r.returncode == 0 and r.outcome == "completed", r.stderr
+    reap_adopted_zombies()
+    assert_no_leftovers(pids_before)
+
+
 def test_signals_held_at_the_failover_are_delivered_once_and_logged_right(tmp_path, pids_before):
     """A 1 ms timer: SIGALRMs that arrive while the backup replays after the failure are held
     (several times the same one).  The new primary must hold a standard signal once, as the

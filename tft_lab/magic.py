@@ -68,7 +68,8 @@ class TftMagics(Magics):
         if cmd == "run":
             a = _opts("run", words)
             return session.run(_prog(a), backup=a.backup, commit=a.commit, epoch=a.epoch, fault=a.fault,
-                               heartbeat=a.heartbeat, arbiter=a.arbiter, lease_ttl=a.lease_ttl)
+                               heartbeat=a.heartbeat, arbiter=a.arbiter, lease_ttl=a.lease_ttl,
+                               respawn=a.respawn, pause=a.pause)
         if cmd == "record":
             a = _opts("record", words)
             return session.record(_prog(a), a.log or None, epoch=a.epoch)

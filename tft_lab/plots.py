@@ -89,9 +89,10 @@ def epoch_timeline(df: pd.DataFrame, epoch_length: int | None = None,
       its arrival to its delivery, drawn just above the lane;
     - an output-commit wait (``wait_ns > 0``) is a thick bar ending at the
       call that waited (trace ``"commit wait"``);
-    - each failover (a backup goes live) and re-integration (a fresh backup starts to
-      catch up, has caught up, is lost) is a labelled star on its lane (trace
-      ``"redundancy"``): redundancy lost and restored, failure after failure;
+    - each failover (a backup goes live), re-integration (a fresh backup starts to
+      catch up, has caught up, is lost) and decision of the arbiter (a lease won or
+      lost, a replica fenced) is a labelled star on its lane (trace ``"redundancy"``):
+      redundancy lost and restored, failure after failure, and who was allowed to be live;
     - ``failover_t_ns``, if given, is a red vertical line named ``"failover"``.
 
     ``epoch_length``, if given, recomputes the epochs as ``seq //
@@ -200,7 +201,7 @@ def _call_markers(fig: go.Figure, df: pd.DataFrame) -> None:
 
 
 def _redundancy(fig: go.Figure, df: pd.DataFrame) -> None:
-    marks = df[df["kind"].isin(("failover", "reintegration"))]
+    marks = df[df["kind"].isin(("failover", "reintegration", "arbiter"))]
     if marks.empty:
         return
     texts = [f"{html.escape(str(r.syscall))}<br>{html.escape(str(r.args))}" for r in marks.itertuples()]

@@ -188,9 +188,11 @@ def _check(argv: list[str], cwd=None) -> list[str]:
 def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64, fault=(),
         heartbeat: float = 0.5, stdin=None, progress=True, timeout: float | None = None,
         cwd=None, control_fd: int | None = None, workdir: str | None = None, arbiter: str | None = None,
-        lease_ttl: int | None = None) -> Run:
+        lease_ttl: int | None = None, respawn: int | None = None, pause=()) -> Run:
     """``tft run`` from Python: a replicated run of ``argv`` (a list or a shell-like string).
 
+    ``fault`` and ``pause``: one spec or a list (``primary@40``, ``primary@1.5s:2s``);
+    ``respawn``: how many fresh backups may follow failovers (default: no limit; 0: none);
     ``arbiter``: ``etcd://HOST:PORT`` decides which replica is live (``docs/arbiter.md``)."""
     argv = _check(shlex.split(argv) if isinstance(argv, str) else list(argv), cwd)
     work = workdir or _scratch.make("tft-nb-run-")
@@ -200,6 +202,10 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
                "--heartbeat", str(heartbeat), "--workdir", work, "--result-json", result_json]
         for f in ([fault] if isinstance(fault, str) else fault):
             cmd += ["--fault", f]
+        for f in ([pause] if isinstance(pause, str) else pause):
+            cmd += ["--pause", f]
+        if respawn is not None:
+            cmd += ["--respawn", str(respawn)]
         if arbiter is not None:
             cmd += ["--arbiter", arbiter] + (["--lease-ttl", str(lease_ttl)] if lease_ttl is not None else [])
         ctl, pass_fds = _control(control_fd)
