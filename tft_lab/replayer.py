@@ -483,11 +483,11 @@ class Replayer(Policy):
                 self._virtual_tid(task, call, want)
         elif call.action == "ran" and call.to_exit:
             entry = call.entry
-            if entry is not None and entry.cls == "local" and not entry.check:
+            unchecked = entry is not None and entry.cls == "local" and not entry.check
+            if unchecked:   # the program (and the trace) sees the primary's answer
                 for addr, data in zip(rec["addrs"], rec["blobs"]):
                     task.write(addr, data)
                 task.set_result(want)
-                call.result = want
             elif call.entry.opens and got < 0 <= want:
                 # The file was there when we looked and gone when we opened it (the primary,
                 # ahead of us, removed it): open a stand-in instead, as for a file it wrote.
@@ -506,7 +506,7 @@ class Replayer(Policy):
                                       pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
             elif call.saved_args is not None:
                 task.set_result(got)   # it was redirected (an absolute path): restore its arguments
-            call.result = got
+            call.result = want if unchecked else got
         else:
             call.result = want
         fdtable.update(task, task.policy_state.fds, call, call.result, standin=call.action == "standin")
