@@ -286,6 +286,9 @@ def supervise_backup(receiver, *, faults=(), trace_path=None, result_path=None, 
         result.update(outcome="diverged" if isinstance(e, DivergenceError) else "error", error=str(e),
                       pid=e.pid, seq=e.seq)
         print(f"tft: backup: {e}", file=sys.stderr, flush=True)
+    except Exception as e:   # a bug of ours: the report says what it was (its traceback follows)
+        result.update(outcome="error", error=f"internal error: {type(e).__name__}: {e}")
+        raise
     finally:
         if relay is not None:
             result.update(relay.summary())
