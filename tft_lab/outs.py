@@ -29,10 +29,7 @@ def capture(task: Task, call: Call) -> list[tuple[int, bytes]]:
         return []  # (an interrupted sleep has already written the time remaining)
     out: list[tuple[int, bytes]] = []
     args = call.args
-    for idx, size in entry.outs:
-        addr = args[idx]
-        if not addr:
-            continue
+    for idx, size, addr in _pointed(call):
         if size == "iov":
             out.extend(_iov(task, addr, args[idx + 1], res))
         elif size == "msghdr":
@@ -49,17 +46,10 @@ def places(task: Task, call: Call) -> set[int]:
     """The addresses ``call`` may write at, from its arguments (and the iovecs and msghdrs they
     point to, as the program set them up before the call): every address :func:`capture`
     can return for it.  A replay checks a log's out-buffers against them."""
-    entry = call.entry
     found: set[int] = set()
-    if entry is None:
-        return found
-    args = call.args
-    for idx, size in entry.outs:
-        addr = args[idx]
-        if not addr:
-            continue
+    for idx, size, addr in _pointed(call):
         if size == "iov":
-            found.update(_iov_bases(task, addr, args[idx + 1]))
+            found.update(_iov_bases(task, addr, call.args[idx + 1]))
         elif size == "msghdr":
             raw = task.read(addr, 56)
             name, _, iov, iovlen, control, _, _ = struct.unpack("<QI4xQQQQi4x", raw)
@@ -67,6 +57,15 @@ def places(task: Task, call: Call) -> set[int]:
         else:
             found.add(addr)
     return found
+
+
+def _pointed(call: Call):
+    """(argument index, size expression, address) of each out-buffer the call was given (not NULL)."""
+    if call.entry is None:
+        return
+    for idx, size in call.entry.outs:
+        if call.args[idx]:
+            yield idx, size, call.args[idx]
 
 
 def _iov_bases(task: Task, iov_addr: int, count: int) -> list[int]:
