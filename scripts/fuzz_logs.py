@@ -343,15 +343,18 @@ def leftovers():
             pass
     return left
 
-for line in sys.stdin:
-    log, out, err = line.rstrip("\n").split("\t")
-    pid = os.fork()
-    if pid == 0:
-        child(log, out, err)
-    reply.write(f"{pid}\n")
-    _, st = os.waitpid(pid, 0)
-    time.sleep(0.01)
-    reply.write(f"{os.waitstatus_to_exitcode(st)} {leftovers()}\n")
+try:
+    for line in sys.stdin:
+        log, out, err = line.rstrip("\n").split("\t")
+        pid = os.fork()
+        if pid == 0:
+            child(log, out, err)
+        reply.write(f"{pid}\n")
+        _, st = os.waitpid(pid, 0)
+        time.sleep(0.01)
+        reply.write(f"{os.waitstatus_to_exitcode(st)} {leftovers()}\n")
+except BrokenPipeError:   # the fuzzer is gone
+    os._exit(0)
 """ % MEM_LIMIT
 
 
@@ -499,6 +502,8 @@ def main() -> int:
                          "raise it under nice or a loaded machine)")
     ap.add_argument("--keep", type=Path, help="save the bad cases' logs here")
     args = ap.parse_args()
+    # Stopped with SIGTERM (kill, a session's end): unwind, so the work folder goes too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with tempfile.TemporaryDirectory(prefix="tft-fuzz-") as tmp:
         work = Path(tmp)
         os.environ["XDG_CACHE_HOME"] = str(work / "cache")
