@@ -30,7 +30,7 @@ import pandas as pd
 
 from .stepping import ALL, deferrals, describe_step, render_step, representative, step_table
 from .strace import format_call
-from .trace import REPLICAS, EventFollower, TraceEvent, to_dataframe
+from .trace import FRESH_BACKUPS, REPLICAS, EventFollower, TraceEvent, to_dataframe
 
 __all__ = ["StepView", "TraceStepper", "LiveStepper", "step_table", "describe_step", "render_step"]
 
@@ -228,7 +228,8 @@ class LiveStepper(widgets.VBox):
 
     def __init__(self, session, refresh: float = 0.5, **kwargs):
         self.session = session
-        self.replicas = tuple(session.replicas)
+        # The replicas the view waits for: a fresh backup (after a failover) joins once it has events.
+        self.replicas = tuple(r for r in session.replicas if r not in FRESH_BACKUPS)
         self.epoch_length = session.epoch
         self._follower = EventFollower(session.event_files.values())
         self._lock = threading.RLock()
