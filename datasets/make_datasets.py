@@ -42,9 +42,14 @@ def _entry(run, name: str, *, kind: str, trace: bool = True, log: str | None = N
 def _record(name: str, argv, *, epoch: int = 64, keep_log: bool = True) -> dict:
     from tft_lab import session
 
-    log = HERE / f"{name}.log" if keep_log else Path(tempfile.mkdtemp()) / "run.log"
-    r = session.record([str(a) for a in argv], str(log), epoch=epoch, progress=False, timeout=120)
-    return _entry(r, name, kind="record", log=log.name if keep_log else None)
+    if keep_log:
+        r = session.record([str(a) for a in argv], str(HERE / f"{name}.log"), epoch=epoch, progress=False,
+                           timeout=120)
+        return _entry(r, name, kind="record", log=f"{name}.log")
+    with tempfile.TemporaryDirectory() as d:   # the log is not kept: nothing stays behind either
+        r = session.record([str(a) for a in argv], os.path.join(d, "run.log"), epoch=epoch, progress=False,
+                           timeout=120)
+    return _entry(r, name, kind="record")
 
 
 def _run(name: str, argv, **kw) -> dict:
