@@ -229,14 +229,7 @@ def test_a_primary_cut_off_from_etcd_fences_and_the_backup_takes_over_when_etcd_
     assert run.wait_for_line(5, 30) is not None, run.err
     os.kill(etcd.proc.pid, signal.SIGSTOP)   # etcd unreachable: no renewal can succeed
     paused = time.monotonic()
-    try:
-        while time.monotonic() - paused < 3 * TTL:
-            time.sleep(0.05)
-        stalled = len(run.lines)
-        time.sleep(0.5)
-        assert len(run.lines) == stalled, "a replica printed while nobody could hold the key"
-    finally:
-        os.kill(etcd.proc.pid, signal.SIGCONT)
+    _silent_until_etcd_resumes(run, etcd, paused + 3 * TTL, "a replica printed while nobody could hold the key")
     code, lines, err = run.finish()
     assert code == 0, err
     assert "lease is lost" in err and "primary stops" in err, err     # the primary fenced ...
@@ -246,19 +239,26 @@ def test_a_primary_cut_off_from_etcd_fences_and_the_backup_takes_over_when_etcd_
     assert_no_leftovers(pids_before)
 
 
+def _silent_until_etcd_resumes(run, etcd, until: float, why: str) -> None:
+    """With etcd frozen (SIGSTOP): wait until ``until``, then check that no replica prints for
+    half a second; etcd is resumed whatever happens."""
+    try:
+        while time.monotonic() < until:
+            time.sleep(0.05)
+        stalled = len(run.lines)
+        time.sleep(0.5)
+        assert len(run.lines) == stalled, why
+    finally:
+        os.kill(etcd.proc.pid, signal.SIGCONT)
+
+
 def test_a_live_backup_that_cannot_renew_its_lease_fences_too(etcd, pids_before):
     run = Background("--arbiter", etcd.url, "--lease-ttl", str(TTL), "--respawn", "0", "--fault", "primary@40", "--",
                      str(build_program("chain")), str(LONG), "-", str(SLEEP_MS), NO_TIMER)
     # The primary dies at its 40th call, around line 4: line 12 comes from the live backup.
     assert run.wait_for_line(12, 30) is not None, run.err
     os.kill(etcd.proc.pid, signal.SIGSTOP)
-    try:
-        time.sleep(2 * TTL)
-        stalled = len(run.lines)
-        time.sleep(0.5)
-        assert len(run.lines) == stalled, "the live backup printed without its lease"
-    finally:
-        os.kill(etcd.proc.pid, signal.SIGCONT)
+    _silent_until_etcd_resumes(run, etcd, time.monotonic() + 2 * TTL, "the live backup printed without its lease")
     code, lines, err = run.finish()
     assert code != 0 and "the live backup fenced itself" in err, err
     last = int(CHAIN.fullmatch(lines[-1])[1])
