@@ -37,7 +37,7 @@ it wins the run's key in etcd; if the primary is seen renewing its lease, the ba
 down (:class:`~tft_lab.arbiter.StoodDown`) instead.  Once live it holds the key and stops
 (fences) if it cannot renew it.
 
-A primary that stopped the program on a call tft_lab refuses (a thread) says so
+A primary that stopped the program on a call tft_lab refuses (process_vm_readv, say) says so
 in its ``end`` record: the backup then stops its program too (PrimaryRefused),
 it does not go live.  So does a primary the operator stopped (PrimaryStopped).
 """

@@ -352,7 +352,7 @@ class Engine(sched.Scheduling):
             sched.check_clone(flags, call.name)
             if flags & sched.CLONE_THREAD and not self.policy.threads:
                 raise UnsupportedError(f"threads are not supported yet by the {self.policy.replica} (the program "
-                                       "called clone with CLONE_THREAD; tft record and tft replay support "
+                                       "called clone with CLONE_THREAD; tft record, replay and run support "
                                        "threads)", syscall=call.name)
         elif call.nr == NR_FUTEX:
             sched.check_futex(call.args[1])
