@@ -266,7 +266,16 @@ class Backup(Replayer):
 
     def hold_signal(self, task: Task, signo: int, siginfo: bytes) -> None:
         if self.is_live(task) or self.primary_state == "failed":
-            task.policy_state.pending.append((signo, siginfo))   # ours: delivered once live
+            self._hold(task, signo, siginfo)   # ours: delivered once live
+
+    @staticmethod
+    def _hold(task: Task, signo: int, siginfo: bytes) -> None:
+        """Keep a signal of this replica's own for delivery once live; a standard signal is
+        held at most once, as the kernel keeps it pending (two copies made the new primary
+        deliver it twice, logged apart from the kernel's one)."""
+        pending = task.policy_state.pending
+        if signo >= SIGRTMIN or all(s != signo for s, _ in pending):
+            pending.append((signo, siginfo))
 
     @staticmethod
     def is_live(task: Task) -> bool:
@@ -504,7 +513,7 @@ class Backup(Replayer):
         if self.is_live(task):
             return SignalAction.DELIVER if self.inner is None else self.inner.on_signal(task, signo, siginfo)
         if self.primary_state == "failed":
-            task.policy_state.pending.append((signo, siginfo))   # the primary cannot have seen it: ours, once live
+            self._hold(task, signo, siginfo)   # the primary cannot have seen it: ours, once live
         return SignalAction.DROP
 
     def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:
@@ -590,12 +599,6 @@ class Backup(Replayer):
         self.inner = reintegration.inner_primary(self.relay, self.engine, max(self.max_oseq, self.next_oseq - 1),
                                                  commit=self.commit, fence_after=self.fence_after,
                                                  warn=self.warn, lease=self.lease)
-        for t in self.engine.tasks.values():
-            # Held while replaying, each arrival apart; a recorder holds a standard signal once
-            # (as the kernel does), and delivers the pending ones on that assumption.
-            st: BackupTaskState = t.policy_state
-            st.pending = [(s, i) for n, (s, i) in enumerate(st.pending)
-                          if s >= SIGRTMIN or all(s != o for o, _ in st.pending[:n])]
         self.as_primary.promote(self.engine, self.t0, self.engine.stopped_calls)
         self.relay.start()
 

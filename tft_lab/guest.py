@@ -216,28 +216,31 @@ class Task:
             setattr(regs0, r, v & MASK64)
         pt.set_regs(pid, regs0)
         pt.resume(pid, 0, to_exit=True)
-        self._wait_for(lambda st: isinstance(st, pt.SyscallExitStop))
+        self._wait_for(pt.SyscallExitStop, to_exit=True)
         result = signed(pt.get_regs(pid).rax)
         saved.rip -= 2          # re-execute the program's own syscall instruction
         saved.rax = saved.orig_rax
         pt.set_regs(pid, saved)
         pt.resume(pid, 0)
-        self._wait_for(lambda st: isinstance(st, pt.SeccompStop))
+        self._wait_for(pt.SeccompStop, to_exit=False)
         return result
 
-    def _wait_for(self, wanted) -> None:
+    def _wait_for(self, wanted: type, to_exit: bool) -> None:
+        """Wait for the stop of type ``wanted``, resuming past the others as the task was
+        resumed (``to_exit``).  Resumed with PTRACE_SYSCALL on the way back to the program's
+        own call, the task would stop at its syscall-entry stop before the seccomp stop: taken
+        for the seccomp stop, the call then skipped there came back as a seccomp stop of
+        syscall -1, counted as one more call."""
         while True:
             _, status = os.waitpid(self.pid, pt.WALL)
             stop = pt.decode(self.pid, status)
-            if wanted(stop):
+            if isinstance(stop, wanted):
                 return
             if isinstance(stop, pt.Exited):
                 raise TracingError("the process died during an injected call", pid=self.vpid)
             if isinstance(stop, pt.SignalStop):
                 self.engine.policy.hold_signal(self, stop.sig, pt.get_siginfo(self.pid))
-                pt.resume(self.pid, 0, to_exit=True)
-                continue
-            pt.resume(self.pid, 0, to_exit=True)
+            pt.resume(self.pid, 0, to_exit=to_exit)
 
     # -- signals -----------------------------------------------------------------------
     def inject_signal(self, signo: int, siginfo: bytes) -> None:
