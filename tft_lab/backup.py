@@ -68,6 +68,11 @@ from .trace import FRESH_BACKUPS
 
 #: A fresh backup notes the time every this many records it takes (its catch-up, measured).
 PROGRESS_EVERY = 100
+#: Decoded records the receiving thread holds at most, ahead of the replay.  Beyond it the thread
+#: stops taking frames (and acknowledging them): they wait, raw and bounded, in the channel, then
+#: TCP slows the primary.  Unbounded, a fresh backup catching up held its whole history in memory
+#: (394 MB at 10^6 records: benchmarks/README.md).
+BACKLOG_RECORDS = 4096
 SIGRTMIN = 32   # signals below it are standard: pending at most once
 NR = {name: number(name) for name in ("lseek", "epoll_ctl")}
 
@@ -129,7 +134,7 @@ class _Pump(threading.Thread):
         super().__init__(name="tft-backup-pump", daemon=True)
         self.receiver = receiver
         self.history = history   # every frame, on disk too, for a fresh backup after a failover
-        self.q: queue.Queue = queue.Queue()
+        self.q: queue.Queue = queue.Queue(maxsize=BACKLOG_RECORDS)
 
     def run(self) -> None:
         n = 0
