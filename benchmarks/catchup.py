@@ -65,12 +65,16 @@ def trial(guest: Path, calls: int) -> dict:
     backups = res.get("backups", [])
     live = backups[0] if backups else {}
     fresh = backups[1] if len(backups) > 1 else {}
-    why = " | ".join(p.stderr.decode(errors="replace").strip().splitlines()[-2:]) if p.returncode else ""
+    err = p.stderr.decode(errors="replace").strip().splitlines()
+    why = " | ".join(err[-2:]) if p.returncode else ""
+    # Every failover and lost backup, even in a trial that ended well (a second, spurious one
+    # means a replica was silent too long: the catch-up then starts over).
+    events = " | ".join(line for line in err if any(w in line for w in ("failed", "fence", "lost")))
     return {"calls": calls, "rc": p.returncode, "outcome": res.get("outcome"), "why": why,
             "failover_ms": res.get("failover_ms"), "history": live.get("history_frames"),
             "has_all_ms": live.get("catch_up_ms"),
             "replayed_ms": at(fresh.get("progress_ns") or [], live.get("history_frames") or 0, live.get("live_ns")),
-            "fresh_outcome": fresh.get("outcome")}
+            "fresh_outcome": fresh.get("outcome"), "fresh_backups": max(0, len(backups) - 1), "events": events}
 
 
 def at(progress: list, n: int, since_ns: int | None) -> float | None:

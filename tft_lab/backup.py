@@ -68,11 +68,12 @@ from .trace import FRESH_BACKUPS
 
 #: A fresh backup notes the time every this many records it takes (its catch-up, measured).
 PROGRESS_EVERY = 100
-#: Decoded records the receiving thread holds at most, ahead of the replay.  Beyond it the thread
-#: stops taking frames (and acknowledging them): they wait, raw and bounded, in the channel, then
-#: TCP slows the primary.  Unbounded, a fresh backup catching up held its whole history in memory
-#: (394 MB at 10^6 records: benchmarks/README.md).
-BACKLOG_RECORDS = 4096
+#: Bytes of frames the receiving thread holds at most, ahead of the replay (as frames: a record
+#: is decoded when the replay takes it, decoded it is ~10 times bigger).  Beyond it the thread
+#: stops taking frames, and acknowledging them: they wait in the channel (bounded too), then TCP
+#: slows the primary.  Unbounded, a fresh backup catching up held its whole history decoded in
+#: memory (390 MB at 10^6 records: benchmarks/README.md).
+BACKLOG_BYTES = 16 << 20
 SIGRTMIN = 32   # signals below it are standard: pending at most once
 NR = {name: number(name) for name in ("lseek", "epoll_ctl")}
 
@@ -128,13 +129,16 @@ class PrimaryStopped(TftError):
 
 
 class _Pump(threading.Thread):
-    """Receives frames, decodes them, acknowledges each once stored.  Never touches ptrace."""
+    """Receives frames, checks them, acknowledges each once held: at most :data:`BACKLOG_BYTES`
+    of them ahead of the replay, which takes them decoded (:meth:`take`).  Never touches ptrace."""
 
     def __init__(self, receiver, history=None):
         super().__init__(name="tft-backup-pump", daemon=True)
         self.receiver = receiver
         self.history = history   # every frame, on disk too, for a fresh backup after a failover
-        self.q: queue.Queue = queue.Queue(maxsize=BACKLOG_RECORDS)
+        self.q: queue.Queue = queue.Queue()   # ("frame", bytes), then ("end", None) or ("failed", error)
+        self.room = threading.Condition()
+        self.held = 0   # bytes of the frames in q (guarded by room)
 
     def run(self) -> None:
         n = 0
@@ -145,13 +149,28 @@ class _Pump(threading.Thread):
                     self.q.put(("end", None))
                     return
                 n += 1
-                rec = _log.decode_frame(frame)
+                _log.decode_frame(frame)   # a bad frame fails here, before it is acknowledged
                 if self.history is not None:
                     self.history.append(frame)
-                self.q.put(("rec", rec))
+                with self.room:
+                    while self.held >= BACKLOG_BYTES:
+                        self.room.wait()
+                    self.held += len(frame)
+                self.q.put(("frame", frame))
                 self.receiver.ack(n)
         except (TftError, OSError, ValueError) as e:
             self.q.put(("failed", e))
+
+    def take(self, timeout: float | None = None) -> tuple[str, object]:
+        """The next item: ``("rec", Record)``, ``("end", None)`` or ``("failed", error)``.
+        Raises ``queue.Empty`` after ``timeout`` seconds without one."""
+        kind, item = self.q.get(timeout=timeout)
+        if kind != "frame":
+            return kind, item
+        with self.room:
+            self.held -= len(item)
+            self.room.notify()
+        return "rec", _log.decode_frame(item)
 
 
 class Backup(Replayer):
@@ -201,7 +220,7 @@ class Backup(Replayer):
 
     def _get(self, timeout=None):
         try:
-            kind, item = self.pump.q.get(timeout=timeout)
+            kind, item = self.pump.take(timeout)
         except queue.Empty:
             self.primary_state = "failed"
             self.failure = TimeoutError("no header from the primary")
