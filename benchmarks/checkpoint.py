@@ -18,7 +18,8 @@ and untraced, each trial:
 
 Every process and image folder is removed on every path.  With ``--catchup-csv``
 (``catchup.py``'s CSV, several allowed) the table puts the replay catch-up at the same N
-beside the checkpoint's cost and prints the break-even history length.
+beside the checkpoint's cost and prints the break-even history length: the checkpoint's
+cost over the replay's cost a call (both would start a fresh supervisor: that is left out).
 
     python benchmarks/checkpoint.py                                  # 10^3 .. 10^6, 3 trials
     python benchmarks/checkpoint.py --criu /opt/criu/criu --catchup-csv benchmarks/out/catchup.csv
@@ -170,21 +171,24 @@ def replay_ms(paths: list[Path]) -> dict[int, float]:
 
 
 def break_even(costs: dict[int, float], replay: dict[int, float]) -> str:
-    """Where the checkpoint (cost ~ constant in N) meets the replay (linear in N): a least-squares
-    line through the replay medians, and the checkpoint's median cost over every N."""
+    """Where the checkpoint (its cost flat in N) meets the replay (linear in N).
+
+    The replay's cost a call is the slope of a least-squares line through its medians; its
+    intercept (starting the fresh backup's supervisor and program, ~0.5-1 s) a checkpoint
+    would pay too, so the break-even is the checkpoint's median cost over that slope."""
     if len(replay) < 2 or not costs:
-        return "needs catch-up times at two lengths or more (--catchup-csv)"
+        return "break-even: needs catch-up times at two lengths or more (--catchup-csv)"
     ns = sorted(replay)
     mean_n = statistics.mean(ns)
     mean_t = statistics.mean(replay[n] for n in ns)
     slope = sum((n - mean_n) * (replay[n] - mean_t) for n in ns) / sum((n - mean_n) ** 2 for n in ns)
     base = mean_t - slope * mean_n
     cost = statistics.median(costs.values())
-    n_star = (cost - base) / slope if slope > 0 else float("inf")
-    fit = f"replay ~ {base:.0f} ms + {slope * 1000:.1f} us a call; checkpoint ~ {cost:.0f} ms"
-    if n_star <= 0:
-        return f"{fit}: the checkpoint is cheaper at every length"
-    return f"{fit}: the checkpoint pays beyond ~{n_star:,.0f} calls"
+    fit = (f"replay ~ {base:.0f} ms + {slope * 1000:.0f} us a call; dump + restore ~ {cost:.0f} ms "
+           f"whatever the length")
+    if slope <= 0:
+        return f"{fit}: no break-even (the replay does not grow)"
+    return f"{fit}: the checkpoint pays beyond ~{cost / slope:,.0f} calls"
 
 
 def main() -> int:
