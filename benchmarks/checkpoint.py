@@ -13,8 +13,8 @@ and untraced, each trial:
 2. ``criu dump`` of it to a temporary folder: ``dump_ms``, the image's size
    (``image_kb``);
 3. ``criu restore --restore-detached`` of it: ``restore_ms`` (criu returns once the
-   tree runs again), then SIGCONT and a check that it runs (its voluntary context
-   switches rise: it sleeps every 5 ms), then kill.
+   tree is back, stopped as it was dumped), then SIGCONT and a check that it runs (its
+   voluntary context switches rise: it sleeps every 5 ms), then kill.
 
 Every process and image folder is removed on every path.  With ``--catchup-csv``
 (``catchup.py``'s CSV, several allowed) the table puts the replay catch-up at the same N
