@@ -355,7 +355,7 @@ class Engine(sched.Scheduling):
                                        "called clone with CLONE_THREAD; tft record, replay and run support "
                                        "threads)", syscall=call.name)
         elif call.nr == NR_FUTEX:
-            sched.check_futex(call.args[1])
+            sched.check_futex(task, call.args[0], call.args[1])
         elif entry is not None and entry.execs and not task.group.free:
             raise UnsupportedError("execve in a process with several threads is not supported", syscall=call.name)
         return self._decide(task, call)

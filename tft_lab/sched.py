@@ -53,6 +53,7 @@ POINTS = {"epoch": 0, "block": 1, "exit": 2}
 #: into the futex word, at a time only the primary's kernel knows.
 _FUTEX_PI_OPS = frozenset((6, 7, 8, 11, 12, 13))   # LOCK_PI, UNLOCK_PI, TRYLOCK_PI, *REQUEUE_PI, LOCK_PI2
 _FUTEX_CMD_MASK = 0x7F   # without FUTEX_PRIVATE_FLAG (128) and FUTEX_CLOCK_REALTIME (256)
+FUTEX_PRIVATE_FLAG = 128
 
 
 class ThreadGroup:
@@ -113,12 +114,39 @@ def check_clone(flags: int, name: str) -> None:
                                "processes cannot be replicated (threads can)", syscall=name)
 
 
-def check_futex(op: int) -> None:
-    """Refuse priority-inheritance futexes (PTHREAD_PRIO_INHERIT mutexes): their word is
-    written by the kernel at a moment the replay cannot know."""
+def check_futex(task: "Task", addr: int, op: int) -> None:
+    """Refuse what a futex call cannot make replicable.
+
+    - Priority-inheritance futexes (PTHREAD_PRIO_INHERIT mutexes): their word is written by
+      the kernel at a moment the replay cannot know.
+    - A futex in memory shared with another process (a process-shared lock or semaphore, such
+      as multiprocessing's): the two processes are scheduled apart, so who gets the lock is
+      decided by timing that no log records.  Threads of one process are scheduled as one
+      (:class:`ThreadGroup`); a shared futex (no FUTEX_PRIVATE_FLAG) in a MAP_SHARED mapping,
+      while the program has another process, is the sign of a lock between processes."""
     if op & _FUTEX_CMD_MASK in _FUTEX_PI_OPS:
         raise UnsupportedError("futex on a priority-inheritance lock (a PTHREAD_PRIO_INHERIT mutex) cannot be "
                                "replicated: use a default mutex", syscall="futex")
+    if op & FUTEX_PRIVATE_FLAG or len({t.tgid for t in task.engine.tasks.values()}) < 2:
+        return
+    if _in_shared_mapping(task.pid, addr):
+        raise UnsupportedError("futex on memory shared between processes (a process-shared lock or semaphore, "
+                               "such as multiprocessing's): processes that share memory cannot be replicated "
+                               "(threads can: docs/threads.md)", syscall="futex")
+
+
+def _in_shared_mapping(pid: int, addr: int) -> bool:
+    """Whether ``addr`` lies in a MAP_SHARED mapping of process ``pid`` (its /proc maps)."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                span, perms = line.split(None, 2)[:2]
+                lo, hi = (int(x, 16) for x in span.split("-"))
+                if lo <= addr < hi:
+                    return perms[3] == "s"
+    except OSError:
+        pass
+    return False
 
 
 class Schedule:
