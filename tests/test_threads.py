@@ -13,6 +13,7 @@ the backup follows the schedule, and after the primary's death its threads go on
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -127,6 +128,24 @@ def test_a_spinning_thread_is_named_not_a_hang(tmp_path, pids_before):
     msg = str(err.value)
     assert "without a system call" in msg and "spins on memory" in msg
     assert msg.startswith("thread ") and f"thread {err.value.pid} " in msg
+    assert_no_leftovers(pids_before)
+
+
+def test_the_spin_limit_is_set_for_every_supervisor_by_tft_spin_limit(tmp_path, pids_before):
+    """``TFT_SPIN_LIMIT`` reaches the supervisors ``tft run`` starts: the spinner is named after
+    ~1 s, not 10; the run ends with that one refusal (no failover).  A bad value is one line."""
+    spinner = build_program(PROGRAMS / "unreplicable" / "spinner.c", tmp_path / "spinner")
+    started = time.monotonic()
+    p = run_cli(["run", "--heartbeat", "2", "--", spinner], env={**os.environ, "TFT_SPIN_LIMIT": "1"}, timeout=60)
+    assert time.monotonic() - started < 8
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.decode().splitlines()
+    assert len(lines) == 1 and "ran 1 s without a system call" in lines[0], p.stderr
+    for bad in ("0", "soon", "inf"):
+        p = run_cli(["record", "--log", tmp_path / "x.log", "--", spinner], env={**os.environ, "TFT_SPIN_LIMIT": bad})
+        assert p.returncode == 2 and p.stderr.decode().splitlines() == [
+            f"tft: TFT_SPIN_LIMIT={bad!r}: seconds, a positive number"], p.stderr
+        assert not (tmp_path / "x.log").exists()
     assert_no_leftovers(pids_before)
 
 

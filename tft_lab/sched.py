@@ -25,6 +25,7 @@ engine detects it (``Engine.spin_limit``) and stops with an error naming the thr
 from __future__ import annotations
 
 import collections
+import os
 import signal as _signal
 import threading
 import time
@@ -36,8 +37,26 @@ from .errors import DivergenceError, UnsupportedError
 if TYPE_CHECKING:   # the engine imports us; we only name its task type
     from .guest import Task
 
-#: A thread that runs this long without a call while others wait to run is spinning (seconds).
+#: A thread that runs this long without a call while others wait to run is spinning (seconds);
+#: the environment variable ``TFT_SPIN_LIMIT`` sets it for every supervisor of a command.
 SPIN_LIMIT = 10.0
+
+
+def spin_limit_from_env() -> float:
+    """``TFT_SPIN_LIMIT`` (seconds, > 0) if set, else :data:`SPIN_LIMIT`; a bad value is a
+    :class:`~tft_lab.errors.TftError` naming it."""
+    from .errors import TftError
+
+    text = os.environ.get("TFT_SPIN_LIMIT")
+    if text is None:
+        return SPIN_LIMIT
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise TftError(f"TFT_SPIN_LIMIT={text!r}: seconds, a positive number")
+    return value
 
 CLONE_VM = 0x100
 CLONE_VFORK = 0x4000
@@ -272,7 +291,8 @@ class Scheduling:
         raise UnsupportedError(
             f"thread {t.vpid} of process {spinner.leader.vpid} ran {self.spin_limit:g} s without a system call "
             f"while thread(s) {waiting} waited to run: a thread that spins on memory cannot be replicated "
-            "(threads are switched only at system calls: docs/threads.md)", pid=t.vpid, seq=t.seq)
+            "(threads are switched only at system calls: docs/threads.md; a longer limit: TFT_SPIN_LIMIT=SECONDS)",
+            pid=t.vpid, seq=t.seq)
 
 
 class _SpinAlarm(Exception):
