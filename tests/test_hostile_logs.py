@@ -202,6 +202,25 @@ def test_a_full_disk_stops_the_recording_with_one_line(small_disk, pids_before):
     assert_no_leftovers(pids_before)
 
 
+def test_on_log_error_continue_lets_the_program_finish_unrecorded(small_disk, pids_before):
+    """``--on-log-error continue``: the full disk is said once, the program runs to its end (all
+    50 lines, in order), tft says the log is incomplete and exits non-zero; the log holds whole
+    frames only, so its replay stops with one line, not a traceback."""
+    log = small_disk / "x.log"
+    rec = run_cli(["record", "--on-log-error", "continue", "--log", log, "--", *TICKER], timeout=60)
+    assert rec.returncode == 2, rec.stderr
+    assert rec.stdout.decode().splitlines() == [f"line {i}" for i in range(50)]
+    lines = rec.stderr.decode().splitlines()
+    assert len(lines) == 2, rec.stderr
+    assert "No space left on device; the program goes on unrecorded" in lines[0]
+    assert "is incomplete" in lines[1] and "exit status 0" in lines[1]
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
+    rep = replay(log)
+    assert rep.returncode != 0 and "Traceback" not in rep.stderr.decode()
+    assert rep.stderr.decode().startswith("tft: ")
+    assert_no_leftovers(pids_before)
+
+
 def test_dev_full_as_the_log_is_one_line(pids_before):
     line = one_line_error(record(["/bin/true"], "/dev/full"))
     assert "cannot write the log /dev/full" in line

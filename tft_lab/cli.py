@@ -1,6 +1,7 @@
 """The ``tft`` command line.
 
-    tft record --log FILE [--epoch N] [--trace-out F] [--small-log] [--record-env] -- PROG [ARGS...]
+    tft record --log FILE [--epoch N] [--trace-out F] [--small-log] [--record-env]
+               [--on-log-error stop|continue] -- PROG [ARGS...]
     tft replay [--trace-out F] FILE
     tft trace [-o FILE] -- PROG [ARGS...]
     tft run [--backup local|none|tcp://HOST:PORT] [--commit output|epoch|none] [--epoch N]
@@ -49,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--record-env", action="store_true",
                    help="keep every environment variable's value in the log (default: variables whose "
                         "names say secret, such as *_TOKEN, *_PASSWORD, *_KEY, are masked; see docs/log-format.md)")
+    r.add_argument("--on-log-error", choices=("stop", "continue"), default="stop",
+                   help="if the log cannot be written (a full disk): stop the program (default), or let it "
+                        "run to its end unrecorded; either way tft exits non-zero")
     r.add_argument("--events", help=argparse.SUPPRESS)       # stream the trace (JSON lines): live views
     r.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)   # live stepping socket
     r.add_argument("prog", nargs=argparse.REMAINDER)
@@ -178,8 +182,14 @@ def main(argv: list[str] | None = None) -> int:
             _stop_on_sigterm()   # the log is closed as a whole (its last frames flushed)
             status, engine = record(_prog(args), args.log, epoch=args.epoch, events=args.events,
                                     control_fd=args.control_fd, keep_trace=bool(args.trace_out),
-                                    small_log=args.small_log, record_env=args.record_env)
+                                    small_log=args.small_log, record_env=args.record_env,
+                                    keep_going=args.on_log_error == "continue")
             _write_trace(engine, args.trace_out)
+            lost = engine.policy.sink.lost
+            if lost is not None:
+                print(f"tft: the log {args.log} is incomplete (it could not be written); the program ran to its "
+                      f"end unrecorded, exit status {status}", file=sys.stderr)
+                return EXIT_USAGE
             return status
         if args.cmd == "replay":
             from .replayer import replay

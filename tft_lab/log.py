@@ -25,10 +25,12 @@ is checked against its bound and against the file's size before its bytes are.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
 import struct
+import sys
 import threading
 import zlib
 from typing import BinaryIO
@@ -339,19 +341,26 @@ class LogWriter:
     :data:`FLUSH_EVERY` seconds (a background thread: a program that sleeps or spins still has
     its log written) and at :meth:`close`.  A write that fails (a full disk) raises
     :class:`LogError` naming the log, at the next :meth:`write` or :meth:`close` if the thread
-    met it; nothing more is written after it.
+    met it; nothing more is written after it.  With ``keep_going`` it raises nothing: the
+    failure is kept in :attr:`lost` (and said once on stderr), later records are dropped, and
+    the file holds the whole frames written before it (a replay replays those, then says where
+    the log stops).
     """
 
     FLUSH_EVERY = 0.1
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, keep_going: bool = False):
         self.path = os.fspath(path)
+        self.keep_going = keep_going
+        self.lost: LogError | None = None
+        """Why the log stopped being written (``keep_going`` only), or None."""
         try:
             self._fd: int | None = open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         except OSError as e:
             raise LogError(f"cannot write the log {self.path}: {e.strerror}") from None
         self._buf: list[bytes] = [MAGIC]
         self._size = len(MAGIC)
+        self._whole = 0   # bytes of whole frames in the file
         self._lock = threading.Lock()      # the buffer and the fd: the flusher thread shares them
         self._failed: LogError | None = None
         self._stop = threading.Event()
@@ -366,6 +375,8 @@ class LogWriter:
         with self._lock:
             if self._failed is not None:
                 raise self._failed
+            if self.lost is not None:
+                return   # the program goes on unrecorded
             self._buf.append(frame)
             self._size += len(frame)
             if self._size > 1 << 20 or "oseq" in fields:
@@ -374,7 +385,7 @@ class LogWriter:
     def _write_out(self) -> None:
         # Holding the lock.  Whole frames, in order; a short write (a disk filling up) is retried
         # until the kernel says why it cannot go on.
-        if not self._buf or self._fd is None or self._failed is not None:
+        if not self._buf or self._fd is None or self._failed is not None or self.lost is not None:
             return
         data = memoryview(b"".join(self._buf))
         self._buf.clear()
@@ -383,9 +394,18 @@ class LogWriter:
             while data:
                 data = data[os.write(self._fd, data):]
         except OSError as e:
+            if self.keep_going:
+                # Cut back to the last whole frame, so that the file stays a log that replays.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._whole)
+                self.lost = LogError(f"cannot write the log {self.path}: {e.strerror}; the program "
+                                     "goes on unrecorded")
+                print(f"tft: {self.lost}", file=sys.stderr, flush=True)
+                return
             self._failed = LogError(f"cannot write the log {self.path}: {e.strerror}; "
                                     "the program was stopped")
             raise self._failed from None
+        self._whole += len(data.obj)
 
     def _flush_often(self) -> None:
         while not self._stop.wait(self.FLUSH_EVERY):

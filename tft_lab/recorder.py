@@ -342,7 +342,7 @@ class Recorder(Policy):
 def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=None,
            keep_trace: bool = True, events: str | None = None, control_fd: int | None = None,
            small_log: bool = False, record_env: bool = False,
-           spin_limit: float | None = None) -> tuple[int, Engine]:
+           spin_limit: float | None = None, keep_going: bool = False) -> tuple[int, Engine]:
     """Record ``argv`` into ``log_path``; returns (exit status, engine).
 
     ``record_env``: keep every environment variable's value in the log; by default those whose
@@ -357,10 +357,16 @@ def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=Non
     ``spin_limit``: seconds a thread may run without a system call while other threads of its
     process wait to run before the recording stops with an error naming it (default
     :data:`~tft_lab.engine.SPIN_LIMIT`).
+
+    ``keep_going``: if the log cannot be written (a full disk), the program goes on to its end
+    unrecorded instead of being stopped (``engine.policy.sink.lost`` then says why the log is
+    short).  It stays under the supervisor, which answers its calls as before: its seccomp
+    filter makes every trapped call fail with ENOSYS once no tracer is attached, so it cannot
+    be let go untraced.
     """
     env = dict(os.environ if env is None else env)
     find_program(argv, env, cwd)   # a clear error before the log is created
-    writer = _log.LogWriter(log_path)
+    writer = _log.LogWriter(log_path, keep_going=keep_going)
     engine = Engine(Recorder(writer, small_log=small_log, record_env=record_env), epoch=epoch,
                     keep_trace=keep_trace)
     if spin_limit is not None:
