@@ -225,8 +225,12 @@ class Replayer(Policy):
             task.rewind()
             return
         entry = call.entry
-        if entry is not None and entry.blocks and not call.switched and not task.group.free:
-            call.switched = True   # a switch point: the thread the log runs here, if another
+        if entry is not None and entry.blocks and call.rec is None and not task.group.free:
+            # A switch point: the thread the log runs here, if another.  Asked again when the
+            # schedule comes back to a call it left undecided here: a replica that went live
+            # with this thread held at this entry made the call live then, and it switched
+            # again at this same point (the log's next switch says so; else it runs on).
+            call.switched = True
             nxt = self.next_thread(task, "block")
             if nxt is not task:
                 task.yield_to(nxt)
