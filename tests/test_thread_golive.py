@@ -1,4 +1,4 @@
-"""A threaded program's failover leaves a log a fresh backup can follow.
+"""A threaded program's failover leaves a log a fresh backup can follow, and its thread names.
 
 After the primary dies, the backup goes live and logs on after what it received; a fresh
 backup (``tft run`` respawns one) replays all of it from the start and must catch up without
@@ -32,4 +32,18 @@ def test_the_fresh_backup_follows_the_live_replica_of_a_threaded_program(at, tmp
     fresh = res["backups"][1:]
     assert fresh and all(b["outcome"] != "diverged" for b in fresh), [b.get("error") for b in fresh]
     assert b"diverged" not in p.stderr, p.stderr.decode()
+    nothing_left_running(pids_before)
+
+
+def test_a_thread_named_by_another_keeps_its_name_on_the_backup(tmp_path, pids_before):
+    """memcached names its threads from the first one: glibc writes the name to
+    ``/proc/self/task/<tid>/comm`` with the tid ``pthread_t`` holds, the primary's.  The backup
+    names its own thread so while replaying, and reads it back once live (``thr_name``
+    prints the name every 100 ms; the primary dies after 1 s)."""
+    p = run_cli(["run", "--heartbeat", "2", "--fault", "primary@1s", "--", build_program("thr_name"), "20"],
+                timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    lines = p.stdout.decode().splitlines()
+    assert lines[-1] == "done" and set(lines[:-1]) == {"name=worker-7"} and len(lines) in (21, 22), lines
+    assert b"primary failed" in p.stderr and b"could not be rebuilt" not in p.stderr, p.stderr.decode()
     nothing_left_running(pids_before)
