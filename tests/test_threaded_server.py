@@ -8,13 +8,15 @@ the backup had the log up to it).  Then the primary's supervisor is SIGKILLed: t
 connections lived in the primary's program and are reset or closed; each client reconnects to
 the same port, now served by the backup gone live, and stores more.  Every key a client was
 told was STORED, before or after the failover, reads back with its value; ``shutdown`` stops
-the server and tft exits 0, leaving no process.
+the server and tft exits 0, leaving no process; the fresh backup tft starts after the
+failover follows the live replica without diverging.
 
 A recording of a short session (three clients at once, so both worker threads serve) replays
 alone: the replay prints memcached's ``-vv`` protocol trace exactly as the recording did.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -155,7 +157,7 @@ def wait_until(condition, seconds: float, what: str, proc: subprocess.Popen, sai
 def test_acknowledged_sets_survive_the_primarys_death(tmp_path, pids_before):
     port, said = free_port(), tmp_path / "tft.err"
     with open(said, "wb") as err:
-        run = tft("run", "--", *memcached(port), stderr=err)
+        run = tft("run", "--result-json", str(tmp_path / "run.json"), "--", *memcached(port), stderr=err)
     try:
         wait_listening(port, run, timeout=TIMEOUT)
         stop = threading.Event()
@@ -186,6 +188,9 @@ def test_acknowledged_sets_survive_the_primarys_death(tmp_path, pids_before):
             run.kill()
             run.wait()
     assert "primary failed" in said.read_text() and "went live" in said.read_text(), said.read_text()
+    # The live replica's log is one a fresh backup follows: the run was protected again.
+    backups = json.loads((tmp_path / "run.json").read_text())["backups"]
+    assert len(backups) >= 2 and all(b["outcome"] != "diverged" for b in backups), said.read_text()
     reap_adopted_zombies()
     assert_no_leftovers(pids_before)
 

@@ -40,7 +40,7 @@ from typing import Iterable, Iterator
 
 from . import fdtable
 from . import log as _log
-from . import sched
+from . import pairs, sched
 from .engine import Engine, Policy, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError
@@ -422,6 +422,16 @@ class Replayer(Policy):
             if addr != MOVED:   # logged beside the call (an accepted connection's addresses)
                 task.write(addr, data)
         path = task.scratch(b"/dev/null\0")
+        if not task.group.free and res not in task.policy_state.fds:
+            # With threads the kernel picks the number when the call returns, maybe after another
+            # thread closed a lower one, which the schedule replays before this call: the
+            # stand-in is put at the primary's number (free: the fd table has it closed).
+            tmp = task.inject(NR_OPENAT, (AT_FDCWD, path, os.O_RDWR | cloexec, 0))
+            if tmp >= 0:
+                pairs.dup_into(task, tmp, res, bool(cloexec))
+                task.emulate(res)
+                call.action = "standin"
+                return
         task.redirect(NR_OPENAT, (AT_FDCWD, path, os.O_RDWR | cloexec, 0))
         call.action = "standin"
 
