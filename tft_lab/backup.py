@@ -410,7 +410,9 @@ class Backup(Replayer):
             idx = (1,)
         args = list(call.args)
         for i in idx:
-            args[i] = self.pids.to_real(args[i])
+            real = self.pids.to_real(args[i])
+            if (real - args[i]) & 0xFFFFFFFF:   # a pid_t: -1 is -1 whatever the upper half holds
+                args[i] = real
         if args != list(call.args):
             task.redirect(call.nr, tuple(args))
 
