@@ -13,6 +13,7 @@ the backup follows the schedule, and after the primary's death its threads go on
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -130,6 +131,24 @@ def test_a_spinning_thread_is_named_not_a_hang(tmp_path, pids_before):
     assert_no_leftovers(pids_before)
 
 
+def test_the_spin_limit_is_set_for_every_supervisor_by_tft_spin_limit(tmp_path, pids_before):
+    """``TFT_SPIN_LIMIT`` reaches the supervisors ``tft run`` starts: the spinner is named after
+    ~1 s, not 10; the run ends with that one refusal (no failover).  A bad value is one line."""
+    spinner = build_program(PROGRAMS / "unreplicable" / "spinner.c", tmp_path / "spinner")
+    started = time.monotonic()
+    p = run_cli(["run", "--heartbeat", "2", "--", spinner], env={**os.environ, "TFT_SPIN_LIMIT": "1"}, timeout=60)
+    assert time.monotonic() - started < 8
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.decode().splitlines()
+    assert len(lines) == 1 and "ran 1 s without a system call" in lines[0], p.stderr
+    for bad in ("0", "soon", "inf"):
+        p = run_cli(["record", "--log", tmp_path / "x.log", "--", spinner], env={**os.environ, "TFT_SPIN_LIMIT": bad})
+        assert p.returncode == 2 and p.stderr.decode().splitlines() == [
+            f"tft: TFT_SPIN_LIMIT={bad!r}: seconds, a positive number"], p.stderr
+        assert not (tmp_path / "x.log").exists()
+    assert_no_leftovers(pids_before)
+
+
 SHARED_VM = r"""
 #define _GNU_SOURCE
 #include <sched.h>
@@ -158,6 +177,59 @@ def test_memory_shared_between_processes_is_refused_in_one_line(tmp_path, pids_b
     lines = rec.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tft: ") and "memory shared between two processes" in lines[0]
     assert_no_leftovers(pids_before)
+
+
+POOL = ("import multiprocessing as mp\nif __name__ == '__main__':\n"
+        "    with mp.get_context('fork').Pool(2) as p:\n        print(p.map(abs, [-1, -2]))\n")
+
+
+@pytest.mark.parametrize("verb", ["record", "run"])
+def test_a_lock_shared_between_processes_is_refused_in_one_line(verb, tmp_path, pids_before):
+    """A process-shared semaphore between a parent and its child (C), and multiprocessing.Pool
+    (whose queues' locks are such semaphores): one line at the first futex call on it, under
+    record and under run (a refusal, not a failover), never a divergence."""
+    sem = build_program(PROGRAMS / "unreplicable" / "shared_sem.c", tmp_path / "shared_sem")
+    assert native([sem], timeout=10).stdout == b"child got it\nparent done\n"
+    for argv in ([sem], [sys.executable, "-c", POOL]):
+        if verb == "record":
+            p = record(argv, tmp_path / "s.log", timeout=TIMEOUT)
+        else:
+            p = run_cli(["run", "--", *argv], timeout=TIMEOUT)
+        assert p.returncode == 2, p.stderr
+        lines = [ln for ln in p.stderr.decode().splitlines() if not ln.startswith("tft: warning:")]
+        assert len(lines) == 1 and "futex on memory shared between processes" in lines[0], p.stderr
+        assert "fail" not in lines[0] and "live" not in lines[0]
+    assert_no_leftovers(pids_before)
+
+
+def test_a_process_shared_semaphore_in_one_process_is_not_refused(tmp_path):
+    """A shared futex is refused only when another process of the program could share it."""
+    src = tmp_path / "one_process_sem.c"
+    src.write_text(ONE_PROCESS_SEM)
+    rec, rep, _ = record_and_replay([build_program(src)], tmp_path, timeout=TIMEOUT)
+    assert rec.returncode == 0 and rec.stdout == b"timed out as expected\n", rec.stderr
+    assert (rep.stdout, rep.returncode) == (rec.stdout, rec.returncode), rep.stderr
+
+
+ONE_PROCESS_SEM = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <time.h>
+int main(void)
+{
+    sem_t *sem = mmap(NULL, sizeof(sem_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sem == MAP_FAILED || sem_init(sem, 1, 0) != 0) return 1;
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_nsec += 10000000;
+    if (t.tv_nsec >= 1000000000) { t.tv_sec++; t.tv_nsec -= 1000000000; }
+    if (sem_timedwait(sem, &t) == -1 && errno == ETIMEDOUT) printf("timed out as expected\n");
+    return 0;
+}
+"""
 
 
 def run_json(argv, tmp_path, *fault) -> tuple:

@@ -174,6 +174,9 @@ def _stop_on_sigterm() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        from .sched import spin_limit_from_env
+
+        spin_limit_from_env()   # a bad TFT_SPIN_LIMIT is said before any file is made
         if args.cmd == "record":
             from .recorder import record
 

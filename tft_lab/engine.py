@@ -132,7 +132,7 @@ class Engine(sched.Scheduling):
     """Runs one program (and its children) under ptrace, asking ``policy`` at every stop."""
 
     def __init__(self, policy: Policy, *, epoch: int = 64, keep_trace: bool = True, cpu: int | None = -1,
-                 spin_limit: float = sched.SPIN_LIMIT):
+                 spin_limit: float | None = None):
         if epoch < 1:
             raise ValueError("epoch length must be at least 1")
         self.policy = policy
@@ -151,7 +151,8 @@ class Engine(sched.Scheduling):
         self.trace_file: EventWriter | None = None   # the event stream, if one was asked for
         self.gate = None         # called after every event while the task is stopped (live stepping)
         self.groups: list[sched.ThreadGroup] = []   # the processes that have had several threads
-        self.spin_limit = spin_limit   # seconds a thread may run without a call while others wait
+        # seconds a thread may run without a call while others wait
+        self.spin_limit = sched.spin_limit_from_env() if spin_limit is None else spin_limit
 
     @contextlib.contextmanager
     def watched(self, events: str | None = None, control_fd: int | None = None, on_fail=None):
@@ -355,7 +356,7 @@ class Engine(sched.Scheduling):
                                        "called clone with CLONE_THREAD; tft record, replay and run support "
                                        "threads)", syscall=call.name)
         elif call.nr == NR_FUTEX:
-            sched.check_futex(call.args[1])
+            sched.check_futex(task, call.args[0], call.args[1])
         elif entry is not None and entry.execs and not task.group.free:
             raise UnsupportedError("execve in a process with several threads is not supported", syscall=call.name)
         return self._decide(task, call)

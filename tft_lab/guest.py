@@ -208,6 +208,9 @@ class Task:
         arrive meanwhile cannot be delivered there: they go to the policy's ``hold_signal``.
         """
         pid = self.pid
+        # The task is back where it was only at the same kind of stop: a seccomp stop (PTRACE_CONT
+        # to it), or a syscall-entry stop (PTRACE_SYSCALL; a call the filter does not trap).
+        at_entry_stop = pt.syscall_info(pid)[0] == pt.SYSCALL_INFO_ENTRY
         regs0 = pt.get_regs(self.pid)
         saved = pt.user_regs_struct.from_buffer_copy(regs0)
         regs0.orig_rax = nr
@@ -221,16 +224,16 @@ class Task:
         saved.rip -= 2          # re-execute the program's own syscall instruction
         saved.rax = saved.orig_rax
         pt.set_regs(pid, saved)
-        pt.resume(pid, 0)
-        self._wait_for(pt.SeccompStop, to_exit=False)
+        pt.resume(pid, 0, to_exit=at_entry_stop)
+        self._wait_for(pt.SeccompStop, to_exit=at_entry_stop)
         return result
 
     def _wait_for(self, wanted: type, to_exit: bool) -> None:
         """Wait for the stop of type ``wanted``, resuming past the others as the task was
-        resumed (``to_exit``).  Resumed with PTRACE_SYSCALL on the way back to the program's
-        own call, the task would stop at its syscall-entry stop before the seccomp stop: taken
-        for the seccomp stop, the call then skipped there came back as a seccomp stop of
-        syscall -1, counted as one more call."""
+        resumed (``to_exit``: PTRACE_SYSCALL).  Resumed with PTRACE_SYSCALL on the way back to
+        a call's seccomp stop, the task would stop at its syscall-entry stop first: taken for
+        the seccomp stop, the call then skipped there came back as a seccomp stop of syscall
+        -1, counted as one more call."""
         while True:
             _, status = os.waitpid(self.pid, pt.WALL)
             stop = pt.decode(self.pid, status)

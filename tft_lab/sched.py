@@ -25,6 +25,7 @@ engine detects it (``Engine.spin_limit``) and stops with an error naming the thr
 from __future__ import annotations
 
 import collections
+import os
 import signal as _signal
 import threading
 import time
@@ -36,8 +37,26 @@ from .errors import DivergenceError, UnsupportedError
 if TYPE_CHECKING:   # the engine imports us; we only name its task type
     from .guest import Task
 
-#: A thread that runs this long without a call while others wait to run is spinning (seconds).
+#: A thread that runs this long without a call while others wait to run is spinning (seconds);
+#: the environment variable ``TFT_SPIN_LIMIT`` sets it for every supervisor of a command.
 SPIN_LIMIT = 10.0
+
+
+def spin_limit_from_env() -> float:
+    """``TFT_SPIN_LIMIT`` (seconds, > 0) if set, else :data:`SPIN_LIMIT`; a bad value is a
+    :class:`~tft_lab.errors.TftError` naming it."""
+    from .errors import TftError
+
+    text = os.environ.get("TFT_SPIN_LIMIT")
+    if text is None:
+        return SPIN_LIMIT
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise TftError(f"TFT_SPIN_LIMIT={text!r}: seconds, a positive number")
+    return value
 
 CLONE_VM = 0x100
 CLONE_VFORK = 0x4000
@@ -53,6 +72,7 @@ POINTS = {"epoch": 0, "block": 1, "exit": 2}
 #: into the futex word, at a time only the primary's kernel knows.
 _FUTEX_PI_OPS = frozenset((6, 7, 8, 11, 12, 13))   # LOCK_PI, UNLOCK_PI, TRYLOCK_PI, *REQUEUE_PI, LOCK_PI2
 _FUTEX_CMD_MASK = 0x7F   # without FUTEX_PRIVATE_FLAG (128) and FUTEX_CLOCK_REALTIME (256)
+FUTEX_PRIVATE_FLAG = 128
 
 
 class ThreadGroup:
@@ -113,12 +133,39 @@ def check_clone(flags: int, name: str) -> None:
                                "processes cannot be replicated (threads can)", syscall=name)
 
 
-def check_futex(op: int) -> None:
-    """Refuse priority-inheritance futexes (PTHREAD_PRIO_INHERIT mutexes): their word is
-    written by the kernel at a moment the replay cannot know."""
+def check_futex(task: "Task", addr: int, op: int) -> None:
+    """Refuse what a futex call cannot make replicable.
+
+    - Priority-inheritance futexes (PTHREAD_PRIO_INHERIT mutexes): their word is written by
+      the kernel at a moment the replay cannot know.
+    - A futex in memory shared with another process (a process-shared lock or semaphore, such
+      as multiprocessing's): the two processes are scheduled apart, so who gets the lock is
+      decided by timing that no log records.  Threads of one process are scheduled as one
+      (:class:`ThreadGroup`); a shared futex (no FUTEX_PRIVATE_FLAG) in a MAP_SHARED mapping,
+      while the program has another process, is the sign of a lock between processes."""
     if op & _FUTEX_CMD_MASK in _FUTEX_PI_OPS:
         raise UnsupportedError("futex on a priority-inheritance lock (a PTHREAD_PRIO_INHERIT mutex) cannot be "
                                "replicated: use a default mutex", syscall="futex")
+    if op & FUTEX_PRIVATE_FLAG or len({t.tgid for t in task.engine.tasks.values()}) < 2:
+        return
+    if _in_shared_mapping(task.pid, addr):
+        raise UnsupportedError("futex on memory shared between processes (a process-shared lock or semaphore, "
+                               "such as multiprocessing's): processes that share memory cannot be replicated "
+                               "(threads can: docs/threads.md)", syscall="futex")
+
+
+def _in_shared_mapping(pid: int, addr: int) -> bool:
+    """Whether ``addr`` lies in a MAP_SHARED mapping of process ``pid`` (its /proc maps)."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                span, perms = line.split(None, 2)[:2]
+                lo, hi = (int(x, 16) for x in span.split("-"))
+                if lo <= addr < hi:
+                    return perms[3] == "s"
+    except OSError:
+        pass
+    return False
 
 
 class Schedule:
@@ -244,7 +291,8 @@ class Scheduling:
         raise UnsupportedError(
             f"thread {t.vpid} of process {spinner.leader.vpid} ran {self.spin_limit:g} s without a system call "
             f"while thread(s) {waiting} waited to run: a thread that spins on memory cannot be replicated "
-            "(threads are switched only at system calls: docs/threads.md)", pid=t.vpid, seq=t.seq)
+            "(threads are switched only at system calls: docs/threads.md; a longer limit: TFT_SPIN_LIMIT=SECONDS)",
+            pid=t.vpid, seq=t.seq)
 
 
 class _SpinAlarm(Exception):

@@ -286,6 +286,9 @@ def judge(w: Workload) -> dict:
         checks[name] = {"status": status or ("fail" if diffs else "pass"), "detail": "; ".join(diffs)}
 
     try:
+        if w.refused:
+            _judge_refusal(w, b, put)
+            return {"workload": w.name, "checks": checks, "times": times}
         native: dict[str, Shown] = {}
         folders: dict[str, dict] = {}
         for kind in ("file", "pipe"):
@@ -355,6 +358,23 @@ def judge(w: Workload) -> dict:
         b.close()
     checks.setdefault("clean", {"status": "fail", "detail": "; ".join(b.problems) or "harness error"})
     return {"workload": w.name, "checks": checks, "times": times}
+
+
+def _judge_refusal(w: Workload, b: "Bench", put) -> None:
+    """A workload tft must refuse: ``tft record`` and ``tft run`` each stop it with the one line
+    (exit 2; a refusal, not a failover).  Every check is then ``refused``, or ``fail`` if either
+    did anything else; ``clean`` as for any workload."""
+    diffs, said = [], ""
+    for verb in ("record", "run"):
+        b.fresh()
+        args = ["record", "--log", b.logs / "refused.log"] if verb == "record" else ["run", "--heartbeat", HEARTBEAT]
+        got = b.tft([*args, "--", *w.argv], "file", verb)
+        said = _tft_error(got)
+        if got.status != 2 or w.refused not in said:
+            diffs.append(f"{verb}: status {got.status}, expected the refusal {w.refused!r}: {said or _short(got.stderr)}")
+    for check in CHECKS[:-1]:
+        put(check, diffs or [said], None if diffs else "refused")
+    put("clean", b.problems)
 
 
 def _read_json(p: Path) -> dict:

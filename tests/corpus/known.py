@@ -41,12 +41,12 @@ Classes found by this corpus (reproductions run in an empty folder, tft = .venv/
     next intercepted event is an ``rdtsc``: ``replay diverged: the program read the
     time-stamp counter where the log has nothing more for this process [rdtsc]``
     (workload ``py-os-fork-wait``, ``--fault primary@280`` of 560).
-18. Memory shared between processes is not detected: ``multiprocessing.Pool`` keeps its
+18. Memory shared between processes was not detected: ``multiprocessing.Pool`` keeps its
     semaphores in a ``MAP_SHARED`` mapping that the parent and its workers share; the
-    workers' futex calls on it differ on replay (``replay diverged: the log has
-    futex(0x7ffff7fbd000, 265) at seq 17, the program called read(3, ...)``).  Workload
-    ``py-mp-pool``; ``tft record -- python3 -c 'import multiprocessing as mp; ...Pool(2)...'``.
-    Threads are replicated (docs/threads.md), processes sharing memory are not.
+    workers' futex calls on it differed on replay (``replay diverged: the log has
+    futex(0x7ffff7fbd000, 265) at seq 17, the program called read(3, ...)``).  Now refused
+    in one line at the first such futex call (``futex on memory shared between processes``;
+    tests/test_threads.py), and ``py-mp-pool`` is a workload tft must refuse.
 
 Also seen, not marked (load-dependent): twice in ~150 fault-free ``tft run`` of a
 loaded machine (load average 10 on 2 cores) the outcome was ``failover`` with no
@@ -63,12 +63,7 @@ from fnmatch import fnmatchcase
 
 # Every single-threaded workload passes every check.  A new entry looks like
 # ("unshare-r", "fault-50"): "class 10: after a failover the user namespace has no uid map".
-KNOWN: dict[tuple[str, str], str] = {
-    ("py-mp-pool", "replay-*"): "new class 18: memory shared between processes (multiprocessing's "
-                                "semaphores): the replay diverges",
-    ("py-mp-pool", "run-*"): "new class 18: memory shared between processes: the backup diverges (flaky)",
-    ("py-mp-pool", "fault-*"): "new class 18: memory shared between processes: the backup diverges (flaky)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def known_reason(workload: str, check: str) -> str:

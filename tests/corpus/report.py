@@ -91,8 +91,10 @@ def markdown(table: list[dict]) -> str:
         f"{full} of {len(single)} single-threaded workloads pass every check, {but_clean} every check but "
         "`clean`; "
         f"{sum(all(r[c] == 'pass' for c in CHECKS) for r in table if r['threaded'])} of "
-        f"{sum(1 for r in table if r['threaded'])} threaded ones pass every check.  Times are wall seconds "
-        "of one run (stdout a file): native, `tft record`, `strace -f`.",
+        f"{sum(1 for r in table if r['threaded'])} threaded ones pass every check"
+        + "".join(f", {r['workload']} is refused as it must be (a `refused` check: tft's one-line refusal "
+                  "under record and run)" for r in table if r["replay-file"] == "refused")
+        + ".  Times are wall seconds of one run (stdout a file): native, `tft record`, `strace -f`.",
         "",
         "| workload | kind | replay file | replay pipe | run file | run pipe | fault 10 | fault 50 | fault 90 "
         "| clean | native s | record s | strace s | known |",

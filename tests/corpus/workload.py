@@ -57,6 +57,9 @@ class Workload:
     """Seconds any single run of it may take before it counts as hung."""
     note: str = ""
     """What it exercises, for the table."""
+    refused: str = ""
+    """Words of the one-line refusal tft must give it (record and run), for a program tft_lab
+    cannot replicate and says so; "" (most): it must pass every check."""
 
     def prepare(self, folder: Path) -> None:
         """Fill the (empty, existing) ``folder``: files, then ``setup``, then fixed mtimes."""
@@ -80,7 +83,7 @@ REGISTRY: dict[str, Workload] = {}
 def workload(name: str, command: Command, *, kind: str, files: Mapping[str, Union[str, bytes]] | None = None,
              setup: Callable[[Path], None] | None = None, normalise: Normaliser | None = None,
              compare_files: str = "exact", threaded: bool = False, timeout: float = 60.0,
-             note: str = "") -> Workload:
+             note: str = "", refused: str = "") -> Workload:
     """Declare a corpus workload (see :class:`Workload` for each field) and register it.
 
     ``command`` is an argv list, or a string run as ``bash -c STRING``.  Raises
@@ -91,7 +94,8 @@ def workload(name: str, command: Command, *, kind: str, files: Mapping[str, Unio
     if compare_files not in ("exact", "names", "none"):
         raise ValueError(f"compare_files must be exact, names or none, not {compare_files!r}")
     argv = ("/bin/bash", "-c", command) if isinstance(command, str) else tuple(command)
-    w = Workload(name, argv, kind, dict(files or {}), setup, normalise, compare_files, threaded, timeout, note)
+    w = Workload(name, argv, kind, dict(files or {}), setup, normalise, compare_files, threaded, timeout, note,
+                 refused)
     REGISTRY[name] = w
     return w
 

@@ -310,7 +310,8 @@ _py("py-concurrent-futures", "from concurrent.futures import ThreadPoolExecutor\
     note="ThreadPoolExecutor")
 _py("py-mp-pool", "import multiprocessing as mp\nif __name__ == '__main__':\n"
     "    with mp.get_context('fork').Pool(2) as p:\n        print(p.map(abs, [-1, -2]))\n", threaded=True,
-    note="multiprocessing.Pool runs helper threads")
+    note="multiprocessing.Pool: helper threads, and locks in memory shared by its processes (refused)",
+    refused="futex on memory shared between processes")
 _py("py-http-server", "import http.server, threading, urllib.request\n"
     "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler)\n"
     "threading.Thread(target=s.serve_forever, daemon=True).start()\n"
