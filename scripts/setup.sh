@@ -11,6 +11,7 @@ command -v strace >/dev/null || need_apt+=(strace)
 command -v ip >/dev/null || need_apt+=(iproute2)      # the two-host tests make network namespaces
 command -v pgrep >/dev/null || need_apt+=(procps)     # the demo finds the primary's supervisor
 command -v etcd >/dev/null || need_apt+=(etcd-server) # tft run --arbiter: its tests start a private etcd
+command -v memcached >/dev/null || need_apt+=(memcached) # a threaded Debian server: tests/test_threaded_server.py
 # The everyday-programs corpus (tests/corpus) runs these unmodified: COMMAND:PACKAGE.
 for p in sqlite3:sqlite3 lua5.4:lua5.4 jq:jq tclsh:tcl zstd:zstd busybox:busybox file:file make:make \
          git:git curl:curl xz:xz-utils bzip2:bzip2 perl:perl; do

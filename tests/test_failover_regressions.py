@@ -292,7 +292,8 @@ def test_only_the_programs_own_proc_state_is_its_own():
     assert own_proc_path(task, "/proc/self/uid_map") == "/proc/self/uid_map"
     assert own_proc_path(task, "/proc/thread-self/comm") == "/proc/thread-self/comm"
     assert own_proc_path(task, "/proc/1000/oom_score_adj") == "/proc/2000/oom_score_adj"
-    assert own_proc_path(task, "/proc/1001/task/1001/comm") == "/proc/2001/task/1001/comm"
+    assert own_proc_path(task, "/proc/1001/task/1001/comm") == "/proc/2001/task/2001/comm"
+    assert own_proc_path(task, "/proc/self/task/1001/comm") == "/proc/self/task/2001/comm"   # a thread named by another
     assert own_proc_path(task, "/proc/self/fd/1") is None             # the program's stdout: output
     assert own_proc_path(task, "/proc/1000/task/1000/fd/3") is None
     assert own_proc_path(task, "/proc/self/cwd/out.txt") is None

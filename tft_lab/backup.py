@@ -349,6 +349,9 @@ class Backup(Replayer):
                 # This one went live on its own (an exec the primary never reported): the others
                 # must not stay parked, it may be waiting for them (a pipe, a wait).
                 self._go_live_all(current=None)
+            if self._made_already(task, call):
+                call.rec = self.next_record(task, call)
+                return super().on_entry(task, call)   # answered from the dead primary's record
             return self.live_entry(task, call)
         if not task.policy_state.before:
             if call.name in ("wait4", "waitid") and self._replay_reap(task, call):
@@ -360,6 +363,15 @@ class Backup(Replayer):
             self.in_flight.account(task, call)
             if call.entry is not None and call.entry.kills and call.result == 0:
                 self._account_kill(task, call)
+
+    def _made_already(self, task: Task, call: Call) -> bool:
+        """A thread the schedule held at this call's entry when its process went live: the dead
+        primary made the call (its record came) before it died.  It is answered from that
+        record, once, as a fresh backup replaying this replica's log will answer it; made again
+        live, it would be logged twice."""
+        q = self.streams[task.vpid].q
+        return (task.group is not None and call.rec is None and bool(q) and q[0].type == "sys"
+                and q[0]["seq"] == call.seq)
 
     def _exited(self, vpid: int) -> bool:
         stream = self.streams.get(vpid)
@@ -422,7 +434,9 @@ class Backup(Replayer):
             idx = (1,)
         args = list(call.args)
         for i in idx:
-            args[i] = self.pids.to_real(args[i])
+            real = self.pids.to_real(args[i])
+            if (real - args[i]) & 0xFFFFFFFF:   # a pid_t: -1 is -1 whatever the upper half holds
+                args[i] = real
         if args != list(call.args):
             task.redirect(call.nr, tuple(args))
 
@@ -488,7 +502,7 @@ class Backup(Replayer):
     def on_exit(self, task: Task, call: Call) -> None:
         if call.note == "reap":
             return self._reaped(task, call)
-        if not self.is_live(task):
+        if not self.is_live(task) or call.rec is not None:   # (a live call has no record)
             return super().on_exit(task, call)
         res = signed(call.result)
         if call.note in (redo.UNCERTAIN, redo.DONE):

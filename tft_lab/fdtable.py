@@ -272,21 +272,27 @@ _PROC_LINKS = frozenset(("fd", "cwd", "root", "exe", "map_files"))
 def proc_here(task, path: str) -> str | None:
     """If ``path`` is under the ``/proc`` entry of one of the program's own processes —
     ``/proc/self``, ``/proc/thread-self``, or ``/proc/<pid>`` for a pid of the program (the
-    primary's pid: the one the program knows) — the same path for this replica's process;
-    else None (not under ``/proc``, or another process's entry: the outside world)."""
+    primary's pid: the one the program knows), a thread's ``task/<tid>`` under it too — the same
+    path for this replica's process and thread; else None (not under ``/proc``, or another
+    process's entry: the outside world)."""
     if not path.startswith("/proc/"):
         return None
     parts = path.split("/")
     who = parts[2]
-    if who in ("self", "thread-self"):
-        return path
-    if not who.isdigit():
-        return None
-    real = next((t.pid for t in task.engine.tasks.values() if t.vpid == int(who)), None)
-    if real is None:
-        return None
-    parts[2] = str(real)
+    if who not in ("self", "thread-self"):
+        if not who.isdigit() or (real := _real_id(task, who)) is None:
+            return None
+        parts[2] = real
+    if len(parts) > 4 and parts[3] == "task" and parts[4].isdigit():
+        # /proc/self/task/<tid>: glibc names another thread so (pthread_setname_np), with the
+        # tid pthread_t holds: the primary's.
+        parts[4] = _real_id(task, parts[4]) or parts[4]
     return "/".join(parts)
+
+
+def _real_id(task, vid: str) -> str | None:
+    """This replica's pid or tid for the primary's ``vid`` (a process or thread of the program)."""
+    return next((str(t.pid) for t in task.engine.tasks.values() if t.vpid == int(vid)), None)
 
 
 def own_proc_path(task, path: str) -> str | None:

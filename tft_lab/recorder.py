@@ -355,8 +355,8 @@ def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=Non
     live stepper pauses the program after every event (see :mod:`tft_lab.control`).
 
     ``spin_limit``: seconds a thread may run without a system call while other threads of its
-    process wait to run before the recording stops with an error naming it (default
-    :data:`~tft_lab.engine.SPIN_LIMIT`).
+    process wait to run before the recording stops with an error naming it (default:
+    ``TFT_SPIN_LIMIT`` from the environment, else :data:`~tft_lab.sched.SPIN_LIMIT`).
 
     ``keep_going``: if the log cannot be written (a full disk), the program goes on to its end
     unrecorded instead of being stopped (``engine.policy.sink.lost`` then says why the log is
@@ -368,9 +368,7 @@ def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=Non
     find_program(argv, env, cwd)   # a clear error before the log is created
     writer = _log.LogWriter(log_path, keep_going=keep_going)
     engine = Engine(Recorder(writer, small_log=small_log, record_env=record_env), epoch=epoch,
-                    keep_trace=keep_trace)
-    if spin_limit is not None:
-        engine.spin_limit = spin_limit
+                    keep_trace=keep_trace, spin_limit=spin_limit)
     with engine.watched(events, control_fd):
         try:
             engine.start(argv, env=env, cwd=cwd)

@@ -40,7 +40,7 @@ from typing import Iterable, Iterator
 
 from . import fdtable
 from . import log as _log
-from . import sched
+from . import pairs, sched
 from .engine import Engine, Policy, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError
@@ -225,8 +225,12 @@ class Replayer(Policy):
             task.rewind()
             return
         entry = call.entry
-        if entry is not None and entry.blocks and not call.switched and not task.group.free:
-            call.switched = True   # a switch point: the thread the log runs here, if another
+        if entry is not None and entry.blocks and call.rec is None and not task.group.free:
+            # A switch point: the thread the log runs here, if another.  Asked again when the
+            # schedule comes back to a call it left undecided here: a replica that went live
+            # with this thread held at this entry made the call live then, and it switched
+            # again at this same point (the log's next switch says so; else it runs on).
+            call.switched = True
             nxt = self.next_thread(task, "block")
             if nxt is not task:
                 task.yield_to(nxt)
@@ -418,6 +422,16 @@ class Replayer(Policy):
             if addr != MOVED:   # logged beside the call (an accepted connection's addresses)
                 task.write(addr, data)
         path = task.scratch(b"/dev/null\0")
+        if not task.group.free and res not in task.policy_state.fds:
+            # With threads the kernel picks the number when the call returns, maybe after another
+            # thread closed a lower one, which the schedule replays before this call: the
+            # stand-in is put at the primary's number (free: the fd table has it closed).
+            tmp = task.inject(NR_OPENAT, (AT_FDCWD, path, os.O_RDWR | cloexec, 0))
+            if tmp >= 0:
+                pairs.dup_into(task, tmp, res, bool(cloexec))
+                task.emulate(res)
+                call.action = "standin"
+                return
         task.redirect(NR_OPENAT, (AT_FDCWD, path, os.O_RDWR | cloexec, 0))
         call.action = "standin"
 

@@ -47,6 +47,15 @@ Classes found by this corpus (reproductions run in an empty folder, tft = .venv/
     futex(0x7ffff7fbd000, 265) at seq 17, the program called read(3, ...)``).  Now refused
     in one line at the first such futex call (``futex on memory shared between processes``;
     tests/test_threads.py), and ``py-mp-pool`` is a workload tft must refuse.
+19. Bytes in flight between two processes of the program are lost at a failover: the
+    live replica connects the two ends again (a fresh socket), but what one end had
+    written and the other not yet read was in the dead primary's kernel.  Workload
+    ``memcached-t2`` (its client is a bash in the program): killed while bash reads the
+    reply to ``get greeting``, the rest of the reply never comes and bash waits forever
+    (``--fault primary@1130`` of ~1260; 3 of 5 points near the end).  A client outside
+    the program (tests/test_threaded_server.py) reconnects and loses nothing it was
+    told was stored.  The fix: at go-live, write into the fresh connection what the log
+    says one end wrote and the other has not read.
 
 Also seen, not marked (load-dependent): twice in ~150 fault-free ``tft run`` of a
 loaded machine (load average 10 on 2 cores) the outcome was ``failover`` with no
@@ -63,7 +72,11 @@ from fnmatch import fnmatchcase
 
 # Every single-threaded workload passes every check.  A new entry looks like
 # ("unshare-r", "fault-50"): "class 10: after a failover the user namespace has no uid map".
-KNOWN: dict[tuple[str, str], str] = {}
+KNOWN: dict[tuple[str, str], str] = {
+    ("memcached-t2", "fault-90"): "new class 19: bytes in flight between two processes of the program are lost "
+                                  "at a failover (the client waits forever) (flaky: it depends on where the fault falls)",
+    ("memcached-t2", "clean"): "new class 19: the hung fault-90 run is killed, its folder left behind (flaky)",
+}
 
 
 def known_reason(workload: str, check: str) -> str:

@@ -289,6 +289,12 @@ workload("busybox-httpd", "mkdir www; echo hello-web > www/index.html; "
          "for i in $(seq 100); do busybox wget -qO- http://127.0.0.1:$CORPUS_PORT/ 2>/dev/null && break; sleep 0.05; done; "
          "kill $s; wait $s; echo stopped", kind="server", compare_files="names",
          note="busybox httpd -f (forks per request) and busybox wget")
+workload("memcached-t2", "memcached -t 2 -U 0 -l 127.0.0.1 -p $CORPUS_PORT -A $([ $EUID = 0 ] && echo -u root) & s=$!; "
+         "for i in $(seq 200); do { exec 3<>/dev/tcp/127.0.0.1/$CORPUS_PORT; } 2>/dev/null && break; sleep 0.05; done; "
+         "printf 'set greeting 0 0 5\\r\\nhello\\r\\nget greeting\\r\\nget absent\\r\\n' >&3; "
+         "n=0; while read -r line <&3; do echo \"$line\"; [ \"$line\" = $'END\\r' ] && n=$((n+1)); [ $n = 2 ] && break; done; "
+         "printf 'shutdown\\r\\n' >&3; cat <&3; wait $s; echo status=$?", kind="server", threaded=True,
+         note="memcached with 2 worker threads (and its maintenance threads); a client on bash's /dev/tcp")
 
 # --- namespaces -------------------------------------------------------------------------------------
 
