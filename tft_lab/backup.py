@@ -149,14 +149,14 @@ class _Pump(threading.Thread):
                     self.q.put(("end", None))
                     return
                 n += 1
-                _log.decode_frame(frame)   # a bad frame fails here, before it is acknowledged
+                payload = _log.check_frame(frame)   # a bad frame fails here, before it is acknowledged
                 if self.history is not None:
                     self.history.append(frame)
                 with self.room:
                     while self.held >= BACKLOG_BYTES:
                         self.room.wait()
                     self.held += len(frame)
-                self.q.put(("frame", frame))
+                self.q.put(("frame", payload))
                 self.receiver.ack(n)
         except (TftError, OSError, ValueError) as e:
             self.q.put(("failed", e))
@@ -168,9 +168,12 @@ class _Pump(threading.Thread):
         if kind != "frame":
             return kind, item
         with self.room:
-            self.held -= len(item)
+            self.held -= len(item) + _log.FRAME_HEAD   # its frame's length, as counted in
             self.room.notify()
-        return "rec", _log.decode_frame(item)
+        try:
+            return "rec", _log.decode_payload(item)
+        except (TftError, ValueError) as e:   # sound frame, unsound record: the primary's log is corrupt
+            return "failed", e
 
 
 class Backup(Replayer):

@@ -44,6 +44,7 @@ MAX_FRAME = 64 << 20
 MAX_HEADER = 4 << 20
 MAX_BLOBS = 32
 _FRAME = struct.Struct("<II")
+FRAME_HEAD = _FRAME.size   # a frame's bytes before its payload (length, checksum)
 _JLEN = struct.Struct("<I")
 _SYS = struct.Struct("<iqiqBBB")      # pid, seq, nr, res, nargs, nouts, has_oseq
 _Q = struct.Struct("<Q")
@@ -544,8 +545,9 @@ def read_log(path: str | os.PathLike) -> list[Record]:
     return list(LogReader(path))
 
 
-def decode_frame(frame: bytes) -> Record:
-    """Check and decode one frame as :func:`encode` made it (a record received over a channel)."""
+def check_frame(frame: bytes) -> bytes:
+    """The payload of one frame as :func:`encode` made it, its length and checksum checked
+    (a record received over a channel); :class:`LogError` if they do not hold."""
     if len(frame) < _FRAME.size:
         raise LogError("record frame too short")
     length, crc = _FRAME.unpack_from(frame)
@@ -554,4 +556,9 @@ def decode_frame(frame: bytes) -> Record:
         raise LogError("record frame length does not match")
     if zlib.crc32(payload) != crc:
         raise LogError("record frame is corrupt (checksum mismatch)")
-    return decode_payload(payload)
+    return payload
+
+
+def decode_frame(frame: bytes) -> Record:
+    """Check and decode one frame as :func:`encode` made it."""
+    return decode_payload(check_frame(frame))
