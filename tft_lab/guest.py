@@ -28,7 +28,7 @@ class Call:
     """One intercepted system call of one task, from its entry stop to its completion."""
 
     __slots__ = ("nr", "name", "args", "entry", "seq", "to_exit", "saved_args", "action", "result",
-                 "emulated", "rec", "oseq", "note", "parked", "wait_ns", "rewound", "redo", "yielded", "switched")
+                 "emulated", "rec", "oseq", "note", "parked", "wait_ns", "rewound", "redo", "yielded")
 
     def __init__(self, nr: int, args: tuple, seq: int):
         self.nr = nr
@@ -49,7 +49,6 @@ class Call:
         self.rewound = False
         self.redo = False
         self.yielded: Task | None = None   # the thread the logged schedule runs before this call
-        self.switched = False              # its switch point is passed (the schedule was asked)
 
     @property
     def cls(self) -> str:
@@ -150,7 +149,6 @@ class Task:
         """At the entry of a blocking call, undecided: the schedule runs ``other`` first; this
         call is decided again (``Policy.on_entry``) when this thread is scheduled."""
         self.call.yielded = other
-        self.call.switched = True
 
     def park(self) -> None:
         """Keep the task stopped at this entry until the policy calls ``engine.retry(task)``."""

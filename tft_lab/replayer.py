@@ -230,7 +230,6 @@ class Replayer(Policy):
             # schedule comes back to a call it left undecided here: a replica that went live
             # with this thread held at this entry made the call live then, and it switched
             # again at this same point (the log's next switch says so; else it runs on).
-            call.switched = True
             nxt = self.next_thread(task, "block")
             if nxt is not task:
                 task.yield_to(nxt)
