@@ -282,7 +282,7 @@ class Lease:
                 return
             try:
                 ttl = self.client.keepalive(self.id, timeout=max(0.05, min(period, self.deadline - sent)))
-            except ArbiterError as e:
+            except ArbiterError:
                 continue   # tried again at the next period; expired() fences meanwhile if need be
             if ttl <= 0:
                 self._lose("etcd says its lease is gone (expired or revoked)")
