@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from pathlib import Path
 
 import pytest
 
