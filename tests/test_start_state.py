@@ -25,11 +25,17 @@ SHOW = ["python3", "-S", "-c",
 
 
 def _inheriting(argv, *, block=(signal.SIGUSR1,), ignore=(signal.SIGHUP, signal.SIGINT), cwd=None):
-    """Run ``argv`` as a child that starts with ``block`` blocked and ``ignore`` ignored."""
+    """Run ``argv`` as a child that starts with ``block`` blocked and ``ignore`` ignored, and
+    nothing else (whatever the test run inherited: a job started with ``&`` from a script
+    ignores SIGINT and SIGQUIT)."""
     def prepare():
-        for sig in ignore:
-            signal.signal(sig, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_BLOCK, block)
+        for sig in signal.valid_signals():
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(sig, signal.SIG_IGN if sig in ignore else signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass   # one the C library keeps for itself
+        signal.pthread_sigmask(signal.SIG_SETMASK, block)
     return subprocess.run(argv, preexec_fn=prepare, capture_output=True, timeout=60, cwd=cwd,
                           stdin=subprocess.DEVNULL)
 
