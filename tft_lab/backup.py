@@ -645,9 +645,8 @@ class Backup(Replayer):
 
     def _relay_news(self, task: Task) -> None:
         """Put the fresh backup's progress in the trace (catch-up start, caught up, lost)."""
-        news = self.relay.news()
-        if news is not None:
-            self.engine.emit(task, "reintegration", news[0], news[1], 0, "event", "live")
+        for name, text in self.relay.news():
+            self.engine.emit(task, "reintegration", name, text, 0, "event", "live")
 
     def reconcile(self, task: Task) -> None:
         """Rebuild what the primary's kernel had for this process.  Precondition: at a syscall entry."""

@@ -23,6 +23,7 @@ A policy never imports the channel: ``get_sender`` is handed in (by :mod:`tft_la
 """
 from __future__ import annotations
 
+import collections
 import os
 import struct
 import threading
@@ -115,7 +116,7 @@ class Relay:
         self.caught_up_ns: int | None = None
         self.fresh_backups = 0
         self._thread: threading.Thread | None = None
-        self._reported = "alone"   # the last state the trace was told (see :meth:`news`)
+        self._events: collections.deque[str] = collections.deque()   # transitions the trace has not been told
 
     # -- the fresh backup --------------------------------------------------------------
     def start(self) -> None:
@@ -139,6 +140,7 @@ class Relay:
         self.fresh_backups += 1
         self.started_ns = time.monotonic_ns()
         self.state = "catching-up"
+        self._events.append("catch-up")
         try:
             fd = os.open(h.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
@@ -173,32 +175,37 @@ class Relay:
             self.history.follower = None
         self.lost = err
         self.state = "alone"
+        self._events.append("backup-lost")
         sender, self.backup_sender = self.backup_sender, None
         if sender is not None:
             sender.abort()
 
-    def news(self) -> tuple[str, str] | None:
-        """The trace's event (its call name and text) if the state changed since the last call:
-        ``catch-up`` (a fresh backup started), ``caught-up`` (it acknowledged the whole
-        history), ``backup-lost``.  Called from the supervisor's thread, which writes the trace."""
+    def news(self) -> list[tuple[str, str]]:
+        """The trace's events (call name and text) since the last call, in order: ``catch-up``
+        (a fresh backup started), ``caught-up`` (it acknowledged the whole history),
+        ``backup-lost``.  Every transition is told once, however quickly they followed each
+        other (a short history is caught up between two calls of the program).  Called from
+        the supervisor's thread, which writes the trace."""
         if self.state == "catching-up" and self.history.follower is not None:
             sender = self.backup_sender
             if sender is not None and sender.acked >= self.history_frames:
                 self.caught_up_ns = time.monotonic_ns()
                 self.state = "caught-up"
-        if self.state == self._reported:
-            return None
-        self._reported = self.state
-        if self.state == "catching-up":
-            news = "catch-up", "a fresh backup replays the log from the start: unprotected until it has it"
-        elif self.state == "caught-up":
-            ms = (self.caught_up_ns - self.started_ns) / 1e6
-            news = "caught-up", f"the fresh backup has all {self.history_frames} records after {ms:.0f} ms: protected"
-        else:
-            news = "backup-lost", f"the fresh backup is lost ({self.lost}): unprotected"
-        if self.warn is not None:
-            self.warn(news[1])
-        return news
+                self._events.append("caught-up")
+        told = []
+        while self._events:
+            event = self._events.popleft()
+            if event == "catch-up":
+                text = "a fresh backup replays the log from the start: unprotected until it has it"
+            elif event == "caught-up":
+                ms = (self.caught_up_ns - self.started_ns) / 1e6
+                text = f"the fresh backup has all {self.history_frames} records after {ms:.0f} ms: protected"
+            else:
+                text = f"the fresh backup is lost ({self.lost}): unprotected"
+            if self.warn is not None:
+                self.warn(text)
+            told.append((event, text))
+        return told
 
     def summary(self) -> dict:
         """For the supervisor's result: fresh backups started, the last one's catch-up time."""
