@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import stat
 import struct
 import time
 
@@ -68,17 +69,47 @@ def share(task: Task, fd: int, info: fdtable.Fd, rebuilt: dict, tasks) -> bool:
 
 def reopen(task: Task, fd: int, info: fdtable.Fd) -> str:
     """A file the primary had open: opened again here (create and truncate dropped), at its
-    offset unless appending, on the same fd.  Returns a note."""
+    offset unless appending, on the same fd.  Returns a note.
+
+    A FIFO is opened without waiting for its other end (which may have been in the dead
+    primary's kernel, and never come: valgrind's vgdb FIFO, opened non-blocking and then
+    made blocking), then given the status flags it had; a write end with no reader yet is
+    opened read-write, which never waits."""
     flags = info.flags & ~(fdtable.O_CREAT | fdtable.O_TRUNC | fdtable.O_EXCL)
     path_addr = task.scratch(info.path.encode(errors="surrogateescape") + b"\0")
-    tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags, 0))
+    fifo = _is_fifo(task, info.path)
+    note = ""
+    if fifo:
+        tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags | os.O_NONBLOCK, 0))
+        if tmp == -errno.ENXIO:
+            tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags & ~fdtable.O_ACCMODE | os.O_RDWR | os.O_NONBLOCK, 0))
+            note = " (read-write: no reader yet)"
+        if tmp >= 0 and not flags & os.O_NONBLOCK:
+            task.inject(_NR_FCNTL, (tmp, fdtable.F_SETFL, flags & fdtable.SETFL_MASK))
+    else:
+        tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags, 0))
     if tmp < 0:
         raise DivergenceError(f"cannot reopen {info.path}: {os.strerror(-tmp)}")
+    if fifo:
+        pairs.dup_into(task, tmp, fd, info.cloexec)
+        info.standin = False
+        return f"fd {fd}: reopened the FIFO {info.path}{note}"
     if not info.flags & fdtable.O_APPEND:
         task.inject(NR["lseek"], (tmp, info.offset, fdtable.SEEK_SET))
     pairs.dup_into(task, tmp, fd, info.cloexec)
     info.standin = False
     return f"fd {fd}: reopened {info.path} at offset {info.offset}"
+
+
+_NR_FCNTL = number("fcntl")
+
+
+def _is_fifo(task: Task, path: str) -> bool:
+    """Whether ``path`` (relative: to ``task``'s working directory) is a FIFO here."""
+    try:
+        return stat.S_ISFIFO(os.stat(os.path.join(f"/proc/{task.pid}/cwd", path)).st_mode)
+    except OSError:
+        return False
 
 
 def relisten(task: Task, fd: int, info: fdtable.Fd) -> str:
