@@ -497,7 +497,7 @@ class Backup(Replayer):
                 self.reconcile(t)
         finally:
             self.stopped = []
-        self.in_flight.refill_pipes(self.engine.tasks.values(), self.warn)
+        self.in_flight.refill(self.engine.tasks.values(), self.warn)
         for t in tasks:
             if t is not current and t.pid in self.engine.tasks:
                 self.engine.retry(t)

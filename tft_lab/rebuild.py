@@ -55,7 +55,7 @@ def share(task: Task, fd: int, info: fdtable.Fd, rebuilt: dict, tasks) -> bool:
         if ofd != fd:
             task.inject(NR["dup3"], (ofd, fd, fdtable.O_CLOEXEC if info.cloexec else 0))
         return True
-    pidfd = task.inject(NR["pidfd_open"], (owner.pid, 0))
+    pidfd = task.inject(NR["pidfd_open"], (owner.tgid, 0))   # (a thread's own id names no process)
     if pidfd < 0:
         return False
     tmp = task.inject(NR["pidfd_getfd"], (pidfd, ofd, 0))
