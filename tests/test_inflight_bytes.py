@@ -63,3 +63,20 @@ def test_the_reader_gets_exactly_the_rest(inflight, tmp_path, mode):
     assert re.sub(r"tft: .*\n", "", backup) == REST, backup
     assert "reset" not in backup and "could not" not in backup, backup
     assert "put back 16 bytes" in backup or "(16 bytes in flight put back)" in backup, backup
+
+
+def test_a_socket_set_up_halfway_is_created_again(inflight, tmp_path):
+    # Found with memcached-t2 at fault-90 (the fault fell in memcached's start, between its
+    # socket's bind and listen): the stand-in was reset, the live listen failed (EINVAL) and
+    # the client never connected.  Cut before the guest's listen: its socket, bound to port 0,
+    # must come back bound, so that the live listen and the rest of the program work.
+    log = tmp_path / "rec.log"
+    rec = record([inflight, "tcp"], str(log), cwd=str(tmp_path), timeout=TIMEOUT)
+    assert rec.returncode == 0, rec.stderr
+    records = _log.read_log(str(log))
+    listen = TABLE["listen"].x64
+    cut = next(i for i, r in enumerate(records) if r.type == "sys" and r["nr"] == listen)
+    backup, res = backup_fed(_frames(records, lambda _: cut), str(tmp_path))
+    assert res["outcome"] == "live", backup
+    assert re.sub(r"tft: .*\n", "", backup) == WANT, backup
+    assert "socket created again, bound to 127.0.0.1:0" in backup and "reset" not in backup, backup

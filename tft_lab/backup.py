@@ -673,7 +673,9 @@ class Backup(Replayer):
                     else:
                         self.rebuilt[peer[0].policy_state.fds[peer[1]].desc] = peer
                     notes.append(note)
-                elif info.kind in ("conn", "socket", "dead") and (info.standin or rebuilt):
+                elif info.kind == "socket" and (info.standin or rebuilt):
+                    notes.append(rebuild.resocket(task, fd, info))
+                elif info.kind in ("conn", "dead") and (info.standin or rebuilt):
                     rebuild.reset(task, fd, info)
                     notes.append(f"fd {fd}: connection reset")
                 else:
