@@ -80,3 +80,22 @@ def test_a_socket_set_up_halfway_is_created_again(inflight, tmp_path):
     assert res["outcome"] == "live", backup
     assert re.sub(r"tft: .*\n", "", backup) == WANT, backup
     assert "socket created again, bound to 127.0.0.1:0" in backup and "reset" not in backup, backup
+
+
+def test_a_signal_a_thread_raised_is_delivered_after_the_failover(tmp_path):
+    # memcached-t2's other hang: its worker thread raise()s SIGINT on "shutdown" (a tgkill to
+    # itself), whose handler tells the main loop to stop.  The tgkill's record left the primary
+    # at once (an output), the delivery's not: the primary died in between.  The signal was owed
+    # to the process's first thread, the backup went live with the worker and never delivered
+    # it: memcached never stopped, its client waited for it forever.
+    guest = str(build_program("thr_raise"))
+    log = tmp_path / "rec.log"
+    rec = record([guest], str(log), cwd=str(tmp_path), timeout=TIMEOUT)
+    assert rec.returncode == 0 and rec.stdout == b"stopped\n", rec.stderr
+    records = _log.read_log(str(log))
+    tgkill = TABLE["tgkill"].x64
+    cut = 1 + next(i for i, r in enumerate(records) if r.type == "sys" and r["nr"] == tgkill)
+    assert any(r.type == "sig" for r in records[cut:])   # the delivery, cut off
+    backup, res = backup_fed(_frames(records, lambda _: cut), str(tmp_path))
+    assert res["outcome"] == "live", backup
+    assert "stopped\n" in backup and "SIGUSR1 sent by pid" in backup, backup
