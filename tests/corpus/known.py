@@ -56,6 +56,25 @@ Classes found by this corpus (reproductions run in an empty folder, tft = .venv/
     the program (tests/test_threaded_server.py) reconnects and loses nothing it was
     told was stored.  The fix: at go-live, write into the fresh connection what the log
     says one end wrote and the other has not read.
+20. A syscall the table did not list ran natively on each replica, unseen: gpg-agent's
+    ``inotify_add_watch`` on the replay's stand-in inotify fd failed where the primary's
+    succeeded (``replay diverged: the log has clock_gettime(0) at seq 17, the program
+    called close(7)``).  Fixed: the filter traps everything the table does not run
+    untrapped; 90 more syscalls have entries; one it does not know is ENOSYS (newer than
+    the table) or refused (tests/test_unlisted_syscalls.py).
+21. Thread schedules of a daemon (gpg-agent, one thread per connection): a thread that
+    gave way at a blocking call, or blocked in the kernel with no other thread ready, logs
+    no switch, and the replay took the next switch in the log, another thread's, for a
+    divergence; a thread held by the schedule was resumed while another's exit_group was
+    killing it (``ptrace GETREGS failed: No such process``); an accepted connection's
+    stand-in took a lower fd than the primary's, freed by a thread that had already
+    exited.  Fixed, tests/test_gpg.py.
+22. Live, the calls that look a path up (stat, access, readlink...) kept the primary's pid
+    in ``/proc/<pid>/...``: ``test -e /proc/$$/stat`` was false after a failover and ps
+    stopped with ``fatal library error, lookup self``.  Fixed
+    (tests/test_failover_regressions.py).  Left: what ``/proc`` shows after a failover is
+    this replica's pids (the listing of ``/proc``, the pid fields in ``stat`` and
+    ``status``): ``ps -p $$`` finds nothing there.
 
 Also seen, not marked (load-dependent): twice in ~150 fault-free ``tft run`` of a
 loaded machine (load average 10 on 2 cores) the outcome was ``failover`` with no
