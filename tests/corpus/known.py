@@ -54,8 +54,11 @@ Classes found by this corpus (reproductions run in an empty folder, tft = .venv/
     reply to ``get greeting``, the rest of the reply never comes and bash waits forever
     (``--fault primary@1130`` of ~1260; 3 of 5 points near the end).  A client outside
     the program (tests/test_threaded_server.py) reconnects and loses nothing it was
-    told was stored.  The fix: at go-live, write into the fresh connection what the log
-    says one end wrote and the other has not read.
+    told was stored.  Fixed: at go-live, what the log says one end wrote and the other
+    has not read is written into the fresh connection (pipes and socketpairs too; the
+    bytes were lost when the sender went live on a thread other than its first), and
+    memcached-t2's two other hangs at fault-90 (a socket set up halfway, reset; a signal
+    a second thread raised, lost) are fixed with it (tests/test_inflight_bytes.py).
 20. A syscall the table did not list ran natively on each replica, unseen: gpg-agent's
     ``inotify_add_watch`` on the replay's stand-in inotify fd failed where the primary's
     succeeded (``replay diverged: the log has clock_gettime(0) at seq 17, the program
