@@ -19,7 +19,7 @@ from .errors import DivergenceError
 from .guest import Task
 from .syscalls import number
 
-NR = {name: number(name) for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt", "chdir",
+NR = {name: number(name) for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt", "fcntl", "chdir",
                                       "bind", "listen", "socketpair", "pidfd_open", "pidfd_getfd")}
 AT_FDCWD = -100
 SOL_SOCKET, SO_REUSEADDR = 1, 2
@@ -56,7 +56,7 @@ def share(task: Task, fd: int, info: fdtable.Fd, rebuilt: dict, tasks) -> bool:
         if ofd != fd:
             task.inject(NR["dup3"], (ofd, fd, fdtable.O_CLOEXEC if info.cloexec else 0))
         return True
-    pidfd = task.inject(NR["pidfd_open"], (owner.pid, 0))
+    pidfd = task.inject(NR["pidfd_open"], (owner.tgid, 0))   # (a thread's own id names no process)
     if pidfd < 0:
         return False
     tmp = task.inject(NR["pidfd_getfd"], (pidfd, ofd, 0))
@@ -115,19 +115,45 @@ def _is_fifo(task: Task, path: str) -> bool:
 def relisten(task: Task, fd: int, info: fdtable.Fd) -> str:
     """A listening socket: created again with its options, bound to the same address (on
     another host: the same port on the backup's addresses), listening, on the same fd."""
+    tmp, where = _socket_again(task, info, reuse=True)
+    task.inject(NR["listen"], (tmp, info.backlog))
+    pairs.dup_into(task, tmp, fd, info.cloexec)
+    info.standin = False
+    return f"fd {fd}: listening again on {where}"
+
+
+def resocket(task: Task, fd: int, info: fdtable.Fd) -> str:
+    """A socket neither listening nor connected yet (the program was setting it up): created
+    again with its options and status flags, bound if it was, on the same fd; the program
+    goes on with its setup (a reset socket would fail its bind or listen)."""
+    tmp, where = _socket_again(task, info, reuse=False)
+    pairs.dup_into(task, tmp, fd, info.cloexec)
+    info.standin = False
+    return f"fd {fd}: socket created again" + (f", bound to {where}" if where else "")
+
+
+def _socket_again(task: Task, info: fdtable.Fd, reuse: bool) -> tuple[int, str]:
+    """A new socket like ``info``'s (domain, type, options, status flags), bound to its address
+    if it has one (``reuse``: with SO_REUSEADDR, so that the dead primary's connections on
+    that port do not keep it): its fd in ``task`` and the address ("" if unbound)."""
     tmp = task.inject(NR["socket"], (info.domain, info.type, info.proto))
     if tmp < 0:
         raise DivergenceError(f"cannot create a socket: {os.strerror(-tmp)}")
-    one = task.scratch(struct.pack("<i", 1))
-    task.inject(NR["setsockopt"], (tmp, SOL_SOCKET, SO_REUSEADDR, one, 4))
+    if reuse:
+        one = task.scratch(struct.pack("<i", 1))
+        task.inject(NR["setsockopt"], (tmp, SOL_SOCKET, SO_REUSEADDR, one, 4))
     for level, name, value in info.sockopts:
         task.inject(NR["setsockopt"], (tmp, level, name, task.scratch(value), len(value)))
+    if info.flags & fdtable.SETFL_MASK:
+        task.inject(NR["fcntl"], (tmp, fdtable.F_SETFL, info.flags & fdtable.SETFL_MASK))   # O_NONBLOCK
     addr = info.addr
+    if not addr:
+        return tmp, ""
     where = fmt_sockaddr(addr)
     for attempt in range(50):
         res = task.inject(NR["bind"], (tmp, task.scratch(addr), len(addr)))
         if res == -errno.EADDRNOTAVAIL and info.domain == socket.AF_INET:
-            addr = addr[:4] + bytes(4) + addr[8:]   # another host: listen on the backup's addresses
+            addr = addr[:4] + bytes(4) + addr[8:]   # another host: the backup's addresses
             where = fmt_sockaddr(addr)
             continue
         if res == -errno.EADDRINUSE:
@@ -137,10 +163,7 @@ def relisten(task: Task, fd: int, info: fdtable.Fd) -> str:
     if res < 0:
         task.inject(NR["close"], (tmp,))
         raise DivergenceError(f"cannot bind {where}: {os.strerror(-res)}")
-    task.inject(NR["listen"], (tmp, info.backlog))
-    pairs.dup_into(task, tmp, fd, info.cloexec)
-    info.standin = False
-    return f"fd {fd}: listening again on {where}"
+    return tmp, where
 
 
 def reset(task: Task, fd: int, info: fdtable.Fd) -> None:
