@@ -7,6 +7,7 @@ to say it is real now.  What cannot be rebuilt raises :class:`~tft_lab.errors.Di
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -156,6 +157,10 @@ def _socket_again(task: Task, info: fdtable.Fd, reuse: bool) -> tuple[int, str]:
             addr = addr[:4] + bytes(4) + addr[8:]   # another host: the backup's addresses
             where = fmt_sockaddr(addr)
             continue
+        if res == -errno.EADDRINUSE and info.domain == socket.AF_UNIX:
+            if _take_over_unix_path(task, addr, info.type):
+                continue
+            break
         if res == -errno.EADDRINUSE:
             time.sleep(0.05)   # the dead primary's socket is still being torn down
             continue
@@ -164,6 +169,28 @@ def _socket_again(task: Task, info: fdtable.Fd, reuse: bool) -> tuple[int, str]:
         task.inject(NR["close"], (tmp,))
         raise DivergenceError(f"cannot bind {where}: {os.strerror(-res)}")
     return tmp, where
+
+
+def _take_over_unix_path(task: Task, addr: bytes, kind: int) -> bool:
+    """A Unix socket's file left by the dead primary's process (nobody listens on it: a
+    connection is refused) is removed, so that the live replica binds it again (gpg-agent's
+    sockets).  False if it is not such a file: someone listens there, or it is abstract."""
+    raw = addr[2:].split(b"\0", 1)[0]
+    if not raw:
+        return False   # abstract (or unnamed): the dead kernel took it
+    path = os.path.join(f"/proc/{task.pid}/cwd", os.fsdecode(raw))
+    probe = socket.socket(socket.AF_UNIX, kind & 0xF)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return False   # a live socket: not ours to take
 
 
 def reset(task: Task, fd: int, info: fdtable.Fd) -> None:
@@ -183,4 +210,9 @@ def fmt_sockaddr(addr: bytes) -> str:
     if len(addr) >= 8 and int.from_bytes(addr[:2], "little") == socket.AF_INET:
         port = int.from_bytes(addr[2:4], "big")
         return f"{socket.inet_ntoa(addr[4:8])}:{port}"
+    if len(addr) > 2 and int.from_bytes(addr[:2], "little") == socket.AF_UNIX:
+        raw = addr[2:]
+        if raw[:1] == b"\0":   # abstract: no file, shown as ss shows it
+            return "@" + raw[1:].split(b"\0", 1)[0].decode(errors="backslashreplace")
+        return raw.split(b"\0", 1)[0].decode(errors="backslashreplace")
     return addr.hex()
