@@ -198,7 +198,8 @@ TABLE: dict[str, Syscall] = _t(
     S("set_robust_list", 273, "local", trap=False),
     S("rseq", 334, "local", trap=False),
     # the process's own memory, scheduling and limits, run natively (the same request gets the
-    # same answer on both replicas of one machine): hints, locks, policies, keys
+    # same answer on both replicas of one machine): hints, locks, policies, keys; and its mount
+    # namespace and root (unshare --mount-proc, containers: both replicas make them alike)
     *(S(name, nr, "local", trap=False) for name, nr in (
         ("msync", 26), ("mincore", 27), ("mlock", 149), ("munlock", 150), ("mlockall", 151),
         ("munlockall", 152), ("mlock2", 325), ("readahead", 187), ("fadvise64", 221),
@@ -208,7 +209,8 @@ TABLE: dict[str, Syscall] = _t(
         ("get_thread_area", 211), ("get_robust_list", 274), ("personality", 135), ("capget", 125),
         ("capset", 126), ("setfsuid", 122), ("setfsgid", 123), ("setrlimit", 160), ("unshare", 272),
         ("seccomp", 317), ("landlock_create_ruleset", 444), ("landlock_add_rule", 445),
-        ("landlock_restrict_self", 446), ("sched_setaffinity", 203), ("sched_setparam", 142),
+        ("landlock_restrict_self", 446), ("mount", 165), ("umount2", 166), ("pivot_root", 155), ("chroot", 161),
+        ("sched_setaffinity", 203), ("sched_setparam", 142),
         ("sched_setscheduler", 144), ("sched_setattr", 314), ("sched_getparam", 143),
         ("sched_getattr", 315), ("sched_get_priority_max", 146), ("sched_get_priority_min", 147),
         ("sched_rr_get_interval", 148), ("setpriority", 141), ("ioprio_set", 251), ("ioprio_get", 252))),
@@ -418,11 +420,11 @@ TABLE: dict[str, Syscall] = _t(
         ("semtimedop", 220), ("msgget", 68), ("msgsnd", 69), ("msgrcv", 70), ("msgctl", 71),
         ("mq_open", 240), ("mq_unlink", 241), ("mq_timedsend", 242), ("mq_timedreceive", 243),
         ("mq_notify", 244), ("mq_getsetattr", 245))),
-    # Another process's memory or fds, the machine's state, namespaces and mounts
+    # Another process's memory or fds, the machine's state, other namespaces, the new mount API
     *(S(name, nr, "unsupported") for name, nr in (
         ("kcmp", 312), ("pidfd_getfd", 438), ("process_madvise", 440), ("process_mrelease", 448),
-        ("migrate_pages", 256), ("move_pages", 279), ("setns", 308), ("chroot", 161), ("pivot_root", 155),
-        ("mount", 165), ("umount2", 166), ("open_tree", 428), ("move_mount", 429), ("fsopen", 430),
+        ("migrate_pages", 256), ("move_pages", 279), ("setns", 308), ("open_tree", 428), ("move_mount", 429),
+        ("fsopen", 430),
         ("fsconfig", 431), ("fsmount", 432), ("fspick", 433), ("mount_setattr", 442),
         ("name_to_handle_at", 303), ("open_by_handle_at", 304), ("fanotify_init", 300),
         ("fanotify_mark", 301), ("settimeofday", 164), ("clock_settime", 227), ("sethostname", 170),
