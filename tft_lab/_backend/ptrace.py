@@ -18,6 +18,7 @@ import struct
 from typing import NamedTuple
 
 from ..errors import ProgramError, TracingError
+from . import BACKEND, core as _core  # noqa: F401 - BACKEND: re-exported, say which runs
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _ptrace = _libc.ptrace
@@ -254,6 +255,25 @@ def decode(pid: int, status: int) -> Stop:
             return ExecStop(pid)
         return OtherEventStop(pid, event)
     return SignalStop(pid, sig)
+
+
+if _core is not None:
+    # The compiled core (see tft_lab/_backend/__init__.py): the same contracts and the same
+    # errors as the functions above, one C call each instead of ctypes round trips.
+    _core.setup(TracingError, SeccompStop, SyscallExitStop, SignalStop, ForkStop, ExecStop,
+                OtherEventStop, Exited)
+    decode = _core.decode            # noqa: F811
+    syscall_info = _core.syscall_info  # noqa: F811
+    resume = _core.resume            # noqa: F811
+    _regs = _core.regs
+
+    def get_regs(pid: int, regs: user_regs_struct | None = None) -> user_regs_struct:  # noqa: F811
+        regs = regs if regs is not None else user_regs_struct()
+        _regs(pid, regs, False)
+        return regs
+
+    def set_regs(pid: int, regs: user_regs_struct) -> None:  # noqa: F811
+        _regs(pid, regs, True)
 
 
 def wait_any(block: bool = True) -> tuple[int, int] | None:

@@ -1,0 +1,290 @@
+/* tft_lab._core: the per-stop ptrace mechanism in C (issue 10, lever 2).
+ *
+ * The stop loop pays, for every recorded call, a waitpid status to decode, a
+ * PTRACE_GET_SYSCALL_INFO, a GETREGS/SETREGS pair and a resume.  Through ctypes each
+ * request costs argument conversion, errno juggling and a struct unpack; here each is
+ * one C call.  This module holds no policy: tft_lab/_backend/ptrace.py keeps the pure
+ * Python versions of the same functions, with the same contracts, and picks these when
+ * the module is built (and TFT_PURE is not 1).
+ *
+ * Errors are raised exactly as the pure path raises them: TracingError("ptrace WHAT
+ * failed: STRERROR", pid=PID); the exception class and the stop types come from Python
+ * through setup(), so this file defines no Python type of its own.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/types.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+
+#ifndef PTRACE_GET_SYSCALL_INFO
+#define PTRACE_GET_SYSCALL_INFO 0x420e
+#endif
+#define INFO_ENTRY 1
+#define INFO_EXIT 2
+#define INFO_SECCOMP 3
+#define EV_FORK 1
+#define EV_VFORK 2
+#define EV_CLONE 3
+#define EV_EXEC 4
+#define EV_SECCOMP 7
+
+/* struct ptrace_syscall_info (linux/ptrace.h), declared here: older libc headers lack it. */
+struct info {
+    uint8_t op;
+    uint8_t pad[3];
+    uint32_t arch;
+    uint64_t ip;
+    uint64_t sp;
+    union {
+        struct { uint64_t nr; uint64_t args[6]; } entry;
+        struct { int64_t rval; uint8_t is_error; } exit;
+        struct { uint64_t nr; uint64_t args[6]; uint32_t ret_data; } seccomp;
+    } u;
+};
+
+/* Set by setup(): TracingError and the stop types of tft_lab._backend.ptrace. */
+enum { T_ERROR, T_SECCOMP, T_EXIT, T_SIGNAL, T_FORK, T_EXEC, T_OTHER, T_EXITED, T_COUNT };
+static PyObject *types[T_COUNT];
+
+/* Raise TracingError(f"ptrace {what} failed: {strerror(err)}", pid=pid); returns NULL. */
+static PyObject *
+tracing_error(const char *what, int err, long pid)
+{
+    PyObject *msg = NULL, *args = NULL, *kw = NULL, *exc = NULL;
+    if (types[T_ERROR] == NULL) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    msg = PyUnicode_FromFormat("ptrace %s failed: %s", what, strerror(err));
+    if (msg == NULL)
+        goto done;
+    args = PyTuple_Pack(1, msg);
+    kw = Py_BuildValue("{s:l}", "pid", pid);
+    if (args == NULL || kw == NULL)
+        goto done;
+    exc = PyObject_Call(types[T_ERROR], args, kw);
+    if (exc != NULL)
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+done:
+    Py_XDECREF(msg);
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_XDECREF(exc);
+    return NULL;
+}
+
+/* ptrace() with errno cleared first: -1 with errno 0 is a legal result of some requests. */
+static long
+request(long req, long pid, void *addr, void *data, int *err)
+{
+    long rc;
+    errno = 0;
+    rc = ptrace((enum __ptrace_request)req, (pid_t)pid, addr, data);
+    *err = (rc == -1) ? errno : 0;
+    return rc;
+}
+
+static PyObject *
+make(int t, const char *fmt, ...)
+{
+    va_list va;
+    PyObject *args, *obj;
+    va_start(va, fmt);
+    args = Py_VaBuildValue(fmt, va);
+    va_end(va);
+    if (args == NULL)
+        return NULL;
+    obj = PyObject_CallObject(types[t], args);
+    Py_DECREF(args);
+    return obj;
+}
+
+/* The six arguments as a tuple of Python ints. */
+static PyObject *
+args_tuple(const uint64_t *a)
+{
+    return Py_BuildValue("(KKKKKK)", (unsigned long long)a[0], (unsigned long long)a[1],
+                         (unsigned long long)a[2], (unsigned long long)a[3],
+                         (unsigned long long)a[4], (unsigned long long)a[5]);
+}
+
+/* GET_SYSCALL_INFO into *si; on failure the TracingError is set and -1 returned. */
+static int
+get_info(long pid, struct info *si)
+{
+    int err;
+    memset(si, 0, sizeof *si);
+    if (request(PTRACE_GET_SYSCALL_INFO, pid, (void *)88, si, &err) == -1 && err) {
+        tracing_error("GET_SYSCALL_INFO", err, pid);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+core_syscall_info(PyObject *self, PyObject *arg)
+{
+    struct info si;
+    long pid = PyLong_AsLong(arg);
+    PyObject *args, *out;
+    if (pid == -1 && PyErr_Occurred())
+        return NULL;
+    if (get_info(pid, &si) < 0)
+        return NULL;
+    if (si.op == INFO_ENTRY || si.op == INFO_SECCOMP) {
+        if ((args = args_tuple(si.u.entry.args)) == NULL)
+            return NULL;
+        out = Py_BuildValue("(iKN)", si.op, (unsigned long long)si.u.entry.nr, args);
+        return out;
+    }
+    if (si.op == INFO_EXIT)
+        return Py_BuildValue("(iL())", si.op, (long long)si.u.exit.rval);
+    return Py_BuildValue("(ii())", si.op, 0);
+}
+
+static PyObject *
+core_decode(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+{
+    long pid;
+    int status, sig, event, err;
+    struct info si;
+    unsigned long msg;
+    if (argc != 2) {
+        PyErr_SetString(PyExc_TypeError, "decode(pid, status)");
+        return NULL;
+    }
+    pid = PyLong_AsLong(argv[0]);
+    status = (int)PyLong_AsLong(argv[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (WIFEXITED(status))
+        return make(T_EXITED, "(liO)", pid, WEXITSTATUS(status), Py_None);
+    if (WIFSIGNALED(status))
+        return make(T_EXITED, "(lOi)", pid, Py_None, WTERMSIG(status));
+    sig = WSTOPSIG(status);
+    event = (status >> 16) & 0xffff;
+    if (sig == (SIGTRAP | 0x80) || (sig == SIGTRAP && event == EV_SECCOMP)) {
+        if (get_info(pid, &si) < 0)
+            return NULL;
+        if (sig == (SIGTRAP | 0x80) && si.op == INFO_EXIT)
+            return make(T_EXIT, "(lL)", pid, (long long)si.u.exit.rval);
+        if (si.op == INFO_ENTRY || si.op == INFO_SECCOMP)
+            return make(T_SECCOMP, "(lKN)", pid, (unsigned long long)si.u.entry.nr,
+                        args_tuple(si.u.entry.args));
+        if (si.op == INFO_EXIT)   /* an event stop never reports an exit; decoded as the pure path does */
+            return make(T_SECCOMP, "(lL())", pid, (long long)si.u.exit.rval);
+        return make(T_SECCOMP, "(li())", pid, 0);
+    }
+    if (sig == SIGTRAP && event) {
+        if (event == EV_FORK || event == EV_VFORK || event == EV_CLONE) {
+            if (request(PTRACE_GETEVENTMSG, pid, NULL, &msg, &err) == -1 && err)
+                return tracing_error("GETEVENTMSG", err, pid);
+            return make(T_FORK, "(lki)", pid, msg, event);
+        }
+        if (event == EV_EXEC)
+            return make(T_EXEC, "(l)", pid);
+        return make(T_OTHER, "(li)", pid, event);
+    }
+    return make(T_SIGNAL, "(li)", pid, sig);
+}
+
+static PyObject *
+core_resume(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+{
+    long pid, sig = 0;
+    int to_exit = 0, err;
+    if (argc < 1 || argc > 3) {
+        PyErr_SetString(PyExc_TypeError, "resume(pid, sig=0, to_exit=False)");
+        return NULL;
+    }
+    pid = PyLong_AsLong(argv[0]);
+    if (argc > 1)
+        sig = PyLong_AsLong(argv[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (argc > 2 && (to_exit = PyObject_IsTrue(argv[2])) < 0)
+        return NULL;
+    if (request(to_exit ? PTRACE_SYSCALL : PTRACE_CONT, pid, NULL, (void *)sig, &err) == -1
+        && err && err != ESRCH)   /* ESRCH: killed meanwhile (SIGKILL) */
+        return tracing_error("resume", err, pid);
+    Py_RETURN_NONE;
+}
+
+/* regs(pid, buffer, set): GETREGS into / SETREGS from a writable user_regs_struct buffer. */
+static PyObject *
+core_regs(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+{
+    long pid;
+    int set, err;
+    Py_buffer view;
+    long rc;
+    if (argc != 3) {
+        PyErr_SetString(PyExc_TypeError, "regs(pid, buffer, set)");
+        return NULL;
+    }
+    pid = PyLong_AsLong(argv[0]);
+    if (pid == -1 && PyErr_Occurred())
+        return NULL;
+    if ((set = PyObject_IsTrue(argv[2])) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(argv[1], &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (view.len != (Py_ssize_t)sizeof(struct user_regs_struct)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "not a user_regs_struct");
+        return NULL;
+    }
+    rc = request(set ? PTRACE_SETREGS : PTRACE_GETREGS, pid, NULL, view.buf, &err);
+    PyBuffer_Release(&view);
+    if (rc == -1 && err)
+        return tracing_error(set ? "SETREGS" : "GETREGS", err, pid);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_setup(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+{
+    if (argc != T_COUNT) {
+        PyErr_Format(PyExc_TypeError, "setup takes %d types", T_COUNT);
+        return NULL;
+    }
+    for (int i = 0; i < T_COUNT; i++) {
+        Py_INCREF(argv[i]);
+        Py_XSETREF(types[i], argv[i]);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"setup", (PyCFunction)(void (*)(void))core_setup, METH_FASTCALL,
+     "setup(TracingError, SeccompStop, SyscallExitStop, SignalStop, ForkStop, ExecStop, "
+     "OtherEventStop, Exited): the classes decode builds and errors raise."},
+    {"decode", (PyCFunction)(void (*)(void))core_decode, METH_FASTCALL,
+     "decode(pid, status) -> stop value (reads what the stop needs)."},
+    {"syscall_info", core_syscall_info, METH_O,
+     "syscall_info(pid) -> (op, nr-or-result, args) via PTRACE_GET_SYSCALL_INFO."},
+    {"resume", (PyCFunction)(void (*)(void))core_resume, METH_FASTCALL,
+     "resume(pid, sig=0, to_exit=False): PTRACE_CONT, or PTRACE_SYSCALL with to_exit."},
+    {"regs", (PyCFunction)(void (*)(void))core_regs, METH_FASTCALL,
+     "regs(pid, buffer, set): GETREGS into (set false) or SETREGS from the buffer."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "tft_lab._core",
+    "The per-stop ptrace mechanism in C; tft_lab._backend.ptrace selects it.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    return PyModule_Create(&module);
+}
