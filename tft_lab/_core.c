@@ -196,20 +196,48 @@ core_decode(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
 }
 
 static PyObject *
-core_resume(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+core_resume(PyObject *self, PyObject *const *argv, Py_ssize_t nargs, PyObject *kwnames)
 {
+    /* resume(pid, sig=0, to_exit=False): positional or keyword, as the pure function. */
+    PyObject *vals[3] = {NULL, NULL, NULL};
+    static const char *names[3] = {"pid", "sig", "to_exit"};
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     long pid, sig = 0;
     int to_exit = 0, err;
-    if (argc < 1 || argc > 3) {
+    if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "resume(pid, sig=0, to_exit=False)");
         return NULL;
     }
-    pid = PyLong_AsLong(argv[0]);
-    if (argc > 1)
-        sig = PyLong_AsLong(argv[1]);
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        vals[i] = argv[i];
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        int found = 0;
+        for (int i = 0; i < 3; i++) {
+            if (PyUnicode_CompareWithASCIIString(name, names[i]) == 0) {
+                if (vals[i] != NULL) {
+                    PyErr_Format(PyExc_TypeError, "resume() got multiple values for '%s'", names[i]);
+                    return NULL;
+                }
+                vals[i] = argv[nargs + k];
+                found = 1;
+            }
+        }
+        if (!found) {
+            PyErr_Format(PyExc_TypeError, "resume() got an unexpected keyword argument '%U'", name);
+            return NULL;
+        }
+    }
+    if (vals[0] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "resume() missing 'pid'");
+        return NULL;
+    }
+    pid = PyLong_AsLong(vals[0]);
+    if (vals[1] != NULL)
+        sig = PyLong_AsLong(vals[1]);
     if (PyErr_Occurred())
         return NULL;
-    if (argc > 2 && (to_exit = PyObject_IsTrue(argv[2])) < 0)
+    if (vals[2] != NULL && (to_exit = PyObject_IsTrue(vals[2])) < 0)
         return NULL;
     if (request(to_exit ? PTRACE_SYSCALL : PTRACE_CONT, pid, NULL, (void *)sig, &err) == -1
         && err && err != ESRCH)   /* ESRCH: killed meanwhile (SIGKILL) */
@@ -270,7 +298,7 @@ static PyMethodDef methods[] = {
      "decode(pid, status) -> stop value (reads what the stop needs)."},
     {"syscall_info", core_syscall_info, METH_O,
      "syscall_info(pid) -> (op, nr-or-result, args) via PTRACE_GET_SYSCALL_INFO."},
-    {"resume", (PyCFunction)(void (*)(void))core_resume, METH_FASTCALL,
+    {"resume", (PyCFunction)(void (*)(void))core_resume, METH_FASTCALL | METH_KEYWORDS,
      "resume(pid, sig=0, to_exit=False): PTRACE_CONT, or PTRACE_SYSCALL with to_exit."},
     {"regs", (PyCFunction)(void (*)(void))core_regs, METH_FASTCALL,
      "regs(pid, buffer, set): GETREGS into (set false) or SETREGS from the buffer."},
