@@ -81,6 +81,7 @@ def records(log) -> list[dict]:
         rec = dict(rec)
         if isinstance(rec.get("env"), dict):   # the header: the path's own switch is in it
             rec["env"] = {k: v for k, v in rec["env"].items() if k != "TFT_PURE"}
+            rec.pop("created", None)           # and its date, to the second
         out.append(rec)
     return out
 
