@@ -276,6 +276,162 @@ core_regs(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
     Py_RETURN_NONE;
 }
 
+/* --- the log's sys record (tft_lab/log.py: encode, _encode_sys) ----------------------------- */
+
+static PyObject *crc32_func;   /* zlib.crc32, from setup_log(): the frame's checksum */
+
+static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }   /* x86-64: little-endian */
+static void put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+
+/* An exact int in [lo, hi] into *out; 0 when it is not one (no exception left set). */
+static int
+int_in(PyObject *o, long long lo, long long hi, long long *out)
+{
+    int overflow;
+    long long v;
+    if (o == NULL || !PyLong_CheckExact(o))
+        return 0;
+    v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || (v == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (v < lo || v > hi)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* An exact int in [0, 2**64) into *out; 0 when it is not one. */
+static int
+u64(PyObject *o, uint64_t *out)
+{
+    unsigned long long v;
+    if (o == NULL || !PyLong_CheckExact(o))
+        return 0;
+    v = PyLong_AsUnsignedLongLong(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* encode_sys(fields, blobs) -> the framed record, byte for byte what log.encode gives, or None
+ * for anything but the common well-formed case (log.encode then does it in Python). */
+static PyObject *
+core_encode_sys(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+{
+    PyObject *f, *blobs, *args, *addrs, *oseq_o, *frame, *view, *crc;
+    long long pid, seq, nr, res;
+    uint64_t oseq = 0, v;
+    Py_ssize_t nargs, nouts, size, i;
+    unsigned char *p;
+    unsigned long c;
+    if (argc != 2 || crc32_func == NULL) {
+        PyErr_SetString(PyExc_TypeError, "encode_sys(fields, blobs), after setup_log");
+        return NULL;
+    }
+    f = argv[0];
+    blobs = argv[1];
+    if (!PyDict_Check(f) || !(PyList_CheckExact(blobs) || PyTuple_CheckExact(blobs)))
+        Py_RETURN_NONE;
+    args = PyDict_GetItemString(f, "args");
+    addrs = PyDict_GetItemString(f, "addrs");
+    oseq_o = PyDict_GetItemString(f, "oseq");
+    if (!int_in(PyDict_GetItemString(f, "pid"), INT32_MIN, INT32_MAX, &pid)
+        || !int_in(PyDict_GetItemString(f, "seq"), INT64_MIN, INT64_MAX, &seq)
+        || !int_in(PyDict_GetItemString(f, "nr"), INT32_MIN, INT32_MAX, &nr)
+        || !int_in(PyDict_GetItemString(f, "res"), INT64_MIN, INT64_MAX, &res)
+        || args == NULL || addrs == NULL || !PyList_CheckExact(args) || !PyList_CheckExact(addrs))
+        Py_RETURN_NONE;
+    if (oseq_o == Py_None)
+        oseq_o = NULL;
+    if (oseq_o != NULL && !u64(oseq_o, &oseq))
+        Py_RETURN_NONE;
+    nargs = PyList_GET_SIZE(args);
+    nouts = PyList_GET_SIZE(addrs);
+    if (nargs > 255 || nouts > 255 || PySequence_Fast_GET_SIZE(blobs) != nouts)
+        Py_RETURN_NONE;
+    size = 1 + 27 + (oseq_o ? 8 : 0) + 8 * nargs + 12 * nouts;
+    for (i = 0; i < nouts; i++) {
+        PyObject *b = PySequence_Fast_GET_ITEM(blobs, i);
+        if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) > (Py_ssize_t)UINT32_MAX)
+            Py_RETURN_NONE;
+        size += PyBytes_GET_SIZE(b);
+    }
+    if (size > (Py_ssize_t)UINT32_MAX)
+        Py_RETURN_NONE;
+    if ((frame = PyBytes_FromStringAndSize(NULL, 8 + size)) == NULL)
+        return NULL;
+    p = (unsigned char *)PyBytes_AS_STRING(frame) + 8;
+    *p++ = 'S';
+    put32(p, (uint32_t)(int32_t)pid);
+    put64(p + 4, (uint64_t)seq);
+    put32(p + 12, (uint32_t)(int32_t)nr);
+    put64(p + 16, (uint64_t)res);
+    p[24] = (unsigned char)nargs;
+    p[25] = (unsigned char)nouts;
+    p[26] = oseq_o != NULL;
+    p += 27;
+    if (oseq_o != NULL) {
+        put64(p, oseq);
+        p += 8;
+    }
+    for (i = 0; i < nargs; i++) {
+        PyObject *a = PyList_GET_ITEM(args, i);
+        if (!PyLong_CheckExact(a))
+            goto fallback;
+        v = PyLong_AsUnsignedLongLongMask(a);   /* a & 0xFFFFFFFFFFFFFFFF */
+        if (v == (uint64_t)-1 && PyErr_Occurred())
+            goto fallback;
+        put64(p, v);
+        p += 8;
+    }
+    for (i = 0; i < nouts; i++) {
+        if (!u64(PyList_GET_ITEM(addrs, i), &v))
+            goto fallback;
+        put64(p, v);
+        put32(p + 8, (uint32_t)PyBytes_GET_SIZE(PySequence_Fast_GET_ITEM(blobs, i)));
+        p += 12;
+    }
+    for (i = 0; i < nouts; i++) {
+        PyObject *b = PySequence_Fast_GET_ITEM(blobs, i);
+        memcpy(p, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
+        p += PyBytes_GET_SIZE(b);
+    }
+    p = (unsigned char *)PyBytes_AS_STRING(frame);
+    if ((view = PyMemoryView_FromMemory((char *)p + 8, size, PyBUF_READ)) == NULL)
+        goto fail;
+    crc = PyObject_CallOneArg(crc32_func, view);
+    Py_DECREF(view);
+    if (crc == NULL)
+        goto fail;
+    c = PyLong_AsUnsignedLong(crc);
+    Py_DECREF(crc);
+    if (c == (unsigned long)-1 && PyErr_Occurred())
+        goto fail;
+    put32(p, (uint32_t)size);
+    put32(p + 4, (uint32_t)c);
+    return frame;
+fallback:
+    PyErr_Clear();
+    Py_DECREF(frame);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(frame);
+    return NULL;
+}
+
+static PyObject *
+core_setup_log(PyObject *self, PyObject *crc32)
+{
+    Py_INCREF(crc32);
+    Py_XSETREF(crc32_func, crc32);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 core_setup(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
 {
@@ -302,6 +458,9 @@ static PyMethodDef methods[] = {
      "resume(pid, sig=0, to_exit=False): PTRACE_CONT, or PTRACE_SYSCALL with to_exit."},
     {"regs", (PyCFunction)(void (*)(void))core_regs, METH_FASTCALL,
      "regs(pid, buffer, set): GETREGS into (set false) or SETREGS from the buffer."},
+    {"setup_log", core_setup_log, METH_O, "setup_log(zlib.crc32): the frame checksum encode_sys uses."},
+    {"encode_sys", (PyCFunction)(void (*)(void))core_encode_sys, METH_FASTCALL,
+     "encode_sys(fields, blobs) -> the framed sys record log.encode gives, or None: not the common case."},
     {NULL, NULL, 0, NULL},
 };
 
