@@ -17,7 +17,8 @@ program saw, that tft came back at all.
   processes before the failover reaches them after it;
 - no run hangs (a stress loop, each try bounded);
 - a write to the process's own ``/proc`` entry (``unshare -r``'s uid map) is made by the
-  backup too: it is the process's state, not an output;
+  backup too: it is the process's state, not an output; a path looked up under it
+  (``test -e /proc/$$/stat``, ``readlink``) is this replica's entry;
 - a backup that diverges fails the run loudly: ``backup-lost``, exit status 3,
   one message naming the seq.
 """
@@ -278,6 +279,22 @@ def test_a_write_to_proc_pid_of_the_program_is_made_by_the_backup_too(tmp_path):
         assert b"No such file" not in p.stderr, (n, p.stderr)
         lines = p.stdout.decode().splitlines()
         once_each(lines, ["one", "two", "500"])
+
+
+LOOKUPS = ["bash", "-c", "/bin/echo start; test -e /proc/$$/stat && echo stat-ok; readlink /proc/$$/exe; "
+                      "ps -o comm= -p $PPID >/dev/null; [ -r /proc/$$/status ] && echo access-ok"]
+
+
+def test_a_path_looked_up_under_proc_pid_of_the_program_is_this_replicas(tmp_path):
+    """Found with ``ps``: live, the calls that look a path up (stat, access, readlink...) ran with
+    the primary's pid in ``/proc/<pid>`` and failed (ENOENT), so ``test -e /proc/$$/stat`` was
+    false, ``readlink /proc/$$/exe`` printed nothing and ps stopped with ``lookup self``.
+    Like open, they now take this replica's entry."""
+    for n in fault_points(LOOKUPS, str(tmp_path)):
+        p, res = tft_run(LOOKUPS, str(tmp_path), fault=f"primary@{n}")
+        assert p.returncode == 0, (n, p.stderr)
+        assert b"lookup self" not in p.stderr, (n, p.stderr)
+        once_each(p.stdout.decode().splitlines(), ["start", "stat-ok", "/usr/bin/bash", "access-ok"])
 
 
 def test_only_the_programs_own_proc_state_is_its_own():

@@ -86,8 +86,10 @@ class Syscall(NamedTuple):
     path: tuple | None = None
     """``(dirfd_arg, path_arg)``: a path the call resolves, relative to the fd in ``dirfd_arg``
     (``None``: the working directory) when it is relative.  Given for the calls the replayer
-    may run for real, whose paths it resolves against the recorded working directory, and for
-    those with a ``redo`` fact (the path a backup checks when it redoes one)."""
+    may run for real, whose paths it resolves against the recorded working directory, for
+    those with a ``redo`` fact (the path a backup checks when it redoes one), and for the calls
+    that look a path up (stat, access, readlink...): live, a ``/proc/<pid>`` path of the
+    program names the primary's pid and is made this replica's (``ps -p $$`` after a failover)."""
     chdir: bool = False
     """Changes the working directory (to ``path``, or to the directory open as ``fd_arg``)."""
     noreturn: bool = False
@@ -221,18 +223,18 @@ TABLE: dict[str, Syscall] = _t(
     S("getrusage", 98, "input", outs=((1, "144"),), nargs=1),
     S("times", 100, "input", outs=((0, "32"),), nargs=0),
     S("getcpu", 309, "input", outs=((0, "4"), (1, "4")), nargs=0),
-    S("stat", 4, "input", outs=((1, "144"),), nargs=2),
+    S("stat", 4, "input", outs=((1, "144"),), nargs=2, path=(None, 0)),
     S("fstat", 5, "input", outs=((1, "144"),), fd_arg=0, nargs=2),
-    S("lstat", 6, "input", outs=((1, "144"),), nargs=2),
-    S("newfstatat", 262, "input", outs=((2, "144"),), nargs=4),
-    S("statx", 332, "input", outs=((4, "256"),), nargs=4),
-    S("statfs", 137, "input", outs=((1, "120"),), nargs=2),
+    S("lstat", 6, "input", outs=((1, "144"),), nargs=2, path=(None, 0)),
+    S("newfstatat", 262, "input", outs=((2, "144"),), nargs=4, path=(0, 1)),
+    S("statx", 332, "input", outs=((4, "256"),), nargs=4, path=(0, 1)),
+    S("statfs", 137, "input", outs=((1, "120"),), nargs=2, path=(None, 0)),
     S("fstatfs", 138, "input", outs=((1, "120"),), fd_arg=0, nargs=2),
-    S("access", 21, "input", nargs=2),
-    S("faccessat", 269, "input", nargs=3),
-    S("faccessat2", 439, "input", nargs=4),
-    S("readlink", 89, "input", outs=((1, "ret"),), nargs=3),
-    S("readlinkat", 267, "input", outs=((2, "ret"),), nargs=4),
+    S("access", 21, "input", nargs=2, path=(None, 0)),
+    S("faccessat", 269, "input", nargs=3, path=(0, 1)),
+    S("faccessat2", 439, "input", nargs=4, path=(0, 1)),
+    S("readlink", 89, "input", outs=((1, "ret"),), nargs=3, path=(None, 0)),
+    S("readlinkat", 267, "input", outs=((2, "ret"),), nargs=4, path=(0, 1)),
     S("getcwd", 79, "input", outs=((0, "ret"),), nargs=2),
     S("getdents", 78, "input", outs=((1, "ret"),), fd_arg=0, nargs=3),
     S("getdents64", 217, "input", outs=((1, "ret"),), fd_arg=0, nargs=3),
@@ -261,8 +263,8 @@ TABLE: dict[str, Syscall] = _t(
     S("getsockopt", 55, "input", outs=((3, "*a4"), (4, "4")), fd_arg=0, nargs=3),
     S("getitimer", 36, "input", outs=((1, "32"),), nargs=1),
     S("flock", 73, "input", fd_arg=0, nargs=2),              # locks are the primary's to take
-    S("getxattr", 191, "input", outs=((2, "ret"),), nargs=4),
-    S("lgetxattr", 192, "input", outs=((2, "ret"),), nargs=4),
+    S("getxattr", 191, "input", outs=((2, "ret"),), nargs=4, path=(None, 0)),
+    S("lgetxattr", 192, "input", outs=((2, "ret"),), nargs=4, path=(None, 0)),
     S("fgetxattr", 193, "input", outs=((2, "ret"),), fd_arg=0, nargs=4),
     S("listxattr", 194, "input", outs=((1, "ret"),), nargs=3),
     S("llistxattr", 195, "input", outs=((1, "ret"),), nargs=3),
