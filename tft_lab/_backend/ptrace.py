@@ -7,6 +7,11 @@ their failures once, here, into :class:`~tft_lab.errors.TracingError`.
 Costs measured on our VMs (benchmarks/README.md) drive the choices: registers through
 one GETREGS/SETREGS pair, syscall number and arguments through
 PTRACE_GET_SYSCALL_INFO, memory through ``/proc/PID/mem`` with pread/pwrite.
+
+The per-stop requests (:func:`decode`, :func:`syscall_info`, :func:`get_regs`,
+:func:`set_regs`, :func:`resume`) are defined here in Python and, when
+:mod:`tft_lab._backend` selected the compiled core, rebound to its C versions: the same
+contracts, the same errors (``BACKEND`` says which path runs).
 """
 from __future__ import annotations
 
