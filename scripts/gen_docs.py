@@ -8,8 +8,11 @@ HEADER = """# The syscall table
 Generated from `tft_lab/syscalls.py` by `python scripts/gen_docs.py`; do not
 edit by hand (a test checks it is current). What each class means is in the
 module's docstring; "trapped: no" calls run natively on both replicas (their
-effect is local and identical given identical inputs). Every other syscall is
-not trapped by the replicating policies either; `tft trace` traps them all.
+effect is local and identical given identical inputs); every other syscall is
+trapped. A syscall this table does not list is never run unseen: one newer than
+the table is answered ENOSYS on both replicas (programs fall back, as on an
+older kernel), an x32 one stops the program with a one-line error. `tft trace`
+traps them all and refuses none.
 
 The facts column is what the policies act on, read from the table (no policy
 keeps its own list of names): `blocks` (may wait long: held-back signals are

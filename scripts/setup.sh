@@ -12,6 +12,8 @@ command -v ip >/dev/null || need_apt+=(iproute2)      # the two-host tests make 
 command -v pgrep >/dev/null || need_apt+=(procps)     # the demo finds the primary's supervisor
 command -v etcd >/dev/null || need_apt+=(etcd-server) # tft run --arbiter: its tests start a private etcd
 command -v memcached >/dev/null || need_apt+=(memcached) # a threaded Debian server: tests/test_threaded_server.py
+command -v gpg >/dev/null || need_apt+=(gnupg)           # a threaded daemon inside the program: tests/test_gpg.py
+command -v ipcmk >/dev/null || need_apt+=(util-linux)    # System V shared memory, refused: tests/test_unlisted_syscalls.py
 # The everyday-programs corpus (tests/corpus) runs these unmodified: COMMAND:PACKAGE.
 for p in sqlite3:sqlite3 lua5.4:lua5.4 jq:jq tclsh:tcl zstd:zstd busybox:busybox file:file make:make \
          git:git curl:curl xz:xz-utils bzip2:bzip2 perl:perl; do

@@ -26,6 +26,7 @@ Otherwise tft exits with the program's status (128+signal if it was killed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -154,6 +155,19 @@ def _write_trace(engine, path: str | None) -> None:
         save(to_dataframe(engine.events), path)
 
 
+@contextlib.contextmanager
+def _trace_kept_on_error(path: str | None):
+    """A record or replay that stops on an error (a divergence, a refusal) still writes its
+    trace up to there (``--trace-out``): it shows where it stopped."""
+    try:
+        yield
+    except TftError as e:
+        engine = getattr(e, "engine", None)
+        if engine is not None:
+            _write_trace(engine, path)
+        raise
+
+
 def _is_open(fd: int) -> bool:
     try:
         os.fstat(fd)
@@ -183,10 +197,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.epoch < 1:
                 _usage("--epoch must be at least 1")
             _stop_on_sigterm()   # the log is closed as a whole (its last frames flushed)
-            status, engine = record(_prog(args), args.log, epoch=args.epoch, events=args.events,
-                                    control_fd=args.control_fd, keep_trace=bool(args.trace_out),
-                                    small_log=args.small_log, record_env=args.record_env,
-                                    keep_going=args.on_log_error == "continue")
+            with _trace_kept_on_error(args.trace_out):
+                status, engine = record(_prog(args), args.log, epoch=args.epoch, events=args.events,
+                                        control_fd=args.control_fd, keep_trace=bool(args.trace_out),
+                                        small_log=args.small_log, record_env=args.record_env,
+                                        keep_going=args.on_log_error == "continue")
             _write_trace(engine, args.trace_out)
             lost = engine.policy.sink.lost
             if lost is not None:
@@ -204,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                        "(use >/dev/null to discard it)")
             sys.stdout.flush()
             _stop_on_sigterm()
-            status, engine = replay(args.log, events=args.events, control_fd=args.control_fd,
-                                    keep_trace=bool(args.trace_out))
+            with _trace_kept_on_error(args.trace_out):
+                status, engine = replay(args.log, events=args.events, control_fd=args.control_fd,
+                                        keep_trace=bool(args.trace_out))
             _write_trace(engine, args.trace_out)
             return status
         if args.cmd == "trace":

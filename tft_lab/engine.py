@@ -71,8 +71,8 @@ class Policy:
     """What to do at each event.  Every hook has a pass-through default."""
 
     replica = "tracer"
-    #: Syscall numbers to trap ([] = all).  None: the table's subscription.
-    subscribe: list[int] | None = None
+    #: Trap every syscall (an observer: ``tft trace``); else all but those the table runs untrapped.
+    trap_all: bool = False
     #: Whether programs with several threads run under this policy (else clone of a thread is
     #: refused with a clear error).
     threads = True
@@ -200,9 +200,9 @@ class Engine(sched.Scheduling):
             allowed = sorted(os.sched_getaffinity(0))
             cpu = allowed[0] if self.cpu < 0 or self.cpu not in allowed else self.cpu
             os.sched_setaffinity(0, {cpu})
-        nrs = self.policy.subscribe if self.policy.subscribe is not None else syscalls.subscription()
-        pid, self._errfd = pt.spawn(path, list(argv), env, cwd, nrs,
-                                    syscalls.untrapped_if() if self.policy.subscribe is None else None, signals)
+        trap_all = self.policy.trap_all
+        pid, self._errfd = pt.spawn(path, list(argv), env, cwd, [] if trap_all else syscalls.untrapped(),
+                                    None if trap_all else syscalls.untrapped_if(), signals)
         task = Task(self, pid, None, None)
         task.state = "pre-exec"
         task.group = sched.ThreadGroup(task)
@@ -346,8 +346,9 @@ class Engine(sched.Scheduling):
         call = Call(stop.nr, stop.args, task.seq)
         task.call = call
         entry = call.entry
-        if entry is not None and entry.cls == "unsupported" and not entry.enosys:
-            raise UnsupportedError(f"{entry.name} is not supported by tft_lab", syscall=entry.name)
+        if entry is not None and entry.cls == "unsupported" and not entry.enosys and not self.policy.trap_all:
+            raise UnsupportedError(f"{entry.name} is not supported by tft_lab" + ("" if entry.name in syscalls.TABLE else
+                                   " (a syscall it has no entry for: docs/syscalls.md)"), syscall=entry.name)
         if entry is not None and entry.forks:
             task.clone_flags = flags = self._clone_flags(task, call) if call.name in ("clone", "clone3") else 0
             sched.check_clone(flags, call.name)

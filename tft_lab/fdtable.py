@@ -264,6 +264,14 @@ def resolve_call(task, fds: dict[int, Fd], call) -> str | None:
     return resolve(fds, AT_FDCWD if at_arg is None else call.args[at_arg], raw)
 
 
+def lowest_free(fds: dict[int, "Fd"]) -> int:
+    """The fd number the kernel gives the next new fd of a process whose table is ``fds``."""
+    n = 0
+    while n in fds:
+        n += 1
+    return n
+
+
 #: Entries of ``/proc/<pid>/`` that are links to other files (``/proc/self/fd/1`` is the
 #: program's stdout, not its own state): what is written through them is output.
 _PROC_LINKS = frozenset(("fd", "cwd", "root", "exe", "map_files"))

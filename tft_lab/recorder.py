@@ -373,6 +373,9 @@ def record(argv: list[str], log_path: str, *, epoch: int = 64, env=None, cwd=Non
         try:
             engine.start(argv, env=env, cwd=cwd)
             status = engine.run()
+        except TftError as e:
+            e.engine = engine   # its trace up to the stop (a refusal: the call it stopped at)
+            raise
         finally:
             writer.close()
     return status, engine

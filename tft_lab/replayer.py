@@ -43,7 +43,7 @@ from . import log as _log
 from . import pairs, sched
 from .engine import Engine, Policy, SignalAction, Tsc
 from .guest import Call, Task, signed
-from .errors import DivergenceError, LogError
+from .errors import DivergenceError, LogError, TftError
 from .mapped import MapReplayer
 from .outs import MOVED, gather, places
 from .recorder import file_sha256, refused_by_determinism
@@ -421,10 +421,12 @@ class Replayer(Policy):
             if addr != MOVED:   # logged beside the call (an accepted connection's addresses)
                 task.write(addr, data)
         path = task.scratch(b"/dev/null\0")
-        if not task.group.free and res not in task.policy_state.fds:
+        fds = task.policy_state.fds
+        if res not in fds and res != fdtable.lowest_free(fds):
             # With threads the kernel picks the number when the call returns, maybe after another
-            # thread closed a lower one, which the schedule replays before this call: the
-            # stand-in is put at the primary's number (free: the fd table has it closed).
+            # thread closed a lower one, which the schedule replays before this call (that thread
+            # may be gone since: gpg-agent's): the stand-in is put at the primary's number (free:
+            # the fd table has it closed).
             tmp = task.inject(NR_OPENAT, (AT_FDCWD, path, os.O_RDWR | cloexec, 0))
             if tmp >= 0:
                 pairs.dup_into(task, tmp, res, bool(cloexec))
@@ -629,10 +631,14 @@ def replay(log_path: str, *, keep_trace: bool = True, check_program: bool = True
         if not os.path.isdir(h["cwd"]):
             raise LogError(f"{h['cwd']}: the recorded working directory is not here (the replay runs there)")
         engine = Engine(policy, epoch=h["epoch"], keep_trace=keep_trace)
-        with engine.watched(events, control_fd):
-            engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"], signals=_log.start_signals(h))
-            engine.run()
-        _finish(policy, engine)
+        try:
+            with engine.watched(events, control_fd):
+                engine.start(h["argv"], env=h["env"], cwd=h["cwd"], path=h["exe"], signals=_log.start_signals(h))
+                engine.run()
+            _finish(policy, engine)
+        except TftError as e:
+            e.engine = engine   # its trace up to the stop shows where the replay diverged
+            raise
     finally:
         reader.close()
     return policy.end_status, engine

@@ -197,6 +197,21 @@ TABLE: dict[str, Syscall] = _t(
     S("set_tid_address", 218, "local", check=False, nargs=1),
     S("set_robust_list", 273, "local", trap=False),
     S("rseq", 334, "local", trap=False),
+    # the process's own memory, scheduling and limits, run natively (the same request gets the
+    # same answer on both replicas of one machine): hints, locks, policies, keys
+    *(S(name, nr, "local", trap=False) for name, nr in (
+        ("msync", 26), ("mincore", 27), ("mlock", 149), ("munlock", 150), ("mlockall", 151),
+        ("munlockall", 152), ("mlock2", 325), ("readahead", 187), ("fadvise64", 221),
+        ("sync_file_range", 277), ("remap_file_pages", 216), ("membarrier", 324), ("pkey_mprotect", 329),
+        ("pkey_alloc", 330), ("pkey_free", 331), ("set_mempolicy", 238), ("get_mempolicy", 239),
+        ("mbind", 237), ("set_mempolicy_home_node", 450), ("modify_ldt", 154), ("set_thread_area", 205),
+        ("get_thread_area", 211), ("get_robust_list", 274), ("personality", 135), ("capget", 125),
+        ("capset", 126), ("setfsuid", 122), ("setfsgid", 123), ("setrlimit", 160), ("unshare", 272),
+        ("seccomp", 317), ("landlock_create_ruleset", 444), ("landlock_add_rule", 445),
+        ("landlock_restrict_self", 446), ("sched_setaffinity", 203), ("sched_setparam", 142),
+        ("sched_setscheduler", 144), ("sched_setattr", 314), ("sched_getparam", 143),
+        ("sched_getattr", 315), ("sched_get_priority_max", 146), ("sched_get_priority_min", 147),
+        ("sched_rr_get_interval", 148), ("setpriority", 141), ("ioprio_set", 251), ("ioprio_get", 252))),
     S("sched_yield", 24, "local", nargs=0, blocks=True),   # a thread switch point
 
     # --- input: answers from outside the address space ---------------------------------------
@@ -272,6 +287,12 @@ TABLE: dict[str, Syscall] = _t(
     S("timer_gettime", 224, "input", outs=((1, "32"),), nargs=1),
     S("sched_getscheduler", 145, "input", nargs=0),
     S("getpriority", 140, "input", nargs=0),
+    S("rt_sigpending", 127, "input", outs=((0, "8"),), nargs=2),   # held-back signals are not the kernel's
+    S("timerfd_gettime", 287, "input", outs=((1, "32"),), fd_arg=0, nargs=1),
+    S("timer_getoverrun", 225, "input", nargs=1),
+    # a watch on a path: the replay's inotify fd is a stand-in, its answer is the primary's
+    S("inotify_add_watch", 254, "input", fd_arg=0, nargs=3, path=(None, 1)),
+    S("inotify_rm_watch", 255, "input", fd_arg=0, nargs=2),
 
     # --- identity: process ids, virtualized ---------------------------------------------------
     S("getpid", 39, "identity", nargs=0, answered="pid"),
@@ -371,6 +392,11 @@ TABLE: dict[str, Syscall] = _t(
     S("shutdown", 48, "resource", fd_arg=0, nargs=2, resets=True),
     S("setsockopt", 54, "resource", fd_arg=0, nargs=3),
     S("inotify_init1", 294, "resource", creates_fd=True, nargs=1),
+    S("inotify_init", 253, "resource", creates_fd=True, nargs=0),
+    S("eventfd", 284, "local", creates_fd=True, nargs=1),
+    S("signalfd", 282, "local", creates_fd=True, nargs=3),
+    S("timerfd_settime", 286, "local", fd_arg=0, outs=((3, "32"),), check=False, nargs=3),
+    S("timer_delete", 226, "local", nargs=1),
 
     # --- unsupported --------------------------------------------------------------------------
     S("io_uring_setup", 425, "unsupported", enosys=True),   # as rr does: programs fall back
@@ -386,6 +412,30 @@ TABLE: dict[str, Syscall] = _t(
     S("perf_event_open", 298, "unsupported", enosys=True),
     S("vmsplice", 278, "unsupported"),
     S("shmat", 30, "unsupported"),   # memory shared between processes is not replicated
+    # System V IPC and POSIX message queues: state shared with other processes, in the kernel
+    *(S(name, nr, "unsupported") for name, nr in (
+        ("shmget", 29), ("shmctl", 31), ("shmdt", 67), ("semget", 64), ("semop", 65), ("semctl", 66),
+        ("semtimedop", 220), ("msgget", 68), ("msgsnd", 69), ("msgrcv", 70), ("msgctl", 71),
+        ("mq_open", 240), ("mq_unlink", 241), ("mq_timedsend", 242), ("mq_timedreceive", 243),
+        ("mq_notify", 244), ("mq_getsetattr", 245))),
+    # Another process's memory or fds, the machine's state, namespaces and mounts
+    *(S(name, nr, "unsupported") for name, nr in (
+        ("kcmp", 312), ("pidfd_getfd", 438), ("process_madvise", 440), ("process_mrelease", 448),
+        ("migrate_pages", 256), ("move_pages", 279), ("setns", 308), ("chroot", 161), ("pivot_root", 155),
+        ("mount", 165), ("umount2", 166), ("open_tree", 428), ("move_mount", 429), ("fsopen", 430),
+        ("fsconfig", 431), ("fsmount", 432), ("fspick", 433), ("mount_setattr", 442),
+        ("name_to_handle_at", 303), ("open_by_handle_at", 304), ("fanotify_init", 300),
+        ("fanotify_mark", 301), ("settimeofday", 164), ("clock_settime", 227), ("sethostname", 170),
+        ("setdomainname", 171), ("swapon", 167), ("swapoff", 168), ("reboot", 169), ("acct", 163),
+        ("kexec_load", 246), ("kexec_file_load", 320), ("init_module", 175), ("finit_module", 313),
+        ("delete_module", 176), ("iopl", 172), ("ioperm", 173), ("vhangup", 153), ("quotactl", 179),
+        ("quotactl_fd", 443), ("bpf", 321), ("memfd_secret", 447), ("rt_tgsigqueueinfo", 297))),
+    # Programs fall back when these fail with ENOSYS (as on a kernel without them)
+    *(S(name, nr, "unsupported", enosys=True) for name, nr in (
+        ("pidfd_open", 434), ("pidfd_send_signal", 424), ("io_setup", 206), ("io_destroy", 207),
+        ("io_getevents", 208), ("io_submit", 209), ("io_cancel", 210), ("io_pgetevents", 333),
+        ("add_key", 248), ("request_key", 249), ("keyctl", 250), ("adjtimex", 159), ("clock_adjtime", 305),
+        ("syslog", 103), ("lookup_dcookie", 212), ("uselib", 134), ("ustat", 136), ("sysfs", 139))),
 )
 # fmt: on
 del S
@@ -398,9 +448,24 @@ RESTART_CODES = frozenset((-ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERES
 NR_RESTART_SYSCALL = 219
 
 
+_UNKNOWN: dict[int, Syscall] = {}
+
+
 def lookup(nr: int) -> Syscall | None:
-    """The table entry for syscall number ``nr`` on x86_64, or None if not in the table."""
-    return BY_NUMBER.get(nr)
+    """The table entry for syscall number ``nr`` on x86_64 (None for ``restart_syscall``).
+
+    A number the table does not have is ``unsupported``: a syscall newer than the table is
+    answered ENOSYS (programs fall back, as on an older kernel), an x32 one stops the program.
+    The filter traps every syscall the table does not run untrapped, so none of them runs
+    unseen on one replica and differently on the other."""
+    entry = BY_NUMBER.get(nr)
+    if entry is None and nr != NR_RESTART_SYSCALL:
+        entry = _UNKNOWN.get(nr)
+        if entry is None:
+            x32 = nr >= 0x40000000
+            name = f"x32 syscall {nr - 0x40000000}" if x32 else name_of(nr)
+            entry = _UNKNOWN[nr] = Syscall(name, nr, "unsupported", enosys=not x32)
+    return entry
 
 
 def name_of(nr: int) -> str:
@@ -434,17 +499,14 @@ def number(name: str) -> int:
 
 
 def untrapped_if() -> dict[int, tuple[int, int]]:
-    """Syscall number -> (argument, bits) with which the filter lets a subscribed call through."""
+    """Syscall number -> (argument, bits) with which the filter lets a trapped call through."""
     return {s.x64: s.untrapped_if for s in TABLE.values() if s.trap and s.untrapped_if}
 
 
-def subscription(everything: bool = False) -> list[int]:
-    """Syscall numbers a policy traps: the table's trapped ones, or every syscall for a tracer."""
-    if everything:
-        return []  # empty means "trap all" to the filter builder
-    nrs = {s.x64 for s in TABLE.values() if s.trap}
-    nrs.add(NR_RESTART_SYSCALL)
-    return sorted(nrs)
+def untrapped() -> list[int]:
+    """The syscall numbers the replicating policies' filter lets through: the table's
+    ``trap=False`` entries.  Every other syscall is trapped (see :func:`lookup`)."""
+    return sorted(s.x64 for s in TABLE.values() if not s.trap)
 
 
 # ioctl requests whose out-buffer size is not encoded in the number (legacy tty ones).

@@ -53,7 +53,7 @@ class Tracer(Policy):
     """Observes every syscall (subscribes to all) and writes one line per call."""
 
     replica = "tracer"
-    subscribe: list[int] = []  # everything
+    trap_all = True
 
     def __init__(self, out: TextIO = sys.stderr):
         self.out = out

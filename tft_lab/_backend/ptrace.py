@@ -365,44 +365,46 @@ _BPF_JSET_K = 0x45
 _BPF_RET_K = 0x06
 
 
-def seccomp_program(nrs: list[int], untrapped_if: dict[int, tuple[int, int]] | None = None
+def seccomp_program(allowed: list[int], allowed_if: dict[int, tuple[int, int]] | None = None
                     ) -> list[tuple[int, int, int, int]]:
-    """A classic BPF program: SECCOMP_RET_TRACE for ``nrs`` (all syscalls if empty), else ALLOW.
+    """A classic BPF program: SECCOMP_RET_ALLOW for the syscalls in ``allowed``, TRACE for every
+    other one (all of them if both are empty).
 
-    ``untrapped_if`` maps some of ``nrs`` to ``(arg_index, bits)``: such a call is allowed
-    untrapped when the low 32 bits of that argument have any of those bits set (mmap with
+    ``allowed_if`` maps more numbers to ``(arg_index, bits)``: such a call is allowed when the
+    low 32 bits of that argument have any of those bits set, else traced (mmap with
     MAP_ANONYMOUS: only file-backed mappings cost a stop).
-    A foreign architecture or an x32 syscall is always trapped, so the supervisor can refuse it.
+    Trapping by default is what makes a syscall tft_lab has no entry for a clear refusal
+    instead of a silent difference between the replicas.  A foreign architecture or an x32
+    syscall is always trapped, so the supervisor can refuse it.
     """
-    if len(nrs) > 250:
+    conds = {nr: c for nr, c in (allowed_if or {}).items() if nr not in allowed}
+    order = [*allowed, *conds]   # conditional numbers last: their check blocks follow the list
+    if len(order) > 250:
         raise ValueError("too many syscalls for a linear filter")
     prog = [(_BPF_LD_W_ABS, 0, 0, 4)]  # seccomp_data.arch
-    if not nrs:
+    if not order:
         return prog + [(_BPF_RET_K, 0, 0, SECCOMP_RET_TRACE)]
-    conds = {nr: c for nr, c in (untrapped_if or {}).items() if nr in nrs}
-    # Conditional numbers last: BPF jumps only forward, by at most 255, to their check blocks.
-    order = [nr for nr in nrs if nr not in conds] + [nr for nr in nrs if nr in conds]
     n = len(order)
-    # jt/jf are relative to the next instruction; TRACE follows ALLOW right after the list.
-    prog.append((_BPF_JEQ_K, 0, n + 3, AUDIT_ARCH_X86_64))       # foreign arch -> TRACE
+    # jt/jf are relative to the next instruction; after the list: TRACE (the default), ALLOW.
+    prog.append((_BPF_JEQ_K, 0, n + 2, AUDIT_ARCH_X86_64))       # foreign arch -> TRACE
     prog.append((_BPF_LD_W_ABS, 0, 0, 0))                          # seccomp_data.nr
-    prog.append((_BPF_JGE_K, n + 1, 0, 0x40000000))                # x32 -> TRACE
+    prog.append((_BPF_JGE_K, n, 0, 0x40000000))                    # x32 -> TRACE
     blocks = []
     for i, nr in enumerate(order):
         if nr in conds:   # -> its block: load the argument, ALLOW if any bit is set, else TRACE
-            jump = n - i + 1 + 4 * len(blocks)
+            jump = n - i + 1 + len(blocks)                         # -> its block (4 instructions each)
             arg, bits = conds[nr]
             blocks += [(_BPF_LD_W_ABS, 0, 0, 16 + 8 * arg),        # seccomp_data.args[arg], low word
                        (_BPF_JSET_K, 0, 1, bits),
                        (_BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
                        (_BPF_RET_K, 0, 0, SECCOMP_RET_TRACE)]
         else:
-            jump = n - i
+            jump = n - i                                           # -> ALLOW
         if jump > 255:
             raise ValueError("filter too long for a forward jump")
         prog.append((_BPF_JEQ_K, jump, 0, nr))
-    prog.append((_BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
     prog.append((_BPF_RET_K, 0, 0, SECCOMP_RET_TRACE))
+    prog.append((_BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW))
     return prog + blocks
 
 
@@ -466,17 +468,18 @@ _blocked, _ignored = signal_sets(os.getpid())
 INHERITED_SIGNALS = (_blocked, _ignored & ~_bits(signal.SIGPIPE, signal.SIGXFSZ))
 
 
-def spawn(path: str, argv: list[str], env: dict[str, str], cwd: str, nrs: list[int],
-          untrapped_if: dict[int, tuple[int, int]] | None = None,
+def spawn(path: str, argv: list[str], env: dict[str, str], cwd: str, allowed: list[int],
+          allowed_if: dict[int, tuple[int, int]] | None = None,
           signals: tuple[int, int] | None = None) -> int:
-    """Start ``path`` traced, with ASLR off, rdtsc faulting and the seccomp filter for ``nrs``.
+    """Start ``path`` traced, with ASLR off, rdtsc faulting and the seccomp filter that traps
+    every syscall but ``allowed`` (and ``allowed_if``'s, see :func:`seccomp_program`).
 
     The program starts blocking and ignoring the signals :data:`INHERITED_SIGNALS` says, or,
     given ``signals`` (blocked, ignored: a recording's), those.  Returns the pid, stopped
     before execve (options set).  The caller resumes it and must ignore its stops until the
     first :class:`ExecStop`.
     """
-    prog = seccomp_program(nrs, untrapped_if)
+    prog = seccomp_program(allowed, allowed_if)
     errr, errw = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # child: only async-signal-safe-ish work, then execve
