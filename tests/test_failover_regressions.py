@@ -19,6 +19,7 @@ program saw, that tft came back at all.
 - a write to the process's own ``/proc`` entry (``unshare -r``'s uid map) is made by the
   backup too: it is the process's state, not an output; a path looked up under it
   (``test -e /proc/$$/stat``, ``readlink``) is this replica's entry;
+- a FIFO open at the failover is opened again without waiting for a writer (valgrind);
 - a backup that diverges fails the run loudly: ``backup-lost``, exit status 3,
   one message naming the seq.
 """
@@ -295,6 +296,29 @@ def test_a_path_looked_up_under_proc_pid_of_the_program_is_this_replicas(tmp_pat
         assert p.returncode == 0, (n, p.stderr)
         assert b"lookup self" not in p.stderr, (n, p.stderr)
         once_each(p.stdout.decode().splitlines(), ["start", "stat-ok", "/usr/bin/bash", "access-ok"])
+
+
+FIFO = [sys.executable, "-c", """
+import fcntl, os, time
+os.mkfifo("vgdb.fifo")
+fd = os.open("vgdb.fifo", os.O_RDONLY | os.O_NONBLOCK)   # as valgrind opens its vgdb FIFO
+fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)   # then blocking
+for i in range(100):
+    print(i, flush=True)
+os.close(fd)
+os.unlink("vgdb.fifo")
+print("done")
+"""]
+
+
+def test_a_fifo_open_at_the_failover_is_opened_again_without_waiting_for_a_writer(tmp_path):
+    """Reopened at go-live with its flags of the moment (blocking), a FIFO nobody writes to
+    blocked the open forever: valgrind hung after every failover past its start."""
+    for n in fault_points(FIFO, str(tmp_path)):
+        p, res = tft_run(FIFO, str(tmp_path), fault=f"primary@{n}")
+        assert p.returncode == 0, (n, p.stderr)
+        once_each(p.stdout.decode().splitlines(), [*map(str, range(100)), "done"])
+        assert not (tmp_path / "vgdb.fifo").exists()
 
 
 def test_only_the_programs_own_proc_state_is_its_own():

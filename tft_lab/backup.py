@@ -61,7 +61,7 @@ from .engine import Engine, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError, TftError, UnsupportedError
 from .faults import Fault, Injector
-from .pidmap import P_PGID, P_PID, SI_PID, WALL, WEXITED, PidMap, SentSignals, reaped_child, sent_siginfo
+from .pidmap import P_PGID, P_PID, SI_PID, SI_TKILL, WALL, WEXITED, PidMap, SentSignals, reaped_child, sent_siginfo
 from .replayer import Replayer, ReplayTaskState
 from .syscalls import number
 from .trace import FRESH_BACKUPS
@@ -409,7 +409,8 @@ class Backup(Replayer):
             return   # signal 0: a probe
         target = self.pids.to_real(a[0])
         if target > 0:   # a process of the program: by the pid the program knows (an outside one: none)
-            vpid = a[0] & 0xFFFFFFFF
+            # tgkill names the thread (raise() in a second thread): it is owed to that thread.
+            vpid = (a[1] if call.name == "tgkill" else a[0]) & 0xFFFFFFFF
             targets = [t for t in self.engine.tasks.values() if t.vpid == vpid]
         elif call.name == "kill" and target != -1:   # a process group: 0 is the sender's own
             try:
@@ -429,7 +430,12 @@ class Backup(Replayer):
             self.sent_signals.sent(t.vpid, signo, info)
 
     def signal_logged(self, task: Task, rec) -> None:
-        self.sent_signals.received(task.vpid, rec["signo"], rec["blobs"][0])
+        info = rec["blobs"][0]
+        thread = len(info) >= 12 and struct.unpack_from("<i", info, 8)[0] == SI_TKILL   # si_code
+        # A signal sent to the process may be delivered to any of its threads: it was owed to
+        # the process (its first thread, as the kill named it); one sent to a thread, to that thread.
+        whom = task if thread or task.group is None else task.group.leader
+        self.sent_signals.received(whom.vpid, rec["signo"], info)
 
     def _translate_pids(self, task: Task, call: Call) -> None:
         idx = _PID_ARGS.get(call.name, ())
@@ -497,7 +503,7 @@ class Backup(Replayer):
                 self.reconcile(t)
         finally:
             self.stopped = []
-        self.in_flight.refill_pipes(self.engine.tasks.values(), self.warn)
+        self.in_flight.refill(self.engine.tasks.values(), self.warn)
         for t in tasks:
             if t is not current and t.pid in self.engine.tasks:
                 self.engine.retry(t)
@@ -673,7 +679,9 @@ class Backup(Replayer):
                     else:
                         self.rebuilt[peer[0].policy_state.fds[peer[1]].desc] = peer
                     notes.append(note)
-                elif info.kind in ("conn", "socket", "dead") and (info.standin or rebuilt):
+                elif info.kind == "socket" and (info.standin or rebuilt):
+                    notes.append(rebuild.resocket(task, fd, info))
+                elif info.kind in ("conn", "dead") and (info.standin or rebuilt):
                     rebuild.reset(task, fd, info)
                     notes.append(f"fd {fd}: connection reset")
                 else:
@@ -691,11 +699,13 @@ class Backup(Replayer):
                     if target in task.policy_state.fds:
                         addr = task.scratch(event)
                         task.inject(NR["epoll_ctl"], (fd, 1, target, addr))  # EPOLL_CTL_ADD
-        for signo, info in self.sent_signals.owed(task.vpid):
-            # Sent by the program before the failover, its delivery lost with the primary.
-            task.inject_signal(signo, info)
-            sender = struct.unpack_from("<i", info, SI_PID)[0]
-            notes.append(f"{_signame(signo)} sent by pid {sender} before the failover, delivered now")
+        for t in task.group.threads if task.group is not None else [task]:
+            for signo, info in self.sent_signals.owed(t.vpid) if t.state != "gone" else ():
+                # Sent by the program before the failover, its delivery lost with the primary.
+                t.inject_signal(signo, info)
+                sender = struct.unpack_from("<i", info, SI_PID)[0]
+                notes.append(f"{_signame(signo)} sent by pid {sender} before the failover, delivered now"
+                             + (f" (to thread {t.vpid})" if t is not task else ""))
         self.engine.emit(task, "failover", "go-live", "; ".join(n for n in notes if n), 0, "event", "live")
         if any(notes):
             self.warn(f"pid {task.vpid} went live at seq {task.seq}: " + "; ".join(n for n in notes if n))

@@ -58,59 +58,108 @@ class Flow:
 
 class InFlight:
     """The bytes in flight between the program's own processes, followed from the log while
-    replaying: per pipe (its identity, ``pipe:[ino]``) and per direction of a connection
-    (its (sender, receiver) addresses)."""
+    replaying: per pipe (its identity, ``pipe:[ino]``), per direction of a socketpair (its
+    identity and the receiving end) and per direction of a connection (its (sender,
+    receiver) addresses).
+
+    Why: the backup runs no output into them (the primary did), and feeds their reads from
+    the log, so its own kernel's pipes and socketpairs are empty; what the primary's reader
+    had not read yet died with the primary's kernel."""
 
     def __init__(self):
         self.pipes: dict[str, Flow] = {}
         self.conns: dict[tuple[bytes, bytes], Flow] = {}
+        self.pairs: dict[tuple[str, int], Flow] = {}   # (the pair's identity, the receiving end)
 
     def account(self, task: Task, call: Call) -> None:
-        """Follow a replayed call that put bytes into (an output) or took them out of a pipe or a
-        connection.  Precondition: its record applied (``call.result`` is the primary's)."""
+        """Follow a replayed call that put bytes into (an output) or took them out of a pipe, a
+        socketpair or a connection.  Precondition: its record applied (``call.result`` is the
+        primary's)."""
         entry = call.entry
         if entry is None or entry.fd_arg is None or call.result <= 0:
             return
-        info = task.policy_state.fds.get(call.args[entry.fd_arg])
+        fd = call.args[entry.fd_arg]
+        info = task.policy_state.fds.get(fd)
         if info is None:
             return
+        writing = entry.cls == "output" and bool(entry.writes)
+        if not (writing or call.name in READS):
+            return
         if info.kind == "conn":   # a connection: both ends may be the program's
-            writing = entry.cls == "output" and bool(entry.writes)
             key = direction(info, writing)
-            if key is None or not (writing or call.name in READS):
+            if key is None:
                 return
             flow = self.conns.setdefault(key, Flow())
         elif info.kind == "pipe" and info.path:
             flow = self.pipes.setdefault(info.path, Flow())
+        elif info.kind == "socketpair" and info.path:
+            end = _end(task, fd, info)
+            if end is None:
+                return
+            # Bytes written through one end wait in the other's queue: a flow per receiving end.
+            flow = self.pairs.setdefault((info.path, 1 - end if writing else end), Flow())
         else:
             return
-        if entry.cls == "output":
+        if writing:
             flow.wrote(gather(task, call, call.result))
-        elif call.name in READS:
+        else:
             flow.read(call.result)
 
-    def refill_pipes(self, tasks, warn) -> None:
-        """Put back what the primary had written to its pipes and not yet read, through the first
-        of ``tasks`` that holds each pipe (never blocks); ``warn`` says what was put back."""
+    def refill(self, tasks, warn) -> None:
+        """Put back what the primary had written to its pipes and socketpairs and not yet read,
+        through the first of ``tasks`` that holds each (never blocks); ``warn`` says what was
+        put back.  (A connection's bytes go back when it is connected again: :func:`reconnect`.)"""
+        tasks = list(tasks)
         for ident, flow in self.pipes.items():
             data = flow.leftover()
-            if not data:
-                continue
-            for t in tasks:
-                fd = next((fd for fd, info in t.policy_state.fds.items()
-                           if info.kind == "pipe" and info.path == ident), None)
-                if fd is None:
-                    continue
+            holder = _holder(tasks, lambda t, fd, info: info.kind == "pipe" and info.path == ident)
+            if data and holder is not None:
+                t, fd = holder
                 try:
-                    w = os.open(f"/proc/{t.pid}/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK)
+                    w = os.open(f"/proc/{t.tgid}/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK)
                     try:
-                        os.write(w, data)
+                        n = os.write(w, data)
                     finally:
                         os.close(w)
-                    warn(f"put back {len(data)} bytes the primary had left in {ident}")
+                    _said(warn, n, len(data), ident)
                 except OSError as e:
                     warn(f"could not put back {len(data)} bytes into {ident}: {e.strerror}")
-                break
+        for (ident, end), flow in self.pairs.items():
+            data = flow.leftover()
+            # Sent through the other end, as the primary's writer did.
+            holder = _holder(tasks, lambda t, fd, info: info.kind == "socketpair" and info.path == ident
+                             and _end(t, fd, info) == 1 - end)
+            if data and holder is not None:
+                n = _send(holder[0], holder[1], data)
+                if n < 0:
+                    warn(f"could not put back {len(data)} bytes into {ident} (not a stream socket)")
+                else:
+                    _said(warn, n, len(data), ident)
+
+
+def _holder(tasks, holds) -> tuple[Task, int] | None:
+    """The first (task, fd) of ``tasks`` for which ``holds(task, fd, info)``."""
+    for t in tasks:
+        for fd, info in sorted(t.policy_state.fds.items()):
+            if holds(t, fd, info):
+                return t, fd
+    return None
+
+
+def _said(warn, n: int, want: int, ident: str) -> None:
+    if n == want:
+        warn(f"put back {n} bytes the primary had left in {ident}")
+    else:
+        warn(f"put back {n} of the {want} bytes the primary had left in {ident} (its buffer is full)")
+
+
+def _end(task: Task, fd: int, info: fdtable.Fd) -> int | None:
+    """Which end of its socketpair ``task``'s ``fd`` is: 0 the first (whose identity names the
+    pair, ``info.path``), 1 the other.  The backup's socketpairs are real: its kernel says."""
+    try:
+        return 0 if os.readlink(f"/proc/{task.tgid}/fd/{fd}") == info.path else 1
+    except OSError:
+        return None
 
 
 def direction(info: fdtable.Fd, writing: bool) -> tuple[bytes, bytes] | None:
@@ -147,7 +196,7 @@ def reconnect(task: Task, fd: int, info: fdtable.Fd, peer: Task, pfd: int, flows
     if peer is task:
         dup_into(task, b, pfd, other.cloexec)
     else:
-        pidfd = peer.inject(NR["pidfd_open"], (task.pid, 0))
+        pidfd = peer.inject(NR["pidfd_open"], (task.tgid, 0))   # (a thread's own id names no process)
         got = peer.inject(NR["pidfd_getfd"], (pidfd, b, 0)) if pidfd >= 0 else -1
         if pidfd >= 0:
             peer.inject(NR["close"], (pidfd,))
@@ -165,16 +214,25 @@ def _put_back(task: Task, fd: int, flow: Flow | None) -> int:
     """Send, through ``task``'s end ``fd``, what the primary had sent through it and its peer
     had not read.  Never blocks (a full buffer keeps what it took)."""
     data = flow.leftover() if flow is not None else b""
-    if not data:
-        return 0
-    with fdtable.borrowed(task.pid, fd) as mine:
+    return max(0, _send(task, fd, data)) if data else 0
+
+
+def _send(task: Task, fd: int, data: bytes) -> int:
+    """Send ``data`` through ``task``'s stream socket ``fd`` without blocking: the bytes sent
+    (what a full buffer took), -1 if ``fd`` is not a stream socket (a datagram's boundaries are
+    not known) or cannot be had."""
+    with fdtable.borrowed(task.tgid, fd) as mine:   # the process's id: a thread's names none
         if mine is None:
-            return 0
+            return -1
         s = socket.socket(fileno=mine)
         try:
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) != socket.SOCK_STREAM:
+                return -1
             return s.send(data, socket.MSG_DONTWAIT)
-        except OSError:
+        except BlockingIOError:
             return 0
+        except OSError:
+            return -1
         finally:
             s.detach()
 

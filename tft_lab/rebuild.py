@@ -7,9 +7,11 @@ to say it is real now.  What cannot be rebuilt raises :class:`~tft_lab.errors.Di
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
+import stat
 import struct
 import time
 
@@ -18,7 +20,7 @@ from .errors import DivergenceError
 from .guest import Task
 from .syscalls import number
 
-NR = {name: number(name) for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt", "chdir",
+NR = {name: number(name) for name in ("openat", "lseek", "dup3", "close", "socket", "setsockopt", "fcntl", "chdir",
                                       "bind", "listen", "socketpair", "pidfd_open", "pidfd_getfd")}
 AT_FDCWD = -100
 SOL_SOCKET, SO_REUSEADDR = 1, 2
@@ -55,7 +57,7 @@ def share(task: Task, fd: int, info: fdtable.Fd, rebuilt: dict, tasks) -> bool:
         if ofd != fd:
             task.inject(NR["dup3"], (ofd, fd, fdtable.O_CLOEXEC if info.cloexec else 0))
         return True
-    pidfd = task.inject(NR["pidfd_open"], (owner.pid, 0))
+    pidfd = task.inject(NR["pidfd_open"], (owner.tgid, 0))   # (a thread's own id names no process)
     if pidfd < 0:
         return False
     tmp = task.inject(NR["pidfd_getfd"], (pidfd, ofd, 0))
@@ -68,12 +70,31 @@ def share(task: Task, fd: int, info: fdtable.Fd, rebuilt: dict, tasks) -> bool:
 
 def reopen(task: Task, fd: int, info: fdtable.Fd) -> str:
     """A file the primary had open: opened again here (create and truncate dropped), at its
-    offset unless appending, on the same fd.  Returns a note."""
+    offset unless appending, on the same fd.  Returns a note.
+
+    A FIFO is opened without waiting for its other end (which may have been in the dead
+    primary's kernel, and never come: valgrind's vgdb FIFO, opened non-blocking and then
+    made blocking), then given the status flags it had; a write end with no reader yet is
+    opened read-write, which never waits."""
     flags = info.flags & ~(fdtable.O_CREAT | fdtable.O_TRUNC | fdtable.O_EXCL)
     path_addr = task.scratch(info.path.encode(errors="surrogateescape") + b"\0")
-    tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags, 0))
+    fifo = _is_fifo(task, info.path)
+    note = ""
+    if fifo:
+        tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags | os.O_NONBLOCK, 0))
+        if tmp == -errno.ENXIO:
+            tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags & ~fdtable.O_ACCMODE | os.O_RDWR | os.O_NONBLOCK, 0))
+            note = " (read-write: no reader yet)"
+        if tmp >= 0 and not flags & os.O_NONBLOCK:
+            task.inject(_NR_FCNTL, (tmp, fdtable.F_SETFL, flags & fdtable.SETFL_MASK))
+    else:
+        tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags, 0))
     if tmp < 0:
         raise DivergenceError(f"cannot reopen {info.path}: {os.strerror(-tmp)}")
+    if fifo:
+        pairs.dup_into(task, tmp, fd, info.cloexec)
+        info.standin = False
+        return f"fd {fd}: reopened the FIFO {info.path}{note}"
     if not info.flags & fdtable.O_APPEND:
         task.inject(NR["lseek"], (tmp, info.offset, fdtable.SEEK_SET))
     pairs.dup_into(task, tmp, fd, info.cloexec)
@@ -81,24 +102,65 @@ def reopen(task: Task, fd: int, info: fdtable.Fd) -> str:
     return f"fd {fd}: reopened {info.path} at offset {info.offset}"
 
 
+_NR_FCNTL = number("fcntl")
+
+
+def _is_fifo(task: Task, path: str) -> bool:
+    """Whether ``path`` (relative: to ``task``'s working directory) is a FIFO here."""
+    try:
+        return stat.S_ISFIFO(os.stat(os.path.join(f"/proc/{task.pid}/cwd", path)).st_mode)
+    except OSError:
+        return False
+
+
 def relisten(task: Task, fd: int, info: fdtable.Fd) -> str:
     """A listening socket: created again with its options, bound to the same address (on
     another host: the same port on the backup's addresses), listening, on the same fd."""
+    tmp, where = _socket_again(task, info, reuse=True)
+    task.inject(NR["listen"], (tmp, info.backlog))
+    pairs.dup_into(task, tmp, fd, info.cloexec)
+    info.standin = False
+    return f"fd {fd}: listening again on {where}"
+
+
+def resocket(task: Task, fd: int, info: fdtable.Fd) -> str:
+    """A socket neither listening nor connected yet (the program was setting it up): created
+    again with its options and status flags, bound if it was, on the same fd; the program
+    goes on with its setup (a reset socket would fail its bind or listen)."""
+    tmp, where = _socket_again(task, info, reuse=False)
+    pairs.dup_into(task, tmp, fd, info.cloexec)
+    info.standin = False
+    return f"fd {fd}: socket created again" + (f", bound to {where}" if where else "")
+
+
+def _socket_again(task: Task, info: fdtable.Fd, reuse: bool) -> tuple[int, str]:
+    """A new socket like ``info``'s (domain, type, options, status flags), bound to its address
+    if it has one (``reuse``: with SO_REUSEADDR, so that the dead primary's connections on
+    that port do not keep it): its fd in ``task`` and the address ("" if unbound)."""
     tmp = task.inject(NR["socket"], (info.domain, info.type, info.proto))
     if tmp < 0:
         raise DivergenceError(f"cannot create a socket: {os.strerror(-tmp)}")
-    one = task.scratch(struct.pack("<i", 1))
-    task.inject(NR["setsockopt"], (tmp, SOL_SOCKET, SO_REUSEADDR, one, 4))
+    if reuse:
+        one = task.scratch(struct.pack("<i", 1))
+        task.inject(NR["setsockopt"], (tmp, SOL_SOCKET, SO_REUSEADDR, one, 4))
     for level, name, value in info.sockopts:
         task.inject(NR["setsockopt"], (tmp, level, name, task.scratch(value), len(value)))
+    if info.flags & fdtable.SETFL_MASK:
+        task.inject(NR["fcntl"], (tmp, fdtable.F_SETFL, info.flags & fdtable.SETFL_MASK))   # O_NONBLOCK
     addr = info.addr
+    if not addr:
+        return tmp, ""
     where = fmt_sockaddr(addr)
     for attempt in range(50):
         res = task.inject(NR["bind"], (tmp, task.scratch(addr), len(addr)))
         if res == -errno.EADDRNOTAVAIL and info.domain == socket.AF_INET:
-            addr = addr[:4] + bytes(4) + addr[8:]   # another host: listen on the backup's addresses
+            addr = addr[:4] + bytes(4) + addr[8:]   # another host: the backup's addresses
             where = fmt_sockaddr(addr)
             continue
+        if res == -errno.EADDRINUSE and info.domain == socket.AF_UNIX:
+            if _take_over_unix_path(task, addr, info.type):
+                continue
+            break
         if res == -errno.EADDRINUSE:
             time.sleep(0.05)   # the dead primary's socket is still being torn down
             continue
@@ -106,10 +168,29 @@ def relisten(task: Task, fd: int, info: fdtable.Fd) -> str:
     if res < 0:
         task.inject(NR["close"], (tmp,))
         raise DivergenceError(f"cannot bind {where}: {os.strerror(-res)}")
-    task.inject(NR["listen"], (tmp, info.backlog))
-    pairs.dup_into(task, tmp, fd, info.cloexec)
-    info.standin = False
-    return f"fd {fd}: listening again on {where}"
+    return tmp, where
+
+
+def _take_over_unix_path(task: Task, addr: bytes, kind: int) -> bool:
+    """A Unix socket's file left by the dead primary's process (nobody listens on it: a
+    connection is refused) is removed, so that the live replica binds it again (gpg-agent's
+    sockets).  False if it is not such a file: someone listens there, or it is abstract."""
+    raw = addr[2:].split(b"\0", 1)[0]
+    if not raw:
+        return False   # abstract (or unnamed): the dead kernel took it
+    path = os.path.join(f"/proc/{task.pid}/cwd", os.fsdecode(raw))
+    probe = socket.socket(socket.AF_UNIX, kind & 0xF)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return False   # a live socket: not ours to take
 
 
 def reset(task: Task, fd: int, info: fdtable.Fd) -> None:
@@ -129,4 +210,9 @@ def fmt_sockaddr(addr: bytes) -> str:
     if len(addr) >= 8 and int.from_bytes(addr[:2], "little") == socket.AF_INET:
         port = int.from_bytes(addr[2:4], "big")
         return f"{socket.inet_ntoa(addr[4:8])}:{port}"
+    if len(addr) > 2 and int.from_bytes(addr[:2], "little") == socket.AF_UNIX:
+        raw = addr[2:]
+        if raw[:1] == b"\0":   # abstract: no file, shown as ss shows it
+            return "@" + raw[1:].split(b"\0", 1)[0].decode(errors="backslashreplace")
+        return raw.split(b"\0", 1)[0].decode(errors="backslashreplace")
     return addr.hex()

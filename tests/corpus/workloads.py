@@ -319,3 +319,29 @@ _py("py-http-server", "import http.server, threading, urllib.request\n"
     threaded=True, normalise=digits, note="python3 -m http.server's ThreadingHTTPServer (its log line has the time)")
 workload("zstd-T2", "zstd -q -T2 -k big.txt -o big.zst && zstd -q -d -c big.zst | wc -l", kind="archive",
          files={"big.txt": BIG * 8}, threaded=True, compare_files="names", note="zstd worker threads")
+
+# --- more everyday programs (2026-11-30 evening: classes 20-22) ----------------------------------
+
+workload("gpg", "mkdir -m 700 g && gpg --homedir g --batch --quiet --pinentry-mode loopback --passphrase x "
+         "--symmetric -o f.gpg f.txt && gpg --homedir g --batch --quiet --pinentry-mode loopback --passphrase x "
+         "-d f.gpg | cmp - f.txt && echo same; gpgconf --homedir g --kill all", kind="server", threaded=True,
+         files={"f.txt": WORDS}, compare_files="none",
+         note="gpg starts gpg-agent, a threaded daemon, and talks to it over a Unix socket (classes 20, 21)")
+workload("bc", "echo 'scale=200; 4*a(1)' | bc -l; echo '2^1000 % 97' | bc", kind="script", note="bc -l")
+workload("ssh-keygen", "ssh-keygen -q -t ed25519 -N '' -C me -f k && wc -c < k.pub && ssh-keygen -lf k.pub | cut -d' ' -f1,3,4",
+         kind="coreutils", compare_files="names", note="a new key from getrandom, its fingerprint")
+workload("node", ["node", "-e", "const fs = require('fs'); fs.writeFileSync('o.txt', 'hi\\n');"
+                  "console.log([1, 2, 3].map(x => x * 2).join(','), fs.readFileSync('o.txt', 'utf8').trim())"],
+         kind="script", threaded=True, note="Node.js: V8's worker threads, libuv (capget, pkey_alloc)")
+workload("vim-ex", "vim -es -u NONE -i NONE -c '%s/alpha/omega/g' -c wq tree/a.txt; cat tree/a.txt", kind="coreutils",
+         files=TREE, note="vim in ex mode edits a file in place")
+workload("man", "man -P cat ls 2>/dev/null | head -3", kind="coreutils",
+         note="man-db: its helpers install their own seccomp filter (seccomp, run natively)")
+workload("zip-unzip", "zip -qr t.zip tree && unzip -l t.zip | tail -1 && mkdir u && cd u && unzip -q ../t.zip && find . | sort",
+         kind="archive", files=TREE, compare_files="names", note="zip, unzip")
+workload("git-clone", "git init -q a && git -C a commit -q --allow-empty -m one && git clone -q a b 2>&1 && "
+         "git -C b log --format=%s && git clone -q --no-local a c 2>&1 && git -C c log --format=%s", kind="git",
+         compare_files="none", note="git clone, local and through upload-pack's pipes")
+workload("ps-self", "test -e /proc/$$/stat && echo stat-ok; readlink /proc/$$/exe; ps -o comm= -p 1 > /dev/null; "
+         "echo ps=$?", kind="coreutils",
+         note="paths under /proc/$$ looked up (stat, readlink) take this replica's entry live (class 22)")
