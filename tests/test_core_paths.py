@@ -92,23 +92,41 @@ def records(log) -> list[dict]:
 def test_both_paths_log_the_same_records(guest, tmp_path):
     """Two recordings differ where the program met the world (pids, clocks, AT_RANDOM), so
     two pure recordings tell which fields vary from run to run (the guests print values of
-    a fixed length, so that no length coincides by chance); everything else must be
-    the same, field for field, in a recording made on the compiled path."""
+    a fixed length, so that no length coincides by chance); everything else must be the
+    same, field for field, in a recording made on the compiled path.  A heavily loaded
+    machine can change a run's shape (one more call somewhere): up to three attempts, and
+    a real difference between the paths fails all three."""
+    problems = []
+    for attempt in range(3):
+        problem = _compare_paths(guest, tmp_path / f"attempt{attempt}")
+        if problem is None:
+            return
+        problems.append(problem)
+    pytest.fail("; ".join(problems))
+
+
+def _compare_paths(guest: str, folder) -> str | None:
+    """Record ``guest`` twice on the pure path and once on the compiled one; what differs."""
+    folder.mkdir()
     logs = {}
     for name, path in (("pure1", "pure"), ("pure2", "pure"), ("compiled", "compiled")):
-        logs[name] = new_log_path(tmp_path)
+        logs[name] = new_log_path(folder)
         p = tft(path, "record", "--log", logs[name], "--", *guests()[guest])
         assert p.returncode == 0, p.stderr
     a, b, c = (records(logs[n]) for n in ("pure1", "pure2", "compiled"))
-    assert len(a) == len(b) == len(c)
+    if not len(a) == len(b) == len(c):
+        return f"{len(a)}, {len(b)} records on the pure path, {len(c)} on the compiled"
     same = 0
     for i, (x, y, z) in enumerate(zip(a, b, c)):
-        assert x.keys() == z.keys(), f"record {i}"
+        if x.keys() != z.keys():
+            return f"record {i}: fields {sorted(z)} on the compiled path, {sorted(x)} on the pure"
         for k in x:
             if x[k] == y[k]:
-                assert z[k] == x[k], f"record {i}, field {k}: {z[k]!r} on the compiled path, {x[k]!r} on the pure"
+                if z[k] != x[k]:
+                    return f"record {i}, field {k}: {z[k]!r} on the compiled path, {x[k]!r} on the pure"
                 same += 1
     assert same > len(a)   # most fields are the same in every recording: the comparison compared
+    return None
 
 
 @pytest.mark.parametrize("path", PATHS)
