@@ -93,7 +93,7 @@ class Workload:
 
 
 def modes(epochs: list[int], run_epochs: list[int], default_epoch: int = 64, pin: bool = True,
-          baseline: bool = False) -> list[Mode]:
+          baseline: bool = False, pure: bool = False) -> list[Mode]:
     m = [Mode("native"), Mode("strace")]
     if pin:
         m.append(Mode("strace unpinned", pin=False))
@@ -106,6 +106,9 @@ def modes(epochs: list[int], run_epochs: list[int], default_epoch: int = 64, pin
     if baseline:   # the same tft modes (default epoch), from the baseline build, interleaved with them
         m += [Mode("record@base", "", default_epoch), Mode("replay@base", "", default_epoch),
               Mode("run --backup none@base", "", default_epoch), Mode("run@base", "output", default_epoch)]
+    if pure:   # this build with TFT_PURE=1: its pure-Python path instead of the compiled core
+        m += [Mode("record@pure", "", default_epoch), Mode("replay@pure", "", default_epoch),
+              Mode("run --backup none@pure", "", default_epoch)]
     return m
 
 
@@ -118,10 +121,10 @@ def command(mode: Mode, w: Workload, tft: list[str], scratch: Path, floor: str =
         return ["strace", "-f", "-o", "/dev/null", *w.argv]
     if mode.name.startswith("floor"):
         return None if w.trap_nr is None else [floor, mode.name.split()[1], str(w.trap_nr), *w.argv]
-    if mode.name.endswith("@base"):
-        base = Mode(mode.name[: -len("@base")], mode.commit, mode.epoch)
+    if mode.name.endswith(("@base", "@pure")):
+        base, suffix = Mode(mode.name[:-5], mode.commit, mode.epoch), mode.name[-4:]
         cmd = command(base, w, tft, scratch, floor)
-        return [c.replace(".log", ".base.log") if c.startswith(str(scratch)) and base.name == "record" else c
+        return [c.replace(".log", f".{suffix}.log") if c.startswith(str(scratch)) and base.name == "record" else c
                 for c in cmd]
     if mode.name == "trace":
         return [*tft, "trace", "-o", "/dev/null", "--", *w.argv]
@@ -192,9 +195,13 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", metavar="REV",
                     help="also time record, replay and run of tft_lab as of git revision REV (modes '...@base'), "
                          "interleaved with this tree's: a before/after in one run")
+    ap.add_argument("--pure", action="store_true",
+                    help="also time record, replay and run --backup none of this tree with TFT_PURE=1 "
+                         "(modes '...@pure': the pure-Python path instead of the compiled core)")
     args = ap.parse_args(argv)
 
     from tft_lab._build import compile_c
+    from tft_lab._backend import BACKEND
 
     reps = args.reps or (3 if args.quick else 5)
     loop = args.loop or (2000 if args.quick else 10000)
@@ -253,7 +260,7 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"bench: unknown workload(s) {sorted(unknown)}; choose from {list(all_w)}")
     workloads = [all_w[k] for k in chosen]
-    mode_list = modes(epochs, run_epochs, default_epoch, pin=pin, baseline=bool(args.baseline))
+    mode_list = modes(epochs, run_epochs, default_epoch, pin=pin, baseline=bool(args.baseline), pure=args.pure)
     cwd = str(scratch)
 
     print(f"# tft benchmark: {reps} reps, {'pinned to CPU 0' if pin else 'not pinned'}, "
@@ -273,14 +280,16 @@ def main(argv=None) -> int:
         for w, m in pairs[shift:] + pairs[:shift]:
             cmd = command(m, w, tft, scratch, floor)
             env = base_env if m.name.endswith("@base") else this_env
+            if m.name.endswith("@pure"):
+                env = dict(this_env or os.environ, TFT_PURE="1")
             secs, rc, err = timed(cmd, pin and m.pin, cwd, args.timeout, env)
             for leftover in jobdir.iterdir():   # a filejob killed half-way leaves files behind
                 leftover.unlink()
             bad = rc != 0 or any(s in err for s in BAD_STDERR)
             row = dict(workload=w.name, mode=m.name, commit=m.commit, epoch=m.epoch, rep=rep, seconds=secs,
                        rc=rc, ok=not bad, stderr=err.strip().replace("\n", " | ")[:300] if bad else "")
-            if m.name in ("record", "record@base"):
-                log = scratch / f"{w.name}.e{m.epoch}{'.base' if m.name != 'record' else ''}.log"
+            if m.name in ("record", "record@base", "record@pure"):
+                log = scratch / f"{w.name}.e{m.epoch}{'.' + m.name[-4:] if m.name != 'record' else ''}.log"
                 row["log_bytes"] = log.stat().st_size if log.exists() else None
             raw.append(row)
             if bad:
@@ -315,7 +324,7 @@ def main(argv=None) -> int:
                 if extra > 0:
                     net = ((secs - native) - (t_mode - t_native)) / extra * 1e6
             log_bytes = None
-            if m.name in ("record", "record@base"):
+            if m.name in ("record", "record@base", "record@pure"):
                 sizes = [r["log_bytes"] for r in raw if r["workload"] == w.name and r["mode"] == m.name
                          and r["epoch"] == m.epoch and r.get("log_bytes")]
                 log_bytes = int(statistics.median(sizes)) if sizes else None
@@ -333,7 +342,7 @@ def main(argv=None) -> int:
     lines = [f"Benchmark, {datetime.date.today().isoformat()}, {platform.node()}, {os.cpu_count()} CPUs, "
              f"{platform.machine()}, kernel {platform.release()}; {'pinned to CPU 0' if pin else 'not pinned'}; "
              f"median of {reps} interleaved reps; loop N={loop}; load average before/after "
-             f"{load_before[0]:.1f}/{os.getloadavg()[0]:.1f}.", ""]
+             f"{load_before[0]:.1f}/{os.getloadavg()[0]:.1f}; this tree's per-stop core: {BACKEND}.", ""]
     for w in workloads:
         lines += [f"#### {w.name} ({w.calls} intercepted syscalls)", "",
                   "| mode | commit | epoch | median s | × native | µs/call | µs/call net | log bytes/s | ok |",

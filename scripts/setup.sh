@@ -20,6 +20,11 @@ for p in sqlite3:sqlite3 lua5.4:lua5.4 jq:jq tclsh:tcl zstd:zstd busybox:busybox
          vim:vim man:man-db zip:zip unzip:unzip; do
     command -v "${p%%:*}" >/dev/null || need_apt+=("${p#*:}")
 done
+# The C core (tft_lab._core) compiles against the interpreter's headers; Debian's python3 has
+# them in python3-dev.  Without them the install still succeeds, on the pure-Python path.
+PY=${PYTHON:-python3}
+"$PY" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || need_apt+=(python3-dev)
 if [ "${TFT_BROWSER:-0}" = 1 ]; then
     command -v chromium >/dev/null || need_apt+=(chromium)
 fi
@@ -32,14 +37,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     fi
 fi
 
-PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 extras="test,lab,sweep"   # sweep: Dask for tft sweep --cluster (its test starts a local cluster)
 [ "${TFT_BROWSER:-0}" = 1 ] && extras="$extras,browser"
 .venv/bin/python -m pip install -q -e ".[$extras]"
+# pip install -e builds the C core in place (setup.py marks it optional: no compiler, no core).
+if ! .venv/bin/python -c 'import tft_lab._core' 2>/dev/null; then
+    echo "setup: warning: the C core tft_lab._core was not built (no C compiler or Python headers?):" \
+         "tft_lab runs its pure-Python path, slower per system call" >&2
+fi
 # Byte-compile the package now: an editable install compiles nothing, and where
 # PYTHONDONTWRITEBYTECODE is set (many container images set it) every tft command
 # would compile its ~45 modules again (~0.3 s before the program starts).
 .venv/bin/python -m compileall -q tft_lab >/dev/null
-echo "setup: ok ($(.venv/bin/python --version), tft at .venv/bin/tft)"
+echo "setup: ok ($(.venv/bin/python --version), tft at .venv/bin/tft, the $(.venv/bin/python -c 'from tft_lab._backend import BACKEND; print(BACKEND)') path)"

@@ -35,6 +35,7 @@ import threading
 import zlib
 from typing import BinaryIO
 
+from ._backend import core as _core
 from .errors import LogError
 
 MAGIC = b"TFTLOG\n\x00"
@@ -230,6 +231,10 @@ def encode(fields: dict, blobs: list[bytes] = ()) -> bytes:
     """One framed record."""
     payload = None
     if fields.get("t") == "sys":
+        if _encode_sys_frame is not None:
+            frame = _encode_sys_frame(fields, blobs)   # the same bytes, or None: an unusual record
+            if frame is not None:
+                return frame
         try:
             payload = _encode_sys(fields, blobs)
         except (KeyError, TypeError, struct.error):
@@ -240,6 +245,13 @@ def encode(fields: dict, blobs: list[bytes] = ()) -> bytes:
         j = json.dumps(head, separators=(",", ":")).encode()
         payload = b"".join((b"J", _JLEN.pack(len(j)), j, *blobs))
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+#: The compiled core's encoder of the common sys record (tft_lab/_backend decides), or None.
+_encode_sys_frame = None
+if _core is not None:
+    _core.setup_log(zlib.crc32)
+    _encode_sys_frame = _core.encode_sys
 
 
 def _encode_sys(f: dict, blobs) -> bytes:

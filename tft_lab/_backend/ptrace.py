@@ -7,6 +7,11 @@ their failures once, here, into :class:`~tft_lab.errors.TracingError`.
 Costs measured on our VMs (benchmarks/README.md) drive the choices: registers through
 one GETREGS/SETREGS pair, syscall number and arguments through
 PTRACE_GET_SYSCALL_INFO, memory through ``/proc/PID/mem`` with pread/pwrite.
+
+The per-stop requests (:func:`decode`, :func:`syscall_info`, :func:`get_regs`,
+:func:`set_regs`, :func:`resume`) are defined here in Python and, when
+:mod:`tft_lab._backend` selected the compiled core, rebound to its C versions: the same
+contracts, the same errors (``BACKEND`` says which path runs).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import struct
 from typing import NamedTuple
 
 from ..errors import ProgramError, TracingError
+from . import BACKEND, core as _core  # noqa: F401 - BACKEND: re-exported, say which runs
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _ptrace = _libc.ptrace
@@ -254,6 +260,25 @@ def decode(pid: int, status: int) -> Stop:
             return ExecStop(pid)
         return OtherEventStop(pid, event)
     return SignalStop(pid, sig)
+
+
+if _core is not None:
+    # The compiled core (see tft_lab/_backend/__init__.py): the same contracts and the same
+    # errors as the functions above, one C call each instead of ctypes round trips.
+    _core.setup(TracingError, SeccompStop, SyscallExitStop, SignalStop, ForkStop, ExecStop,
+                OtherEventStop, Exited)
+    decode = _core.decode            # noqa: F811
+    syscall_info = _core.syscall_info  # noqa: F811
+    resume = _core.resume            # noqa: F811
+    _regs = _core.regs
+
+    def get_regs(pid: int, regs: user_regs_struct | None = None) -> user_regs_struct:  # noqa: F811
+        regs = regs if regs is not None else user_regs_struct()
+        _regs(pid, regs, False)
+        return regs
+
+    def set_regs(pid: int, regs: user_regs_struct) -> None:  # noqa: F811
+        _regs(pid, regs, True)
 
 
 def wait_any(block: bool = True) -> tuple[int, int] | None:

@@ -1,0 +1,477 @@
+/* tft_lab._core: the per-stop ptrace mechanism in C (issue 10, lever 2).
+ *
+ * The stop loop pays, for every recorded call, a waitpid status to decode, a
+ * PTRACE_GET_SYSCALL_INFO, a GETREGS/SETREGS pair and a resume.  Through ctypes each
+ * request costs argument conversion, errno juggling and a struct unpack; here each is
+ * one C call.  This module holds no policy: tft_lab/_backend/ptrace.py keeps the pure
+ * Python versions of the same functions, with the same contracts, and picks these when
+ * the module is built (and TFT_PURE is not 1).
+ *
+ * Errors are raised exactly as the pure path raises them: TracingError("ptrace WHAT
+ * failed: STRERROR", pid=PID); the exception class and the stop types come from Python
+ * through setup(), so this file defines no Python type of its own.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/types.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+
+#ifndef PTRACE_GET_SYSCALL_INFO
+#define PTRACE_GET_SYSCALL_INFO 0x420e
+#endif
+#define INFO_ENTRY 1
+#define INFO_EXIT 2
+#define INFO_SECCOMP 3
+#define EV_FORK 1
+#define EV_VFORK 2
+#define EV_CLONE 3
+#define EV_EXEC 4
+#define EV_SECCOMP 7
+
+/* struct ptrace_syscall_info (linux/ptrace.h), declared here: older libc headers lack it. */
+struct info {
+    uint8_t op;
+    uint8_t pad[3];
+    uint32_t arch;
+    uint64_t ip;
+    uint64_t sp;
+    union {
+        struct { uint64_t nr; uint64_t args[6]; } entry;
+        struct { int64_t rval; uint8_t is_error; } exit;
+        struct { uint64_t nr; uint64_t args[6]; uint32_t ret_data; } seccomp;
+    } u;
+};
+
+/* Set by setup(): TracingError and the stop types of tft_lab._backend.ptrace. */
+enum { T_ERROR, T_SECCOMP, T_EXIT, T_SIGNAL, T_FORK, T_EXEC, T_OTHER, T_EXITED, T_COUNT };
+static PyObject *types[T_COUNT];
+
+/* Raise TracingError(f"ptrace {what} failed: {strerror(err)}", pid=pid); returns NULL. */
+static PyObject *
+tracing_error(const char *what, int err, long pid)
+{
+    PyObject *msg = NULL, *args = NULL, *kw = NULL, *exc = NULL;
+    if (types[T_ERROR] == NULL) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    msg = PyUnicode_FromFormat("ptrace %s failed: %s", what, strerror(err));
+    if (msg == NULL)
+        goto done;
+    args = PyTuple_Pack(1, msg);
+    kw = Py_BuildValue("{s:l}", "pid", pid);
+    if (args == NULL || kw == NULL)
+        goto done;
+    exc = PyObject_Call(types[T_ERROR], args, kw);
+    if (exc != NULL)
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+done:
+    Py_XDECREF(msg);
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_XDECREF(exc);
+    return NULL;
+}
+
+/* ptrace() with errno cleared first: -1 with errno 0 is a legal result of some requests. */
+static long
+request(long req, long pid, void *addr, void *data, int *err)
+{
+    long rc;
+    errno = 0;
+    rc = ptrace((enum __ptrace_request)req, (pid_t)pid, addr, data);
+    *err = (rc == -1) ? errno : 0;
+    return rc;
+}
+
+static PyObject *
+make(int t, const char *fmt, ...)
+{
+    va_list va;
+    PyObject *args, *obj;
+    va_start(va, fmt);
+    args = Py_VaBuildValue(fmt, va);
+    va_end(va);
+    if (args == NULL)
+        return NULL;
+    obj = PyObject_CallObject(types[t], args);
+    Py_DECREF(args);
+    return obj;
+}
+
+/* The six arguments as a tuple of Python ints. */
+static PyObject *
+args_tuple(const uint64_t *a)
+{
+    return Py_BuildValue("(KKKKKK)", (unsigned long long)a[0], (unsigned long long)a[1],
+                         (unsigned long long)a[2], (unsigned long long)a[3],
+                         (unsigned long long)a[4], (unsigned long long)a[5]);
+}
+
+/* GET_SYSCALL_INFO into *si; on failure the TracingError is set and -1 returned. */
+static int
+get_info(long pid, struct info *si)
+{
+    int err;
+    memset(si, 0, sizeof *si);
+    if (request(PTRACE_GET_SYSCALL_INFO, pid, (void *)88, si, &err) == -1 && err) {
+        tracing_error("GET_SYSCALL_INFO", err, pid);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+core_syscall_info(PyObject *self, PyObject *arg)
+{
+    struct info si;
+    long pid = PyLong_AsLong(arg);
+    PyObject *args, *out;
+    if (pid == -1 && PyErr_Occurred())
+        return NULL;
+    if (get_info(pid, &si) < 0)
+        return NULL;
+    if (si.op == INFO_ENTRY || si.op == INFO_SECCOMP) {
+        if ((args = args_tuple(si.u.entry.args)) == NULL)
+            return NULL;
+        out = Py_BuildValue("(iKN)", si.op, (unsigned long long)si.u.entry.nr, args);
+        return out;
+    }
+    if (si.op == INFO_EXIT)
+        return Py_BuildValue("(iL())", si.op, (long long)si.u.exit.rval);
+    return Py_BuildValue("(ii())", si.op, 0);
+}
+
+static PyObject *
+core_decode(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+{
+    long pid;
+    int status, sig, event, err;
+    struct info si;
+    unsigned long msg;
+    if (argc != 2) {
+        PyErr_SetString(PyExc_TypeError, "decode(pid, status)");
+        return NULL;
+    }
+    pid = PyLong_AsLong(argv[0]);
+    status = (int)PyLong_AsLong(argv[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (WIFEXITED(status))
+        return make(T_EXITED, "(liO)", pid, WEXITSTATUS(status), Py_None);
+    if (WIFSIGNALED(status))
+        return make(T_EXITED, "(lOi)", pid, Py_None, WTERMSIG(status));
+    sig = WSTOPSIG(status);
+    event = (status >> 16) & 0xffff;
+    if (sig == (SIGTRAP | 0x80) || (sig == SIGTRAP && event == EV_SECCOMP)) {
+        if (get_info(pid, &si) < 0)
+            return NULL;
+        if (sig == (SIGTRAP | 0x80) && si.op == INFO_EXIT)
+            return make(T_EXIT, "(lL)", pid, (long long)si.u.exit.rval);
+        if (si.op == INFO_ENTRY || si.op == INFO_SECCOMP)
+            return make(T_SECCOMP, "(lKN)", pid, (unsigned long long)si.u.entry.nr,
+                        args_tuple(si.u.entry.args));
+        if (si.op == INFO_EXIT)   /* an event stop never reports an exit; decoded as the pure path does */
+            return make(T_SECCOMP, "(lL())", pid, (long long)si.u.exit.rval);
+        return make(T_SECCOMP, "(li())", pid, 0);
+    }
+    if (sig == SIGTRAP && event) {
+        if (event == EV_FORK || event == EV_VFORK || event == EV_CLONE) {
+            if (request(PTRACE_GETEVENTMSG, pid, NULL, &msg, &err) == -1 && err)
+                return tracing_error("GETEVENTMSG", err, pid);
+            return make(T_FORK, "(lki)", pid, msg, event);
+        }
+        if (event == EV_EXEC)
+            return make(T_EXEC, "(l)", pid);
+        return make(T_OTHER, "(li)", pid, event);
+    }
+    return make(T_SIGNAL, "(li)", pid, sig);
+}
+
+static PyObject *
+core_resume(PyObject *self, PyObject *const *argv, Py_ssize_t nargs, PyObject *kwnames)
+{
+    /* resume(pid, sig=0, to_exit=False): positional or keyword, as the pure function. */
+    PyObject *vals[3] = {NULL, NULL, NULL};
+    static const char *names[3] = {"pid", "sig", "to_exit"};
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    long pid, sig = 0;
+    int to_exit = 0, err;
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "resume(pid, sig=0, to_exit=False)");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        vals[i] = argv[i];
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        int found = 0;
+        for (int i = 0; i < 3; i++) {
+            if (PyUnicode_CompareWithASCIIString(name, names[i]) == 0) {
+                if (vals[i] != NULL) {
+                    PyErr_Format(PyExc_TypeError, "resume() got multiple values for '%s'", names[i]);
+                    return NULL;
+                }
+                vals[i] = argv[nargs + k];
+                found = 1;
+            }
+        }
+        if (!found) {
+            PyErr_Format(PyExc_TypeError, "resume() got an unexpected keyword argument '%U'", name);
+            return NULL;
+        }
+    }
+    if (vals[0] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "resume() missing 'pid'");
+        return NULL;
+    }
+    pid = PyLong_AsLong(vals[0]);
+    if (vals[1] != NULL)
+        sig = PyLong_AsLong(vals[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (vals[2] != NULL && (to_exit = PyObject_IsTrue(vals[2])) < 0)
+        return NULL;
+    if (request(to_exit ? PTRACE_SYSCALL : PTRACE_CONT, pid, NULL, (void *)sig, &err) == -1
+        && err && err != ESRCH)   /* ESRCH: killed meanwhile (SIGKILL) */
+        return tracing_error("resume", err, pid);
+    Py_RETURN_NONE;
+}
+
+/* regs(pid, buffer, set): GETREGS into / SETREGS from a writable user_regs_struct buffer. */
+static PyObject *
+core_regs(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+{
+    long pid;
+    int set, err;
+    Py_buffer view;
+    long rc;
+    if (argc != 3) {
+        PyErr_SetString(PyExc_TypeError, "regs(pid, buffer, set)");
+        return NULL;
+    }
+    pid = PyLong_AsLong(argv[0]);
+    if (pid == -1 && PyErr_Occurred())
+        return NULL;
+    if ((set = PyObject_IsTrue(argv[2])) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(argv[1], &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (view.len != (Py_ssize_t)sizeof(struct user_regs_struct)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "not a user_regs_struct");
+        return NULL;
+    }
+    rc = request(set ? PTRACE_SETREGS : PTRACE_GETREGS, pid, NULL, view.buf, &err);
+    PyBuffer_Release(&view);
+    if (rc == -1 && err)
+        return tracing_error(set ? "SETREGS" : "GETREGS", err, pid);
+    Py_RETURN_NONE;
+}
+
+/* --- the log's sys record (tft_lab/log.py: encode, _encode_sys) ----------------------------- */
+
+static PyObject *crc32_func;   /* zlib.crc32, from setup_log(): the frame's checksum */
+
+static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }   /* x86-64: little-endian */
+static void put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+
+/* An exact int in [lo, hi] into *out; 0 when it is not one (no exception left set). */
+static int
+int_in(PyObject *o, long long lo, long long hi, long long *out)
+{
+    int overflow;
+    long long v;
+    if (o == NULL || !PyLong_CheckExact(o))
+        return 0;
+    v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || (v == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (v < lo || v > hi)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* An exact int in [0, 2**64) into *out; 0 when it is not one. */
+static int
+u64(PyObject *o, uint64_t *out)
+{
+    unsigned long long v;
+    if (o == NULL || !PyLong_CheckExact(o))
+        return 0;
+    v = PyLong_AsUnsignedLongLong(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* encode_sys(fields, blobs) -> the framed record, byte for byte what log.encode gives, or None
+ * for anything but the common well-formed case (log.encode then does it in Python). */
+static PyObject *
+core_encode_sys(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+{
+    PyObject *f, *blobs, *args, *addrs, *oseq_o, *frame, *view, *crc;
+    long long pid, seq, nr, res;
+    uint64_t oseq = 0, v;
+    Py_ssize_t nargs, nouts, size, i;
+    unsigned char *p;
+    unsigned long c;
+    if (argc != 2 || crc32_func == NULL) {
+        PyErr_SetString(PyExc_TypeError, "encode_sys(fields, blobs), after setup_log");
+        return NULL;
+    }
+    f = argv[0];
+    blobs = argv[1];
+    if (!PyDict_Check(f) || !(PyList_CheckExact(blobs) || PyTuple_CheckExact(blobs)))
+        Py_RETURN_NONE;
+    args = PyDict_GetItemString(f, "args");
+    addrs = PyDict_GetItemString(f, "addrs");
+    oseq_o = PyDict_GetItemString(f, "oseq");
+    if (!int_in(PyDict_GetItemString(f, "pid"), INT32_MIN, INT32_MAX, &pid)
+        || !int_in(PyDict_GetItemString(f, "seq"), INT64_MIN, INT64_MAX, &seq)
+        || !int_in(PyDict_GetItemString(f, "nr"), INT32_MIN, INT32_MAX, &nr)
+        || !int_in(PyDict_GetItemString(f, "res"), INT64_MIN, INT64_MAX, &res)
+        || args == NULL || addrs == NULL || !PyList_CheckExact(args) || !PyList_CheckExact(addrs))
+        Py_RETURN_NONE;
+    if (oseq_o == Py_None)
+        oseq_o = NULL;
+    if (oseq_o != NULL && !u64(oseq_o, &oseq))
+        Py_RETURN_NONE;
+    nargs = PyList_GET_SIZE(args);
+    nouts = PyList_GET_SIZE(addrs);
+    if (nargs > 255 || nouts > 255 || PySequence_Fast_GET_SIZE(blobs) != nouts)
+        Py_RETURN_NONE;
+    size = 1 + 27 + (oseq_o ? 8 : 0) + 8 * nargs + 12 * nouts;
+    for (i = 0; i < nouts; i++) {
+        PyObject *b = PySequence_Fast_GET_ITEM(blobs, i);
+        if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) > (Py_ssize_t)UINT32_MAX)
+            Py_RETURN_NONE;
+        size += PyBytes_GET_SIZE(b);
+    }
+    if (size > (Py_ssize_t)UINT32_MAX)
+        Py_RETURN_NONE;
+    if ((frame = PyBytes_FromStringAndSize(NULL, 8 + size)) == NULL)
+        return NULL;
+    p = (unsigned char *)PyBytes_AS_STRING(frame) + 8;
+    *p++ = 'S';
+    put32(p, (uint32_t)(int32_t)pid);
+    put64(p + 4, (uint64_t)seq);
+    put32(p + 12, (uint32_t)(int32_t)nr);
+    put64(p + 16, (uint64_t)res);
+    p[24] = (unsigned char)nargs;
+    p[25] = (unsigned char)nouts;
+    p[26] = oseq_o != NULL;
+    p += 27;
+    if (oseq_o != NULL) {
+        put64(p, oseq);
+        p += 8;
+    }
+    for (i = 0; i < nargs; i++) {
+        PyObject *a = PyList_GET_ITEM(args, i);
+        if (!PyLong_CheckExact(a))
+            goto fallback;
+        v = PyLong_AsUnsignedLongLongMask(a);   /* a & 0xFFFFFFFFFFFFFFFF */
+        if (v == (uint64_t)-1 && PyErr_Occurred())
+            goto fallback;
+        put64(p, v);
+        p += 8;
+    }
+    for (i = 0; i < nouts; i++) {
+        if (!u64(PyList_GET_ITEM(addrs, i), &v))
+            goto fallback;
+        put64(p, v);
+        put32(p + 8, (uint32_t)PyBytes_GET_SIZE(PySequence_Fast_GET_ITEM(blobs, i)));
+        p += 12;
+    }
+    for (i = 0; i < nouts; i++) {
+        PyObject *b = PySequence_Fast_GET_ITEM(blobs, i);
+        memcpy(p, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
+        p += PyBytes_GET_SIZE(b);
+    }
+    p = (unsigned char *)PyBytes_AS_STRING(frame);
+    if ((view = PyMemoryView_FromMemory((char *)p + 8, size, PyBUF_READ)) == NULL)
+        goto fail;
+    crc = PyObject_CallOneArg(crc32_func, view);
+    Py_DECREF(view);
+    if (crc == NULL)
+        goto fail;
+    c = PyLong_AsUnsignedLong(crc);
+    Py_DECREF(crc);
+    if (c == (unsigned long)-1 && PyErr_Occurred())
+        goto fail;
+    put32(p, (uint32_t)size);
+    put32(p + 4, (uint32_t)c);
+    return frame;
+fallback:
+    PyErr_Clear();
+    Py_DECREF(frame);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(frame);
+    return NULL;
+}
+
+static PyObject *
+core_setup_log(PyObject *self, PyObject *crc32)
+{
+    Py_INCREF(crc32);
+    Py_XSETREF(crc32_func, crc32);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_setup(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+{
+    if (argc != T_COUNT) {
+        PyErr_Format(PyExc_TypeError, "setup takes %d types", T_COUNT);
+        return NULL;
+    }
+    for (int i = 0; i < T_COUNT; i++) {
+        Py_INCREF(argv[i]);
+        Py_XSETREF(types[i], argv[i]);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"setup", (PyCFunction)(void (*)(void))core_setup, METH_FASTCALL,
+     "setup(TracingError, SeccompStop, SyscallExitStop, SignalStop, ForkStop, ExecStop, "
+     "OtherEventStop, Exited): the classes decode builds and errors raise."},
+    {"decode", (PyCFunction)(void (*)(void))core_decode, METH_FASTCALL,
+     "decode(pid, status) -> stop value (reads what the stop needs)."},
+    {"syscall_info", core_syscall_info, METH_O,
+     "syscall_info(pid) -> (op, nr-or-result, args) via PTRACE_GET_SYSCALL_INFO."},
+    {"resume", (PyCFunction)(void (*)(void))core_resume, METH_FASTCALL | METH_KEYWORDS,
+     "resume(pid, sig=0, to_exit=False): PTRACE_CONT, or PTRACE_SYSCALL with to_exit."},
+    {"regs", (PyCFunction)(void (*)(void))core_regs, METH_FASTCALL,
+     "regs(pid, buffer, set): GETREGS into (set false) or SETREGS from the buffer."},
+    {"setup_log", core_setup_log, METH_O, "setup_log(zlib.crc32): the frame checksum encode_sys uses."},
+    {"encode_sys", (PyCFunction)(void (*)(void))core_encode_sys, METH_FASTCALL,
+     "encode_sys(fields, blobs) -> the framed sys record log.encode gives, or None: not the common case."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "tft_lab._core",
+    "The per-stop ptrace mechanism in C; tft_lab._backend.ptrace selects it.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    return PyModule_Create(&module);
+}
