@@ -78,6 +78,14 @@ Classes found by this corpus (reproductions run in an empty folder, tft = .venv/
     (tests/test_failover_regressions.py).  Left: what ``/proc`` shows after a failover is
     this replica's pids (the listing of ``/proc``, the pid fields in ``stat`` and
     ``status``): ``ps -p $$`` finds nothing there.
+23. A FIFO open at the failover was opened again with the flags of the moment: valgrind
+    opens its vgdb FIFO non-blocking, then makes it blocking, and the reopen waited for a
+    writer that never came (valgrind hung after every failover past its start).  Fixed:
+    opened without waiting, then given its flags (tests/test_failover_regressions.py).
+24. A Unix socket the program listened on could not be listened on again after a failover:
+    its file, left by the dead primary's process, made bind fail for 2.5 s, then
+    ``could not be rebuilt``.  Fixed: a file nobody listens on is taken over
+    (gpg-agent; tests/test_gpg.py).
 
 Also seen, not marked (load-dependent): twice in ~150 fault-free ``tft run`` of a
 loaded machine (load average 10 on 2 cores) the outcome was ``failover`` with no
