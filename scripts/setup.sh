@@ -17,7 +17,7 @@ command -v ipcmk >/dev/null || need_apt+=(util-linux)    # System V shared memor
 # The everyday-programs corpus (tests/corpus) runs these unmodified: COMMAND:PACKAGE.
 for p in sqlite3:sqlite3 lua5.4:lua5.4 jq:jq tclsh:tcl zstd:zstd busybox:busybox file:file make:make \
          git:git curl:curl xz:xz-utils bzip2:bzip2 perl:perl bc:bc ssh-keygen:openssh-client node:nodejs \
-         vim:vim man:man-db zip:zip unzip:unzip; do
+         vim:vim man:man-db zip:zip unzip:unzip valgrind:valgrind; do
     command -v "${p%%:*}" >/dev/null || need_apt+=("${p#*:}")
 done
 # The C core (tft_lab._core) compiles against the interpreter's headers; Debian's python3 has

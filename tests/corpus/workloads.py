@@ -345,3 +345,5 @@ workload("git-clone", "git init -q a && git -C a commit -q --allow-empty -m one 
 workload("ps-self", "test -e /proc/$$/stat && echo stat-ok; readlink /proc/$$/exe; ps -o comm= -p 1 > /dev/null; "
          "echo ps=$?", kind="coreutils",
          note="paths under /proc/$$ looked up (stat, readlink) take this replica's entry live (class 22)")
+workload("valgrind", ["valgrind", "-q", "/bin/echo", "hi"], kind="coreutils", timeout=120,
+         note="valgrind runs the program on its own CPU emulator; its vgdb FIFO is reopened at go-live (class 23)")
