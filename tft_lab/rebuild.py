@@ -79,36 +79,31 @@ def reopen(task: Task, fd: int, info: fdtable.Fd) -> str:
     flags = info.flags & ~(fdtable.O_CREAT | fdtable.O_TRUNC | fdtable.O_EXCL)
     path_addr = task.scratch(info.path.encode(errors="surrogateescape") + b"\0")
     fifo = _is_fifo(task, info.path)
-    note = ""
-    if fifo:
-        tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags | os.O_NONBLOCK, 0))
-        if tmp == -errno.ENXIO:
-            tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags & ~fdtable.O_ACCMODE | os.O_RDWR | os.O_NONBLOCK, 0))
-            note = " (read-write: no reader yet)"
-        if tmp >= 0 and not flags & os.O_NONBLOCK:
-            task.inject(_NR_FCNTL, (tmp, fdtable.F_SETFL, flags & fdtable.SETFL_MASK))
-    else:
-        tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags, 0))
+    note = f"reopened the FIFO {info.path}" if fifo else f"reopened {info.path} at offset {info.offset}"
+    tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags | (os.O_NONBLOCK if fifo else 0), 0))
+    if fifo and tmp == -errno.ENXIO:
+        tmp = task.inject(NR["openat"], (AT_FDCWD, path_addr, flags & ~fdtable.O_ACCMODE | os.O_RDWR | os.O_NONBLOCK, 0))
+        note += " (read-write: no reader yet)"
     if tmp < 0:
         raise DivergenceError(f"cannot reopen {info.path}: {os.strerror(-tmp)}")
-    if fifo:
-        pairs.dup_into(task, tmp, fd, info.cloexec)
-        info.standin = False
-        return f"fd {fd}: reopened the FIFO {info.path}{note}"
-    if not info.flags & fdtable.O_APPEND:
+    if fifo and not flags & os.O_NONBLOCK:
+        task.inject(NR["fcntl"], (tmp, fdtable.F_SETFL, flags & fdtable.SETFL_MASK))
+    if not fifo and not info.flags & fdtable.O_APPEND:
         task.inject(NR["lseek"], (tmp, info.offset, fdtable.SEEK_SET))
     pairs.dup_into(task, tmp, fd, info.cloexec)
     info.standin = False
-    return f"fd {fd}: reopened {info.path} at offset {info.offset}"
+    return f"fd {fd}: {note}"
 
 
-_NR_FCNTL = number("fcntl")
+def _here(task: Task, path: str) -> str:
+    """``path`` as the supervisor reaches it (relative: to ``task``'s working directory)."""
+    return os.path.join(f"/proc/{task.pid}/cwd", path)
 
 
 def _is_fifo(task: Task, path: str) -> bool:
     """Whether ``path`` (relative: to ``task``'s working directory) is a FIFO here."""
     try:
-        return stat.S_ISFIFO(os.stat(os.path.join(f"/proc/{task.pid}/cwd", path)).st_mode)
+        return stat.S_ISFIFO(os.stat(_here(task, path)).st_mode)
     except OSError:
         return False
 
@@ -178,7 +173,7 @@ def _take_over_unix_path(task: Task, addr: bytes, kind: int) -> bool:
     raw = addr[2:].split(b"\0", 1)[0]
     if not raw:
         return False   # abstract (or unnamed): the dead kernel took it
-    path = os.path.join(f"/proc/{task.pid}/cwd", os.fsdecode(raw))
+    path = _here(task, os.fsdecode(raw))
     probe = socket.socket(socket.AF_UNIX, kind & 0xF)
     try:
         probe.connect(path)
