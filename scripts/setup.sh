@@ -15,7 +15,7 @@ command -v memcached >/dev/null || need_apt+=(memcached) # a threaded Debian ser
 command -v gpg >/dev/null || need_apt+=(gnupg)           # a threaded daemon inside the program: tests/test_gpg.py
 command -v ipcmk >/dev/null || need_apt+=(util-linux)    # System V shared memory, refused: tests/test_unlisted_syscalls.py
 # The everyday-programs corpus (tests/corpus) runs these unmodified: COMMAND:PACKAGE.
-for p in sqlite3:sqlite3 lua5.4:lua5.4 jq:jq tclsh:tcl zstd:zstd busybox:busybox file:file make:make \
+for p in sqlite3:sqlite3 lua5.4:lua5.4 jq:jq tclsh:tcl zstd:zstd lz4:lz4 busybox:busybox file:file make:make \
          git:git curl:curl xz:xz-utils bzip2:bzip2 perl:perl bc:bc ssh-keygen:openssh-client node:nodejs \
          vim:vim man:man-db zip:zip unzip:unzip valgrind:valgrind; do
     command -v "${p%%:*}" >/dev/null || need_apt+=("${p#*:}")

@@ -238,6 +238,19 @@ def test_exclusive_create_killed_primary(golive, tmp_path):
     assert (tmp_path / "lock").read_text() == "locked\n"
 
 
+def test_plain_create_killed_primary(golive, tmp_path):
+    """Class 25 (lz4): a create without O_EXCL changes the file system, so it is committed like
+    one with it.  Killed after the create, before any output, the primary left ``out``
+    behind; the backup must have the create's record and not find "its" file a stranger's."""
+    at = _fault_at_last(golive, "creat", "getppid", tmp_path)
+    os.unlink(tmp_path / "out")
+    p = run_cli(["run", "--heartbeat", "2", "--fault", f"primary@{at}", "--", golive, "creat"],
+                cwd=tmp_path, timeout=TIMEOUT)
+    assert p.stdout == b"creat=ok\n", (p.stdout, p.stderr)
+    assert b"failover" in p.stderr
+    assert (tmp_path / "out").read_text() == "made\n"
+
+
 # -- class 17: a child with no more records reads the time-stamp counter ---------------------------
 
 def test_child_without_records_at_rdtsc_goes_live(golive, tmp_path):

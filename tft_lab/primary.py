@@ -225,14 +225,20 @@ class Primary(Recorder):
 
 
 def _creates_a_name(call: Call) -> bool:
-    """An exclusive create (``O_CREAT|O_EXCL``: mkstemp, a lock file) is committed like an
-    output.  Its name is often made of random input (gcc's ``/tmp/ccXXXXXX.s``): should this
-    primary die right after it, the backup must hold that input to make the same name, find
-    the file there and take it for its own (then remove it as the program does), instead of
-    making another name and leaving the primary's file behind."""
+    """An open that may create or empty a file (``O_CREAT`` or ``O_TRUNC``) is committed like
+    an output: it changes the file system before the program writes anything.
+
+    - An exclusive create (``O_CREAT|O_EXCL``: mkstemp, a lock file) often has a name made of
+      random input (gcc's ``/tmp/ccXXXXXX.s``): should this primary die right after it, the
+      backup must hold that input to make the same name, find the file there and take it for
+      its own (then remove it as the program does), instead of making another name and
+      leaving the primary's file behind.
+    - A plain create is often checked first (lz4 refuses to overwrite ``f.lz4``): a backup
+      without the create's record would run the check again, find the dead primary's file
+      and stop."""
     entry = call.entry
-    return entry.opens and bool(entry.redo) and fdtable.open_call(call)[1] & _EXCL == _EXCL
+    return entry.opens and bool(entry.redo) and bool(fdtable.open_call(call)[1] & _CHANGES_A_NAME)
 
 
-_EXCL = fdtable.O_CREAT | fdtable.O_EXCL
+_CHANGES_A_NAME = fdtable.O_CREAT | fdtable.O_TRUNC
 

@@ -86,13 +86,12 @@ Classes found by this corpus (reproductions run in an empty folder, tft = .venv/
     its file, left by the dead primary's process, made bind fail for 2.5 s, then
     ``could not be rebuilt``.  Fixed: a file nobody listens on is taken over
     (gpg-agent; tests/test_gpg.py).
-25. Open: a create without O_EXCL (``open(O_CREAT|O_TRUNC)``) is not committed, yet it
-    changes the file system.  ``tft run --fault primary@152 -- bash -c "lz4 -q f.txt
-    f.lz4; lz4 -dc f.lz4 | cmp - f.txt"`` (of ~290 calls, ``LC_ALL=C``): lz4 checks that
-    f.lz4 is absent, creates it, and the primary dies before any output, so the backup
-    (18 records of bash) goes live and lz4 finds the dead primary's file: ``f.lz4
-    already exists; not overwritten``.  The fix: commit before an open with O_CREAT or
-    O_TRUNC, as for O_EXCL (primary._creates_a_name).  lz4 is not in the corpus yet.
+25. A create without O_EXCL (``open(O_CREAT|O_TRUNC)``) was not committed, yet it changes
+    the file system: lz4 checks that f.lz4 is absent, creates it, and the primary died
+    before any output, so the backup went live without the create and lz4 found the dead
+    primary's file (``f.lz4 already exists; not overwritten``).  Fixed: an open with
+    O_CREAT or O_TRUNC is committed like one with O_EXCL
+    (tests/test_golive_regressions.py::test_plain_create_killed_primary; corpus ``lz4``).
 
 Also seen, not marked (load-dependent): twice in ~150 fault-free ``tft run`` of a
 loaded machine (load average 10 on 2 cores) the outcome was ``failover`` with no

@@ -339,6 +339,8 @@ workload("man", "man -P cat ls 2>/dev/null | head -3", kind="coreutils",
          note="man-db: its helpers install their own seccomp filter (seccomp, run natively)")
 workload("zip-unzip", "zip -qr t.zip tree && unzip -l t.zip | tail -1 && mkdir u && cd u && unzip -q ../t.zip && find . | sort",
          kind="archive", files=TREE, compare_files="names", note="zip, unzip")
+workload("lz4", "lz4 -q big.txt big.lz4 && lz4 -dc big.lz4 | cmp - big.txt && echo same", kind="archive",
+         files={"big.txt": BIG}, note="lz4 refuses to overwrite: its create without O_EXCL is committed (class 25)")
 workload("git-clone", "git init -q a && git -C a commit -q --allow-empty -m one && git clone -q a b 2>&1 && "
          "git -C b log --format=%s && git clone -q --no-local a c 2>&1 && git -C c log --format=%s", kind="git",
          compare_files="none", note="git clone, local and through upload-pack's pipes")

@@ -3,6 +3,8 @@
  * where a test cuts the log or kills the primary), then prints what the program saw.
  *   listen  bind 127.0.0.1 port 0, listen; after the cut: "port=N" (getsockname)
  *   excl    open("lock", O_CREAT|O_EXCL); "excl=ok" or "excl=<error>"
+ *   creat   as lz4 does: "out" must not exist (access), then open(O_CREAT|O_TRUNC) without
+ *           O_EXCL; "creat=ok", or "creat=out exists" if it was there already
  *   mkdir   mkdir("dir"); unlink  unlink("victim"); rename  rename("from", "to")
  *   fork-rdtsc  a child reads the time-stamp counter first thing, exits 7; its parent
  *           calls getppid 5 times, waits for it: "child=7 tsc-ok=1"
@@ -48,6 +50,17 @@ int main(int argc, char **argv)
         if (fd >= 0 && write(fd, "locked\n", 7) != 7)
             fd = -1;
         return report("excl", fd);
+    }
+    if (!strcmp(mode, "creat")) {
+        if (access("out", F_OK) == 0) {
+            printf("creat=out exists\n");
+            return 1;
+        }
+        int fd = open("out", O_CREAT | O_TRUNC | O_WRONLY, 0644);
+        getppid();
+        if (fd >= 0 && write(fd, "made\n", 5) != 5)
+            fd = -1;
+        return report("creat", fd);
     }
     if (!strcmp(mode, "mkdir")) {
         int r = mkdir("dir", 0755);
@@ -111,6 +124,6 @@ int main(int argc, char **argv)
         printf("parent got %s, child status %d\n", buf, WEXITSTATUS(st));
         return 0;
     }
-    fprintf(stderr, "usage: golive listen|excl|mkdir|unlink|rename|fork-rdtsc\n");
+    fprintf(stderr, "usage: golive listen|excl|creat|mkdir|unlink|rename|fork-rdtsc\n");
     return 2;
 }
