@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from . import fdtable
 from . import log as _log
 from . import arbiter as _arbiter
-from . import pairs, rebuild, redo, reintegration
+from . import pairs, procview, rebuild, redo, reintegration
 from .engine import Engine, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError, TftError, UnsupportedError
@@ -81,6 +81,7 @@ NR = {name: number(name) for name in ("lseek", "epoll_ctl")}
 _PID_ARGS = {"wait4": (0,), "kill": (0,), "tkill": (0,), "tgkill": (0, 1), "setpgid": (0, 1),
              "getpgid": (0,), "getsid": (0,)}
 #: Live calls that return a pid (or a group or session id) of the backup's kernel.
+_PROC_READS = frozenset(("read", "pread64", "getdents64"))   # rewritten on an fd on /proc (procview)
 _PID_RESULTS = frozenset(("wait4", "getpgid", "getsid", "getpgrp", "setsid"))
 #: Live calls that change the fd table: followed at their exit (dead connections, a fork's copy).
 _FD_CALLS = frozenset(("dup", "dup2", "dup3", "fcntl", "close", "close_range", "open", "openat", "creat",
@@ -524,6 +525,8 @@ class Backup(Replayer):
             real = task.mem.read_u32(call.args[2] + SI_PID)
             if real:
                 task.write(call.args[2] + SI_PID, struct.pack("<i", self.pids.to_virtual(real)))
+        elif call.name in _PROC_READS and (view := procview.wanted(call, task.policy_state.fds)):
+            res = procview.rewrite(task, call, res, view, self.pids.to_virtual)   # /proc: its own pids
         if call.saved_args is not None or res != signed(call.result):
             task.set_result(res)   # also puts back the arguments we translated
         call.result = res
@@ -626,7 +629,8 @@ class Backup(Replayer):
             return
         # The exit stop costs a stop; take it where we translate, or where someone watches.
         task.run(to_exit=name in _PID_ARGS or name in _PID_RESULTS or name in _FD_CALLS or name == "waitid"
-                 or call.note == redo.UNCERTAIN or call.saved_args is not None or self.engine.tracing)
+                 or call.note == redo.UNCERTAIN or call.saved_args is not None or self.engine.tracing
+                 or (name in _PROC_READS and procview.wanted(call, st.fds) is not None))
 
     def go_live(self, task: Task) -> None:
         """From now on this process runs for real (rebuilt at its next system call).

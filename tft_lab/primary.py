@@ -185,7 +185,7 @@ class Primary(Recorder):
 
     def on_exit(self, task: Task, call: Call) -> None:
         if call.name == "listen" and call.result == 0:
-            fdtable.let_port_be_taken_over(task.pid, call.args[0])   # for the backup, at failover
+            fdtable.let_port_be_taken_over(task.tgid, call.args[0])   # for the backup, at failover
         super().on_exit(task, call)
         if call.oseq is not None:
             self.sink.flush()   # an output's record leaves at once: it narrows the duplicate window

@@ -243,13 +243,13 @@ class Recorder(Policy):
             task.policy_state.expect_self_signal = True  # SIGPIPE follows, raised by the kernel for this write
         outs = capture(task, call) if call.cls != "local" or call.entry and call.entry.outs else []
         if call.name == "listen" and res == 0:
-            bound = fdtable.local_address(task.pid, call.args[0])
+            bound = fdtable.local_address(task.tgid, call.args[0])
             if bound:   # the port a bind to port 0 got: a backup going live listens there again
                 outs.append((MOVED, bound))
         elif (call.name in ("accept", "accept4") and res >= 0) or (call.name == "connect" and res in (0, -EINPROGRESS)):
             # Both ends' addresses: a backup going live pairs the program's own connections
             sock = res if call.name != "connect" else call.args[0]
-            ends = [fdtable.local_address(task.pid, sock), fdtable.local_address(task.pid, sock, peer=True)]
+            ends = [fdtable.local_address(task.tgid, sock), fdtable.local_address(task.tgid, sock, peer=True)]
             if all(ends):
                 outs += [(MOVED, e) for e in ends]
         if call.note == "moved":

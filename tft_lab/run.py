@@ -363,7 +363,8 @@ def run(argv, *, backup: str = "local", commit: str = "output", epoch: int = 64,
     the replica with that role at T is stopped for D seconds, then resumed.
 
     The supervisors' results and event streams go to a new temporary directory that is
-    removed before this returns or raises (Ctrl-C, SIGTERM and SIGHUP included); with
+    removed before this returns or raises (Ctrl-C, SIGTERM and SIGHUP included: then the
+    ``trace`` asked for is still written, with the rows streamed so far); with
     ``workdir`` they go there and stay (``trace_files``).  Raises ValueError for bad options
     and :class:`~tft_lab.errors.ProgramError` for a program that cannot be run, before
     anything starts; :class:`~tft_lab.arbiter.ArbiterError` for an ``arbiter`` that is not
@@ -556,6 +557,10 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
         for pid in pids.values():
             _signal_quietly(pid, signal.SIGKILL)
         _wait_all(pids)
+        if trace:
+            # An interrupted run still writes the trace it has (as record and replay do on an
+            # error): it shows where the program was when the operator stopped it.
+            _save_partial_trace([p for _, p in paths.values() if p], trace)
         raise
     finally:
         pauser.resume_all()
@@ -599,6 +604,15 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
         status = EXIT_BACKUP_DIVERGED   # a script must not take an unprotected run for a good one
     return RunResult(status, outcome, prim, back, failover_ms, trace_files, why, frame, backups,
                      went_live if relaying else int(bool(live)))
+
+
+def _save_partial_trace(trace_files: list[str], trace: str) -> None:
+    """Write the replicas' event streams, as far as they got, to ``trace`` (mode 0600).
+    Best effort: a stream cut mid-line or missing loses only its tail, never the interrupt."""
+    try:
+        save_trace(load_trace([p for p in trace_files if os.path.exists(p)]), trace)
+    except (OSError, ValueError) as e:
+        print(f"tft: the trace could not be written to {trace}: {e}", file=sys.stderr)
 
 
 def _why_lost(prim: dict, back: dict) -> str:

@@ -75,9 +75,10 @@ Classes found by this corpus (reproductions run in an empty folder, tft = .venv/
 22. Live, the calls that look a path up (stat, access, readlink...) kept the primary's pid
     in ``/proc/<pid>/...``: ``test -e /proc/$$/stat`` was false after a failover and ps
     stopped with ``fatal library error, lookup self``.  Fixed
-    (tests/test_failover_regressions.py).  Left: what ``/proc`` shows after a failover is
-    this replica's pids (the listing of ``/proc``, the pid fields in ``stat`` and
-    ``status``): ``ps -p $$`` finds nothing there.
+    (tests/test_failover_regressions.py).  What ``/proc`` showed after a failover was this
+    replica's pids (the listing of ``/proc``, the pid fields in ``stat`` and ``status``):
+    ``ps -p $$`` found nothing there.  Fixed: read back through an fd on ``/proc``, they are
+    the program's own pids (tests/test_proc_view.py).
 23. A FIFO open at the failover was opened again with the flags of the moment: valgrind
     opens its vgdb FIFO non-blocking, then makes it blocking, and the reopen waited for a
     writer that never came (valgrind hung after every failover past its start).  Fixed:
