@@ -38,8 +38,20 @@ EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and the backend (compiled core or pure Python, and why)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: D102 (argparse's contract)
+        from . import __version__
+        from ._backend import describe   # imported only here: the backend choice is what is shown
+        print(f"tft {__version__}, {describe()}")
+        parser.exit(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tft", description="Transparent fault tolerance at the system-call interface.")
+    p.add_argument("--version", action=_Version, nargs=0,
+                   help="print the version and which backend runs the stop loop, then exit")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("record", help="run a program and log every answer it gets from outside")
