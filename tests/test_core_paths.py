@@ -50,6 +50,17 @@ def test_the_compiled_core_is_built_and_in_use():
     assert backend("pure") == "pure"
 
 
+def test_version_names_the_backend_in_use():
+    """``tft --version`` says which backend runs: a user checks it before trusting a benchmark."""
+    from tft_lab import __version__
+    compiled = tft("compiled", "--version")
+    assert compiled.returncode == 0, compiled.stderr
+    assert compiled.stdout.decode().strip() == f"tft {__version__}, compiled core"
+    pure = tft("pure", "--version")
+    assert pure.returncode == 0, pure.stderr
+    assert pure.stdout.decode().strip() == f"tft {__version__}, pure Python (TFT_PURE=1)"
+
+
 def guests() -> dict[str, list[str]]:
     return {
         "syscall_loop": [str(build_program("syscall_loop")), "3000"],

@@ -12,11 +12,21 @@ import os
 from types import ModuleType
 
 core: ModuleType | None = None
+#: Why the pure path runs ("" when the compiled core does): shown by ``tft --version``.
+WHY_PURE = ""
 if os.environ.get("TFT_PURE", "") != "1":
     try:
         from .. import _core as core
     except ImportError:   # not built (no compiler at install): the pure path
         core = None
+        WHY_PURE = "tft_lab._core not built"
+else:
+    WHY_PURE = "TFT_PURE=1"
 
 #: "compiled" or "pure": which implementation of the per-stop mechanism runs.
 BACKEND = "compiled" if core is not None else "pure"
+
+
+def describe() -> str:
+    """One line naming the backend in use, for people: "compiled core" or "pure Python (why)"."""
+    return "compiled core" if core is not None else f"pure Python ({WHY_PURE})"
