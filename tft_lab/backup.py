@@ -80,8 +80,9 @@ NR = {name: number(name) for name in ("lseek", "epoll_ctl")}
 #: Live calls whose pid arguments the program took from the primary: index of each.
 _PID_ARGS = {"wait4": (0,), "kill": (0,), "tkill": (0,), "tgkill": (0, 1), "setpgid": (0, 1),
              "getpgid": (0,), "getsid": (0,)}
+#: Live calls whose bytes are rewritten when they read an fd on /proc (:mod:`tft_lab.procview`).
+_PROC_READS = frozenset(("read", "pread64", "getdents64"))
 #: Live calls that return a pid (or a group or session id) of the backup's kernel.
-_PROC_READS = frozenset(("read", "pread64", "getdents64"))   # rewritten on an fd on /proc (procview)
 _PID_RESULTS = frozenset(("wait4", "getpgid", "getsid", "getpgrp", "setsid"))
 #: Live calls that change the fd table: followed at their exit (dead connections, a fork's copy).
 _FD_CALLS = frozenset(("dup", "dup2", "dup3", "fcntl", "close", "close_range", "open", "openat", "creat",
