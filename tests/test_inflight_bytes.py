@@ -20,7 +20,7 @@ import pytest
 from tft_lab import log as _log
 from tft_lab.syscalls import TABLE
 from tft_lab.testing import build_program, record
-from test_golive_regressions import TIMEOUT, _frames, backup_fed
+from test_golive_regressions import TIMEOUT, _encode, _frames, backup_fed
 
 WANT = "got chunk-1\ngot chunk-2\ngot chunk-3\nwriter status 0\n"
 #: What the live backup prints: the rest (the replay does not print what the primary did).
@@ -63,6 +63,39 @@ def test_the_reader_gets_exactly_the_rest(inflight, tmp_path, mode):
     assert re.sub(r"tft: .*\n", "", backup) == REST, backup
     assert "reset" not in backup and "could not" not in backup, backup
     assert "put back 16 bytes" in backup or "(16 bytes in flight put back)" in backup, backup
+
+
+@pytest.mark.parametrize("mode", ["pipe", "socketpair", "tcp", "tcp-thread"])
+def test_bytes_read_before_the_writers_record_are_not_written_again(inflight, tmp_path, mode):
+    # Found with zstd-T2 at fault-90 (`zstd -d -c big.zst | wc -l` counted 32099 or 33792 lines
+    # of 32000): the supervisor saw the reader's exit stop before the writer's, so the reader's
+    # record of bytes the write put in left the primary, the write's record died with it.  The
+    # live writer wrote them again, and the reader read them twice.  The log here is the
+    # primary's as it was then: the reader's read of chunk-2 is in it, the writer's write of
+    # chunk-2 (and all the writer did after) is not.
+    log = tmp_path / "rec.log"
+    rec = record([inflight, mode], str(log), cwd=str(tmp_path), timeout=TIMEOUT)
+    assert rec.returncode == 0 and rec.stdout.decode() == WANT, rec.stderr
+    records = _log.read_log(str(log))
+    root, write = records[0]["pid"], TABLE["write"].x64
+    cut = _second_getppid(records)
+    first = next(i for i, r in enumerate(records) if r.type == "sys" and r["pid"] != root and r["nr"] == write)
+    writer = {r["pid"] for r in records if r.type in ("sys", "exit") and r["pid"] != root}
+    kept = [r for i, r in enumerate(records[:cut])
+            if i <= first or not (r.type in ("sys", "exit", "tsc") and r["pid"] in writer
+                                  or r.type == "sig" and r["signo"] == 17)]
+    assert _chunks_written_before(kept, len(kept)) == 1
+    backup, res = backup_fed([_encode(r) for r in kept], str(tmp_path))
+    assert res["outcome"] == "live", backup
+    # The reader read chunk-1 and chunk-2 on the primary: it reads chunk-3 next, and only it.
+    assert re.sub(r"tft: .*\n", "", backup) == "got chunk-3\nwriter status 0\n", backup
+    assert "leaves out the first 8 bytes" in backup, backup
+
+
+def _second_getppid(records) -> int:
+    """The index of the reader's second getppid (it has read and printed chunk-2)."""
+    root, getppid = records[0]["pid"], TABLE["getppid"].x64
+    return [i for i, r in enumerate(records) if r.type == "sys" and r["pid"] == root and r["nr"] == getppid][1]
 
 
 def test_a_socket_set_up_halfway_is_created_again(inflight, tmp_path):

@@ -112,6 +112,9 @@ class BackupTaskState(ReplayTaskState):
     uncertain: bool = False
     """Live after a failure, and no output run live yet: its calls may have run on the primary
     already, their records lost with it (see :meth:`Backup.go_live`)."""
+    trimmed: int = 0
+    """Bytes its current live output leaves out: its reader had them already
+    (:meth:`tft_lab.pairs.InFlight.trim`); its exit adds them to the result."""
     pending: list[tuple[int, bytes]] = field(default_factory=list)
     """Its own signals since the primary failed (the primary cannot have seen them), and
     those that arrive while it is live but stopped: delivered once it is live."""
@@ -516,6 +519,13 @@ class Backup(Replayer):
         if not self.is_live(task) or call.rec is not None:   # (a live call has no record)
             return super().on_exit(task, call)
         res = signed(call.result)
+        st: BackupTaskState = task.policy_state
+        if st.trimmed:
+            if res < 0:
+                self.in_flight.untrim(task, call, st.trimmed)
+            else:
+                res += st.trimmed
+            st.trimmed = 0
         if call.note in (redo.UNCERTAIN, redo.DONE):
             res = self.uncertain_calls.settle(task, task.policy_state.fds, call, res)
             if res is None:
@@ -620,6 +630,11 @@ class Backup(Replayer):
             self._translate_proc_path(task, call)
         if st.uncertain:
             st.uncertain = self.uncertain_calls.enter(call)
+        if self.in_flight.owing and call.saved_args is None:
+            st.trimmed = self.in_flight.trim(task, call)
+            if st.trimmed:
+                self.warn(f"pid {task.vpid}: {call.name} leaves out the first {st.trimmed} bytes: the primary "
+                          f"had written them before it died, and its reader read them")
         if self.inner is not None:
             self._relay_news(task)
             if entry is not None and entry.kills and reintegration.at_itself(task, call):

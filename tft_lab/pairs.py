@@ -19,8 +19,10 @@ What the program may notice: ``getsockname``/``getpeername`` now answer an
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import struct
 
 from . import fdtable
 from .guest import Call, Task
@@ -55,6 +57,11 @@ class Flow:
         n = self.written - self.consumed
         return bytes(self.tail[-n:]) if n > 0 else b""
 
+    def owed(self) -> int:
+        """Bytes the reader read that no logged write put in: the record of the write that did
+        died with the primary (the supervisor saw the reader's exit stop first)."""
+        return self.consumed - self.written
+
 
 class InFlight:
     """The bytes in flight between the program's own processes, followed from the log while
@@ -70,6 +77,7 @@ class InFlight:
         self.pipes: dict[str, Flow] = {}
         self.conns: dict[tuple[bytes, bytes], Flow] = {}
         self.pairs: dict[tuple[str, int], Flow] = {}   # (the pair's identity, the receiving end)
+        self.owing = False   # some reader read more than the log says was written (:meth:`trim`)
 
     def account(self, task: Task, call: Call) -> None:
         """Follow a replayed call that put bytes into (an output) or took them out of a pipe, a
@@ -78,38 +86,70 @@ class InFlight:
         entry = call.entry
         if entry is None or entry.fd_arg is None or call.result <= 0:
             return
-        fd = call.args[entry.fd_arg]
-        info = task.policy_state.fds.get(fd)
-        if info is None:
-            return
         writing = entry.cls == "output" and bool(entry.writes)
         if not (writing or call.name in READS):
             return
-        if info.kind == "conn":   # a connection: both ends may be the program's
-            key = direction(info, writing)
-            if key is None:
-                return
-            flow = self.conns.setdefault(key, Flow())
-        elif info.kind == "pipe" and info.path:
-            flow = self.pipes.setdefault(info.path, Flow())
-        elif info.kind == "socketpair" and info.path:
-            end = _end(task, fd, info)
-            if end is None:
-                return
-            # Bytes written through one end wait in the other's queue: a flow per receiving end.
-            flow = self.pairs.setdefault((info.path, 1 - end if writing else end), Flow())
-        else:
+        flow = self._flow(task, call.args[entry.fd_arg], writing, make=True)
+        if flow is None:
             return
         if writing:
             flow.wrote(gather(task, call, call.result))
         else:
             flow.read(call.result)
 
+    def _flow(self, task: Task, fd: int, writing: bool, make: bool) -> Flow | None:
+        """The flow a write (or a read) through ``task``'s ``fd`` moves bytes in; None if ``fd``
+        is no pipe, socketpair or connection the primary's addresses name (or, without
+        ``make``, if nothing moved through it yet)."""
+        info = task.policy_state.fds.get(fd)
+        if info is None:
+            return None
+        if info.kind == "conn":   # a connection: both ends may be the program's
+            flows, key = self.conns, direction(info, writing)
+        elif info.kind == "pipe" and info.path:
+            flows, key = self.pipes, info.path
+        elif info.kind == "socketpair" and info.path:
+            end = _end(task, fd, info)
+            # Bytes written through one end wait in the other's queue: a flow per receiving end.
+            flows, key = self.pairs, None if end is None else (info.path, 1 - end if writing else end)
+        else:
+            return None
+        if key is None:
+            return None
+        return flows.setdefault(key, Flow()) if make else flows.get(key)
+
+    def trim(self, task: Task, call: Call) -> int:
+        """At the entry of a live output: the bytes the dead primary's same output had put in a
+        pipe, socketpair or connection *and its reader had read* (the reader's record came
+        before the writer's, which died with the primary) are not written again.  The call
+        is made to write only the rest; returns how many bytes it skips (0: it runs as it is),
+        which its exit adds to the result.  Precondition: after :meth:`refill`."""
+        entry = call.entry
+        if not self.owing or entry is None or entry.cls != "output" or entry.fd_arg is None:
+            return 0
+        flow = self._flow(task, call.args[entry.fd_arg], True, make=False)
+        owed = flow.owed() if flow is not None else 0
+        if owed <= 0:
+            return 0
+        trimmed = _skip_bytes(task, call, owed)
+        if trimmed is None:
+            return 0
+        args, skipped = trimmed
+        task.redirect(call.nr, args)
+        flow.written += skipped
+        return skipped
+
+    def untrim(self, task: Task, call: Call, skipped: int) -> None:
+        """A trimmed output failed: the bytes it left out are owed again, by the output the
+        program makes next (after a full pipe's EAGAIN, say)."""
+        self._flow(task, call.args[call.entry.fd_arg], True, make=False).written -= skipped
+
     def refill(self, tasks, warn) -> None:
         """Put back what the primary had written to its pipes and socketpairs and not yet read,
         through the first of ``tasks`` that holds each (never blocks); ``warn`` says what was
         put back.  (A connection's bytes go back when it is connected again: :func:`reconnect`.)"""
         tasks = list(tasks)
+        self.owing = any(f.owed() > 0 for flows in (self.pipes, self.conns, self.pairs) for f in flows.values())
         for ident, flow in self.pipes.items():
             data = flow.leftover()
             holder = _holder(tasks, lambda t, fd, info: info.kind == "pipe" and info.path == ident)
@@ -118,6 +158,7 @@ class InFlight:
                 try:
                     w = os.open(f"/proc/{t.tgid}/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK)
                     try:
+                        _room_for(w, len(data))
                         n = os.write(w, data)
                     finally:
                         os.close(w)
@@ -144,6 +185,59 @@ def _holder(tasks, holds) -> tuple[Task, int] | None:
             if holds(t, fd, info):
                 return t, fd
     return None
+
+
+def _room_for(pipe: int, n: int) -> None:
+    """Grow ``pipe``'s buffer to hold ``n`` bytes if it is smaller: the primary's pipe held them
+    (a full buffer, and what its reader took and had no record of), so may this one."""
+    try:
+        if fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ) < n:
+            fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, n)
+    except OSError:
+        pass   # above the system's bound: what does not fit is said lost
+
+
+def _skip_bytes(task: Task, call: Call, skip: int) -> tuple[tuple, int] | None:
+    """The arguments of output ``call`` with its first ``skip`` bytes (at most all it writes)
+    left out, and how many that leaves out; None for an fd-to-fd move (its source cannot be
+    moved on without reading it)."""
+    how = call.entry.writes
+    args = list(call.args)
+    if how == "buf":
+        n = min(skip, args[2])
+        args[1] += n
+        args[2] -= n
+        return tuple(args), n
+    if how == "iov":
+        iov, n = _skip_iov(task, args[1], args[2], skip)
+        args[1], args[2] = task.scratch(iov), len(iov) // 16
+        return tuple(args), n
+    if how == "msghdr":
+        raw = bytearray(task.read(args[1], 56))
+        base, count = struct.unpack_from("<QQ", raw, 16)
+        iov, n = _skip_iov(task, base, count, skip)
+        at = task.scratch(bytes(64) + iov)   # a copy of the header, then its new iovecs
+        struct.pack_into("<QQ", raw, 16, at + 64, len(iov) // 16)
+        task.write(at, bytes(raw))
+        args[1] = at
+        return tuple(args), n
+    return None
+
+
+def _skip_iov(task: Task, addr: int, count: int, skip: int) -> tuple[bytes, int]:
+    """The iovec array at ``addr`` (``count`` entries) with its first ``skip`` bytes left out
+    (packed), and how many bytes that leaves out."""
+    count = min(count, 1024)
+    raw = task.read(addr, 16 * count) if count else b""
+    out = bytearray()
+    left = skip
+    for i in range(count):
+        base, length = struct.unpack_from("<QQ", raw, 16 * i)
+        n = min(left, length)
+        left -= n
+        if length > n:
+            out += struct.pack("<QQ", base + n, length - n)
+    return bytes(out), skip - left
 
 
 def _said(warn, n: int, want: int, ident: str) -> None:
