@@ -22,7 +22,7 @@ from tft_lab.testing import (PROGRAMS, assert_no_leftovers, build_program, nativ
                              record, record_and_replay, replay)
 
 #: Programs with a test of their own (exit status, threads: test_threads.py, benchmarks).
-OWN_TESTS = {"threads", "thr_mutex", "thr_condvar", "thr_barrier", "thr_signal", "thr_exit", "thr_main_exit", "exitcode", "syscall_loop", "filejob", "moves", "dirs", "mm"}   # + test_everyday_regressions
+OWN_TESTS = {"threads", "thr_mutex", "thr_condvar", "thr_barrier", "thr_signal", "thr_exit", "thr_main_exit", "exitcode", "syscall_loop", "filejob", "moves", "dirs", "mm", "shared_procs"}   # + test_everyday_regressions
 C_PROGRAMS = sorted(p.stem for p in PROGRAMS.glob("*.c") if p.stem not in OWN_TESTS)
 #: Programs whose output differs from run to run natively (tests/programs/README.md says so).
 NONDETERMINISTIC = ["clocks", "files", "ids", "kill_from_other", "multiproc", "randomness", "rdtsc",

@@ -5,8 +5,9 @@ a barrier, a thread-directed signal) is recorded and replayed: the replay prints
 what the recording printed.  One recording replayed ten times gives one result; two
 recordings of a racy program take different schedules (the primary really decides).
 A thread that spins on memory while others wait is named in an error, never a hang;
-what threads cannot make replicable (memory shared between processes, priority-
-inheritance futexes) is refused with a one-line message.  ``tft run`` replicates them:
+what threads cannot make replicable (a clone sharing memory without being a thread,
+priority-inheritance futexes) is refused with a one-line message (processes that share
+memory: tests/test_shared_memory_processes.py).  ``tft run`` replicates them:
 the backup follows the schedule, and after the primary's death its threads go on live
 (dense crash-point sweep of a chain written by three threads).
 """
@@ -176,29 +177,6 @@ def test_memory_shared_between_processes_is_refused_in_one_line(tmp_path, pids_b
     assert rec.returncode != 0
     lines = rec.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tft: ") and "memory shared between two processes" in lines[0]
-    assert_no_leftovers(pids_before)
-
-
-POOL = ("import multiprocessing as mp\nif __name__ == '__main__':\n"
-        "    with mp.get_context('fork').Pool(2) as p:\n        print(p.map(abs, [-1, -2]))\n")
-
-
-@pytest.mark.parametrize("verb", ["record", "run"])
-def test_a_lock_shared_between_processes_is_refused_in_one_line(verb, tmp_path, pids_before):
-    """A process-shared semaphore between a parent and its child (C), and multiprocessing.Pool
-    (whose queues' locks are such semaphores): one line at the first futex call on it, under
-    record and under run (a refusal, not a failover), never a divergence."""
-    sem = build_program(PROGRAMS / "unreplicable" / "shared_sem.c", tmp_path / "shared_sem")
-    assert native([sem], timeout=10).stdout == b"child got it\nparent done\n"
-    for argv in ([sem], [sys.executable, "-c", POOL]):
-        if verb == "record":
-            p = record(argv, tmp_path / "s.log", timeout=TIMEOUT)
-        else:
-            p = run_cli(["run", "--", *argv], timeout=TIMEOUT)
-        assert p.returncode == 2, p.stderr
-        lines = [ln for ln in p.stderr.decode().splitlines() if not ln.startswith("tft: warning:")]
-        assert len(lines) == 1 and "futex on memory shared between processes" in lines[0], p.stderr
-        assert "fail" not in lines[0] and "live" not in lines[0]
     assert_no_leftovers(pids_before)
 
 

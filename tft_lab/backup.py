@@ -362,7 +362,7 @@ class Backup(Replayer):
                 return super().on_entry(task, call)   # answered from the dead primary's record
             return self.live_entry(task, call)
         if not task.policy_state.before:
-            if call.name in ("wait4", "waitid") and self._replay_reap(task, call):
+            if call.name in ("wait4", "waitid") and (self.gives_way(task, call) or self._replay_reap(task, call)):
                 return
             if call.name == "setpgid":
                 self._translate_pids(task, call)   # run for real: with the backup's pids
@@ -378,8 +378,15 @@ class Backup(Replayer):
         record, once, as a fresh backup replaying this replica's log will answer it; made again
         live, it would be logged twice."""
         q = self.streams[task.vpid].q
-        return (task.group is not None and call.rec is None and bool(q) and q[0].type == "sys"
-                and q[0]["seq"] == call.seq)
+        if not (task.group is not None and call.rec is None and bool(q) and q[0].type == "sys"
+                and q[0]["seq"] == call.seq):
+            return False
+        if self.in_flight.between_ours(task, call):
+            # Through a pipe or connection between the program's processes: the bytes it moved
+            # were put back going live (or are owed: InFlight.trim), so it moves them for real.
+            self.next_record(task, call)
+            return False
+        return True
 
     def _exited(self, vpid: int) -> bool:
         stream = self.streams.get(vpid)
@@ -493,8 +500,8 @@ class Backup(Replayer):
             c = t.call
             if c is not None and (c.name == "vfork" or (c.name == "clone" and c.args[0] & 0x4000)):
                 continue   # a vfork parent waits in the kernel for its child: it cannot come
-            if t.group is not None and not t.group.free and t.group.running is not t:
-                continue   # a thread the schedule holds: its process goes live with its running one
+            if t.group is not None and not t.group.dom.free and t.group.dom.running is not t:
+                continue   # a task the schedule holds: it goes live with the running one
             return False
         return True
 
@@ -646,6 +653,8 @@ class Backup(Replayer):
         # The exit stop costs a stop; take it where we translate, or where someone watches.
         task.run(to_exit=name in _PID_ARGS or name in _PID_RESULTS or name in _FD_CALLS or name == "waitid"
                  or call.note == redo.UNCERTAIN or call.saved_args is not None or self.engine.tracing
+                 # (a write may wait for a reader its schedule holds: the engine gives it room)
+                 or (entry is not None and bool(entry.writes) and not task.group.dom.free)
                  or (name in _PROC_READS and procview.wanted(call, st.fds) is not None))
 
     def go_live(self, task: Task) -> None:
@@ -653,7 +662,7 @@ class Backup(Replayer):
 
         After a failure its first calls are *uncertain* until it makes an output: the primary
         may have made them already (:mod:`tft_lab.redo` answers those)."""
-        for t in task.group.threads if task.group is not None else [task]:   # a process, all its threads
+        for t in task.group.dom.tasks if task.group is not None else [task]:   # all it is scheduled with
             t.policy_state.live = True
             if self.primary_state == "failed":
                 t.policy_state.uncertain = True

@@ -150,7 +150,7 @@ class Engine(sched.Scheduling):
         self.cpu = cpu   # -1: the first CPU we may use; None: do not pin
         self.trace_file: EventWriter | None = None   # the event stream, if one was asked for
         self.gate = None         # called after every event while the task is stopped (live stepping)
-        self.groups: list[sched.ThreadGroup] = []   # the processes that have had several threads
+        self.domains: list[sched.Domain] = []   # those that have had several tasks to schedule
         # seconds a thread may run without a call while others wait
         self.spin_limit = sched.spin_limit_from_env() if spin_limit is None else spin_limit
 
@@ -266,8 +266,8 @@ class Engine(sched.Scheduling):
                 return Status(pid, "other", None)  # an orphan we adopted, or a child we never knew
             task = Task(self, pid, None, None)     # a new child whose fork event we have not seen
             self.tasks[pid] = task
-        elif self.groups and task.group is not None and task.group.running is task:
-            task.group.seen = time.monotonic()
+        elif self.domains and task.group is not None and task.group.dom.running is task:
+            task.group.dom.seen = time.monotonic()
         try:
             stop = pt.decode(pid, status)
         except TracingError:
@@ -340,7 +340,15 @@ class Engine(sched.Scheduling):
                 # The kernel restarts the interrupted call (no handler ran): the same logical call.
                 task.interrupted = None
                 task.call = itr
-                self._go(task, 0, itr.to_exit)
+                d = task.group.dom
+                if (itr.to_exit and itr.entry is not None and itr.entry.blocks and not d.free and d.running is task
+                        and self.policy.schedules_live(task)):
+                    # It may wait in the kernel again: it gives way again at the same point (the
+                    # replay asks again there: Replayer.on_entry), or it would hold the schedule.
+                    pt.resume(task.pid, 0, to_exit=True)
+                    self._switch(task, "block")
+                else:
+                    self._go(task, 0, itr.to_exit)
                 return Status(task.pid, "syscall", None)
             self._close_interrupted(task, -errno.EINTR)
         call = Call(stop.nr, stop.args, task.seq)
@@ -371,12 +379,13 @@ class Engine(sched.Scheduling):
             self._run(nxt)
             return Status(task.pid, "switch", None)
         g = task.group
+        d = g.dom
         if not g.free and call.entry is not None and call.entry.noreturn:
             if call.nr == NR_EXIT_GROUP:
                 # The kernel kills the other threads where they are (held ones never run again):
                 # letting them go on here would race with their death, differently on each replica.
                 g.exiting = True
-            elif task is g.leader and g.running is task:
+            elif task is g.leader and d.running is task:
                 # The first thread ends, others live on: its exit is reported only after theirs.
                 self._leave(task)
         if call.parked:
@@ -387,8 +396,8 @@ class Engine(sched.Scheduling):
             return Status(task.pid, "rewound", None)
         if call.emulated and not call.to_exit:
             return self._complete(task, call)
-        blocks = (call.entry is not None and call.entry.blocks and not call.emulated and not g.free
-                  and g.running is task and self.policy.schedules_live(task))
+        blocks = (call.entry is not None and call.entry.blocks and not call.emulated and not d.free
+                  and d.running is task and self.policy.schedules_live(task))
         if blocks and not call.entry.noreturn:
             call.to_exit = True   # another thread runs while it waits: its return is a stop to hold it at
         if not call.to_exit:  # runs without an exit stop (exit_group, or a cheap pass-through)
@@ -443,7 +452,7 @@ class Engine(sched.Scheduling):
         task.call = None
         self.policy.after_call(task, call)
         g = task.group
-        if g is not None and not g.free and g.running is task and task.seq % self.epoch == 0:
+        if g is not None and g.dom.running is task and task.seq % self.epoch == 0 and not g.dom.free:
             self._switch(task, "epoch")
         self._go(task)
         return Status(task.pid, "syscall", ev)
@@ -551,9 +560,16 @@ class Engine(sched.Scheduling):
         if parent.clone_flags & sched.CLONE_THREAD:
             child.group = g = parent.group
             g.threads.append(child)
-            if g not in self.groups:
-                self.groups.append(g)
-            g.seen = time.monotonic()   # the spin watch starts now, not at the group's birth
+            g.dom.tasks.append(child)
+        elif not parent.clone_flags & sched.CLONE_VFORK and sched.shares_writable(child_pid):
+            # It shares its parent's writable memory: the two are scheduled as one.
+            child.group = g = sched.ThreadGroup(child, dom=parent.group.dom)
+        else:
+            child.group = g = None
+        if g is not None:
+            if g.dom not in self.domains:
+                self.domains.append(g.dom)
+            g.dom.seen = time.monotonic()   # the spin watch starts now, not at the domain's birth
         else:
             child.group = sched.ThreadGroup(child)
         self.policy.on_fork(parent, child)

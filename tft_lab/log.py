@@ -75,8 +75,8 @@ SCHEMA: dict[str, dict[str, type]] = {
     # (stored: its bytes are in this log's blob records; else only the hash, --small-log)
     "map": {"pid": _INT, "seq": _INT, "sha256": _STR, "size": _INT, "path": _STR, "stored": bool,
             "writable": bool},
-    # process `pid`'s thread `tid` gave way at its switch point `at` (epoch, block, exit) with
-    # `seq` calls made; thread `to` runs next (docs/threads.md)
+    # thread `tid` gave way at its switch point `at` (epoch, block, exit) with `seq` calls made;
+    # thread `to` runs next; `pid` names the schedule: its first process's (docs/threads.md)
     "switch": {"pid": _INT, "tid": _INT, "seq": _INT, "at": _STR, "to": _INT},
     "end": {"status": _INT},
 }

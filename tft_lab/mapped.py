@@ -99,6 +99,10 @@ def _write_atomically(path: Path, chunks) -> None:
         raise
 
 
+#: The files of POSIX named semaphores (glibc's sem_open).
+SEMAPHORES = "/dev/shm/sem.*"
+
+
 class HashCache:
     """sha256 of files, remembered per user by (device, inode, size, mtime, ctime).
 
@@ -217,11 +221,16 @@ class MapLogger:
                       "a replay maps the local file there")
             return
         writable = bool(call.args[3] & MAP_SHARED) and self._writable(task.pid, fd)
-        if writable and self.live and path not in self.warned:
-            self.warned.add(path)
-            self.warn(f"pid {task.vpid} maps {path} shared and writable: what it writes there reaches "
+        # A file nobody else can open (deleted: multiprocessing's heap) is shared only with the
+        # program's own processes, as the replica's private copy is; POSIX semaphores
+        # (multiprocessing's locks, unlinked at once) are said once.
+        seen = SEMAPHORES if path.startswith(SEMAPHORES[:-1]) else path
+        if writable and self.live and seen not in self.warned and not path.endswith(" (deleted)"):
+            self.warned.add(seen)
+            self.warn(f"pid {task.vpid} maps {seen} shared and writable: what it writes there reaches "
                       "the file without a system call, so a backup cannot replicate it (a failover "
-                      "loses those writes; a replay keeps them in a private copy)")
+                      "loses those writes; a replay keeps them in a private copy, shared by the "
+                      "program's processes)")
         self.emit({"t": "map", "pid": task.vpid, "seq": call.seq, "sha256": digest, "size": length,
                    "path": path, "stored": digest in self.logged, "writable": writable})
 

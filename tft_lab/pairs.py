@@ -118,6 +118,18 @@ class InFlight:
             return None
         return flows.setdefault(key, Flow()) if make else flows.get(key)
 
+    def between_ours(self, task: Task, call: Call) -> bool:
+        """Whether ``call`` reads from a flow a process of the program wrote into, or writes
+        into one a process of the program read from, as the log has it."""
+        entry = call.entry
+        if entry is None or entry.fd_arg is None:
+            return False
+        writing = entry.cls == "output" and bool(entry.writes)
+        if not (writing or call.name in READS):
+            return False
+        flow = self._flow(task, call.args[entry.fd_arg], writing, make=False)
+        return flow is not None and (flow.consumed if writing else flow.written) > 0
+
     def trim(self, task: Task, call: Call) -> int:
         """At the entry of a live output: the bytes the dead primary's same output had put in a
         pipe, socketpair or connection *and its reader had read* (the reader's record came

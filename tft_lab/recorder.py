@@ -329,7 +329,7 @@ class Recorder(Policy):
         self.emit({"t": "sig", "pid": task.vpid, "seq": seq, "signo": signo, "mode": mode}, [siginfo])
 
     def on_switch(self, task: Task, seq: int, at: str, to: Task) -> None:
-        self.emit({"t": "switch", "pid": task.group.leader.vpid, "tid": task.vpid, "seq": seq, "at": at,
+        self.emit({"t": "switch", "pid": task.group.dom.leader.vpid, "tid": task.vpid, "seq": seq, "at": at,
                    "to": to.vpid})
 
     def on_rdtsc(self, task: Task, rdtscp: bool) -> Tsc:

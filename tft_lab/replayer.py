@@ -224,16 +224,9 @@ class Replayer(Policy):
                 task.inject_signal(rec["signo"], rec["blobs"][0])
             task.rewind()
             return
+        if self.gives_way(task, call):
+            return
         entry = call.entry
-        if entry is not None and entry.blocks and call.rec is None and not task.group.free:
-            # A switch point: the thread the log runs here, if another.  Asked again when the
-            # schedule comes back to a call it left undecided here: a replica that went live
-            # with this thread held at this entry made the call live then, and it switched
-            # again at this same point (the log's next switch says so; else it runs on).
-            nxt = self.next_thread(task, "block")
-            if nxt is not task:
-                task.yield_to(nxt)
-                return
         rec = call.rec or self.next_record(task, call)
         if rec is None:
             return self.log_exhausted(task, call)
@@ -319,7 +312,7 @@ class Replayer(Policy):
         shows either the switch or that thread's next record."""
         if self.schedules_live(task):   # a backup past the log: its own choice, as a primary's
             return sched.first_ready(task, at)
-        schedule = self.schedules[task.group.leader.vpid]
+        schedule = self.schedules[task.group.dom.leader.vpid]
         stream = self.streams[task.vpid]
         while not schedule.q and (at == "exit" or not stream.q):
             if not self.pull():
@@ -327,12 +320,28 @@ class Replayer(Policy):
         rec = schedule.take(task, at)
         if rec is None:   # no switch here; at an exit (a backup past the log's end) the next ready one
             return sched.first_ready(task, at) if at == "exit" else task
-        nxt = task.group.by_vtid(rec["to"])
+        nxt = task.group.dom.by_vtid(rec["to"])
         if nxt is None:
             raise DivergenceError(f"replay diverged: the log runs thread {rec['to']} after thread {task.vpid} "
-                                  f"(seq {task.seq}), the process has no such thread here", pid=task.vpid,
+                                  f"(seq {task.seq}), there is no such thread here", pid=task.vpid,
                                   seq=task.seq)
         return nxt
+
+    def gives_way(self, task: Task, call: Call) -> bool:
+        """At a switch point (the entry of a blocking call, not answered yet): whether the log
+        runs another task here; then ``task`` yields to it.  Asked again when the schedule
+        comes back to a call it left undecided here: a replica that went live with this task
+        held at this entry made the call live then, and it switched again at this same point
+        (the log's next switch says so; else it runs on); so did a primary whose call was
+        interrupted and made again."""
+        entry = call.entry
+        if entry is None or not entry.blocks or call.rec is not None or task.group.dom.free:
+            return False
+        nxt = self.next_thread(task, "block")
+        if nxt is task:
+            return False
+        task.yield_to(nxt)
+        return True
 
     def check_stalled(self) -> None:
         """Every process waits for its turn to output, and the turn's output is in none of them:

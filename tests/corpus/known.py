@@ -46,7 +46,10 @@ Classes found by this corpus (reproductions run in an empty folder, tft = .venv/
     workers' futex calls on it differed on replay (``replay diverged: the log has
     futex(0x7ffff7fbd000, 265) at seq 17, the program called read(3, ...)``).  Now refused
     in one line at the first such futex call (``futex on memory shared between processes``;
-    tests/test_threads.py), and ``py-mp-pool`` is a workload tft must refuse.
+    tests/test_threads.py), and ``py-mp-pool`` is a workload tft must refuse.  Since
+    replicated: a process forked while its process has writable memory mapped shared is
+    scheduled with it, as threads are (sched.Domain; tests/test_shared_memory_processes.py);
+    only memory processes map on their own after a fork is refused.
 19. Bytes in flight between two processes of the program are lost at a failover: the
     live replica connects the two ends again (a fresh socket), but what one end had
     written and the other not yet read was in the dead primary's kernel.  Workload

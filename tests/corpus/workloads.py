@@ -310,8 +310,16 @@ _py("py-concurrent-futures", "from concurrent.futures import ThreadPoolExecutor\
     note="ThreadPoolExecutor")
 _py("py-mp-pool", "import multiprocessing as mp\nif __name__ == '__main__':\n"
     "    with mp.get_context('fork').Pool(2) as p:\n        print(p.map(abs, [-1, -2]))\n", threaded=True,
-    note="multiprocessing.Pool: helper threads, and locks in memory shared by its processes (refused)",
-    refused="futex on memory shared between processes")
+    note="multiprocessing.Pool: helper threads, and locks in memory its processes share (one schedule)")
+_py("py-mp-shared", "import multiprocessing as mp\n"
+    "def inc(v):\n    for _ in range(50):\n        with v.get_lock(): v.value += 1\n"
+    "if __name__ == '__main__':\n    ctx = mp.get_context('fork')\n"
+    "    with ctx.Pool(3) as p:\n        print(len(p.apply(str.__mul__, ('x', 300000))), sum(p.map(abs, range(-20, 0))))\n"
+    "    q = ctx.Queue()\n    ps = [ctx.Process(target=q.put, args=(i,)) for i in range(3)]\n"
+    "    [x.start() for x in ps]\n    print(sorted(q.get() for _ in ps))\n    [x.join() for x in ps]\n"
+    "    v = ctx.Value('i', 0)\n    ps = [ctx.Process(target=inc, args=(v,)) for _ in range(3)]\n"
+    "    [x.start() for x in ps]\n    [x.join() for x in ps]\n    print(v.value)\n", threaded=True,
+    note="multiprocessing Queue, Process, a Value's lock, a Pool result bigger than a pipe holds")
 _py("py-http-server", "import http.server, threading, urllib.request\n"
     "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler)\n"
     "threading.Thread(target=s.serve_forever, daemon=True).start()\n"
