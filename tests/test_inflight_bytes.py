@@ -132,3 +132,35 @@ def test_a_signal_a_thread_raised_is_delivered_after_the_failover(tmp_path):
     backup, res = backup_fed(_frames(records, lambda _: cut), str(tmp_path))
     assert res["outcome"] == "live", backup
     assert "stopped\n" in backup and "SIGUSR1 sent by pid" in backup, backup
+
+
+@pytest.mark.parametrize("sent", [0, 3])
+def test_a_connection_not_accepted_yet_connects_again_to_its_listener(inflight, tmp_path, sent):
+    # Found with python3 -m http.server and four clients at once (corpus py-http-server-clients
+    # at fault-90: "Connection reset by peer" in a client): a client had connected to the
+    # program's own listener, which had not accepted it when the primary died; the connection
+    # waited in the dead kernel's backlog, and the backup reset it.  The log is cut before the
+    # parent's accept, the child's records after its connect and its first `sent` writes gone:
+    # the child's socket must connect again to the listener, live again, with the chunks it
+    # had sent put back, and the reader must get all three, once.
+    log = tmp_path / "rec.log"
+    rec = record([inflight, "tcp"], str(log), cwd=str(tmp_path), timeout=TIMEOUT)
+    assert rec.returncode == 0 and rec.stdout.decode() == WANT, rec.stderr
+    records = _log.read_log(str(log))
+    root = records[0]["pid"]
+    accept = {TABLE["accept"].x64, TABLE["accept4"].x64}
+    connect, write = TABLE["connect"].x64, TABLE["write"].x64
+    child = next(r["pid"] for r in records if r.type == "sys" and r["nr"] == connect)
+    accepted = next(i for i, r in enumerate(records) if r.type == "sys" and r["pid"] == root and r["nr"] in accept)
+    mine = [i for i, r in enumerate(records) if r.type == "sys" and r["pid"] == child and r["nr"] in (connect, write)]
+    last = mine[sent]   # the connect, then its writes
+    kept = [r for i, r in enumerate(records[:max(last + 1, accepted)])
+            if not (r.type in ("sys", "tsc", "sig") and (r["pid"] == root and i >= accepted
+                                                         or r["pid"] == child and i > last))]
+    assert any(r.type == "sys" and r["nr"] == connect for r in kept)
+    backup, res = backup_fed([_encode(r) for r in kept], str(tmp_path))
+    assert res["outcome"] == "live", backup
+    assert re.sub(r"tft: .*\n", "", backup) == WANT, backup
+    assert "connected again to its own program's listener" in backup and "reset" not in backup, backup
+    if sent:
+        assert f"({8 * sent} bytes in flight put back)" in backup, backup

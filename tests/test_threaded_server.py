@@ -9,7 +9,8 @@ connections lived in the primary's program and are reset or closed; each client 
 the same port, now served by the backup gone live, and stores more.  Every key a client was
 told was STORED, before or after the failover, reads back with its value; ``shutdown`` stops
 the server and tft exits 0, leaving no process; the fresh backup tft starts after the
-failover follows the live replica without diverging.
+failover follows the live replica without diverging.  ``python3 -m http.server`` (a thread
+per request) serves files on across its primary's death too.
 
 A recording of a short session (three clients at once, so both worker threads serve) replays
 alone: the replay prints memcached's ``-vv`` protocol trace exactly as the recording did.
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -223,5 +226,56 @@ def test_a_recorded_session_with_three_clients_replays(tmp_path, pids_before):
     program = [line for line in rep.stderr.decode().splitlines(keepends=True) if not line.startswith("tft:")]
     assert "".join(program) == "".join(line for line in recorded.splitlines(keepends=True)
                                        if not line.startswith("tft:"))
+    reap_adopted_zombies()
+    assert_no_leftovers(pids_before)
+
+
+def _get(port: int, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        return r.read()
+
+
+def _get_within(port: int, path: str, seconds: float) -> bytes:
+    """GET, retrying (bounded) while nobody serves the port (the failover)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return _get(port, path)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_python_http_server_serves_across_the_primarys_death(tmp_path, pids_before):
+    """``python3 -m http.server`` (a ThreadingHTTPServer: a thread per request) under ``tft run``
+    serves files; its primary's supervisor is SIGKILLed; the same port, now served by the
+    backup gone live, serves them on (a file made since included); Ctrl-C ends the run and
+    leaves nothing behind."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "hello.txt").write_bytes(b"hello\n" * 1000)
+    port, said = free_port(), tmp_path / "tft.err"
+    with open(said, "wb") as err:
+        run = tft("run", "--", sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                  "--directory", str(site), stderr=err)
+    try:
+        wait_listening(port, run, timeout=TIMEOUT)
+        with ThreadPoolExecutor(3) as ex:   # requests at once: several server threads
+            assert list(ex.map(lambda _: _get(port, "/hello.txt"), range(6))) == [b"hello\n" * 1000] * 6
+        program = process_listening_on(port)
+        os.kill(tracer_of(program), signal.SIGKILL)
+        (site / "later.txt").write_bytes(b"made after the failover\n")
+        assert _get_within(port, "/hello.txt", RECONNECT_WITHIN) == b"hello\n" * 1000
+        with ThreadPoolExecutor(3) as ex:
+            assert list(ex.map(lambda _: _get(port, "/later.txt"), range(6))) == [b"made after the failover\n"] * 6
+        assert "went live" in said.read_text(), said.read_text()
+        run.send_signal(signal.SIGINT)
+        run.wait(TIMEOUT)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert "primary failed" in said.read_text(), said.read_text()
     reap_adopted_zombies()
     assert_no_leftovers(pids_before)

@@ -217,6 +217,7 @@ class Backup(Replayer):
         self.faults_not_injected: list[str] = []   # faults past the program's last call
         self.waiting: dict[int, Task] = {}      # processes that replayed all they had, at failover
         self.in_flight = pairs.InFlight()   # bytes between the program's own processes
+        self.not_accepted: list = []   # (task, fd, info): connections to its own listener (reconcile)
         self.stopped: list[Task] = []   # processes at a syscall entry while going live together
         self.pids = PidMap()
         self.sent_signals = SentSignals()   # what the program's kills sent its own processes
@@ -516,9 +517,26 @@ class Backup(Replayer):
         finally:
             self.stopped = []
         self.in_flight.refill(self.engine.tasks.values(), self.warn)
+        self._connect_again()
         for t in tasks:
             if t is not current and t.pid in self.engine.tasks:
                 self.engine.retry(t)
+
+    def _connect_again(self) -> None:
+        """The connections the program had made to its own listeners and not accepted yet
+        (they waited in the dead kernel's backlog): connected again now that every process
+        went live and listens again; reset if that fails."""
+        pending, self.not_accepted = self.not_accepted, []
+        for task, fd, info in pending:
+            try:
+                note = pairs.connect_again(task, fd, info, self.in_flight.conns)
+            except TftError:
+                note = ""
+            if not note:
+                rebuild.reset(task, fd, info)
+                note = f"fd {fd}: connection reset"
+            self.rebuilt[info.desc] = (task, fd)
+            self.warn(f"pid {task.vpid}: {note}")
 
     def on_exit(self, task: Task, call: Call) -> None:
         if call.note == "reap":
@@ -622,6 +640,7 @@ class Backup(Replayer):
         st: BackupTaskState = task.policy_state
         if not st.reconciled:
             self.reconcile(task)
+            self._connect_again()
         if name in ("getpid", "gettid"):
             return task.emulate(task.vpid if name == "gettid" or task.group is None else task.group.leader.vpid)
         if name == "getppid" and task.parent is not None:
@@ -710,6 +729,10 @@ class Backup(Replayer):
                     notes.append(note)
                 elif info.kind == "socket" and (info.standin or rebuilt):
                     notes.append(rebuild.resocket(task, fd, info))
+                elif (info.kind == "conn" and info.standin and not rebuilt
+                        and pairs.own_listener(info, self.engine.tasks.values())):
+                    self.not_accepted.append((task, fd, info))   # once every listener listens again
+                    continue
                 elif info.kind in ("conn", "dead") and (info.standin or rebuilt):
                     rebuild.reset(task, fd, info)
                     notes.append(f"fd {fd}: connection reset")

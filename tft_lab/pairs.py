@@ -10,12 +10,13 @@ The primary logs both addresses of every connection it accepts or makes
 stand-ins were the two ends of one connection: an end whose address is the
 other's peer and whose peer is the other's address.
 
-Going live, such a pair becomes a connected ``AF_UNIX`` stream socket pair,
-one end in each fd (``pidfd_getfd`` carries the other end into the other
-process), and the bytes the primary's processes had sent each other and not
-yet read (followed from the log, as for pipes: :class:`Flow`) are put back in.
-What the program may notice: ``getsockname``/``getpeername`` now answer an
-``AF_UNIX`` address, and TCP-level socket options fail.
+Going live, such a pair becomes a new connection (over TCP on loopback for a TCP one, else
+a Unix socket pair), one end in each fd (``pidfd_getfd`` carries the other end into the
+other process), and the bytes the primary's processes had sent each other and not yet read
+(followed from the log, as for pipes: :class:`Flow`) are put back in.  What the program may
+notice: ``getsockname``/``getpeername`` answer the new connection's loopback addresses.
+A connection the program made to its own listener that was not accepted yet (it waited in
+the dead kernel's backlog) connects again to that listener (:func:`connect_again`).
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from .guest import Call, Task
 from .outs import gather
 from .syscalls import number
 
-NR = {name: number(name) for name in ("socketpair", "dup3", "close", "pidfd_open", "pidfd_getfd")}
+NR = {name: number(name) for name in ("socketpair", "dup3", "close", "pidfd_open", "pidfd_getfd", "socket", "connect",
+                                      "fcntl", "bind", "listen", "getsockname", "accept4")}
 #: Calls that take bytes out of a connection (the table's ``writes`` fact says which put them in).
 READS = frozenset(("read", "readv", "recvfrom", "recvmsg"))
 
@@ -293,10 +295,10 @@ def reconnect(task: Task, fd: int, info: fdtable.Fd, peer: Task, pfd: int, flows
     """Make ``task``'s ``fd`` and ``peer``'s ``pfd`` the two ends of a new connected stream pair,
     with the bytes in flight put back.  Precondition: both tasks at a syscall entry.
     Returns a note for the go-live message."""
-    pair = task.scratch(bytes(8))
-    if task.inject(NR["socketpair"], (socket.AF_UNIX, socket.SOCK_STREAM, 0, pair)) < 0:
+    ends = _stream_pair(task, info.domain)
+    if ends is None:
         return ""
-    a, b = int.from_bytes(task.read(pair, 4), "little"), int.from_bytes(task.read(pair + 4, 4), "little")
+    a, b = ends
     other = peer.policy_state.fds[pfd]
     dup_into(task, a, fd, info.cloexec)
     if peer is task:
@@ -313,6 +315,77 @@ def reconnect(task: Task, fd: int, info: fdtable.Fd, peer: Task, pfd: int, flows
     info.standin = other.standin = False
     moved = _put_back(task, fd, flows.get(direction(info, True))) + _put_back(peer, pfd, flows.get(direction(other, True)))
     note = f"fd {fd}: connected again to fd {pfd} of pid {peer.vpid}"
+    return note + (f" ({moved} bytes in flight put back)" if moved else "")
+
+
+def _stream_pair(task: Task, domain: int) -> tuple[int, int] | None:
+    """Two connected stream sockets in ``task`` (its fds): over TCP on loopback for a TCP
+    connection (the program may set TCP options on it, or ask its addresses), else a Unix
+    socket pair.  Precondition: ``task`` at a syscall entry (the calls are injected)."""
+    if domain in (socket.AF_INET, socket.AF_INET6):
+        here = b"\x7f\0\0\x01" if domain == socket.AF_INET else bytes(15) + b"\x01"
+        size = 16 if domain == socket.AF_INET else 28
+        addr = bytearray(size)
+        addr[0:2] = domain.to_bytes(2, "little")
+        addr[4:8] = here if domain == socket.AF_INET else bytes(4)
+        if domain == socket.AF_INET6:
+            addr[8:24] = here
+        lst = task.inject(NR["socket"], (domain, socket.SOCK_STREAM, 0))
+        if lst >= 0:
+            try:
+                where, length = task.scratch(bytes(addr) + bytes(4)), size
+                task.write(where + size, length.to_bytes(4, "little"))
+                if (task.inject(NR["bind"], (lst, where, size)) == 0 and task.inject(NR["listen"], (lst, 1)) == 0
+                        and task.inject(NR["getsockname"], (lst, where, where + size)) == 0):
+                    a = task.inject(NR["socket"], (domain, socket.SOCK_STREAM, 0))
+                    if a >= 0 and task.inject(NR["connect"], (a, where, size)) == 0:
+                        b = task.inject(NR["accept4"], (lst, 0, 0, 0))
+                        if b >= 0:
+                            return a, b
+                    if a >= 0:
+                        task.inject(NR["close"], (a,))
+            finally:
+                task.inject(NR["close"], (lst,))
+    pair = task.scratch(bytes(8))
+    if task.inject(NR["socketpair"], (socket.AF_UNIX, socket.SOCK_STREAM, 0, pair)) < 0:
+        return None
+    return int.from_bytes(task.read(pair, 4), "little"), int.from_bytes(task.read(pair + 4, 4), "little")
+
+
+def own_listener(info: fdtable.Fd, tasks) -> bool:
+    """Whether connection ``info`` was made to a socket the program listens on (its peer is a
+    listener's address, or the listener's port on a wildcard address): not accepted when the
+    primary died, it waited in the dead kernel's backlog (:func:`connect_again`)."""
+    peer = info.peer
+    if len(peer) < 4:
+        return False
+    for t in tasks:
+        for other in t.policy_state.fds.values():
+            addr = other.addr
+            if other.kind == "listen" and addr[:4] == peer[:4] and (addr == peer or not addr[4:].strip(b"\0")):
+                return True
+    return False
+
+
+def connect_again(task: Task, fd: int, info: fdtable.Fd, flows: dict) -> str:
+    """Make ``task``'s ``fd`` a new connection to the address it had connected to (the program's
+    own listener, listening again), with the bytes it had sent and nobody had read put back;
+    the program's ``accept`` takes it.  Precondition: ``task`` at a syscall entry.  Returns a
+    note for the go-live message ("" if it could not connect)."""
+    s = task.inject(NR["socket"], (info.domain, info.type, info.proto))
+    if s < 0:
+        return ""
+    addr = info.peer
+    res = task.inject(NR["connect"], (s, task.scratch(addr), len(addr)))
+    if res < 0:
+        task.inject(NR["close"], (s,))
+        return ""
+    if info.flags & fdtable.SETFL_MASK:
+        task.inject(NR["fcntl"], (s, fdtable.F_SETFL, info.flags & fdtable.SETFL_MASK))
+    dup_into(task, s, fd, info.cloexec)
+    info.standin = False
+    moved = _put_back(task, fd, flows.get(direction(info, True)))
+    note = f"fd {fd}: connected again to its own program's listener (it was not accepted yet)"
     return note + (f" ({moved} bytes in flight put back)" if moved else "")
 
 

@@ -54,6 +54,10 @@ O_ACCMODE, O_CREAT, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o1000, 0o2000, 0
 AT_FDCWD = fdtable.AT_FDCWD
 NR_OPENAT = TABLE["openat"].x64
 NR_CHDIR = TABLE["chdir"].x64
+NR_DUP3, NR_CLOSE = TABLE["dup3"].x64, TABLE["close"].x64
+#: ``Call.note`` of a new fd being moved to the primary's number (``_move_fd``), then the
+#: number it got here; ``+`` once the ``dup3`` is done.
+_MOVING = "moving fd "
 _WAIT_FOR_SIGNAL = ("pause", "rt_sigsuspend")   # re-run for real with the signal already pending
 
 
@@ -492,6 +496,10 @@ class Replayer(Policy):
             return
         want = rec["res"]
         got = signed(call.result)
+        if call.note.startswith(_MOVING):
+            if not self._moved_fd(task, call, want):
+                return   # (its second step runs)
+            got = want
         if want in RESTART_CODES:
             if call.note != "preinjected":
                 task.set_result(want, restart_nr=call.nr)
@@ -525,15 +533,53 @@ class Replayer(Policy):
                                       "it ran on the primary: a replay runs the programs the recording ran, "
                                       "and this one is not here (did the recorded program make it?)",
                                       pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
-            elif got != want:
+            elif got != want and not self._move_fd(task, call, got, want):
                 raise DivergenceError(f"replay diverged: {call.name} returned {got} here, {want} on the primary",
                                       pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
+            elif got != want:
+                return   # moved to the primary's number first (_moved_fd finishes it)
             elif call.saved_args is not None:
                 task.set_result(got)   # it was redirected (an absolute path): restore its arguments
             call.result = want if unchecked else got
         else:
             call.result = want
         fdtable.update(task, task.policy_state.fds, call, call.result, standin=call.action == "standin")
+
+    @staticmethod
+    def _move_fd(task: Task, call: Call, got: int, want: int) -> bool:
+        """A new fd got another number here than on the primary: move it to the primary's, if
+        that one is free here.  Why they differ: another thread's call that took a number on
+        the primary first (an ``accept`` that completed in its kernel while this thread ran)
+        takes it here only when the schedule reaches that thread.  Made as the call again: a
+        ``dup3`` onto the primary's number, then a ``close`` of ours (:meth:`_moved_fd`)."""
+        entry = call.entry
+        if (got < 0 or want < 0 or entry is None or not (entry.opens or entry.creates_fd)
+                or task.group.dom.free or os.path.lexists(f"/proc/{task.tgid}/fd/{want}")):
+            return False
+        try:
+            with open(f"/proc/{task.tgid}/fdinfo/{got}") as f:
+                flags = next(int(line.split()[1], 8) for line in f if line.startswith("flags:"))
+        except (OSError, StopIteration, ValueError):
+            return False
+        task.redo_as(NR_DUP3, (got, want, flags & O_CLOEXEC))
+        call.note = f"{_MOVING}{got}"
+        return True
+
+    @staticmethod
+    def _moved_fd(task: Task, call: Call, want: int) -> bool:
+        """The steps of :meth:`_move_fd` as their exits come: after the ``dup3``, close ours
+        (False: that runs now); after the ``close``, True: the call is done, with ``want``."""
+        if call.note.endswith("+"):
+            call.note = ""
+            return True
+        got = int(call.note[len(_MOVING):])
+        if signed(call.result) != want:
+            raise DivergenceError(f"replay diverged: {call.name} returned {got} here, {want} on the primary "
+                                  f"(and it could not be moved there: {os.strerror(-signed(call.result))})",
+                                  pid=task.vpid, seq=call.seq, epoch=task.epoch, syscall=call.name)
+        call.note += "+"
+        task.redo_as(NR_CLOSE, (got,))
+        return False
 
     @staticmethod
     def _virtual_tid(task: Task, call: Call, tid: int) -> None:

@@ -102,6 +102,25 @@ Classes found by this corpus (reproductions run in an empty folder, tft = .venv/
     the backup and the write's died with the primary; live, the writer wrote those bytes
     again.  Fixed: a live output leaves out what its reader had over (pairs.InFlight.trim;
     tests/test_inflight_bytes.py::test_bytes_read_before_the_writers_record_are_not_written_again).
+27. A new fd took another number on the backup than on the primary: ``python3 -m http.server``
+    with clients at once lost its backup (``replay diverged: openat returned 10 here, 11 on
+    the primary``).  On the primary an ``accept`` completed in the kernel (fd 10) while a
+    handler thread ran and opened the file (fd 11); the replay makes the accept when the
+    schedule reaches its thread, so the open took 10.  Fixed: a new fd is moved to the
+    primary's number when that one is free (Replayer._move_fd;
+    tests/test_threaded_server.py::test_python_http_server_serves_across_the_primarys_death;
+    corpus ``py-http-server-clients``).  Also found with it: ``multiprocessing.Pool``'s
+    worker handler thread's ``waitpid`` passed its switch point on a backup (class 18's
+    replication, tests/test_shared_memory_processes.py).
+28. A connection the program made to its own listener was reset by a failover when the
+    listener had not accepted it yet (``py-http-server-clients`` at fault-90, 6 points of 9
+    near the end: ``ConnectionResetError`` in a client thread): it waited in the dead
+    kernel's backlog, so no accepted end was there to pair it with.  Fixed: it connects
+    again to the listener, listening again, with the bytes it had sent put back
+    (pairs.connect_again;
+    tests/test_inflight_bytes.py::test_a_connection_not_accepted_yet_connects_again_to_its_listener).
+    With it, a connection paired again is a TCP connection over loopback when it was one
+    (it was a Unix socket pair: the client's ``setsockopt(TCP_NODELAY)`` failed).
 
 Also seen, not marked (load-dependent): twice in ~150 fault-free ``tft run`` of a
 loaded machine (load average 10 on 2 cores) the outcome was ``failover`` with no

@@ -325,6 +325,15 @@ _py("py-http-server", "import http.server, threading, urllib.request\n"
     "threading.Thread(target=s.serve_forever, daemon=True).start()\n"
     "print(urllib.request.urlopen('http://127.0.0.1:%d/' % s.server_address[1]).status)\ns.shutdown()\n",
     threaded=True, normalise=digits, note="python3 -m http.server's ThreadingHTTPServer (its log line has the time)")
+_py("py-http-server-clients", "import http.server, threading, urllib.request\n"
+    "from concurrent.futures import ThreadPoolExecutor\n"
+    "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler)\n"
+    "threading.Thread(target=s.serve_forever, daemon=True).start()\n"
+    "url = 'http://127.0.0.1:%d/prog.py' % s.server_address[1]\n"
+    "with ThreadPoolExecutor(4) as ex:\n"
+    "    print(sorted(set(ex.map(lambda _: len(urllib.request.urlopen(url).read()), range(12)))))\n"
+    "s.shutdown()\n", threaded=True, normalise=digits,
+    note="ThreadingHTTPServer, 4 clients at once: its threads open files while an accept is pending (class 27)")
 workload("zstd-T2", "zstd -q -T2 -k big.txt -o big.zst && zstd -q -d -c big.zst | wc -l", kind="archive",
          files={"big.txt": BIG * 8}, threaded=True, compare_files="names", note="zstd worker threads")
 
