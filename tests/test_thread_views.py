@@ -76,3 +76,26 @@ def test_the_stepper_keeps_each_threads_calls_apart(traces):
     row = rec.iloc[int(sw["row_primary"])]
     assert format_call(row) == f"--- thread {row['tid']} blocks in its call after seq {row['seq']}: " \
                                f"thread {row['result']} runs ---"
+
+
+def test_processes_scheduled_as_one_are_one_schedule(tmp_path):
+    """Children that share their parent's memory (``shared_procs``: a process-shared semaphore
+    taken in turns) are scheduled with it: the turns span every process, hand over from one
+    process to another, cover every call, and the replay takes the recording's."""
+    log = tmp_path / "shared.log"
+    status, engine = tft_lab.record([str(build_program("shared_procs"))], log)
+    assert status == 0
+    rec = tft_lab.to_dataframe(engine.events)
+    status, engine = tft_lab.replay(log)
+    assert status == 0
+    rep = tft_lab.to_dataframe(engine.events)
+    turns = schedule(rec)
+    calls = rec[rec["kind"] == "syscall"]
+    assert rec["pid"].nunique() == 4 and set(turns["tid"]) == set(calls["tid"])
+    assert turns["calls"].sum() == len(calls)
+    pid_of = dict(zip(calls["tid"], calls["pid"]))
+    handed = {(pid_of[t], pid_of[int(n)]) for t, n in zip(turns["tid"], turns["next_tid"]) if n in pid_of}
+    assert any(a != b for a, b in handed), handed
+    cols = ["tid", "first_seq", "last_seq", "ended_by", "blocked_in", "next_tid"]
+    again = schedule(rep, replica="backup")[cols]
+    assert again.astype(str).values.tolist() == turns[cols].astype(str).values.tolist()

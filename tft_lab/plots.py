@@ -546,7 +546,8 @@ _SWITCH_TEXT = {"block": "blocked in {call}", "epoch": "reached an epoch boundar
 
 
 def thread_schedule(df: pd.DataFrame, replica: str = "primary", pid: int | None = None) -> go.Figure:
-    """The threads of one process on one axis: who ran when, and why it gave way.
+    """The threads of one process (and of the processes scheduled with it: they share memory)
+    on one axis: who ran when, and why it gave way.
 
     One lane per thread (the process's first thread on top, then in order of creation);
     each turn (:func:`tft_lab.stepping.schedule`) is a bar over the process's calls it

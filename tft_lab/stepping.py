@@ -145,7 +145,9 @@ def schedule(df: pd.DataFrame, replica: str = "primary", pid: int | None = None)
     One thread of a process runs at a time, until it gives way at one of its own calls
     (a ``switch`` row: it blocks in the call, reaches an epoch boundary, or exits).  A turn
     is one thread's stretch between two switches.  ``pid``: the process (default: the one
-    with the most threads).  Columns: ``turn``, ``tid``, ``first_seq`` and ``last_seq`` (the
+    whose threads gave way most often, else the one with the most threads); the processes
+    scheduled with it (they share memory: their switch rows hand over to each other's
+    threads) are in the turns too, and their calls count with its calls.  Columns: ``turn``, ``tid``, ``first_seq`` and ``last_seq`` (the
     thread's calls in the turn, by its own seq), ``calls``, ``start`` and ``end`` (the
     process's calls before the turn and after it: a position both replicas share),
     ``ended_by`` (``block``, ``epoch``, ``exit``, or ``end`` for the last turn), ``blocked_in``
@@ -155,9 +157,10 @@ def schedule(df: pd.DataFrame, replica: str = "primary", pid: int | None = None)
     d = df[df["replica"] == replica] if "replica" in df else df
     if "tid" not in d or d.empty:
         return pd.DataFrame(columns=cols)
+    switches = d[d["kind"] == "switch"]
     if pid is None:
-        pid = int(d.groupby("pid")["tid"].nunique().idxmax())
-    d = d[d["pid"] == pid].sort_values("t_ns", kind="stable")
+        pid = int(switches["pid"].mode().iloc[0] if len(switches) else d.groupby("pid")["tid"].nunique().idxmax())
+    d = d[d["pid"].isin(_scheduled_with(d, switches, pid))].sort_values("t_ns", kind="stable")
     calls = d[d["kind"] == "syscall"]
     name_of = {(int(t), int(q)): str(n) for t, q, n in zip(calls["tid"], calls["seq"], calls["syscall"])}
     last_of = calls.groupby("tid")["seq"].max().astype(int).to_dict()
@@ -186,6 +189,21 @@ def schedule(df: pd.DataFrame, replica: str = "primary", pid: int | None = None)
     out.insert(0, "turn", range(len(out)))
     out["next_tid"] = out["next_tid"].astype("Int64")
     return out
+
+
+def _scheduled_with(d: pd.DataFrame, switches: pd.DataFrame, pid: int) -> set[int]:
+    """Process ``pid`` and those its schedule hands over to, and they to others (a switch
+    row's ``tid`` gives way to the thread ``result``)."""
+    pid_of = dict(zip(d["tid"].astype(int), d["pid"].astype(int)))
+    edges = {(pid_of.get(int(t)), pid_of.get(int(n))) for t, n in zip(switches["tid"], switches["result"])}
+    found, grown = {pid}, True
+    while grown:
+        grown = False
+        for a, b in edges:
+            if a is not None and b is not None and (a in found) != (b in found):
+                found |= {a, b}
+                grown = True
+    return found
 
 
 def representative(step: pd.Series, replica: str = ALL) -> int | None:
