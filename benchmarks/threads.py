@@ -11,8 +11,9 @@ machines are noisy), medians reported:
    replay``, net of a run with N/10 hand-overs (the fixed start-up), and the number of
    switches the log holds per hand-over.
 2. A threaded workload, ``tests/programs/thr_mutex 4`` and CPython's ``py_threads.py``
-   (a ThreadPoolExecutor and a queue): native, ``strace -f``, ``tft record``, ``tft replay``,
-   ``tft run``.
+   (a ThreadPoolExecutor and a queue), and processes that share memory,
+   ``tests/programs/shared_procs`` (three children taking a process-shared semaphore 20 times
+   each, scheduled as one): native, ``strace -f``, ``tft record``, ``tft replay``, ``tft run``.
 
     python benchmarks/threads.py            # ~3 minutes on a busy 2-vCPU VM
     python benchmarks/threads.py --reps 3
@@ -67,6 +68,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tft-bench-threads-") as tmp:
         pingpong = str(compile_c(HERE / "pingpong.c", binary=Path(tmp) / "pingpong"))
         mutex = str(compile_c(ROOT / "tests/programs/thr_mutex.c", binary=Path(tmp) / "thr_mutex"))
+        shared = str(compile_c(ROOT / "tests/programs/shared_procs.c", binary=Path(tmp) / "shared_procs"))
         rows = []
         # 1. switch cost
         n_big, n_small = args.handovers, args.handovers // 10
@@ -86,7 +88,8 @@ def main() -> int:
                          "per_handover_us": f"{per:.1f}", "switches_per_handover": f"{switches / n_big:.2f}"})
         # 2. threaded workloads
         for name, prog in (("thr_mutex 4", [mutex, "4"]),
-                           ("py_threads.py", [sys.executable, str(ROOT / "tests/programs/py_threads.py")])):
+                           ("py_threads.py", [sys.executable, str(ROOT / "tests/programs/py_threads.py")]),
+                           ("shared_procs 3 20", [shared, "3", "20"])):
             ms = modes(prog, tmp)
             t: dict[str, list[float]] = {m: [] for m in ms}
             for _ in range(args.reps):

@@ -344,7 +344,7 @@ class Engine(sched.Scheduling):
                 if (itr.to_exit and itr.entry is not None and itr.entry.blocks and not d.free and d.running is task
                         and self.policy.schedules_live(task)):
                     # It may wait in the kernel again: it gives way again at the same point (the
-                    # replay asks again there: Replayer.on_entry), or it would hold the schedule.
+                    # replay asks again there: Replayer.gives_way), or it would hold the schedule.
                     pt.resume(task.pid, 0, to_exit=True)
                     self._switch(task, "block")
                 else:
@@ -558,20 +558,19 @@ class Engine(sched.Scheduling):
         child.mem = pt.Memory(child_pid) if os.path.exists(f"/proc/{child_pid}") else None
         child.exec_count = parent.exec_count
         if parent.clone_flags & sched.CLONE_THREAD:
-            child.group = g = parent.group
-            g.threads.append(child)
-            g.dom.tasks.append(child)
+            child.group = parent.group
+            child.group.threads.append(child)
+            child.group.dom.tasks.append(child)
         elif not parent.clone_flags & sched.CLONE_VFORK and sched.shares_writable(child_pid):
             # It shares its parent's writable memory: the two are scheduled as one.
-            child.group = g = sched.ThreadGroup(child, dom=parent.group.dom)
-        else:
-            child.group = g = None
-        if g is not None:
-            if g.dom not in self.domains:
-                self.domains.append(g.dom)
-            g.dom.seen = time.monotonic()   # the spin watch starts now, not at the domain's birth
+            child.group = sched.ThreadGroup(child, dom=parent.group.dom)
         else:
             child.group = sched.ThreadGroup(child)
+        dom = child.group.dom
+        if len(dom.tasks) > 1:
+            if dom not in self.domains:
+                self.domains.append(dom)
+            dom.seen = time.monotonic()   # the spin watch starts now, not at the domain's birth
         self.policy.on_fork(parent, child)
         if child.state == "born":
             child.state = "running"

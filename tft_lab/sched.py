@@ -21,11 +21,11 @@ Processes that share writable memory (``multiprocessing``'s locks and queues: a
 while its process has such a mapping (:func:`shares_writable`) joins its parent's domain:
 one of them runs at a time, switched at the same points.
 
-A task that never makes a call while others are ready cannot be switched, nor can one that
-waits in a call that is no switch point for another task of its domain (a write into a full
-pipe whose reader the schedule holds): the engine detects both (``Engine.spin_limit``) and
-stops with an error naming the task.  (A write that waits for a reader outside the program
-just waits.)
+A task that never makes a call while others are ready cannot be switched: the engine
+detects it (``Engine.spin_limit``) and stops with an error naming the task.  One that waits
+in a write into a pipe a process of its domain reads (a reader the schedule holds) gets room:
+the pipe grows (``Engine._wait``), or, past :data:`MAX_PIPE`, an error.  (A write that waits
+for a reader outside the program just waits.)
 
 At each point the primary picks the next thread (:func:`first_ready`, round robin among
 the threads ready to run; if none is, the first one to become ready) and logs a
