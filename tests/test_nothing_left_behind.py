@@ -91,3 +91,45 @@ def test_a_folder_made_in_a_kernel_goes_when_the_kernel_is_killed(tmp_path):
     got = json.loads(p.stdout.decode().strip().splitlines()[-1])
     assert got["made"] and got["path"].startswith(str(tmp_path)), got
     assert _gone(got["path"], 10), f"{got['path']} outlived its kernel"
+
+
+SPAWN_THEN_WAIT = """
+import os, time
+from tft_lab._backend import ptrace as pt
+# Widen the window in which the program, forked and traced, has not stopped for its tracer
+# yet: a supervisor killed in it used to leave its program stopped (SIGSTOP, untraced, an
+# orphan) for good.
+stop = os.kill
+os.kill = lambda pid, sig: (time.sleep(2), stop(pid, sig))
+pt.spawn("/bin/true", ["true"], {}, "/", [])
+"""
+
+
+def test_a_supervisor_killed_while_it_starts_its_program_leaves_no_stopped_orphan(pids_before):
+    helper = subprocess.Popen([sys.executable, "-c", SPAWN_THEN_WAIT])
+    deadline = time.monotonic() + 20
+    children = []
+    while not children and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{helper.pid}/task/{helper.pid}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+        time.sleep(0.05)
+    assert children, "the program was not forked"
+    helper.kill()
+    helper.wait()
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{c}") and _state(c) != "Z" for c in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(not os.path.exists(f"/proc/{c}") or _state(c) == "Z" for c in children), \
+        [(c, _state(c)) for c in children]
+    nothing_left_running(pids_before)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

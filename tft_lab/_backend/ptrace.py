@@ -71,6 +71,7 @@ PR_TSC_SIGSEGV = 2
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 ADDR_NO_RANDOMIZE = 0x0040000
 SECCOMP_RET_TRACE = 0x7FF00000
 SECCOMP_RET_ALLOW = 0x7FFF0000
@@ -481,9 +482,15 @@ def spawn(path: str, argv: list[str], env: dict[str, str], cwd: str, allowed: li
     """
     prog = seccomp_program(allowed, allowed_if)
     errr, errw = os.pipe2(os.O_CLOEXEC)
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # child: only async-signal-safe-ish work, then execve
         try:
+            # A supervisor killed before it set PTRACE_O_EXITKILL must not leave us stopped
+            # for good (an orphan in SIGSTOP): we die with it.
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:
+                os._exit(127)
             os.close(errr)
             os.chdir(cwd)
             persona = _libc.personality(0xFFFFFFFF)
