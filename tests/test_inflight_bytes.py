@@ -32,6 +32,14 @@ def inflight():
     return str(build_program("inflight"))
 
 
+def _recorded(inflight: str, mode: str, tmp_path) -> list:
+    """Record the guest in ``mode`` (it must print WANT and exit 0); the log's records."""
+    log = tmp_path / "rec.log"
+    rec = record([inflight, mode], str(log), cwd=str(tmp_path), timeout=TIMEOUT)
+    assert rec.returncode == 0 and rec.stdout.decode() == WANT, rec.stderr
+    return _log.read_log(str(log))
+
+
 def _before_second_read(records) -> int:
     """The index of the reader's (the first process') read that follows its first getppid."""
     root = records[0]["pid"]
@@ -50,10 +58,7 @@ def _chunks_written_before(records, cut: int) -> int:
 
 @pytest.mark.parametrize("mode", ["pipe", "socketpair", "tcp", "tcp-thread"])
 def test_the_reader_gets_exactly_the_rest(inflight, tmp_path, mode):
-    log = tmp_path / "rec.log"
-    rec = record([inflight, mode], str(log), cwd=str(tmp_path), timeout=TIMEOUT)
-    assert rec.returncode == 0 and rec.stdout.decode() == WANT, rec.stderr
-    records = _log.read_log(str(log))
+    records = _recorded(inflight, mode, tmp_path)
     cut = _before_second_read(records)
     # The reader slept 0.2 s after its first chunk: the writer had written all three by then.
     assert _chunks_written_before(records, cut) == 3
@@ -73,10 +78,7 @@ def test_bytes_read_before_the_writers_record_are_not_written_again(inflight, tm
     # live writer wrote them again, and the reader read them twice.  The log here is the
     # primary's as it was then: the reader's read of chunk-2 is in it, the writer's write of
     # chunk-2 (and all the writer did after) is not.
-    log = tmp_path / "rec.log"
-    rec = record([inflight, mode], str(log), cwd=str(tmp_path), timeout=TIMEOUT)
-    assert rec.returncode == 0 and rec.stdout.decode() == WANT, rec.stderr
-    records = _log.read_log(str(log))
+    records = _recorded(inflight, mode, tmp_path)
     root, write = records[0]["pid"], TABLE["write"].x64
     cut = _second_getppid(records)
     first = next(i for i, r in enumerate(records) if r.type == "sys" and r["pid"] != root and r["nr"] == write)
@@ -143,10 +145,7 @@ def test_a_connection_not_accepted_yet_connects_again_to_its_listener(inflight, 
     # parent's accept, the child's records after its connect and its first `sent` writes gone:
     # the child's socket must connect again to the listener, live again, with the chunks it
     # had sent put back, and the reader must get all three, once.
-    log = tmp_path / "rec.log"
-    rec = record([inflight, "tcp"], str(log), cwd=str(tmp_path), timeout=TIMEOUT)
-    assert rec.returncode == 0 and rec.stdout.decode() == WANT, rec.stderr
-    records = _log.read_log(str(log))
+    records = _recorded(inflight, "tcp", tmp_path)
     root = records[0]["pid"]
     accept = {TABLE["accept"].x64, TABLE["accept4"].x64}
     connect, write = TABLE["connect"].x64, TABLE["write"].x64
