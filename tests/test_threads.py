@@ -250,3 +250,17 @@ def test_a_sweep_of_a_chain_written_by_three_threads_is_green(tmp_path, pids_bef
     assert p.returncode == 0, p.stderr.decode()[-2000:]
     assert len(table) > 30 and all(",masked," in row for row in table[1:]), table
     nothing_left_running(pids_before)   # the killed primaries' programs were adopted: reaped
+
+
+def test_tft_trace_shows_every_threads_calls(tmp_path, pids_before):
+    """``tft trace`` (strace-style, one line per call, ``[tid]`` first) on a threaded program:
+    the program runs to its end and each of its three threads has its own lines, its
+    clone3 and futex calls among them."""
+    out = tmp_path / "trace.txt"
+    p = run_cli(["trace", "-o", out, "--", build_program("thr_mutex"), "2"], timeout=TIMEOUT)
+    assert p.returncode == 0 and b"counter=60\nexpected=60\n" in p.stdout, p.stderr
+    lines = out.read_text().splitlines()
+    tids = {ln[1:ln.index("]")] for ln in lines if ln.startswith("[")}
+    assert len(tids) == 3, tids
+    assert sum("clone3(" in ln for ln in lines) == 2 and any("futex(" in ln for ln in lines)
+    assert_no_leftovers(pids_before)
