@@ -69,6 +69,8 @@ def guests() -> dict[str, list[str]]:
         "python": ["python3", "-c", "import random, time; print(random.random(), time.time())"],
         # the interpreter itself (python3 on PATH may be a launcher script running other programs)
         "cpython": [os.path.realpath(sys.executable), "-I", "-c", "import random; print('%.6f' % random.random())"],
+        # every call a recorder answers itself (the compiled lane's), and those it must not
+        "answered": [str(build_program("answered"))],
         "cpython_loop": [os.path.realpath(sys.executable), "-I", "-c",
                          "import os, time\nfor _ in range(2000): os.getppid()\nprint('%.6f' % (time.time() % 1))"],
     }
@@ -99,7 +101,7 @@ def records(log) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("guest", ["cpython", "cpython_loop"])
+@pytest.mark.parametrize("guest", ["cpython", "cpython_loop", "answered"])
 def test_both_paths_log_the_same_records(guest, tmp_path):
     """Two recordings differ where the program met the world (pids, clocks, AT_RANDOM), so
     two pure recordings tell which fields vary from run to run (the guests print values of

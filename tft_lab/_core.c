@@ -21,7 +21,11 @@
 #include <sys/ptrace.h>
 #include <sys/types.h>
 #include <sys/user.h>
+#include <sched.h>
+#include <sys/random.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #ifndef PTRACE_GET_SYSCALL_INFO
 #define PTRACE_GET_SYSCALL_INFO 0x420e
@@ -318,17 +322,78 @@ u64(PyObject *o, uint64_t *out)
     return 1;
 }
 
+/* The framed sys record (log.py: _FRAME header, then "S", _SYS, [oseq], args, (addr, len) per
+ * out-buffer, the out-buffers), its checksum from zlib.crc32; NULL with an exception set. */
+static PyObject *
+sys_frame(int32_t pid, int64_t seq, int32_t nr, int64_t res, int has_oseq, uint64_t oseq,
+          Py_ssize_t nargs, const uint64_t *args, Py_ssize_t nouts, const uint64_t *addrs,
+          const char *const *blobs, const Py_ssize_t *lens)
+{
+    PyObject *frame, *view, *crc;
+    Py_ssize_t size = 1 + 27 + (has_oseq ? 8 : 0) + 8 * nargs + 12 * nouts, i;
+    unsigned char *p, *start;
+    unsigned long c;
+    for (i = 0; i < nouts; i++)
+        size += lens[i];
+    if (size > (Py_ssize_t)UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "a sys record larger than 4 GiB");
+        return NULL;
+    }
+    if ((frame = PyBytes_FromStringAndSize(NULL, 8 + size)) == NULL)
+        return NULL;
+    start = (unsigned char *)PyBytes_AS_STRING(frame);
+    p = start + 8;
+    *p++ = 'S';
+    put32(p, (uint32_t)pid);
+    put64(p + 4, (uint64_t)seq);
+    put32(p + 12, (uint32_t)nr);
+    put64(p + 16, (uint64_t)res);
+    p[24] = (unsigned char)nargs;
+    p[25] = (unsigned char)nouts;
+    p[26] = has_oseq != 0;
+    p += 27;
+    if (has_oseq) {
+        put64(p, oseq);
+        p += 8;
+    }
+    for (i = 0; i < nargs; i++, p += 8)
+        put64(p, args[i]);
+    for (i = 0; i < nouts; i++, p += 12) {
+        put64(p, addrs[i]);
+        put32(p + 8, (uint32_t)lens[i]);
+    }
+    for (i = 0; i < nouts; i++) {
+        memcpy(p, blobs[i], lens[i]);
+        p += lens[i];
+    }
+    if ((view = PyMemoryView_FromMemory((char *)start + 8, size, PyBUF_READ)) == NULL)
+        goto fail;
+    crc = PyObject_CallOneArg(crc32_func, view);
+    Py_DECREF(view);
+    if (crc == NULL)
+        goto fail;
+    c = PyLong_AsUnsignedLong(crc);
+    Py_DECREF(crc);
+    if (c == (unsigned long)-1 && PyErr_Occurred())
+        goto fail;
+    put32(start, (uint32_t)size);
+    put32(start + 4, (uint32_t)c);
+    return frame;
+fail:
+    Py_DECREF(frame);
+    return NULL;
+}
+
 /* encode_sys(fields, blobs) -> the framed record, byte for byte what log.encode gives, or None
  * for anything but the common well-formed case (log.encode then does it in Python). */
 static PyObject *
 core_encode_sys(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
 {
-    PyObject *f, *blobs, *args, *addrs, *oseq_o, *frame, *view, *crc;
+    PyObject *f, *blobs, *args, *addrs, *oseq_o;
     long long pid, seq, nr, res;
-    uint64_t oseq = 0, v;
-    Py_ssize_t nargs, nouts, size, i;
-    unsigned char *p;
-    unsigned long c;
+    uint64_t oseq = 0, av[255], adv[255];
+    const char *bp[255];
+    Py_ssize_t lens[255], nargs, nouts, i, total = 0;
     if (argc != 2 || crc32_func == NULL) {
         PyErr_SetString(PyExc_TypeError, "encode_sys(fields, blobs), after setup_log");
         return NULL;
@@ -354,73 +419,278 @@ core_encode_sys(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
     nouts = PyList_GET_SIZE(addrs);
     if (nargs > 255 || nouts > 255 || PySequence_Fast_GET_SIZE(blobs) != nouts)
         Py_RETURN_NONE;
-    size = 1 + 27 + (oseq_o ? 8 : 0) + 8 * nargs + 12 * nouts;
-    for (i = 0; i < nouts; i++) {
-        PyObject *b = PySequence_Fast_GET_ITEM(blobs, i);
-        if (!PyBytes_CheckExact(b) || PyBytes_GET_SIZE(b) > (Py_ssize_t)UINT32_MAX)
-            Py_RETURN_NONE;
-        size += PyBytes_GET_SIZE(b);
-    }
-    if (size > (Py_ssize_t)UINT32_MAX)
-        Py_RETURN_NONE;
-    if ((frame = PyBytes_FromStringAndSize(NULL, 8 + size)) == NULL)
-        return NULL;
-    p = (unsigned char *)PyBytes_AS_STRING(frame) + 8;
-    *p++ = 'S';
-    put32(p, (uint32_t)(int32_t)pid);
-    put64(p + 4, (uint64_t)seq);
-    put32(p + 12, (uint32_t)(int32_t)nr);
-    put64(p + 16, (uint64_t)res);
-    p[24] = (unsigned char)nargs;
-    p[25] = (unsigned char)nouts;
-    p[26] = oseq_o != NULL;
-    p += 27;
-    if (oseq_o != NULL) {
-        put64(p, oseq);
-        p += 8;
-    }
     for (i = 0; i < nargs; i++) {
         PyObject *a = PyList_GET_ITEM(args, i);
         if (!PyLong_CheckExact(a))
-            goto fallback;
-        v = PyLong_AsUnsignedLongLongMask(a);   /* a & 0xFFFFFFFFFFFFFFFF */
-        if (v == (uint64_t)-1 && PyErr_Occurred())
-            goto fallback;
-        put64(p, v);
-        p += 8;
-    }
-    for (i = 0; i < nouts; i++) {
-        if (!u64(PyList_GET_ITEM(addrs, i), &v))
-            goto fallback;
-        put64(p, v);
-        put32(p + 8, (uint32_t)PyBytes_GET_SIZE(PySequence_Fast_GET_ITEM(blobs, i)));
-        p += 12;
+            Py_RETURN_NONE;
+        av[i] = PyLong_AsUnsignedLongLongMask(a);   /* a & 0xFFFFFFFFFFFFFFFF */
+        if (av[i] == (uint64_t)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
     }
     for (i = 0; i < nouts; i++) {
         PyObject *b = PySequence_Fast_GET_ITEM(blobs, i);
-        memcpy(p, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
-        p += PyBytes_GET_SIZE(b);
+        if (!u64(PyList_GET_ITEM(addrs, i), &adv[i]) || !PyBytes_CheckExact(b)
+            || PyBytes_GET_SIZE(b) > (Py_ssize_t)UINT32_MAX)
+            Py_RETURN_NONE;
+        bp[i] = PyBytes_AS_STRING(b);
+        lens[i] = PyBytes_GET_SIZE(b);
+        total += lens[i];
     }
-    p = (unsigned char *)PyBytes_AS_STRING(frame);
-    if ((view = PyMemoryView_FromMemory((char *)p + 8, size, PyBUF_READ)) == NULL)
-        goto fail;
-    crc = PyObject_CallOneArg(crc32_func, view);
-    Py_DECREF(view);
-    if (crc == NULL)
-        goto fail;
-    c = PyLong_AsUnsignedLong(crc);
-    Py_DECREF(crc);
-    if (c == (unsigned long)-1 && PyErr_Occurred())
-        goto fail;
-    put32(p, (uint32_t)size);
-    put32(p + 4, (uint32_t)c);
-    return frame;
-fallback:
-    PyErr_Clear();
-    Py_DECREF(frame);
+    if (total > (Py_ssize_t)UINT32_MAX - 4096)
+        Py_RETURN_NONE;
+    return sys_frame((int32_t)pid, (int64_t)seq, (int32_t)nr, (int64_t)res, oseq_o != NULL, oseq,
+                     nargs, av, nouts, adv, bp, lens);
+}
+
+/* --- the lane: answered calls handled whole in C (issue 10) ---------------------------------
+ *
+ * A recorder's most frequent calls are those it answers itself at their seccomp stop
+ * (tft_lab/answers.py: the pid family, system-wide clocks, gettimeofday, time, getrandom).
+ * lane() waits for stops and, for as long as they are such calls of the one traced task,
+ * answers them here -- the same answer, written the same way, logged as the same record
+ * -- without going back to Python; the first stop that is anything else (another call, a
+ * signal, another process, the call that ends an epoch, an answer it declines) goes back to
+ * Python undecoded, which handles it as if lane() had never looked.  Python decides when the
+ * lane may run at all (Engine._lane_args): never while a signal is held back, a trace is
+ * watched, or the program has more than one task. */
+
+enum { K_NONE, K_PID, K_STAT, K_STAT_OF, K_CLOCK, K_TOD, K_TIME, K_RANDOM };
+#define LANE_NR 512
+#define LANE_PID_OK 1    /* the task is in the supervisor's pid namespace */
+#define LANE_TIME_OK 2   /* ... and its time namespace */
+#define LANE_STAT_OK 4   /* its ids (ppid, pgrp, sid) are known */
+#define MAX_RANDOM 4096
+#define LANE_BATCH 256   /* records handed over at least this often */
+static struct { unsigned char kind, nargs, field; } lane_table[LANE_NR];
+
+static PyObject *
+core_lane_setup(PyObject *self, PyObject *rows)
+{
+    /* rows: (nr, kind, nargs, field) per answered call, from the syscall table. */
+    PyObject *seq = PySequence_Fast(rows, "lane_setup(rows)");
+    if (seq == NULL)
+        return NULL;
+    memset(lane_table, 0, sizeof lane_table);
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        int nr, kind, nargs, field;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "iiii", &nr, &kind, &nargs, &field)) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (nr < 0 || nr >= LANE_NR || kind < 0 || kind > K_RANDOM || nargs < 0 || nargs > 6) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_ValueError, "lane_setup: bad row for syscall %d", nr);
+            return NULL;
+        }
+        lane_table[nr].kind = (unsigned char)kind;
+        lane_table[nr].nargs = (unsigned char)nargs;
+        lane_table[nr].field = (unsigned char)field;
+    }
+    Py_DECREF(seq);
     Py_RETURN_NONE;
+}
+
+static int
+put_mem(int mem_fd, uint64_t addr, const void *data, size_t len)
+{
+    return addr != 0 && pwrite(mem_fd, data, len, (off_t)addr) == (ssize_t)len;
+}
+
+/* The answer to call nr(a) as answers.Answerer.answer gives it (ids: the task's ppid, pgrp and
+ * sid, /proc/PID/stat's fields 1-3 after comm, as Answerer reads them): 1 with *res and at most one
+ * out-buffer (*out_addr, out[*out_len]) written into the task, or 0: declined, it runs as
+ * before (through Python).  Only what Answerer answers is answered, the same way. */
+static int
+answer(long pid, int flags, const long long *ids, int mem_fd, int nr, const uint64_t *a, int64_t *res,
+       uint64_t *out_addr, unsigned char *out, Py_ssize_t *out_len)
+{
+    static const int clocks[] = {0, 1, 4, 5, 6, 7, 11}, ns_clocks[] = {1, 4, 6, 7};
+    struct timespec ts;
+    int kind = lane_table[nr].kind, clock, ok = 0;
+    *out_len = 0;
+    switch (kind) {
+    case K_PID:   /* getpid, gettid: one thread, whose pid is its process's */
+        if (!(flags & LANE_PID_OK))
+            return 0;
+        *res = pid;
+        return 1;
+    case K_STAT_OF:   /* getpgid, getsid: of the task itself only */
+        if ((uint32_t)a[0] != 0 && (uint32_t)a[0] != (uint32_t)pid)
+            return 0;
+        /* fall through */
+    case K_STAT:
+        if (!(flags & LANE_PID_OK) || !(flags & LANE_STAT_OK) || lane_table[nr].field < 1 || lane_table[nr].field > 3)
+            return 0;
+        *res = ids[lane_table[nr].field - 1];
+        return 1;
+    case K_CLOCK:
+        clock = (int)(uint32_t)a[0];
+        for (size_t i = 0; i < sizeof clocks / sizeof *clocks; i++)
+            ok |= clocks[i] == clock;
+        for (size_t i = 0; i < sizeof ns_clocks / sizeof *ns_clocks; i++)
+            if (ns_clocks[i] == clock && !(flags & LANE_TIME_OK))
+                return 0;
+        if (!ok || clock_gettime(clock, &ts) != 0)
+            return 0;
+        put64(out, (uint64_t)(int64_t)ts.tv_sec);
+        put64(out + 8, (uint64_t)(int64_t)ts.tv_nsec);
+        *out_addr = a[1];
+        *out_len = 16;
+        *res = 0;
+        return put_mem(mem_fd, a[1], out, 16);
+    case K_TOD:
+        if (a[1] != 0 || clock_gettime(CLOCK_REALTIME, &ts) != 0)   /* a timezone: not ours to know */
+            return 0;
+        put64(out, (uint64_t)(int64_t)ts.tv_sec);
+        put64(out + 8, (uint64_t)(int64_t)(ts.tv_nsec / 1000));
+        *out_addr = a[0];
+        *out_len = 16;
+        *res = 0;
+        return put_mem(mem_fd, a[0], out, 16);
+    case K_TIME:
+        if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) != 0)
+            return 0;
+        *res = ts.tv_sec;
+        if (a[0] == 0)
+            return 1;
+        put64(out, (uint64_t)(int64_t)ts.tv_sec);
+        *out_addr = a[0];
+        *out_len = 8;
+        return put_mem(mem_fd, a[0], out, 8);
+    case K_RANDOM: {
+        ssize_t n;
+        unsigned int gflags = (unsigned int)(uint32_t)a[2];
+        if (a[1] > MAX_RANDOM)
+            return 0;
+        n = getrandom(out, (size_t)a[1], gflags | GRND_NONBLOCK);
+        if (n < 0) {
+            if (errno == EAGAIN && (gflags & GRND_NONBLOCK)) {
+                *res = -EAGAIN;   /* no out-buffer for a failed call */
+                return 1;
+            }
+            return 0;   /* it would wait, or flags the kernel refuses: the program's call says */
+        }
+        *res = n;
+        if (n == 0)
+            return 1;
+        *out_addr = a[0];
+        *out_len = n;
+        return put_mem(mem_fd, a[0], out, (size_t)n);
+    }
+    }
+    return 0;
+}
+
+/* lane(pid, vpid, seq, epoch, flags, ppid, pgrp, sid, mem_fd) -> (frames, wpid, status).
+ *
+ * frames: the sys records (framed) of the calls answered here, in order: seq, seq+1...
+ * wpid, status: the stop that ended the lane, for Python to handle (not decoded, not
+ * resumed); wpid 0: nothing is ready and frames is not empty (handed over before waiting
+ * for longer); wpid -1: no child is left.  Waits with the GIL released. */
+static PyObject *
+core_lane(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+{
+    long pid, vpid, flags, mem_fd;
+    long long seq, epoch, ids[3];
+    PyObject *frames;
+    unsigned char out[MAX_RANDOM];
+    if (argc != 9 || crc32_func == NULL) {
+        PyErr_SetString(PyExc_TypeError, "lane(pid, vpid, seq, epoch, flags, ppid, pgrp, sid, mem_fd), after setup_log");
+        return NULL;
+    }
+    pid = PyLong_AsLong(argv[0]);
+    vpid = PyLong_AsLong(argv[1]);
+    seq = PyLong_AsLongLong(argv[2]);
+    epoch = PyLong_AsLongLong(argv[3]);
+    flags = PyLong_AsLong(argv[4]);
+    for (int i = 0; i < 3; i++)
+        ids[i] = PyLong_AsLongLong(argv[5 + i]);
+    mem_fd = PyLong_AsLong(argv[8]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (epoch < 1) {
+        PyErr_SetString(PyExc_ValueError, "lane: epoch must be at least 1");
+        return NULL;
+    }
+    if ((frames = PyList_New(0)) == NULL)
+        return NULL;
+    for (;;) {
+        int status = 0, err, block = PyList_GET_SIZE(frames) == 0;
+        pid_t w;
+        struct user_regs_struct regs;
+        uint64_t addr = 0, args[6];
+        int64_t res = 0;
+        Py_ssize_t len = 0;
+        const char *blob = (const char *)out;
+        PyObject *frame;
+        int nr;
+        if (PyList_GET_SIZE(frames) >= LANE_BATCH)
+            return Py_BuildValue("(Nii)", frames, 0, 0);
+        Py_BEGIN_ALLOW_THREADS
+        w = waitpid(-1, &status, __WALL | (block ? 0 : WNOHANG));
+        if (w == 0) {
+            /* Records are waiting to be handed over: wait no longer than it takes the task to
+             * reach its next call when it is about to (it usually shares our CPU: let it run). */
+            sched_yield();
+            w = waitpid(-1, &status, __WALL | WNOHANG);
+        }
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (w == -1 && err == EINTR) {
+            if (!block)
+                return Py_BuildValue("(Nii)", frames, 0, 0);
+            if (PyErr_CheckSignals() < 0)   /* Ctrl-C: KeyboardInterrupt, as os.waitpid raises it */
+                goto fail;
+            continue;
+        }
+        if (w == -1 && err == ECHILD)
+            return Py_BuildValue("(Nii)", frames, -1, 0);
+        if (w == -1) {
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto fail;
+        }
+        if (w == 0 || w != pid || !WIFSTOPPED(status) || WSTOPSIG(status) != SIGTRAP
+            || ((status >> 16) & 0xffff) != EV_SECCOMP || (seq + 1) % epoch == 0)
+            return Py_BuildValue("(Nii)", frames, (int)w, status);
+        /* A seccomp stop of the task: one of ours?  At a seccomp stop orig_rax is the call's
+         * number and the arguments are where the x86-64 ABI puts them (GET_SYSCALL_INFO
+         * would cost one more request per call: the pure path reads the same values). */
+        if (request(PTRACE_GETREGS, pid, NULL, &regs, &err) == -1 && err)
+            return Py_BuildValue("(Nii)", frames, (int)w, status);
+        args[0] = regs.rdi;
+        args[1] = regs.rsi;
+        args[2] = regs.rdx;
+        args[3] = regs.r10;
+        args[4] = regs.r8;
+        args[5] = regs.r9;
+        if (regs.orig_rax >= LANE_NR || lane_table[regs.orig_rax].kind == K_NONE)
+            return Py_BuildValue("(Nii)", frames, (int)w, status);
+        nr = (int)regs.orig_rax;
+        if (!answer(pid, (int)flags, ids, (int)mem_fd, nr, args, &res, &addr, out, &len))
+            return Py_BuildValue("(Nii)", frames, (int)w, status);
+        /* Skip the call (orig_rax -1) and make it return res. */
+        regs.orig_rax = (unsigned long long)-1;
+        regs.rax = (unsigned long long)res;
+        if (request(PTRACE_SETREGS, pid, NULL, &regs, &err) == -1 && err)
+            return Py_BuildValue("(Nii)", frames, (int)w, status);
+        frame = sys_frame((int32_t)vpid, (int64_t)seq, (int32_t)nr, res, 0, 0, lane_table[nr].nargs,
+                          args, len ? 1 : 0, &addr, &blob, &len);
+        if (frame == NULL || PyList_Append(frames, frame) < 0) {
+            Py_XDECREF(frame);
+            goto fail;
+        }
+        Py_DECREF(frame);
+        seq++;
+        if (request(PTRACE_CONT, pid, NULL, NULL, &err) == -1 && err && err != ESRCH) {
+            tracing_error("resume", err, pid);
+            goto fail;
+        }
+    }
 fail:
-    Py_DECREF(frame);
+    Py_DECREF(frames);
     return NULL;
 }
 
@@ -461,6 +731,11 @@ static PyMethodDef methods[] = {
     {"setup_log", core_setup_log, METH_O, "setup_log(zlib.crc32): the frame checksum encode_sys uses."},
     {"encode_sys", (PyCFunction)(void (*)(void))core_encode_sys, METH_FASTCALL,
      "encode_sys(fields, blobs) -> the framed sys record log.encode gives, or None: not the common case."},
+    {"lane_setup", core_lane_setup, METH_O,
+     "lane_setup(rows): (nr, kind, nargs, field) of each call lane() answers, from the syscall table."},
+    {"lane", (PyCFunction)(void (*)(void))core_lane, METH_FASTCALL,
+     "lane(pid, vpid, seq, epoch, flags, stat_fd, mem_fd) -> (frames, wpid, status): answer the "
+     "task's answered calls here until a stop Python must see."},
     {NULL, NULL, 0, NULL},
 };
 

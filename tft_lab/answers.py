@@ -34,6 +34,8 @@ import os
 import struct
 import time
 
+from . import syscalls
+from ._backend import core as _core
 from .errors import TracingError
 from .guest import Call, Task
 
@@ -48,6 +50,28 @@ _CLOCKS = frozenset((0, 1, 4, 5, 6, 7, 11))
 _NS_CLOCKS = frozenset((1, 4, 6, 7))
 CLOCK_REALTIME_COARSE = 5
 _STAT_FIELD = {"getppid": 1, "getpgrp": 2, "getpgid": 2, "getsid": 3}   # after the ")" of comm
+
+
+#: How the compiled lane (``tft_lab._core.lane``) answers each ``answered`` kind; getpgid and
+#: getsid (of the task itself only) have their own.  The lane answers exactly what
+#: :meth:`Answerer.answer` answers, the same way (``tests/test_lane.py`` compares the logs).
+_LANE_KIND = {"pid": 1, "stat": 2, "clock": 4, "gettimeofday": 5, "time": 6, "random": 7}
+_LANE_STAT_OF = 3
+LANE_PID_OK, LANE_TIME_OK, LANE_STAT_OK = 1, 2, 4
+
+
+def _lane_rows() -> list[tuple[int, int, int, int]]:
+    """(nr, kind, nargs, field) of every answered call: what ``_core.lane`` answers."""
+    rows = []
+    for e in syscalls.TABLE.values():
+        if e.answered:
+            kind = _LANE_STAT_OF if e.name in ("getpgid", "getsid") else _LANE_KIND[e.answered]
+            rows.append((e.x64, kind, e.nargs, _STAT_FIELD.get(e.name, 0)))
+    return rows
+
+
+if _core is not None:
+    _core.lane_setup(_lane_rows())
 
 
 def _ns_inode(pid: int | str, kind: str) -> int | None:
@@ -117,6 +141,22 @@ class Answerer:
             return None
         # comm (in parentheses) may hold spaces and parentheses: the fields follow the last ")"
         return int(raw[raw.rindex(b")") + 2:].split(b" ", index + 1)[index])
+
+    def lane_facts(self, task: Task) -> tuple[int, int, int, int]:
+        """What the compiled lane needs to answer ``task``'s calls as :meth:`answer` does, from
+        now until it hands the next stop back: its flags (:data:`LANE_PID_OK`,
+        :data:`LANE_TIME_OK`, :data:`LANE_STAT_OK`) and its ppid, process group and session.
+
+        Read once here, not at each call: while the lane runs, the program is one task, so
+        its parent is the supervisor (its spawner, or the subreaper it was reparented to),
+        and its group and session change only by its own calls (setpgid, setsid), which the
+        lane hands back."""
+        f = self._of(task)
+        flags = (LANE_PID_OK if self._same_pid_ns(task, f) else 0) | (LANE_TIME_OK if self._same_time_ns(task, f) else 0)
+        ids = [self._stat_field(task, f, i) for i in (1, 2, 3)] if flags & LANE_PID_OK else [None]
+        if None in ids:
+            return flags, 0, 0, 0
+        return flags | LANE_STAT_OK, *ids
 
     def forget(self, task: Task) -> None:
         """The task is gone: drop what was kept for it."""

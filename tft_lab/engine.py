@@ -24,6 +24,7 @@ import time
 from typing import Any, NamedTuple
 
 from . import sched, syscalls
+from ._backend import core as _core
 from ._backend import ptrace as pt
 from ._process import reap_exited
 from .errors import ProgramError, TftError, TracingError, UnsupportedError
@@ -119,6 +120,12 @@ class Policy:
         return self.schedule == "live"
     def on_task_exit(self, task: Task, code: int | None, sig: int | None) -> None: ...
     def on_finish(self, engine: "Engine") -> None: ...
+    def lane(self, task: Task) -> tuple | None:
+        """Whether the compiled lane may answer ``task``'s answered calls by itself from this stop
+        on, as this policy would at their seccomp stop (:mod:`tft_lab.answers`), and log their
+        records: ``(flags, ppid, pgrp, sid, sink)`` (see ``Answerer.lane_facts``;
+        ``sink.write_frames`` takes the records), or None: every stop comes to the policy."""
+        return None
 
 
 class Status(NamedTuple):
@@ -147,6 +154,7 @@ class Engine(sched.Scheduling):
         self.spawn_error: str | None = None
         self.signals: tuple[int, int] = (0, 0)   # blocked, ignored: what the program started with
         self.stopped_calls = 0
+        self.lane_calls = 0   # of those, calls the compiled lane answered (Policy.lane)
         self.cpu = cpu   # -1: the first CPU we may use; None: do not pin
         self.trace_file: EventWriter | None = None   # the event stream, if one was asked for
         self.gate = None         # called after every event while the task is stopped (live stepping)
@@ -255,7 +263,7 @@ class Engine(sched.Scheduling):
     def step(self) -> Status:
         """Wait for one stop, handle it, resume the task.  Never leaves a task stopped (except
         threads held by the schedule, :mod:`tft_lab.sched`)."""
-        w = self._wait()
+        w = self._next_stop()
         if w is None:
             self.tasks.clear()
             return Status(0, "done", None)
@@ -281,6 +289,37 @@ class Engine(sched.Scheduling):
                 e.pid, e.seq, e.epoch = task.vpid, task.seq, task.epoch
                 e.syscall = e.syscall or (task.call.name if task.call else None)
             raise
+
+    def _next_stop(self) -> tuple[int, int] | None:
+        """The next stop for Python to handle, after those the compiled lane handled by itself:
+        calls the policy answers at their seccomp stop, of a program that is one task, with
+        nobody watching its trace (:meth:`Policy.lane`)."""
+        while True:
+            lane = self._lane_args()
+            if lane is None:
+                return self._wait()
+            task, flags, ppid, pgrp, sid, sink = lane
+            frames, pid, status = _core.lane(task.pid, task.vpid, task.seq, self.epoch, flags, ppid, pgrp, sid,
+                                             task.mem.fd)
+            if frames:
+                n = len(frames)
+                task.seq += n
+                self.stopped_calls += n
+                self.lane_calls += n
+                sink.write_frames(frames)
+            if pid:
+                return (pid, status) if pid > 0 else None
+
+    def _lane_args(self):
+        if _core is None or len(self.tasks) != 1 or self.domains or self.tracing:
+            return None
+        task = next(iter(self.tasks.values()))
+        # one process of one thread: not a thread whose leader has exited (its pid is not its process's)
+        if (task.state != "running" or task.pid != task.tgid or len(task.group.threads) != 1 or task.call is not None or task.interrupted is not None or task.injecting
+                or task.mem is None or task.mem.fd < 0):
+            return None
+        facts = self.policy.lane(task)
+        return None if facts is None else (task, *facts)
 
     def _dispatch(self, task: Task, stop) -> Status:
         if isinstance(stop, pt.SeccompStop):

@@ -382,7 +382,11 @@ class LogWriter:
         self._flusher = threading.Thread(target=self._flush_often, name="tft-log-flush", daemon=True)
 
     def write(self, fields: dict, blobs: list[bytes] = ()) -> None:
-        frame = encode(fields, blobs)
+        self.write_frames([encode(fields, blobs)], output="oseq" in fields)
+
+    def write_frames(self, frames: list[bytes], output: bool = False) -> None:
+        """Append records framed already (:func:`encode`); ``output``: one of them is an
+        output's, which reaches the file at once."""
         if self._flusher.ident is None and not self._stop.is_set():
             self._flusher.start()
         with self._lock:
@@ -390,9 +394,9 @@ class LogWriter:
                 raise self._failed
             if self.lost is not None:
                 return   # the program goes on unrecorded
-            self._buf.append(frame)
-            self._size += len(frame)
-            if self._size > 1 << 20 or "oseq" in fields:
+            self._buf.extend(frames)
+            self._size += sum(map(len, frames))
+            if self._size > 1 << 20 or output:
                 self._write_out()
 
     def _write_out(self) -> None:

@@ -57,12 +57,17 @@ class ChannelSink:
         self.lost: PeerFailed | None = None
 
     def write(self, fields: dict, blobs=()) -> None:
+        if self.sender is not None and self.lost is None:
+            self.write_frames([_log.encode(fields, list(blobs))])
+
+    def write_frames(self, frames: list[bytes]) -> None:
+        """Send records framed already (:func:`~tft_lab.log.encode`), one channel frame each."""
         if self.sender is None or self.lost is not None:
             return
-        frame = _log.encode(fields, list(blobs))
-        self.bytes += len(frame)
         try:
-            self.sent = self.sender.send(frame)
+            for frame in frames:
+                self.bytes += len(frame)
+                self.sent = self.sender.send(frame)
         except PeerFailed as e:
             self.lost = e
 
@@ -119,6 +124,11 @@ class Primary(Recorder):
         """The arbiter's :class:`~tft_lab.arbiter.Lease` this primary holds (None: heartbeat fencing)."""
         if lease is not None:
             self.run_id = lease.run_id   # in the header: the backup contends for this same key
+
+    def lane(self, task: Task):
+        if self.faults.faults or self.lease is not None:
+            return None   # each call is counted for the faults, and checked against the lease
+        return super().lane(task)
 
     def on_start(self, engine: Engine) -> None:
         super().on_start(engine)

@@ -10,7 +10,6 @@ import errno
 import os
 import signal as _signal
 import time
-from dataclasses import dataclass, field
 
 from . import fdtable
 from . import log as _log
@@ -91,23 +90,26 @@ def log_env(env: dict[str, str], record_env: bool = False) -> dict[str, str]:
     return {k: MASK * len(v) if is_secret(k) else v for k, v in env.items()}
 
 
-@dataclass(slots=True)
 class PrimaryTaskState:
     """What the recording side (:class:`Recorder`, and the primary built on it) keeps about
-    one process: the signals it holds back, and where they are delivered."""
+    one process: the signals it holds back, and where they are delivered.  (A plain class,
+    not a dataclass: importing dataclasses costs ~5 ms of every ``tft record``.)"""
 
-    pending: list[tuple[int, bytes]] = field(default_factory=list)
-    """Asynchronous signals held back (signo, siginfo), in arrival order; each is delivered,
-    and logged, at the next epoch boundary or before a call that may block."""
-    expect_self_signal: bool = False
-    """The call just made raises a signal at this very process (kill(getpid()), raise, abort,
-    a write's SIGPIPE): its arrival is delivered at once and logged as ``self``."""
-    before_seq: int | None = None
-    """The seq of the call at whose entry the held signals were last delivered (``before``):
-    once per call, since after the rewind the same call enters again."""
-    in_call_signal: tuple[int, bytes] | None = None
-    """A signal delivered inside the call that is interrupted now: logged right after that
-    call's record, when the call completes."""
+    __slots__ = ("pending", "expect_self_signal", "before_seq", "in_call_signal")
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, bytes]] = []
+        """Asynchronous signals held back (signo, siginfo), in arrival order; each is delivered,
+        and logged, at the next epoch boundary or before a call that may block."""
+        self.expect_self_signal = False
+        """The call just made raises a signal at this very process (kill(getpid()), raise,
+        abort, a write's SIGPIPE): its arrival is delivered at once and logged as ``self``."""
+        self.before_seq: int | None = None
+        """The seq of the call at whose entry the held signals were last delivered
+        (``before``): once per call, since after the rewind the same call enters again."""
+        self.in_call_signal: tuple[int, bytes] | None = None
+        """A signal delivered inside the call that is interrupted now: logged right after that
+        call's record, when the call completes."""
 
 
 class Recorder(Policy):
@@ -137,6 +139,12 @@ class Recorder(Policy):
 
     def emit(self, fields: dict, blobs=()) -> None:
         self.sink.write(fields, list(blobs))
+
+    def lane(self, task: Task):
+        st: PrimaryTaskState = task.policy_state
+        if st.pending or st.expect_self_signal or st.in_call_signal is not None:
+            return None   # a signal to deliver or to log first: on_entry's work
+        return (*self.answers.lane_facts(task), self.sink)
 
     # -- lifecycle -----------------------------------------------------------------------
     def on_start(self, engine: Engine) -> None:

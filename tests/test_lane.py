@@ -1,0 +1,84 @@
+"""The compiled lane: the calls a recorder answers itself, answered without Python.
+
+A recorder (and the primary of ``tft run``) answers the pid family, the system-wide clocks,
+gettimeofday, time and small getrandoms at their seccomp stop (tft_lab/answers.py).  Where
+the compiled core is built, ``tft_lab._core.lane`` does that in C, stop after stop, for a
+program that is one task and has no signal held back, and hands every other stop back to
+Python.  What a user sees must not change: the same output, the same log, signals at the
+same points, a Ctrl-C that ends the run cleanly.  On the pure path (``TFT_PURE=1``) the lane
+does not exist and these tests check that nothing was answered there.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tft_lab._backend import core
+from tft_lab._process import start_cli
+from tft_lab.log import read_log
+from tft_lab.recorder import record
+from tft_lab.testing import build_program, new_log_path, nothing_left_running, replay
+
+
+def _record_in_process(argv, log, capfd, **kw):
+    status, engine = record([str(a) for a in argv], str(log), keep_trace=False, **kw)
+    return status, engine, capfd.readouterr().out
+
+
+@pytest.mark.parametrize("mode", ["getppid", "clock"])
+def test_a_loop_of_answered_calls_is_answered_in_the_lane_and_replays(mode, tmp_path, capfd):
+    log = new_log_path(tmp_path)
+    status, engine, out = _record_in_process([build_program("syscall_loop"), "3000", mode], log, capfd)
+    assert status == 0 and f"mode={mode}" in out
+    if core is None:
+        assert engine.lane_calls == 0
+    else:
+        # all but the calls that end an epoch (1 in 64), and the program's start-up
+        assert engine.lane_calls > 3000 * 0.95, engine.lane_calls
+    sys_records = [r for r in read_log(log) if r.type == "sys"]
+    assert [r["seq"] for r in sys_records] == list(range(len(sys_records)))   # none lost, none twice
+    rep = replay(log)
+    assert rep.returncode == 0, rep.stderr
+    lines = lambda text: [ln for ln in text.splitlines() if not ln.startswith(("elapsed_ns=", "ns_per_iter=", "checksum="))]
+    assert lines(rep.stdout.decode()) == lines(out)
+
+
+def test_signals_that_arrive_in_the_lane_are_delivered_at_an_epoch_boundary(tmp_path, capfd):
+    """timer_signals takes a SIGALRM every 2 ms in a getppid loop: each arrives while the lane
+    answers, is held back (the lane hands the stop to Python and stays out until it is
+    delivered) and is delivered where its epoch ends; the replay delivers them there again."""
+    log = new_log_path(tmp_path)
+    status, engine, out = _record_in_process([build_program("timer_signals"), "20000"], log, capfd, epoch=64)
+    assert status == 0
+    sigs = [r for r in read_log(log) if r.type == "sig"]
+    boundary = [r for r in sigs if r["mode"] == "boundary"]
+    assert boundary, "no signal arrived during the loop"
+    assert all((r["seq"] + 1) % 64 == 0 for r in boundary)
+    if core is not None:
+        assert engine.lane_calls > 10000
+    rep = replay(log)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout.decode() == out
+
+
+def test_ctrl_c_in_the_lane_ends_the_recording_with_its_records(tmp_path, pids_before):
+    """Ctrl-C while the program makes nothing but answered calls: tft stops, leaves nothing
+    running, and its log holds the calls made before it, every one of them in order."""
+    log = new_log_path(tmp_path)
+    p = start_cli(["record", "--log", log, "--", build_program("syscall_loop"), "100000000"],
+                  stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode != 0, err
+    seqs = [r["seq"] for r in read_log(log) if r.type == "sys"]
+    assert len(seqs) > 1000 and seqs == list(range(len(seqs)))
+    nothing_left_running(pids_before)
