@@ -694,6 +694,129 @@ fail:
     return NULL;
 }
 
+/* The argument a call of this kind writes its answer at (its one out-buffer), or -1: none. */
+static int
+out_arg(int kind)
+{
+    switch (kind) {
+    case K_CLOCK:
+        return 1;
+    case K_TOD:
+    case K_TIME:
+    case K_RANDOM:
+        return 0;
+    }
+    return -1;
+}
+
+/* replay_lane(pid, seq, epoch, mem_fd, records) -> (taken, wpid, status).
+ *
+ * The replay's side of the lane: records[i] = (nr, args, res, addr, blob) is the logged
+ * answered call seq+i (args: the logged ones, as many as the table compares; addr 0 and blob
+ * None: no out-buffer).  Each seccomp stop of the task that is that very call -- the same
+ * number, the same arguments, its out-buffer where the call writes it -- is answered from its
+ * record, as Replayer.on_entry answers it (the blob written, the call skipped, its result
+ * set), until a stop that is anything else, which goes back to Python undecoded (a call that
+ * differs from its record is Python's to call a divergence).  taken: the records used. */
+static PyObject *
+core_replay_lane(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+{
+    long pid, mem_fd;
+    long long seq, epoch;
+    Py_ssize_t taken = 0, n;
+    PyObject *recs;
+    if (argc != 5 || !PyList_CheckExact(argv[4])) {
+        PyErr_SetString(PyExc_TypeError, "replay_lane(pid, seq, epoch, mem_fd, records: list)");
+        return NULL;
+    }
+    pid = PyLong_AsLong(argv[0]);
+    seq = PyLong_AsLongLong(argv[1]);
+    epoch = PyLong_AsLongLong(argv[2]);
+    mem_fd = PyLong_AsLong(argv[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (epoch < 1) {
+        PyErr_SetString(PyExc_ValueError, "replay_lane: epoch must be at least 1");
+        return NULL;
+    }
+    recs = argv[4];
+    n = PyList_GET_SIZE(recs);
+    for (;;) {
+        int status = 0, err, nr, kind, oa;
+        pid_t w;
+        struct user_regs_struct regs;
+        uint64_t args[6], addr;
+        long long lnr, res;
+        PyObject *rec, *rargs, *blob;
+        Py_ssize_t nargs;
+        Py_BEGIN_ALLOW_THREADS
+        w = waitpid(-1, &status, __WALL);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (w == -1 && err == EINTR) {
+            if (taken)
+                return Py_BuildValue("(nii)", taken, 0, 0);
+            if (PyErr_CheckSignals() < 0)
+                return NULL;
+            continue;
+        }
+        if (w == -1 && err == ECHILD)
+            return Py_BuildValue("(nii)", taken, -1, 0);
+        if (w == -1) {
+            errno = err;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+#define HAND_BACK() return Py_BuildValue("(nii)", taken, (int)w, status)
+        if (taken >= n || w != pid || !WIFSTOPPED(status) || WSTOPSIG(status) != SIGTRAP
+            || ((status >> 16) & 0xffff) != EV_SECCOMP || (seq + 1) % epoch == 0)
+            HAND_BACK();
+        rec = PyList_GET_ITEM(recs, taken);
+        if (!PyArg_ParseTuple(rec, "LO!LKO", &lnr, &PyTuple_Type, &rargs, &res, &addr, &blob))
+            return NULL;
+        if (request(PTRACE_GETREGS, pid, NULL, &regs, &err) == -1 && err)
+            HAND_BACK();
+        if (regs.orig_rax != (unsigned long long)lnr || lnr < 0 || lnr >= LANE_NR
+            || (kind = lane_table[lnr].kind) == K_NONE)
+            HAND_BACK();
+        nr = (int)lnr;
+        args[0] = regs.rdi;
+        args[1] = regs.rsi;
+        args[2] = regs.rdx;
+        args[3] = regs.r10;
+        args[4] = regs.r8;
+        args[5] = regs.r9;
+        nargs = PyTuple_GET_SIZE(rargs);
+        if (nargs > 6)
+            HAND_BACK();
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            PyObject *a = PyTuple_GET_ITEM(rargs, i);
+            uint64_t v = PyLong_AsUnsignedLongLongMask(a);
+            if (v == (uint64_t)-1 && PyErr_Occurred())
+                return NULL;
+            if (v != args[i])
+                HAND_BACK();
+        }
+        oa = out_arg(kind);
+        if (blob != Py_None) {
+            if (!PyBytes_Check(blob) || oa < 0 || addr == 0 || addr != args[oa]
+                || !put_mem((int)mem_fd, addr, PyBytes_AS_STRING(blob), (size_t)PyBytes_GET_SIZE(blob)))
+                HAND_BACK();
+        } else if (addr != 0) {
+            HAND_BACK();
+        }
+        (void)nr;
+        regs.orig_rax = (unsigned long long)-1;
+        regs.rax = (unsigned long long)res;
+        if (request(PTRACE_SETREGS, pid, NULL, &regs, &err) == -1 && err)
+            HAND_BACK();
+#undef HAND_BACK
+        taken++;
+        seq++;
+        if (request(PTRACE_CONT, pid, NULL, NULL, &err) == -1 && err && err != ESRCH)
+            return tracing_error("resume", err, pid);
+    }
+}
+
 static PyObject *
 core_setup_log(PyObject *self, PyObject *crc32)
 {
@@ -736,6 +859,9 @@ static PyMethodDef methods[] = {
     {"lane", (PyCFunction)(void (*)(void))core_lane, METH_FASTCALL,
      "lane(pid, vpid, seq, epoch, flags, stat_fd, mem_fd) -> (frames, wpid, status): answer the "
      "task's answered calls here until a stop Python must see."},
+    {"replay_lane", (PyCFunction)(void (*)(void))core_replay_lane, METH_FASTCALL,
+     "replay_lane(pid, seq, epoch, mem_fd, records) -> (taken, wpid, status): answer the task's "
+     "answered calls from their records until a stop Python must see."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -341,6 +341,16 @@ class Backup(Replayer):
         else:
             super().on_exec(task, at_random)
 
+    # -- the compiled lane ---------------------------------------------------------------
+    def lane(self, task: Task):
+        if (self.faults.faults or self.is_live(task) or self.primary_state != "running" or self.arbiter is not None
+                or self.parked):
+            return None   # each call counted for the faults, or live calls: on_entry's work
+        return super().lane(task)
+
+    def reads_ahead(self) -> bool:
+        return self.primary_state == "running" and not self.pump.q.empty()   # what came already
+
     # -- calls ---------------------------------------------------------------------------
     def on_entry(self, task: Task, call: Call) -> None:
         self.faults.entry()

@@ -120,12 +120,35 @@ class Policy:
         return self.schedule == "live"
     def on_task_exit(self, task: Task, code: int | None, sig: int | None) -> None: ...
     def on_finish(self, engine: "Engine") -> None: ...
-    def lane(self, task: Task) -> tuple | None:
-        """Whether the compiled lane may answer ``task``'s answered calls by itself from this stop
-        on, as this policy would at their seccomp stop (:mod:`tft_lab.answers`), and log their
-        records: ``(flags, ppid, pgrp, sid, sink)`` (see ``Answerer.lane_facts``;
-        ``sink.write_frames`` takes the records), or None: every stop comes to the policy."""
+    def lane(self, task: Task) -> "RecordLane | ReplayLane | None":
+        """Whether the compiled lane may handle ``task``'s answered calls (:mod:`tft_lab.answers`)
+        by itself from this stop on, as this policy would, and with what; None: every stop
+        comes to the policy.  Asked only while the program is one task of one thread and
+        nobody watches its trace; a call the lane handled is never seen by the policy."""
         return None
+
+
+class RecordLane(NamedTuple):
+    """A recording policy's lane (:meth:`Policy.lane`): answer the calls as ``Answerer.answer``
+    would and log them as their sys records."""
+
+    flags: int
+    """``answers.LANE_PID_OK | LANE_TIME_OK | LANE_STAT_OK``: which answers are the kernel's."""
+    ppid: int
+    pgrp: int
+    sid: int
+    sink: Any
+    """Where the records go: ``sink.write_frames(frames)``."""
+
+
+class ReplayLane(NamedTuple):
+    """A replaying policy's lane (:meth:`Policy.lane`): answer the calls from their records."""
+
+    records: list
+    """``(nr, args, res, addr, blob)`` of the next logged calls, in order (``addr`` 0 and
+    ``blob`` None: no out-buffer)."""
+    taken: Any
+    """``taken(n)``: the lane used the first ``n`` of them."""
 
 
 class Status(NamedTuple):
@@ -292,21 +315,27 @@ class Engine(sched.Scheduling):
 
     def _next_stop(self) -> tuple[int, int] | None:
         """The next stop for Python to handle, after those the compiled lane handled by itself:
-        calls the policy answers at their seccomp stop, of a program that is one task, with
-        nobody watching its trace (:meth:`Policy.lane`)."""
+        the answered calls of a program that is one task, with nobody watching its trace
+        (:meth:`Policy.lane`)."""
         while True:
             lane = self._lane_args()
             if lane is None:
                 return self._wait()
-            task, flags, ppid, pgrp, sid, sink = lane
-            frames, pid, status = _core.lane(task.pid, task.vpid, task.seq, self.epoch, flags, ppid, pgrp, sid,
-                                             task.mem.fd)
-            if frames:
+            task, how = lane
+            if isinstance(how, RecordLane):
+                frames, pid, status = _core.lane(task.pid, task.vpid, task.seq, self.epoch, how.flags, how.ppid,
+                                                 how.pgrp, how.sid, task.mem.fd)
                 n = len(frames)
+                if n:
+                    how.sink.write_frames(frames)
+            else:
+                n, pid, status = _core.replay_lane(task.pid, task.seq, self.epoch, task.mem.fd, how.records)
+                if n:
+                    how.taken(n)
+            if n:
                 task.seq += n
                 self.stopped_calls += n
                 self.lane_calls += n
-                sink.write_frames(frames)
             if pid:
                 return (pid, status) if pid > 0 else None
 
@@ -318,8 +347,8 @@ class Engine(sched.Scheduling):
         if (task.state != "running" or task.pid != task.tgid or len(task.group.threads) != 1 or task.call is not None or task.interrupted is not None or task.injecting
                 or task.mem is None or task.mem.fd < 0):
             return None
-        facts = self.policy.lane(task)
-        return None if facts is None else (task, *facts)
+        how = self.policy.lane(task)
+        return None if how is None else (task, how)
 
     def _dispatch(self, task: Task, stop) -> Status:
         if isinstance(stop, pt.SeccompStop):

@@ -16,7 +16,7 @@ from . import log as _log
 from .answers import Answerer
 from .mapped import HashCache, MapLogger, new_sha256
 from ._backend.ptrace import SigInfo, find_program
-from .engine import Engine, Policy, SignalAction, Tsc
+from .engine import Engine, Policy, RecordLane, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import TftError, TracingError
 from .outs import MAX_MOVED, MOVED, capture, move_plan, moved
@@ -144,7 +144,7 @@ class Recorder(Policy):
         st: PrimaryTaskState = task.policy_state
         if st.pending or st.expect_self_signal or st.in_call_signal is not None:
             return None   # a signal to deliver or to log first: on_entry's work
-        return (*self.answers.lane_facts(task), self.sink)
+        return RecordLane(*self.answers.lane_facts(task), self.sink)
 
     # -- lifecycle -----------------------------------------------------------------------
     def on_start(self, engine: Engine) -> None:

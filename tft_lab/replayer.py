@@ -41,7 +41,7 @@ from typing import Iterable, Iterator
 from . import fdtable
 from . import log as _log
 from . import pairs, sched
-from .engine import Engine, Policy, SignalAction, Tsc
+from .engine import Engine, Policy, ReplayLane, SignalAction, Tsc
 from .guest import Call, Task, signed
 from .errors import DivergenceError, LogError, TftError
 from .mapped import MapReplayer
@@ -49,6 +49,11 @@ from .outs import MOVED, gather, places
 from .recorder import file_sha256, refused_by_determinism
 from .strace import format_args as _fmt
 from .syscalls import RESTART_CODES, name_of, TABLE
+
+#: The answered calls (the compiled lane's: :meth:`Replayer.lane`), by number.
+_ANSWERED = frozenset(e.x64 for e in TABLE.values() if e.answered)
+#: Records the lane is offered at most at once (read ahead from a log file).
+LANE_AHEAD = 256
 
 O_ACCMODE, O_CREAT, O_TRUNC, O_APPEND, O_CLOEXEC = 0o3, 0o100, 0o1000, 0o2000, 0o2000000
 AT_FDCWD = fdtable.AT_FDCWD
@@ -201,6 +206,41 @@ class Replayer(Policy):
         if call is None or call.rec is None:
             raise DivergenceError("a process was created outside a logged fork/clone", pid=parent.vpid)
         child.vpid = call.rec["res"]
+
+    # -- the compiled lane ---------------------------------------------------------------
+    def lane(self, task: Task) -> ReplayLane | None:
+        if task.policy_state.before:
+            return None   # signals to deliver at the next call's entry: on_entry's work
+        q = self.streams[task.vpid].q
+        while len(q) <= LANE_AHEAD and self.reads_ahead() and self.pull():
+            pass
+        records = []
+        seq = task.seq
+        it = iter(q)
+        rec = next(it, None)
+        for nxt in it:
+            # An answered call whose record is followed by another call's: no signal, rdtsc or
+            # exec record is due after it (those are after_call's and on_exec's work).
+            if (rec.type != "sys" or rec["seq"] != seq or rec["nr"] not in _ANSWERED or rec["res"] in RESTART_CODES
+                    or len(rec["addrs"]) > 1 or nxt.type != "sys" or len(records) >= LANE_AHEAD):
+                break
+            addrs = rec["addrs"]
+            records.append((rec["nr"], tuple(rec["args"]), rec["res"], addrs[0] if addrs else 0,
+                            rec["blobs"][0] if addrs else None))
+            seq += 1
+            rec = nxt
+        if not records:
+            return None
+        return ReplayLane(records, lambda n: self._lane_took(task, n))
+
+    def _lane_took(self, task: Task, n: int) -> None:
+        q = self.streams[task.vpid].q
+        for _ in range(n):
+            q.popleft()
+
+    def reads_ahead(self) -> bool:
+        """Whether :meth:`pull` may read records before a task needs them, without waiting."""
+        return True
 
     # -- calls ---------------------------------------------------------------------------
     def next_record(self, task: Task, call: Call):
