@@ -195,3 +195,51 @@ def test_the_compiled_encoder_writes_the_pure_encoders_bytes():
         assert got == want, (fields, blobs)
         fast += log._encode_sys_frame(fields, blobs) is not None
     assert fast > 2000   # most records took the compiled encoder: it was tested, not skipped
+
+
+def test_the_compiled_decoder_reads_what_the_pure_decoder_reads():
+    """log.decode_payload through the core gives the pure decoder's Record, field for field,
+    for every sys record the encoder makes; a damaged one (cut short, a byte changed, bytes
+    added) is left to the pure decoder, which gives the same Record or the same LogError."""
+    import random
+
+    from tft_lab import log
+    if log._decode_sys_fast is None:
+        pytest.skip("the pure path is in use (TFT_PURE=1 or no core built)")
+
+    def outcome(fast: bool, payload: bytes):
+        saved = log._decode_sys_fast
+        if not fast:
+            log._decode_sys_fast = None
+        try:
+            rec = log.decode_payload(payload, 0)
+            return type(rec), dict(rec)
+        except Exception as e:   # noqa: BLE001 - the same error on both paths is the contract
+            return type(e), str(e)
+        finally:
+            log._decode_sys_fast = saved
+
+    r = random.Random(11)
+    fast = 0
+    for i in range(4000):
+        nouts = r.choice([0, 0, 1, 2, 3])
+        fields = {"t": "sys", "pid": r.choice([1, 77, 4194303, 4194304, 0]), "seq": r.choice([0, 5, 2**40]),
+                  "nr": r.choice([0, 39, 1023, 1024]), "res": r.choice([0, -1, 2**62, -2**63]),
+                  "args": [r.choice([0, 1, 2**64 - 1, 2**47]) for _ in range(r.randint(0, 6))],
+                  "addrs": [r.choice([0, 4096, 2**57 - 1, 2**57]) for _ in range(nouts)]}
+        if r.random() < 0.3:
+            fields["oseq"] = r.choice([1, 9, 2**62 - 1, 2**62, 0])
+        payload = log.encode(fields, [r.randbytes(r.randint(0, 20)) for _ in range(nouts)])[8:]
+        if payload[:1] != b"S":
+            continue
+        damage = r.random()
+        if damage < 0.2:
+            payload = payload[:r.randint(0, len(payload))]
+        elif damage < 0.4:
+            j = r.randrange(len(payload))
+            payload = payload[:j] + bytes([r.randrange(256)]) + payload[j + 1:]
+        elif damage < 0.45:
+            payload += r.randbytes(r.randint(1, 9))
+        assert outcome(True, payload) == outcome(False, payload), fields
+        fast += log._decode_sys_fast(payload) is not None
+    assert fast > 500   # many records took the compiled decoder: it was tested, not skipped

@@ -152,3 +152,20 @@ def test_a_log_of_the_previous_version_is_refused_clearly(tmp_path):
     path.write_bytes(MAGIC + encode(dict(HEADER, version=2)))
     with pytest.raises(LogError, match=f"log version 2 is not supported .*version {VERSION}"):
         read_log(path)
+
+
+def test_a_channel_message_carries_one_record_or_a_batch_of_whole_ones():
+    """``check_frames``: a backup takes one record, or several framed one after the other (a
+    primary's batch), from one channel message; anything else is refused before it is
+    acknowledged."""
+    from tft_lab.log import check_frames, decode_payload, encode
+    recs = [{"t": "sys", "pid": 7, "seq": i, "nr": 39, "res": 7, "args": [], "addrs": []} for i in range(3)]
+    frames = [encode(r) for r in recs]
+    assert [decode_payload(p)["seq"] for p in check_frames(frames[0])] == [0]
+    assert [decode_payload(p)["seq"] for p in check_frames(b"".join(frames))] == [0, 1, 2]
+    batch = b"".join(frames)
+    corrupt = bytearray(batch)
+    corrupt[len(frames[0]) + 10] ^= 1   # a byte of the second record
+    for bad in (batch[:-1], batch + b"\0", batch[:4], bytes(corrupt), b""):
+        with pytest.raises(LogError):
+            check_frames(bad)

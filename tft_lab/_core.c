@@ -817,11 +817,132 @@ core_replay_lane(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
     }
 }
 
-static PyObject *
-core_setup_log(PyObject *self, PyObject *crc32)
+/* decode_sys(payload) -> Record, what log._decode_sys gives for a well-formed sys record, or
+ * None for anything else (log._decode_sys then decodes it, or says what is wrong with it). */
+static PyObject *record_type;   /* log.Record, from setup_log() */
+static long long max_pid, user_top, max_blobs;
+
+static uint32_t get32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t get64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+static int
+set_item(PyObject *d, const char *key, PyObject *v)
 {
-    Py_INCREF(crc32);
-    Py_XSETREF(crc32_func, crc32);
+    int rc;
+    if (v == NULL)
+        return -1;
+    rc = PyDict_SetItemString(d, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+static PyObject *
+core_decode_sys(PyObject *self, PyObject *arg)
+{
+    const unsigned char *p, *end;
+    Py_ssize_t len, nargs, nouts, i, total;
+    int32_t pid, nr;
+    int64_t seq, res;
+    uint64_t oseq = 1;
+    int has_oseq;
+    PyObject *rec, *list;
+    if (!PyBytes_Check(arg) || record_type == NULL)
+        Py_RETURN_NONE;
+    p = (const unsigned char *)PyBytes_AS_STRING(arg);
+    len = PyBytes_GET_SIZE(arg);
+    end = p + len;
+    if (len < 28 || p[0] != 'S')
+        Py_RETURN_NONE;
+    pid = (int32_t)get32(p + 1);
+    seq = (int64_t)get64(p + 5);
+    nr = (int32_t)get32(p + 13);
+    res = (int64_t)get64(p + 17);
+    nargs = p[25];
+    nouts = p[26];
+    has_oseq = p[27];
+    p += 28;
+    if (has_oseq > 1 || nargs > 6 || nouts > max_blobs || pid <= 0 || pid >= max_pid || seq < 0 || nr < 0 || nr >= 1024)
+        Py_RETURN_NONE;
+    if (has_oseq) {
+        if (end - p < 8)
+            Py_RETURN_NONE;
+        oseq = get64(p);
+        p += 8;
+        if (oseq < 1 || oseq >= ((uint64_t)1 << 62))
+            Py_RETURN_NONE;
+    }
+    if (end - p < 8 * nargs + 12 * nouts)
+        Py_RETURN_NONE;
+    total = 8 * nargs + 12 * nouts;
+    for (i = 0; i < nouts; i++) {
+        const unsigned char *o = p + 8 * nargs + 12 * i;
+        if (get64(o) >= (uint64_t)user_top)
+            Py_RETURN_NONE;
+        total += get32(o + 8);
+    }
+    if (total != end - p)
+        Py_RETURN_NONE;
+    if ((rec = PyObject_CallNoArgs(record_type)) == NULL)
+        return NULL;
+    if (set_item(rec, "t", PyUnicode_InternFromString("sys")) < 0
+        || set_item(rec, "pid", PyLong_FromLong(pid)) < 0
+        || set_item(rec, "seq", PyLong_FromLongLong(seq)) < 0
+        || set_item(rec, "nr", PyLong_FromLong(nr)) < 0
+        || set_item(rec, "res", PyLong_FromLongLong(res)) < 0
+        || (has_oseq && set_item(rec, "oseq", PyLong_FromUnsignedLongLong(oseq)) < 0))
+        goto fail;
+    if ((list = PyList_New(nargs)) == NULL || set_item(rec, "args", list) < 0)
+        goto fail;
+    for (i = 0; i < nargs; i++, p += 8) {
+        PyObject *v = PyLong_FromUnsignedLongLong(get64(p));
+        if (v == NULL)
+            goto fail;
+        PyList_SET_ITEM(list, i, v);
+    }
+    if ((list = PyList_New(nouts)) == NULL || set_item(rec, "addrs", list) < 0)
+        goto fail;
+    for (i = 0; i < nouts; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(get64(p + 12 * i));
+        if (v == NULL)
+            goto fail;
+        PyList_SET_ITEM(list, i, v);
+    }
+    if ((list = PyList_New(nouts)) == NULL || set_item(rec, "blobs", list) < 0)
+        goto fail;
+    {
+        const unsigned char *b = p + 12 * nouts;
+        for (i = 0; i < nouts; i++) {
+            Py_ssize_t n = get32(p + 12 * i + 8);
+            PyObject *v = PyBytes_FromStringAndSize((const char *)b, n);
+            if (v == NULL)
+                goto fail;
+            PyList_SET_ITEM(list, i, v);
+            b += n;
+        }
+    }
+    return rec;
+fail:
+    Py_DECREF(rec);
+    return NULL;
+}
+
+static PyObject *
+core_setup_log(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
+{
+    /* setup_log(crc32, Record, MAX_PID, USER_TOP, MAX_BLOBS) */
+    if (argc != 5) {
+        PyErr_SetString(PyExc_TypeError, "setup_log(crc32, Record, MAX_PID, USER_TOP, MAX_BLOBS)");
+        return NULL;
+    }
+    max_pid = PyLong_AsLongLong(argv[2]);
+    user_top = PyLong_AsLongLong(argv[3]);
+    max_blobs = PyLong_AsLongLong(argv[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_INCREF(argv[0]);
+    Py_XSETREF(crc32_func, argv[0]);
+    Py_INCREF(argv[1]);
+    Py_XSETREF(record_type, argv[1]);
     Py_RETURN_NONE;
 }
 
@@ -851,7 +972,10 @@ static PyMethodDef methods[] = {
      "resume(pid, sig=0, to_exit=False): PTRACE_CONT, or PTRACE_SYSCALL with to_exit."},
     {"regs", (PyCFunction)(void (*)(void))core_regs, METH_FASTCALL,
      "regs(pid, buffer, set): GETREGS into (set false) or SETREGS from the buffer."},
-    {"setup_log", core_setup_log, METH_O, "setup_log(zlib.crc32): the frame checksum encode_sys uses."},
+    {"setup_log", (PyCFunction)(void (*)(void))core_setup_log, METH_FASTCALL,
+     "setup_log(zlib.crc32, Record, MAX_PID, USER_TOP, MAX_BLOBS): what encode_sys and decode_sys use."},
+    {"decode_sys", core_decode_sys, METH_O,
+     "decode_sys(payload) -> the Record log._decode_sys gives, or None: not a well-formed sys record."},
     {"encode_sys", (PyCFunction)(void (*)(void))core_encode_sys, METH_FASTCALL,
      "encode_sys(fields, blobs) -> the framed sys record log.encode gives, or None: not the common case."},
     {"lane_setup", core_lane_setup, METH_O,

@@ -43,6 +43,7 @@ it does not go live.  So does a primary the operator stopped (PrimaryStopped).
 """
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import queue
@@ -133,51 +134,81 @@ class PrimaryStopped(TftError):
         return self.message
 
 
+#: The pump acknowledges at least every this many frames (and whenever no more is waiting).
+ACK_EVERY = 64
+
+
 class _Pump(threading.Thread):
-    """Receives frames, checks them, acknowledges each once held: at most :data:`BACKLOG_BYTES`
+    """Receives frames, checks them, acknowledges them once held: at most :data:`BACKLOG_BYTES`
     of them ahead of the replay, which takes them decoded (:meth:`take`).  Never touches ptrace."""
 
     def __init__(self, receiver, history=None):
         super().__init__(name="tft-backup-pump", daemon=True)
         self.receiver = receiver
         self.history = history   # every frame, on disk too, for a fresh backup after a failover
-        self.q: queue.Queue = queue.Queue()   # ("frame", bytes), then ("end", None) or ("failed", error)
+        self.q: queue.Queue = queue.Queue()   # ("frames", (payloads, bytes)), then ("end", None) or ("failed", error)
         self.room = threading.Condition()
-        self.held = 0   # bytes of the frames in q (guarded by room)
+        self.held = 0   # bytes of the messages in q (guarded by room)
+        self.taking: collections.deque[bytes] = collections.deque()   # the records of the message being taken
 
     def run(self) -> None:
-        n = 0
+        n = acked = 0   # frames received, and acknowledged
         try:
             while True:
-                frame = self.receiver.recv()
+                if acked < n:
+                    # Acknowledged in batches: when no frame is waiting (the primary waits for
+                    # this acknowledgement at an output, and sends nothing meanwhile), before
+                    # waiting for room, and every ACK_EVERY frames; one message per frame
+                    # cost the backup a send and the primary a receive for every record.
+                    try:
+                        frame = self.receiver.recv(timeout=0)
+                    except TimeoutError:
+                        self.receiver.ack(n)
+                        acked = n
+                        continue
+                else:
+                    frame = self.receiver.recv()
                 if frame is None:
                     self.q.put(("end", None))
                     return
+                payloads = _log.check_frames(frame)   # a bad frame fails here, before it is acknowledged
                 n += 1
-                payload = _log.check_frame(frame)   # a bad frame fails here, before it is acknowledged
                 if self.history is not None:
                     self.history.append(frame)
+                if self.held >= BACKLOG_BYTES and acked < n - 1:
+                    self.receiver.ack(n - 1)   # those are held: the primary may be waiting for them
+                    acked = n - 1
                 with self.room:
                     while self.held >= BACKLOG_BYTES:
                         self.room.wait()
                     self.held += len(frame)
-                self.q.put(("frame", payload))
-                self.receiver.ack(n)
+                self.q.put(("frames", (payloads, len(frame))))
+                if n - acked >= ACK_EVERY:
+                    self.receiver.ack(n)
+                    acked = n
         except (TftError, OSError, ValueError) as e:
             self.q.put(("failed", e))
+
+    def ready(self) -> bool:
+        """Whether :meth:`take` has an item without waiting."""
+        return bool(self.taking) or not self.q.empty()
 
     def take(self, timeout: float | None = None) -> tuple[str, object]:
         """The next item: ``("rec", Record)``, ``("end", None)`` or ``("failed", error)``.
         Raises ``queue.Empty`` after ``timeout`` seconds without one."""
-        kind, item = self.q.get(timeout=timeout)
-        if kind != "frame":
-            return kind, item
-        with self.room:
-            self.held -= len(item) + _log.FRAME_HEAD   # its frame's length, as counted in
-            self.room.notify()
+        if not self.taking:
+            kind, item = self.q.get(timeout=timeout)
+            if kind != "frames":
+                return kind, item
+            payloads, size = item
+            with self.room:
+                self.held -= size   # the message's length, as counted in
+                self.room.notify()
+            self.taking.extend(payloads)
         try:
-            return "rec", _log.decode_payload(item)
+            return "rec", _log.decode_payload(self.taking.popleft())
         except (TftError, ValueError) as e:   # sound frame, unsound record: the primary's log is corrupt
+            self.taking.clear()
             return "failed", e
 
 
@@ -246,7 +277,7 @@ class Backup(Replayer):
     def pull(self) -> bool:
         if self.primary_state != "running":
             return False
-        if self.pump.q.empty():
+        if not self.pump.ready():
             self.engine.flush_trace()   # we are about to wait for the primary: show what we did
         rec = self._get()
         if rec is None:
@@ -349,7 +380,7 @@ class Backup(Replayer):
         return super().lane(task)
 
     def reads_ahead(self) -> bool:
-        return self.primary_state == "running" and not self.pump.q.empty()   # what came already
+        return self.primary_state == "running" and self.pump.ready()   # what came already
 
     # -- calls ---------------------------------------------------------------------------
     def on_entry(self, task: Task, call: Call) -> None:

@@ -247,11 +247,6 @@ def encode(fields: dict, blobs: list[bytes] = ()) -> bytes:
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-#: The compiled core's encoder of the common sys record (tft_lab/_backend decides), or None.
-_encode_sys_frame = None
-if _core is not None:
-    _core.setup_log(zlib.crc32)
-    _encode_sys_frame = _core.encode_sys
 
 
 def _encode_sys(f: dict, blobs) -> bytes:
@@ -304,6 +299,10 @@ def _decode_sys(payload: bytes, offset: int) -> Record:
 def decode_payload(payload: bytes, offset: int = 0) -> Record:
     """Parse and schema-check one frame's payload."""
     if payload[:1] == b"S":
+        if _decode_sys_fast is not None:
+            rec = _decode_sys_fast(payload)   # the same Record, or None: a record to look at closely
+            if rec is not None:
+                return rec
         return _decode_sys(payload, offset)
     if payload[:1] != b"J" or len(payload) < 1 + _JLEN.size:
         raise LogError(f"frame at byte {offset} is not a tft record")
@@ -329,6 +328,15 @@ def decode_payload(payload: bytes, offset: int = 0) -> Record:
     rec["blobs"] = blobs
     _check_record(rec, offset)
     return rec
+
+
+#: The compiled core's encoder and decoder of the common sys record (tft_lab/_backend decides),
+#: or None.  Each gives exactly what the Python code beside it gives, or None where it leaves a
+#: record to it (tests/test_core_paths.py).
+_encode_sys_frame = _decode_sys_fast = None
+if _core is not None:
+    _core.setup_log(zlib.crc32, Record, MAX_PID, USER_TOP, MAX_BLOBS)
+    _encode_sys_frame, _decode_sys_fast = _core.encode_sys, _core.decode_sys
 
 
 def open_private(path: str, flags: int) -> int:
@@ -573,6 +581,28 @@ def check_frame(frame: bytes) -> bytes:
     if zlib.crc32(payload) != crc:
         raise LogError("record frame is corrupt (checksum mismatch)")
     return payload
+
+
+def check_frames(chunk: bytes) -> list[bytes]:
+    """The payloads of the whole frames ``chunk`` holds, one after the other (a channel message
+    carries one record, or a batch of them), each checked as :func:`check_frame` checks it."""
+    size = len(chunk)
+    if size < _FRAME.size:
+        raise LogError("record frame too short")
+    if _FRAME.unpack_from(chunk)[0] == size - _FRAME.size:
+        return [check_frame(chunk)]   # one record: the usual message
+    payloads, pos = [], 0
+    view = memoryview(chunk)
+    while pos < size:
+        if size - pos < _FRAME.size:
+            raise LogError("record frame too short")   # bytes after the last whole frame
+        length, _ = _FRAME.unpack_from(chunk, pos)
+        end = pos + _FRAME.size + length
+        if end > size:
+            raise LogError("record frame length does not match")
+        payloads.append(check_frame(view[pos:end].tobytes()))
+        pos = end
+    return payloads
 
 
 def decode_frame(frame: bytes) -> Record:

@@ -43,6 +43,10 @@ class Fenced(TftError):
 BACKUP_STARTUP = 30.0
 
 
+#: At most this many bytes of records go in one channel message (a batch: ``write_frames``).
+BATCH_BYTES = 64 << 10
+
+
 class ChannelSink:
     """Log records to a channel Sender (None: running alone).
 
@@ -61,13 +65,21 @@ class ChannelSink:
             self.write_frames([_log.encode(fields, list(blobs))])
 
     def write_frames(self, frames: list[bytes]) -> None:
-        """Send records framed already (:func:`~tft_lab.log.encode`), one channel frame each."""
+        """Send records framed already (:func:`~tft_lab.log.encode`): one channel message for
+        all of them (the backup splits it: ``log.check_frames``), within the channel's limit."""
         if self.sender is None or self.lost is not None:
             return
         try:
+            batch, size = [], 0
             for frame in frames:
-                self.bytes += len(frame)
-                self.sent = self.sender.send(frame)
+                if batch and size + len(frame) > BATCH_BYTES:
+                    self.sent = self.sender.send(b"".join(batch))
+                    batch, size = [], 0
+                batch.append(frame)
+                size += len(frame)
+            if batch:
+                self.sent = self.sender.send(batch[0] if len(batch) == 1 else b"".join(batch))
+            self.bytes += sum(map(len, frames))
         except PeerFailed as e:
             self.lost = e
 

@@ -211,18 +211,22 @@ class Replayer(Policy):
     def lane(self, task: Task) -> ReplayLane | None:
         if task.policy_state.before:
             return None   # signals to deliver at the next call's entry: on_entry's work
+        # The lane stops before the call that ends an epoch: offer no record past it.
+        seq, epoch = task.seq, self.engine.epoch
+        want = min((epoch - (seq + 1) % epoch) % epoch, LANE_AHEAD)
+        if not want:
+            return None
         q = self.streams[task.vpid].q
-        while len(q) <= LANE_AHEAD and self.reads_ahead() and self.pull():
+        while len(q) <= want and self.reads_ahead() and self.pull():
             pass
         records = []
-        seq = task.seq
         it = iter(q)
         rec = next(it, None)
         for nxt in it:
             # An answered call whose record is followed by another call's: no signal, rdtsc or
             # exec record is due after it (those are after_call's and on_exec's work).
             if (rec.type != "sys" or rec["seq"] != seq or rec["nr"] not in _ANSWERED or rec["res"] in RESTART_CODES
-                    or len(rec["addrs"]) > 1 or nxt.type != "sys" or len(records) >= LANE_AHEAD):
+                    or len(rec["addrs"]) > 1 or nxt.type != "sys" or len(records) >= want):
                 break
             addrs = rec["addrs"]
             records.append((rec["nr"], tuple(rec["args"]), rec["res"], addrs[0] if addrs else 0,
