@@ -27,18 +27,13 @@ that one call late, since a terminal or a socket cannot check a fencing token.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
-import shutil
-import subprocess
 import re
 import secrets
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 
 from .errors import TftError
@@ -138,6 +133,11 @@ class Etcd:
         return cls(*parse_arbiter(spec), timeout=timeout)
 
     def _request(self, path: str, body: dict | None, timeout: float | None) -> dict:
+        # imported here: http.client (with email, ssl) costs ~15 ms of every tft run that has no arbiter
+        import http.client
+        import urllib.error
+        import urllib.request
+
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
                                      headers={"Content-Type": "application/json"})
@@ -437,16 +437,20 @@ class LocalEtcd:
     def __init__(self, data_dir: str | os.PathLike, start_timeout: float = 30.0):
         self.data_dir = os.fspath(data_dir)
         self.start_timeout = start_timeout
-        self.proc: subprocess.Popen | None = None
+        self.proc = None   # the etcd subprocess.Popen, once started
         self.url = ""
 
     @staticmethod
     def binary() -> str | None:
         """The etcd program, or None if it is not installed."""
+        import shutil
+
         return shutil.which("etcd") or next((p for p in ("/usr/bin/etcd", "/usr/sbin/etcd") if os.access(p, os.X_OK)),
                                             None)
 
     def __enter__(self) -> LocalEtcd:
+        import subprocess
+
         exe = self.binary()
         if exe is None:
             raise ArbiterError("etcd is not installed (Debian: apt-get install etcd-server)")

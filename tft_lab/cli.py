@@ -235,6 +235,28 @@ def _stop_on_sigterm() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``tft ARGS...`` (``argv``: the arguments, else the command line's); the exit status.
+
+    As the command (``argv`` None), it ends the process itself when nothing is left to do
+    at exit (no atexit hook, no other thread): the interpreter's own teardown of the modules
+    it loaded costs ~5 ms of every command."""
+    status = _main(argv)
+    if argv is None:
+        import atexit
+        import threading
+
+        if atexit._ncallbacks() == 0 and threading.active_count() == 1:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    if stream is not None:
+                        stream.flush()
+                except (OSError, ValueError):
+                    return status   # say it the usual way
+            os._exit(status if isinstance(status, int) and 0 <= status <= 255 else 1)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     words = sys.argv[1:] if argv is None else argv
     verb = words[0] if words and not words[0].startswith("-") else None
     args = _parser(verb).parse_args(argv)

@@ -29,7 +29,6 @@ import pwd
 import stat
 import sys
 import zlib
-from pathlib import Path
 from typing import Callable
 
 from . import log as _log
@@ -69,25 +68,26 @@ def _user_home() -> str:
         return os.path.expanduser("~")
 
 
-def cache_root() -> Path:
-    """The per-user cache of mapped contents and hashes (created 0700)."""
+def cache_root() -> str:
+    """The per-user cache of mapped contents and hashes (created 0700).  (Paths are strings
+    here, not pathlib's: importing pathlib costs ~3 ms of every tft command.)"""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(_user_home(), ".cache")
-    root = Path(base) / "tft_lab" / "mapped"
+    root = os.path.join(base, "tft_lab", "mapped")
     try:
-        for d in (root / "stat", root / "blobs", root / "z"):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for d in ("stat", "blobs", "z"):
+            os.makedirs(os.path.join(root, d), mode=0o700, exist_ok=True)
     except OSError as e:
         raise TftError(f"cannot use the cache folder {root} for mapped files: {e.strerror} "
                        "(set XDG_CACHE_HOME to a folder of yours)") from None
     return root
 
 
-def _write_atomically(path: Path, chunks) -> None:
+def _write_atomically(path: str, chunks) -> None:
     """Write ``path`` (0600) through a temporary file renamed into place: a reader never sees
     half a file, and two supervisors writing the same content do not clash."""
     import tempfile   # here: most runs find every content cached (the CLI starts faster)
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
             for c in chunks:
@@ -110,8 +110,8 @@ class HashCache:
     not ctime: a file rewritten in place always gets a new key.
     """
 
-    def __init__(self, root: Path | None = None):
-        self.root = root or cache_root()
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = os.fspath(root) if root else cache_root()
         self._mem: dict[str, str] = {}
 
     @staticmethod
@@ -124,7 +124,8 @@ class HashCache:
         h = self._mem.get(k)
         if h is None:
             try:
-                h = (self.root / "stat" / k).read_text()
+                with open(os.path.join(self.root, "stat", k)) as f:
+                    h = f.read()
             except OSError:
                 return None
             if len(h) != 64:
@@ -136,7 +137,7 @@ class HashCache:
         k = f"{self.key(st)}-{length:x}"
         self._mem[k] = digest
         with contextlib.suppress(OSError):
-            _write_atomically(self.root / "stat" / k, [digest.encode()])
+            _write_atomically(os.path.join(self.root, "stat", k), [digest.encode()])
 
     def sha256(self, path: str, length: int | None = None) -> str | None:
         """The sha256 of the file's first ``length`` bytes (all of it if None), from the cache
@@ -162,9 +163,10 @@ class HashCache:
 
     def compressed(self, digest: str, data: bytes | None = None) -> bytes | None:
         """The zlib stream of content ``digest``: from the cache, or made from ``data`` and kept."""
-        path = self.root / "z" / digest
+        path = os.path.join(self.root, "z", digest)
         try:
-            return path.read_bytes()
+            with open(path, "rb") as f:
+                return f.read()
         except OSError:
             pass
         if data is None:
@@ -292,7 +294,7 @@ class MapLogger:
 class _Partial:
     """A content being received: decompressed into a temporary file, hashed as it comes."""
 
-    def __init__(self, blobs: Path, size: int, zsize: int):
+    def __init__(self, blobs: str, size: int, zsize: int):
         import tempfile
 
         self.fd, self.tmp = tempfile.mkstemp(dir=blobs, prefix=".part-")
@@ -330,7 +332,7 @@ class MapReplayer:
 
     def __init__(self):
         self.cache = HashCache()
-        self.blobs = self.cache.root / "blobs"
+        self.blobs = os.path.join(self.cache.root, "blobs")
         self.maps: dict[tuple[int, int], dict] = {}
         self.have: set[str] = set()
         self.partial: dict[str, _Partial] = {}
@@ -344,7 +346,7 @@ class MapReplayer:
         digest, size, off, data = rec["sha256"], rec["size"], rec["offset"], rec["blobs"][0]
         if digest in self.have:
             return
-        if off == 0 and (self.blobs / digest).is_file():
+        if off == 0 and os.path.isfile(os.path.join(self.blobs, digest)):
             self.have.add(digest)    # already materialised by an earlier replay
             return
         part = self.partial.get(digest)
@@ -366,7 +368,7 @@ class MapReplayer:
         if not part.z.eof or part.got != size or part.h.hexdigest() != digest:
             os.unlink(part.tmp)
             raise LogError(f"content {digest[:12]} in the log does not match its sha256 (corrupt log)")
-        os.replace(part.tmp, self.blobs / digest)
+        os.replace(part.tmp, os.path.join(self.blobs, digest))
         self.have.add(digest)
 
     def _drop(self, digest: str) -> None:
@@ -425,11 +427,11 @@ class MapReplayer:
     def _content_path(self, m) -> tuple[str, bool]:
         digest = m["sha256"]
         if m["stored"]:
-            blob = self.blobs / digest
-            if digest not in self.have or not blob.is_file():
+            blob = os.path.join(self.blobs, digest)
+            if digest not in self.have or not os.path.isfile(blob):
                 raise LogError(f"the log lacks the content of {m['path']} (sha256 {digest[:12]}...)")
         else:
-            blob = Path(m["path"])
+            blob = m["path"]
             try:
                 here = self.cache.sha256(m["path"], m["size"])
             except OSError as e:
