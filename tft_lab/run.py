@@ -566,7 +566,7 @@ def _coordinate(argv, work: str, kind: str, host, port, *, key, commit, epoch, t
         pauser.resume_all()
         for s in held:
             s.close()
-    reap_exited()   # a killed supervisor's programs, adopted by us
+    reap_exited(linger=2.0)   # a killed supervisor's programs, adopted by us (they may still be dying)
     prim = _read_json(paths["primary"][0])
     backups = [_read_json(paths[r][0]) for r in paths if r != "primary"]   # in the order they started
     back = backups[0]
