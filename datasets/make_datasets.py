@@ -122,6 +122,8 @@ def make(names: list[str] | None = None) -> dict:
             modes=("native", "strace", "trace", "record", "run"), commits=("output", "none"), epochs=(16, 64, 256),
             repeats=3), "course.bench(syscall_loop 20000 getppid|clock): native, strace, tft trace, record, "
                         "run x (output, none) x (16, 64, 256), 3 each"),
+        "floor-bench": lambda n: _table(n, course.floor_bench(), "benchmarks/bench.py --quick --reps 3 --workloads "
+                                        "getppid,true: native, strace, the floor tracer, tft trace/record/replay/run"),
     }
     manifest_path = HERE / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}

@@ -363,27 +363,49 @@ def measure(argv, mode: str, *, commit: str = "output", epoch: int = 64) -> floa
     ``mode``: ``native``; ``strace`` (``strace -f``); ``trace`` (``tft trace``: every call
     stopped and printed, nothing logged); ``record`` (``tft record``); ``run`` (``tft run``
     with a local backup, ``commit`` and ``epoch``). The program's clock is the primary's
-    (the backup replays it), so tft's start-up never counts.
+    (the backup replays it), so tft's start-up never counts.  Each is the command as a user
+    types it, with no trace kept: a kept trace (``%tft record``) turns the compiled lane off.
     """
-    from tft_lab import session
-
     argv = [str(a) for a in argv]
+    tft = [sys.executable, "-m", "tft_lab.cli"]
     if mode == "native":
         out = native(argv).stdout
     elif mode == "strace":
         out = native(["strace", "-f", "-o", "/dev/null", *argv]).stdout
     elif mode == "trace":
-        out = native([sys.executable, "-m", "tft_lab.cli", "trace", "-o", os.devnull, "--", *argv]).stdout
+        out = native([*tft, "trace", "-o", os.devnull, "--", *argv]).stdout
     elif mode == "record":
-        out = session.record(argv, epoch=epoch, progress=False, timeout=120).stdout
+        # the command as a user times it, no trace kept: a watched trace turns the compiled lane off
+        with tempfile.TemporaryDirectory() as d:
+            p = native([*tft, "record", "--log", os.path.join(d, "run.log"), "--epoch", str(epoch), "--", *argv])
+        if p.returncode != 0:
+            raise RuntimeError(f"{argv}: tft record failed: {p.stderr.strip()[-300:]}")
+        out = p.stdout
     elif mode == "run":
-        r = session.run(argv, commit=commit, epoch=epoch, progress=False, timeout=120)
-        if r.outcome != "completed":
-            raise RuntimeError(f"{argv}: tft run ended {r.outcome!r}: {r.stderr.strip()[-300:]}")
-        out = r.stdout
+        p = native([*tft, "run", "--commit", commit, "--epoch", str(epoch), "--", *argv])
+        if p.returncode != 0 or any(w in p.stderr for w in ("ALONE", "diverged", "failed")):
+            raise RuntimeError(f"{argv}: tft run did not complete with its backup: {p.stderr.strip()[-300:]}")
+        out = p.stdout
     else:
         raise ValueError(f"unknown mode {mode!r}")
     return elapsed_ms(out) / 1e3
+
+
+def floor_bench(reps: int = 3) -> pd.DataFrame:
+    """``benchmarks/bench.py --quick`` on the getppid loop and on ``true`` (the fixed cost):
+    native, ``strace`` (pinned and not), the floor tracer (``benchmarks/floor.c``), ``tft
+    trace``, ``record``, ``replay`` and ``run``, interleaved, pinned to one CPU; its table
+    (``bench.csv``: one row per workload and mode, medians, ``us_per_call_net``...).
+    About ten seconds."""
+    from tft_lab.testing import REPO
+
+    script = _first_existing(HERE.parent / "benchmarks" / "bench.py", REPO / "benchmarks" / "bench.py")
+    with tempfile.TemporaryDirectory() as out:
+        p = subprocess.run([PYTHON, str(script), "--quick", "--reps", str(reps), "--workloads", "getppid,true",
+                            "--out", out], capture_output=True, text=True, timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError(f"benchmarks/bench.py failed: {p.stderr.strip()[-500:]}")
+        return pd.read_csv(os.path.join(out, "bench.csv"))
 
 
 def bench(workloads: dict, *, modes=("native", "record", "run"), commits=("output",), epochs=(64,),

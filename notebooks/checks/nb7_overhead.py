@@ -54,3 +54,24 @@ _wrong("7.3", "the mean")(lambda c: float(c.data[0].mean()))
 _wrong("7.3", "in ns")(lambda c: c.answer * 1e3)
 _wrong("7.3", "the long preemptions kept")(lambda c: float((c.data[1]["t_ns"].diff().dropna() / 1e3).median()))
 _wrong("7.3", "the first gap")(lambda c: float(c.data[0].iloc[0]))
+
+
+def _net(loop: pd.DataFrame, mode: str, col: str = "us_per_call_net") -> float:
+    return float(loop.loc[loop["mode"] == mode, col].iloc[0])
+
+
+@_exercise("7.4")
+def ex_7_4(vs_strace, loop: pd.DataFrame) -> None:
+    """``vs_strace``: record's ``us_per_call_net`` over that of (pinned) ``strace``, getppid loop."""
+    _expect(_is_number(vs_strace), "vs_strace should be a number")
+    _expect(_close(vs_strace, _net(loop, "record") / _net(loop, "strace")),
+            f"{vs_strace:.3f}: the us_per_call_net of record divided by that of strace (pinned)")
+
+
+_wrong("7.4", "placeholder None")(lambda c: None)
+_wrong("7.4", "the wrong way round")(lambda c: _net(c.data[0], "strace") / _net(c.data[0], "record"))
+_wrong("7.4", "strace unpinned")(lambda c: _net(c.data[0], "record") / _net(c.data[0], "strace unpinned"))
+_wrong("7.4", "the floor, not strace")(lambda c: _net(c.data[0], "record") / _net(c.data[0], "floor emulate"))
+_wrong("7.4", "whole runs, fixed cost included")(
+    lambda c: _net(c.data[0], "record", "seconds") / _net(c.data[0], "strace", "seconds"))
+_wrong("7.4", "the difference, not the ratio")(lambda c: _net(c.data[0], "record") - _net(c.data[0], "strace"))
