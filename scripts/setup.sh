@@ -42,8 +42,10 @@ fi
 extras="test,lab,sweep"   # sweep: Dask for tft sweep --cluster (its test starts a local cluster)
 [ "${TFT_BROWSER:-0}" = 1 ] && extras="$extras,browser"
 # editable_mode=compat: the project folder on sys.path through a plain .pth, not an import hook
-# (the default hook imports pathlib, urllib... at every interpreter start: ~10 ms of each tft command).
-.venv/bin/python -m pip install -q -e ".[$extras]" --config-settings editable_mode=compat
+# (the default hook imports pathlib, urllib... at every interpreter start: ~10 ms of each tft
+# command).  setuptools calls that mode transitional: where it is gone, the default mode.
+.venv/bin/python -m pip install -q -e ".[$extras]" --config-settings editable_mode=compat 2>/dev/null ||
+    .venv/bin/python -m pip install -q -e ".[$extras]"
 # pip install -e builds the C core in place (setup.py marks it optional: no compiler, no core).
 if ! .venv/bin/python -c 'import tft_lab._core' 2>/dev/null; then
     echo "setup: warning: the C core tft_lab._core was not built (no C compiler or Python headers?):" \
