@@ -132,7 +132,8 @@ class Answerer:
             f.time_ns_ok = self._ours["time"] is not None and _ns_inode(task.pid, "time") == self._ours["time"]
         return f.time_ns_ok
 
-    def _stat_field(self, task: Task, f: _Facts, index: int) -> int | None:
+    def _stat_fields(self, task: Task, f: _Facts, last: int) -> list[bytes] | None:
+        """Fields 0..``last`` after comm in ``/proc/PID/stat`` (state, ppid, pgrp, session...)."""
         try:
             if f.stat_fd < 0:
                 f.stat_fd = os.open(f"/proc/{task.pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
@@ -140,7 +141,11 @@ class Answerer:
         except OSError:
             return None
         # comm (in parentheses) may hold spaces and parentheses: the fields follow the last ")"
-        return int(raw[raw.rindex(b")") + 2:].split(b" ", index + 1)[index])
+        return raw[raw.rindex(b")") + 2:].split(b" ", last + 1)
+
+    def _stat_field(self, task: Task, f: _Facts, index: int) -> int | None:
+        fields = self._stat_fields(task, f, index)
+        return None if fields is None else int(fields[index])
 
     def lane_facts(self, task: Task) -> tuple[int, int, int, int]:
         """What the compiled lane needs to answer ``task``'s calls as :meth:`answer` does, from
@@ -153,10 +158,10 @@ class Answerer:
         lane hands back."""
         f = self._of(task)
         flags = (LANE_PID_OK if self._same_pid_ns(task, f) else 0) | (LANE_TIME_OK if self._same_time_ns(task, f) else 0)
-        ids = [self._stat_field(task, f, i) for i in (1, 2, 3)] if flags & LANE_PID_OK else [None]
-        if None in ids:
+        fields = self._stat_fields(task, f, 3) if flags & LANE_PID_OK else None
+        if fields is None:
             return flags, 0, 0, 0
-        return flags | LANE_STAT_OK, *ids
+        return flags | LANE_STAT_OK, int(fields[1]), int(fields[2]), int(fields[3])
 
     def forget(self, task: Task) -> None:
         """The task is gone: drop what was kept for it."""

@@ -178,6 +178,9 @@ class Engine(sched.Scheduling):
         self.signals: tuple[int, int] = (0, 0)   # blocked, ignored: what the program started with
         self.stopped_calls = 0
         self.lane_calls = 0   # of those, calls the compiled lane answered (Policy.lane)
+        # Whether the lane is worth trying at the next stop: an answered call was seen since the
+        # lane last found none (a program that makes none never pays for asking the policy).
+        self._lane_hot = True
         self.cpu = cpu   # -1: the first CPU we may use; None: do not pin
         self.trace_file: EventWriter | None = None   # the event stream, if one was asked for
         self.gate = None         # called after every event while the task is stopped (live stepping)
@@ -336,11 +339,13 @@ class Engine(sched.Scheduling):
                 task.seq += n
                 self.stopped_calls += n
                 self.lane_calls += n
+            else:
+                self._lane_hot = False   # cold until Python meets an answered call again
             if pid:
                 return (pid, status) if pid > 0 else None
 
     def _lane_args(self):
-        if _core is None or len(self.tasks) != 1 or self.domains or self.tracing:
+        if not self._lane_hot or _core is None or len(self.tasks) != 1 or self.domains or self.tracing:
             return None
         task = next(iter(self.tasks.values()))
         # one process of one thread: not a thread whose leader has exited (its pid is not its process's)
@@ -422,6 +427,8 @@ class Engine(sched.Scheduling):
         call = Call(stop.nr, stop.args, task.seq)
         task.call = call
         entry = call.entry
+        if entry is not None and entry.answered:
+            self._lane_hot = True
         if entry is not None and entry.cls == "unsupported" and not entry.enosys and not self.policy.trap_all:
             raise UnsupportedError(f"{entry.name} is not supported by tft_lab" + ("" if entry.name in syscalls.TABLE else
                                    " (a syscall it has no entry for: docs/syscalls.md)"), syscall=entry.name)
