@@ -157,7 +157,9 @@ class Answerer:
         and its group and session change only by its own calls (setpgid, setsid), which the
         lane hands back."""
         f = self._of(task)
-        flags = (LANE_PID_OK if self._same_pid_ns(task, f) else 0) | (LANE_TIME_OK if self._same_time_ns(task, f) else 0)
+        flags = LANE_PID_OK if self._same_pid_ns(task, f) else 0
+        if self._same_time_ns(task, f):
+            flags |= LANE_TIME_OK
         fields = self._stat_fields(task, f, 3) if flags & LANE_PID_OK else None
         if fields is None:
             return flags, 0, 0, 0

@@ -348,12 +348,17 @@ class Engine(sched.Scheduling):
         if not self._lane_hot or _core is None or len(self.tasks) != 1 or self.domains or self.tracing:
             return None
         task = next(iter(self.tasks.values()))
-        # one process of one thread: not a thread whose leader has exited (its pid is not its process's)
-        if (task.state != "running" or task.pid != task.tgid or len(task.group.threads) != 1 or task.call is not None or task.interrupted is not None or task.injecting
+        # one process of one thread (not a thread whose leader has exited: its pid is not its
+        # process's), between two calls, with no signal of ours on its way
+        if (task.state != "running" or task.pid != task.tgid or len(task.group.threads) != 1
+                or task.call is not None or task.interrupted is not None or task.injecting
                 or task.mem is None or task.mem.fd < 0):
             return None
         how = self.policy.lane(task)
-        return None if how is None else (task, how)
+        if how is None:
+            self._lane_hot = False
+            return None
+        return task, how
 
     def _dispatch(self, task: Task, stop) -> Status:
         if isinstance(stop, pt.SeccompStop):
