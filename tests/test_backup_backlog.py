@@ -13,6 +13,7 @@ import time
 
 from tft_lab import backup, channel
 from tft_lab import log as tft_log
+from tft_lab.engine import Engine
 
 BLOB = bytes(range(256)) * 16   # a 4 KiB read: fewer, bigger frames
 
@@ -65,3 +66,34 @@ def test_a_lagging_backup_holds_at_most_its_backlog_and_loses_nothing():
         receiver.close()
         pump.join(5)
     assert not pump.is_alive()
+
+
+def test_reading_ahead_takes_the_records_that_came_not_the_primarys_failure_behind_them():
+    """The replay lane reads a backup's records ahead of its program (``Backup.reads_ahead``).
+    It must stop at the primary's failure: taken early, the failure made the backup hold its
+    own signals while it still replayed the dead primary's calls and deliver them again at
+    go-live (corpus py-signals at fault-50 printed ``alarms 6``)."""
+    sender, receiver = connected_pair()
+    sender.send(tft_log.encode({"t": "header", "version": tft_log.VERSION, "argv": ["x"], "env": {}, "cwd": "/",
+                                "exe": "/bin/true", "exe_sha256": "0" * 64, "epoch": 64, "arch": "x86_64",
+                                "pid": 100, "fds": {}, "sigblk": 0, "sigign": 0, "created": "now"}))
+    for seq in range(5):
+        sender.send(record(seq))
+    sender.flush()
+    b = backup.Backup(receiver, warn=lambda msg: None)
+    b.engine = Engine(b, keep_trace=False)   # what it would replay in (no program is started)
+    try:
+        sender.abort()   # the primary dies: its channel closes without a clean close
+        deadline = time.monotonic() + 10
+        while b.pump.q.qsize() < 6 and time.monotonic() < deadline:   # the 5 records, then the failure
+            time.sleep(0.01)
+        assert b.pump.q.qsize() == 6
+        read = 0
+        while b.reads_ahead() and b.pull():
+            read += 1
+        assert read == 5 and b.primary_state == "running"   # the failure is still in the pump
+        assert [r["seq"] for r in b.streams[100].q] == list(range(5))
+        assert not b.pull() and b.primary_state == "failed"   # noticed when the replay needs more
+    finally:
+        sender.close(timeout=1)
+        receiver.close()

@@ -583,6 +583,87 @@ answer(long pid, int flags, const long long *ids, int mem_fd, int nr, const uint
     return 0;
 }
 
+/* What lane_stop() found. */
+enum { STOP_LANE, STOP_PYTHON, STOP_NONE_READY, STOP_NO_CHILD, STOP_ERROR };
+
+/* Wait for the next stop and say whether it is the lane's to handle: a seccomp stop of task
+ * ``pid`` whose call does not end an epoch (STOP_LANE: *regs holds its registers and args its
+ * arguments; at a seccomp stop orig_rax is the call's number and the arguments are where the
+ * x86-64 ABI puts them: GET_SYSCALL_INFO would cost one more request per call, and the pure
+ * path reads the same values).  STOP_PYTHON: any other stop, for Python to handle as if the
+ * lane had never looked (not decoded, not resumed).  ``has_work``: the caller has results to
+ * hand over, so an interrupted wait returns STOP_NONE_READY (else it runs Python's signal
+ * handlers: Ctrl-C gives STOP_ERROR with KeyboardInterrupt set, as os.waitpid raises it);
+ * ``short``: wait only for a task about to stop (it usually shares our CPU: it is let run
+ * once), else STOP_NONE_READY.  Waits with the GIL released. */
+static int
+lane_stop(long pid, long long seq, long long epoch, int has_work, int short_wait, pid_t *w, int *status,
+          struct user_regs_struct *regs, uint64_t *args)
+{
+    int err;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        *w = waitpid(-1, status, __WALL | (short_wait ? WNOHANG : 0));
+        if (*w == 0) {
+            sched_yield();
+            *w = waitpid(-1, status, __WALL | WNOHANG);
+        }
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (*w != -1 || err != EINTR)
+            break;
+        if (has_work)
+            return STOP_NONE_READY;
+        if (PyErr_CheckSignals() < 0)
+            return STOP_ERROR;
+    }
+    if (*w == -1 && err == ECHILD)
+        return STOP_NO_CHILD;
+    if (*w == -1) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return STOP_ERROR;
+    }
+    if (*w == 0)
+        return STOP_NONE_READY;
+    if (*w != pid || !WIFSTOPPED(*status) || WSTOPSIG(*status) != SIGTRAP
+        || ((*status >> 16) & 0xffff) != EV_SECCOMP || (seq + 1) % epoch == 0)
+        return STOP_PYTHON;
+    if (request(PTRACE_GETREGS, pid, NULL, regs, &err) == -1 && err)
+        return STOP_PYTHON;
+    args[0] = regs->rdi;
+    args[1] = regs->rsi;
+    args[2] = regs->rdx;
+    args[3] = regs->r10;
+    args[4] = regs->r8;
+    args[5] = regs->r9;
+    /* a call the lane answers at all (lane_table); the caller checks the rest */
+    return regs->orig_rax < LANE_NR && lane_table[regs->orig_rax].kind != K_NONE ? STOP_LANE : STOP_PYTHON;
+}
+
+/* At the seccomp stop lane_stop() read *regs at: skip the call (orig_rax -1) and make it
+ * return ``res``.  0, or -1: SETREGS failed (the stop is then Python's). */
+static int
+skip_call(long pid, struct user_regs_struct *regs, int64_t res)
+{
+    int err;
+    regs->orig_rax = (unsigned long long)-1;
+    regs->rax = (unsigned long long)res;
+    return request(PTRACE_SETREGS, pid, NULL, regs, &err) == -1 && err ? -1 : 0;
+}
+
+/* Resume the task after a call the lane handled; -1 with TracingError set. */
+static int
+lane_resume(long pid)
+{
+    int err;
+    if (request(PTRACE_CONT, pid, NULL, NULL, &err) == -1 && err && err != ESRCH) {   /* ESRCH: killed meanwhile */
+        tracing_error("resume", err, pid);
+        return -1;
+    }
+    return 0;
+}
+
 /* lane(pid, vpid, seq, epoch, flags, ppid, pgrp, sid, mem_fd) -> (frames, wpid, status).
  *
  * frames: the sys records (framed) of the calls answered here, in order: seq, seq+1...
@@ -617,7 +698,7 @@ core_lane(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
     if ((frames = PyList_New(0)) == NULL)
         return NULL;
     for (;;) {
-        int status = 0, err, block = PyList_GET_SIZE(frames) == 0;
+        int status = 0, nr, has;
         pid_t w;
         struct user_regs_struct regs;
         uint64_t addr = 0, args[6];
@@ -625,56 +706,25 @@ core_lane(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
         Py_ssize_t len = 0;
         const char *blob = (const char *)out;
         PyObject *frame;
-        int nr;
         if (PyList_GET_SIZE(frames) >= LANE_BATCH)
             return Py_BuildValue("(Nii)", frames, 0, 0);
-        Py_BEGIN_ALLOW_THREADS
-        w = waitpid(-1, &status, __WALL | (block ? 0 : WNOHANG));
-        if (w == 0) {
-            /* Records are waiting to be handed over: wait no longer than it takes the task to
-             * reach its next call when it is about to (it usually shares our CPU: let it run). */
-            sched_yield();
-            w = waitpid(-1, &status, __WALL | WNOHANG);
-        }
-        err = errno;
-        Py_END_ALLOW_THREADS
-        if (w == -1 && err == EINTR) {
-            if (!block)
-                return Py_BuildValue("(Nii)", frames, 0, 0);
-            if (PyErr_CheckSignals() < 0)   /* Ctrl-C: KeyboardInterrupt, as os.waitpid raises it */
-                goto fail;
-            continue;
-        }
-        if (w == -1 && err == ECHILD)
+        /* records waiting: hand them over rather than wait long (a log flushes as time passes) */
+        has = PyList_GET_SIZE(frames) > 0;
+        switch (lane_stop(pid, seq, epoch, has, has, &w, &status, &regs, args)) {
+        case STOP_LANE:
+            break;
+        case STOP_NONE_READY:
+            return Py_BuildValue("(Nii)", frames, 0, 0);
+        case STOP_NO_CHILD:
             return Py_BuildValue("(Nii)", frames, -1, 0);
-        if (w == -1) {
-            errno = err;
-            PyErr_SetFromErrno(PyExc_OSError);
+        case STOP_ERROR:
             goto fail;
+        default:
+            return Py_BuildValue("(Nii)", frames, (int)w, status);
         }
-        if (w == 0 || w != pid || !WIFSTOPPED(status) || WSTOPSIG(status) != SIGTRAP
-            || ((status >> 16) & 0xffff) != EV_SECCOMP || (seq + 1) % epoch == 0)
-            return Py_BuildValue("(Nii)", frames, (int)w, status);
-        /* A seccomp stop of the task: one of ours?  At a seccomp stop orig_rax is the call's
-         * number and the arguments are where the x86-64 ABI puts them (GET_SYSCALL_INFO
-         * would cost one more request per call: the pure path reads the same values). */
-        if (request(PTRACE_GETREGS, pid, NULL, &regs, &err) == -1 && err)
-            return Py_BuildValue("(Nii)", frames, (int)w, status);
-        args[0] = regs.rdi;
-        args[1] = regs.rsi;
-        args[2] = regs.rdx;
-        args[3] = regs.r10;
-        args[4] = regs.r8;
-        args[5] = regs.r9;
-        if (regs.orig_rax >= LANE_NR || lane_table[regs.orig_rax].kind == K_NONE)
-            return Py_BuildValue("(Nii)", frames, (int)w, status);
         nr = (int)regs.orig_rax;
-        if (!answer(pid, (int)flags, ids, (int)mem_fd, nr, args, &res, &addr, out, &len))
-            return Py_BuildValue("(Nii)", frames, (int)w, status);
-        /* Skip the call (orig_rax -1) and make it return res. */
-        regs.orig_rax = (unsigned long long)-1;
-        regs.rax = (unsigned long long)res;
-        if (request(PTRACE_SETREGS, pid, NULL, &regs, &err) == -1 && err)
+        if (!answer(pid, (int)flags, ids, (int)mem_fd, nr, args, &res, &addr, out, &len)
+            || skip_call(pid, &regs, res) < 0)
             return Py_BuildValue("(Nii)", frames, (int)w, status);
         frame = sys_frame((int32_t)vpid, (int64_t)seq, (int32_t)nr, res, 0, 0, lane_table[nr].nargs,
                           args, len ? 1 : 0, &addr, &blob, &len);
@@ -684,10 +734,8 @@ core_lane(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
         }
         Py_DECREF(frame);
         seq++;
-        if (request(PTRACE_CONT, pid, NULL, NULL, &err) == -1 && err && err != ESRCH) {
-            tracing_error("resume", err, pid);
+        if (lane_resume(pid) < 0)
             goto fail;
-        }
     }
 fail:
     Py_DECREF(frames);
@@ -742,55 +790,39 @@ core_replay_lane(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
     recs = argv[4];
     n = PyList_GET_SIZE(recs);
     for (;;) {
-        int status = 0, err, nr, kind, oa;
+        int status = 0, kind, oa;
         pid_t w;
         struct user_regs_struct regs;
         uint64_t args[6], addr;
         long long lnr, res;
         PyObject *rec, *rargs, *blob;
         Py_ssize_t nargs;
-        Py_BEGIN_ALLOW_THREADS
-        w = waitpid(-1, &status, __WALL);
-        err = errno;
-        Py_END_ALLOW_THREADS
-        if (w == -1 && err == EINTR) {
-            if (taken)
-                return Py_BuildValue("(nii)", taken, 0, 0);
-            if (PyErr_CheckSignals() < 0)
-                return NULL;
-            continue;
-        }
-        if (w == -1 && err == ECHILD)
+        switch (taken >= n ? STOP_PYTHON : lane_stop(pid, seq, epoch, taken > 0, 0, &w, &status, &regs, args)) {
+        case STOP_LANE:
+            break;
+        case STOP_NONE_READY:
+            return Py_BuildValue("(nii)", taken, 0, 0);
+        case STOP_NO_CHILD:
             return Py_BuildValue("(nii)", taken, -1, 0);
-        if (w == -1) {
-            errno = err;
-            return PyErr_SetFromErrno(PyExc_OSError);
+        case STOP_ERROR:
+            return NULL;
+        default:
+            if (taken >= n)   /* no record left to answer from: the next stop is Python's */
+                return Py_BuildValue("(nii)", taken, 0, 0);
+            return Py_BuildValue("(nii)", taken, (int)w, status);
         }
 #define HAND_BACK() return Py_BuildValue("(nii)", taken, (int)w, status)
-        if (taken >= n || w != pid || !WIFSTOPPED(status) || WSTOPSIG(status) != SIGTRAP
-            || ((status >> 16) & 0xffff) != EV_SECCOMP || (seq + 1) % epoch == 0)
-            HAND_BACK();
         rec = PyList_GET_ITEM(recs, taken);
         if (!PyArg_ParseTuple(rec, "LO!LKO", &lnr, &PyTuple_Type, &rargs, &res, &addr, &blob))
             return NULL;
-        if (request(PTRACE_GETREGS, pid, NULL, &regs, &err) == -1 && err)
+        if (regs.orig_rax != (unsigned long long)lnr)
             HAND_BACK();
-        if (regs.orig_rax != (unsigned long long)lnr || lnr < 0 || lnr >= LANE_NR
-            || (kind = lane_table[lnr].kind) == K_NONE)
-            HAND_BACK();
-        nr = (int)lnr;
-        args[0] = regs.rdi;
-        args[1] = regs.rsi;
-        args[2] = regs.rdx;
-        args[3] = regs.r10;
-        args[4] = regs.r8;
-        args[5] = regs.r9;
+        kind = lane_table[lnr].kind;
         nargs = PyTuple_GET_SIZE(rargs);
         if (nargs > 6)
             HAND_BACK();
         for (Py_ssize_t i = 0; i < nargs; i++) {
-            PyObject *a = PyTuple_GET_ITEM(rargs, i);
-            uint64_t v = PyLong_AsUnsignedLongLongMask(a);
+            uint64_t v = PyLong_AsUnsignedLongLongMask(PyTuple_GET_ITEM(rargs, i));
             if (v == (uint64_t)-1 && PyErr_Occurred())
                 return NULL;
             if (v != args[i])
@@ -804,16 +836,13 @@ core_replay_lane(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
         } else if (addr != 0) {
             HAND_BACK();
         }
-        (void)nr;
-        regs.orig_rax = (unsigned long long)-1;
-        regs.rax = (unsigned long long)res;
-        if (request(PTRACE_SETREGS, pid, NULL, &regs, &err) == -1 && err)
+        if (skip_call(pid, &regs, res) < 0)
             HAND_BACK();
 #undef HAND_BACK
         taken++;
         seq++;
-        if (request(PTRACE_CONT, pid, NULL, NULL, &err) == -1 && err && err != ESRCH)
-            return tracing_error("resume", err, pid);
+        if (lane_resume(pid) < 0)
+            return NULL;
     }
 }
 

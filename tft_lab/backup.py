@@ -193,6 +193,14 @@ class _Pump(threading.Thread):
         """Whether :meth:`take` has an item without waiting."""
         return bool(self.taking) or not self.q.empty()
 
+    def has_records(self) -> bool:
+        """Whether :meth:`take` has a record without waiting: not the end or a failure, which
+        must be taken only when the replay needs more than it has (see ``Backup.reads_ahead``)."""
+        if self.taking:
+            return True
+        with self.q.mutex:
+            return bool(self.q.queue) and self.q.queue[0][0] == "frames"
+
     def take(self, timeout: float | None = None) -> tuple[str, object]:
         """The next item: ``("rec", Record)``, ``("end", None)`` or ``("failed", error)``.
         Raises ``queue.Empty`` after ``timeout`` seconds without one."""
@@ -380,7 +388,11 @@ class Backup(Replayer):
         return super().lane(task)
 
     def reads_ahead(self) -> bool:
-        return self.primary_state == "running" and self.pump.ready()   # what came already
+        # Only records that came already, never the primary's failure (or end) behind them: the
+        # failure is noticed when the replay has used every record, as without the lane.  Taken
+        # early, it made this replica hold its own signals (the primary cannot have seen them)
+        # while it still replayed the primary's time, and deliver them again at go-live.
+        return self.primary_state == "running" and self.pump.has_records()
 
     # -- calls ---------------------------------------------------------------------------
     def on_entry(self, task: Task, call: Call) -> None:
