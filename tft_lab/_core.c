@@ -664,6 +664,18 @@ lane_resume(long pid)
     return 0;
 }
 
+/* A lane's return value (done, wpid, status) for the stop lane_stop() found and does not
+ * handle (STOP_PYTHON: w and status; STOP_NONE_READY: 0; STOP_NO_CHILD: -1).  Steals done. */
+static PyObject *
+lane_result(PyObject *done, int found, pid_t w, int status)
+{
+    if (found == STOP_NO_CHILD)
+        return Py_BuildValue("(Nii)", done, -1, 0);
+    if (found == STOP_NONE_READY)
+        return Py_BuildValue("(Nii)", done, 0, 0);
+    return Py_BuildValue("(Nii)", done, (int)w, status);
+}
+
 /* lane(pid, vpid, seq, epoch, flags, ppid, pgrp, sid, mem_fd) -> (frames, wpid, status).
  *
  * frames: the sys records (framed) of the calls answered here, in order: seq, seq+1...
@@ -698,7 +710,7 @@ core_lane(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
     if ((frames = PyList_New(0)) == NULL)
         return NULL;
     for (;;) {
-        int status = 0, nr, has;
+        int status = 0, nr, has, found;
         pid_t w;
         struct user_regs_struct regs;
         uint64_t addr = 0, args[6];
@@ -707,25 +719,18 @@ core_lane(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
         const char *blob = (const char *)out;
         PyObject *frame;
         if (PyList_GET_SIZE(frames) >= LANE_BATCH)
-            return Py_BuildValue("(Nii)", frames, 0, 0);
+            return lane_result(frames, STOP_NONE_READY, 0, 0);
         /* records waiting: hand them over rather than wait long (a log flushes as time passes) */
         has = PyList_GET_SIZE(frames) > 0;
-        switch (lane_stop(pid, seq, epoch, has, has, &w, &status, &regs, args)) {
-        case STOP_LANE:
-            break;
-        case STOP_NONE_READY:
-            return Py_BuildValue("(Nii)", frames, 0, 0);
-        case STOP_NO_CHILD:
-            return Py_BuildValue("(Nii)", frames, -1, 0);
-        case STOP_ERROR:
+        found = lane_stop(pid, seq, epoch, has, has, &w, &status, &regs, args);
+        if (found == STOP_ERROR)
             goto fail;
-        default:
-            return Py_BuildValue("(Nii)", frames, (int)w, status);
-        }
+        if (found != STOP_LANE)
+            return lane_result(frames, found, w, status);
         nr = (int)regs.orig_rax;
         if (!answer(pid, (int)flags, ids, (int)mem_fd, nr, args, &res, &addr, out, &len)
             || skip_call(pid, &regs, res) < 0)
-            return Py_BuildValue("(Nii)", frames, (int)w, status);
+            return lane_result(frames, STOP_PYTHON, w, status);
         frame = sys_frame((int32_t)vpid, (int64_t)seq, (int32_t)nr, res, 0, 0, lane_table[nr].nargs,
                           args, len ? 1 : 0, &addr, &blob, &len);
         if (frame == NULL || PyList_Append(frames, frame) < 0) {
@@ -790,28 +795,21 @@ core_replay_lane(PyObject *self, PyObject *const *argv, Py_ssize_t argc)
     recs = argv[4];
     n = PyList_GET_SIZE(recs);
     for (;;) {
-        int status = 0, kind, oa;
+        int status = 0, kind, oa, found;
         pid_t w;
         struct user_regs_struct regs;
         uint64_t args[6], addr;
         long long lnr, res;
         PyObject *rec, *rargs, *blob;
         Py_ssize_t nargs;
-        switch (taken >= n ? STOP_PYTHON : lane_stop(pid, seq, epoch, taken > 0, 0, &w, &status, &regs, args)) {
-        case STOP_LANE:
-            break;
-        case STOP_NONE_READY:
-            return Py_BuildValue("(nii)", taken, 0, 0);
-        case STOP_NO_CHILD:
-            return Py_BuildValue("(nii)", taken, -1, 0);
-        case STOP_ERROR:
+        if (taken >= n)   /* no record left to answer from: the next stop is Python's */
+            return lane_result(PyLong_FromSsize_t(taken), STOP_NONE_READY, 0, 0);
+        found = lane_stop(pid, seq, epoch, taken > 0, 0, &w, &status, &regs, args);
+        if (found == STOP_ERROR)
             return NULL;
-        default:
-            if (taken >= n)   /* no record left to answer from: the next stop is Python's */
-                return Py_BuildValue("(nii)", taken, 0, 0);
-            return Py_BuildValue("(nii)", taken, (int)w, status);
-        }
-#define HAND_BACK() return Py_BuildValue("(nii)", taken, (int)w, status)
+        if (found != STOP_LANE)
+            return lane_result(PyLong_FromSsize_t(taken), found, w, status);
+#define HAND_BACK() return lane_result(PyLong_FromSsize_t(taken), STOP_PYTHON, w, status)
         rec = PyList_GET_ITEM(recs, taken);
         if (!PyArg_ParseTuple(rec, "LO!LKO", &lnr, &PyTuple_Type, &rargs, &res, &addr, &blob))
             return NULL;

@@ -45,7 +45,6 @@ MAX_FRAME = 64 << 20
 MAX_HEADER = 4 << 20
 MAX_BLOBS = 32
 _FRAME = struct.Struct("<II")
-FRAME_HEAD = _FRAME.size   # a frame's bytes before its payload (length, checksum)
 _JLEN = struct.Struct("<I")
 _SYS = struct.Struct("<iqiqBBB")      # pid, seq, nr, res, nargs, nouts, has_oseq
 _Q = struct.Struct("<Q")
@@ -583,26 +582,29 @@ def check_frame(frame: bytes) -> bytes:
     return payload
 
 
+def split_frames(buf: bytearray) -> list[bytes]:
+    """Take every whole frame off the front of ``buf`` (what is left is a frame's beginning)."""
+    frames, pos = [], 0
+    while len(buf) - pos >= _FRAME.size:
+        end = pos + _FRAME.size + _FRAME.unpack_from(buf, pos)[0]
+        if end > len(buf):
+            break
+        frames.append(bytes(buf[pos:end]))
+        pos = end
+    del buf[:pos]
+    return frames
+
+
 def check_frames(chunk: bytes) -> list[bytes]:
     """The payloads of the whole frames ``chunk`` holds, one after the other (a channel message
     carries one record, or a batch of them), each checked as :func:`check_frame` checks it."""
-    size = len(chunk)
-    if size < _FRAME.size:
-        raise LogError("record frame too short")
-    if _FRAME.unpack_from(chunk)[0] == size - _FRAME.size:
+    if len(chunk) >= _FRAME.size and _FRAME.unpack_from(chunk)[0] == len(chunk) - _FRAME.size:
         return [check_frame(chunk)]   # one record: the usual message
-    payloads, pos = [], 0
-    view = memoryview(chunk)
-    while pos < size:
-        if size - pos < _FRAME.size:
-            raise LogError("record frame too short")   # bytes after the last whole frame
-        length, _ = _FRAME.unpack_from(chunk, pos)
-        end = pos + _FRAME.size + length
-        if end > size:
-            raise LogError("record frame length does not match")
-        payloads.append(check_frame(view[pos:end].tobytes()))
-        pos = end
-    return payloads
+    buf = bytearray(chunk)
+    frames = split_frames(buf)
+    if buf or not frames:
+        raise LogError("record frame length does not match (bytes after the last whole frame)")
+    return [check_frame(f) for f in frames]
 
 
 def decode_frame(frame: bytes) -> Record:

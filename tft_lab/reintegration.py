@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import os
-import struct
 import threading
 import time
 from typing import Callable
@@ -34,7 +33,6 @@ from . import log as _log
 from .errors import PeerFailed, TftError
 from .guest import Call, Task, signed
 
-_FRAME_HEAD = struct.Struct("<II")   # a frame's length and checksum (log.encode's framing)
 _READ = 1 << 20                      # history bytes read per step while catching up
 _BUFFER = 1 << 20                    # history bytes buffered before they reach the file
 
@@ -78,20 +76,6 @@ class History:
             os.unlink(self.path)
         except OSError:
             pass
-
-
-def split_frames(buf: bytearray) -> list[bytes]:
-    """Take every whole frame off the front of ``buf`` (what is left is a frame's beginning)."""
-    frames, pos = [], 0
-    while len(buf) - pos >= _FRAME_HEAD.size:
-        length = _FRAME_HEAD.unpack_from(buf, pos)[0]
-        end = pos + _FRAME_HEAD.size + length
-        if end > len(buf):
-            break
-        frames.append(bytes(buf[pos:end]))
-        pos = end
-    del buf[:pos]
-    return frames
 
 
 class Relay:
@@ -162,7 +146,7 @@ class Relay:
                     raise PeerFailed("the history file shrank")
                 offset += len(chunk)
                 buf += chunk
-                for frame in split_frames(buf):
+                for frame in _log.split_frames(buf):
                     n = sender.send(frame)
             sender.flush()
         except (TftError, OSError) as e:
