@@ -1,8 +1,8 @@
 """The backup of a live pair: a replayer fed over a channel that goes live when the primary dies.
 
 While the primary lives, the backup replays every record as it arrives (and
-acknowledges each on receipt, which is what the primary's output rule waits
-for).  When the channel ends without a clean close — the primary's supervisor
+acknowledges what it received, in batches and at once when nothing more is
+waiting, which is what the primary's output rule waits for).  When the channel ends without a clean close — the primary's supervisor
 died, its program was killed, its host went silent — every process of the
 backup replays what it received and then *goes live*:
 
